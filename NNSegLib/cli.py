@@ -1,0 +1,104 @@
+"""The ``nnseg`` command: one subcommand per stage, from an explicit registry.
+
+Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``. Modules are
+imported only when their command runs, so ``nnseg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from NNSegLib import __version__
+
+#: name → (module, one-line help). Order is the order of the pipeline.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sample-data": ("NNSegLib.sample_data", "write the built-in synthetic sample dataset"),
+    "check": ("NNSegLib.check", "check a raw dataset and report every problem"),
+    "fingerprint": ("NNSegLib.fingerprint", "extract the dataset fingerprint"),
+    "plan": ("NNSegLib.planner", "derive plans.json (configurations, patch, batch, net)"),
+    "preprocess": ("NNSegLib.preprocess", "crop, resample and normalize for each configuration"),
+    "train": ("NNSegLib.train", "train one configuration and fold"),
+    "find-best": ("NNSegLib.find_best", "choose configuration/ensemble and postprocessing"),
+    "predict": ("NNSegLib.predict", "segment new images with a trained model"),
+    "evaluate": ("NNSegLib.evaluate", "compare predictions with references"),
+    "export-model": ("NNSegLib.model_package", "pack a trained model into a zip"),
+    "import-model": ("NNSegLib.model_package", "unpack and verify a model zip"),
+    "demo": ("NNSegLib.demo", "run the whole pipeline on the sample dataset"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnseg",
+        description="Self-configuring U-Net segmentation (the nnU-Net method).",
+    )
+    parser.add_argument("--version", action="version", version=f"nnseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"nnseg {name}", description=help_text)
+    add = getattr(module, f"add_{name.replace('-', '_')}_arguments", None) or module.add_arguments
+    add(parser)
+    add_common_arguments(parser)
+    run = getattr(module, f"run_{name.replace('-', '_')}", None) or module.run
+    return parser, run
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options every command has: machine-readable progress and quiet mode."""
+    group = parser.add_argument_group("progress")
+    group.add_argument(
+        "--progress-json", metavar="FILE", default=None,
+        help="also write progress events as JSON lines to FILE ('-' for stdout)",
+    )
+    group.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def make_progress(args: argparse.Namespace):
+    """Build the :class:`~NNSegLib.progress.Progress` the command's options ask for."""
+    from NNSegLib.progress import (
+        CancelToken,
+        JsonLinesWriter,
+        TqdmProgress,
+        install_signal_handlers,
+    )
+
+    token = CancelToken()
+    install_signal_handlers(token)
+    listeners = []
+    target = getattr(args, "progress_json", None)
+    if target == "-":
+        listeners.append(JsonLinesWriter(sys.stdout))
+    elif target:
+        listeners.append(JsonLinesWriter(open(target, "a", encoding="utf-8")))  # noqa: SIM115
+    quiet = getattr(args, "quiet", False) or target == "-"
+    return TqdmProgress(token, listeners, disable=True if quiet else None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``nnseg``. Returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] in ("-h", "--help", "--version") or argv[0] not in COMMANDS:
+        parser.parse_args(argv or ["--help"])
+        return 0
+    name, rest = argv[0], argv[1:]
+    sub_parser, run = _command_parser(name)
+    args = sub_parser.parse_args(rest)
+    args.command = name
+    from NNSegLib.errors import report_errors
+
+    return report_errors(run, args, f"nnseg {name}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

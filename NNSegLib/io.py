@@ -1,0 +1,187 @@
+"""Image reading and writing behind one small interface.
+
+Axis convention used everywhere in NNSegLib: arrays are in **numpy order** as returned by
+SimpleITK's ``GetArrayFromImage``, i.e. ``(z, y, x)`` for 3D (``(y, x)`` for 2D images,
+which are promoted to ``(1, y, x)``). ``Geometry.spacing`` and ``Geometry.shape`` use the
+same order. ``origin`` and ``direction`` are kept exactly as ITK has them (LPS, ``(x, y, z)``
+order, direction row-major 3x3) so that a written image has the input's geometry bit for bit.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+SUPPORTED_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha", ".mhd")
+
+
+class ImageReadError(ValueError):
+    """An image file could not be read or is not usable; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where an image's voxels are in space.
+
+    Attributes:
+        shape: Array shape, numpy order ``(z, y, x)``.
+        spacing: Voxel size in mm, numpy order ``(z, y, x)``.
+        origin: ITK (LPS) origin, ``(x, y, z)``.
+        direction: ITK direction cosines, row-major 3x3 (9 values), ``(x, y, z)`` axes.
+    """
+
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "shape": list(self.shape),
+            "spacing": list(self.spacing),
+            "origin": list(self.origin),
+            "direction": list(self.direction),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Geometry:
+        return cls(
+            shape=tuple(int(v) for v in d["shape"]),
+            spacing=tuple(float(v) for v in d["spacing"]),
+            origin=tuple(float(v) for v in d["origin"]),
+            direction=tuple(float(v) for v in d["direction"]),
+        )
+
+    def mismatch(self, other: Geometry, rtol: float = 1e-4, atol: float = 1e-3) -> str | None:
+        """Describe how ``other`` differs from this geometry, or ``None`` if it agrees.
+
+        Shapes must be equal; spacing, origin and direction agree within tolerance
+        (relative for spacing, absolute mm/cosine for origin and direction).
+        """
+        if tuple(self.shape) != tuple(other.shape):
+            return f"shape {tuple(other.shape)} != {tuple(self.shape)}"
+        if not np.allclose(self.spacing, other.spacing, rtol=rtol, atol=1e-6):
+            return f"spacing {tuple(other.spacing)} != {tuple(self.spacing)}"
+        if not np.allclose(self.origin, other.origin, rtol=0, atol=atol):
+            return f"origin {tuple(other.origin)} != {tuple(self.origin)}"
+        if not np.allclose(self.direction, other.direction, rtol=0, atol=atol):
+            return f"direction {tuple(other.direction)} != {tuple(self.direction)}"
+        return None
+
+
+class ImageIO(abc.ABC):
+    """Reads and writes single-channel images as numpy arrays plus :class:`Geometry`."""
+
+    @abc.abstractmethod
+    def read(self, path: Path) -> tuple[np.ndarray, Geometry]:
+        """Read a scalar 2D/3D image. 2D images come back as ``(1, y, x)``."""
+
+    @abc.abstractmethod
+    def write(self, array: np.ndarray, geometry: Geometry, path: Path) -> None:
+        """Write ``array`` (numpy order) with ``geometry`` to ``path`` (format by ending)."""
+
+
+class SimpleITKIO(ImageIO):
+    """:class:`ImageIO` backed by SimpleITK (.nii.gz, .nii, .nrrd, .mha, .mhd)."""
+
+    def read(self, path: Path) -> tuple[np.ndarray, Geometry]:
+        import SimpleITK as sitk
+
+        path = Path(path)
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown error"
+            raise ImageReadError(f"{path}: unreadable or corrupt image ({first})") from e
+        return image_to_array(image, path)
+
+    def write(self, array: np.ndarray, geometry: Geometry, path: Path) -> None:
+        import SimpleITK as sitk
+
+        from NNSegLib.atomic import atomic_path
+
+        path = Path(path)
+        image = array_to_image(array, geometry)
+        with atomic_path(path, suffix=file_ending(path)) as tmp:
+            sitk.WriteImage(image, str(tmp), useCompression=True)
+
+
+def image_to_array(image, path: Path | str = "<image>") -> tuple[np.ndarray, Geometry]:
+    """Convert a SimpleITK image to ``(array, Geometry)``, refusing vector/4D images."""
+    import SimpleITK as sitk
+
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ImageReadError(
+            f"{path}: vector image with {image.GetNumberOfComponentsPerPixel()} components; "
+            "give each channel as its own file (_0000, _0001, ...)"
+        )
+    dim = image.GetDimension()
+    if dim not in (2, 3):
+        raise ImageReadError(f"{path}: {dim}D image; only 2D and 3D scalar images are supported")
+    array = sitk.GetArrayFromImage(image)
+    spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
+    origin = tuple(float(o) for o in image.GetOrigin())
+    direction = tuple(float(d) for d in image.GetDirection())
+    if dim == 2:
+        array = array[None]
+        spacing = (999.0,) + spacing
+        origin = origin + (0.0,)
+        d = direction
+        direction = (d[0], d[1], 0.0, d[2], d[3], 0.0, 0.0, 0.0, 1.0)
+    return array, Geometry(tuple(array.shape), spacing, origin, direction)
+
+
+def array_to_image(array: np.ndarray, geometry: Geometry):
+    """Build a SimpleITK image from a numpy-order array and a :class:`Geometry`."""
+    import SimpleITK as sitk
+
+    array = np.asarray(array)
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    if array.dtype == np.int64:
+        array = array.astype(np.int32)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(tuple(float(s) for s in reversed(geometry.spacing)))
+    image.SetOrigin(tuple(geometry.origin))
+    image.SetDirection(tuple(geometry.direction))
+    return image
+
+
+def file_ending(path: Path | str) -> str:
+    """Return the supported ending of ``path`` (``.nii.gz`` counts as one), or its suffix."""
+    name = Path(path).name.lower()
+    for ending in sorted(SUPPORTED_ENDINGS, key=len, reverse=True):
+        if name.endswith(ending):
+            return ending
+    return Path(path).suffix.lower()
+
+
+def read_channels(
+    paths: Sequence[Path], io: ImageIO | None = None
+) -> tuple[np.ndarray, Geometry]:
+    """Read one case's channel files into a ``(C, z, y, x)`` float32 array.
+
+    All channels must share the first channel's geometry.
+
+    Raises:
+        ImageReadError: naming the file that is unreadable or whose geometry differs.
+    """
+    io = io or SimpleITKIO()
+    arrays = []
+    geometry: Geometry | None = None
+    for p in paths:
+        array, geo = io.read(Path(p))
+        if geometry is None:
+            geometry = geo
+        else:
+            problem = geometry.mismatch(geo)
+            if problem:
+                raise ImageReadError(f"{p}: geometry differs from {paths[0]}: {problem}")
+        arrays.append(array.astype(np.float32, copy=False))
+    if geometry is None:
+        raise ImageReadError("no channel files given")
+    return np.stack(arrays), geometry
