@@ -15,7 +15,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from NNSegLib.atomic import write_json
 
@@ -82,13 +82,13 @@ class ConfigurationPlan:
     batch_dice: bool = False
     normalization: tuple[str, ...] = ("zscore",)
     use_mask_for_norm: tuple[bool, ...] = (False,)
-    anisotropy_axis: Optional[int] = None
+    anisotropy_axis: int | None = None
     resample_order_image: int = 3
     resample_order_label: int = 1
     resample_order_z: int = 0
     estimated_memory_gb: float = 0.0
-    previous_stage: Optional[str] = None
-    next_stage: Optional[str] = None
+    previous_stage: str | None = None
+    next_stage: str | None = None
 
     @property
     def num_stages(self) -> int:
