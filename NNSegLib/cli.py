@@ -46,10 +46,16 @@ def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"nnseg {name}", description=help_text)
-    add = getattr(module, f"add_{name.replace('-', '_')}_arguments", None) or module.add_arguments
+    # A module serving two commands defines add_<cmd>_arguments *and* run_<cmd>; any other
+    # module uses add_arguments/run (so a library function named run_<cmd> is not mistaken
+    # for the command).
+    add = getattr(module, f"add_{name.replace('-', '_')}_arguments", None)
+    if add is not None:
+        run = getattr(module, f"run_{name.replace('-', '_')}")
+    else:
+        add, run = module.add_arguments, module.run
     add(parser)
     add_common_arguments(parser)
-    run = getattr(module, f"run_{name.replace('-', '_')}", None) or module.run
     return parser, run
 
 

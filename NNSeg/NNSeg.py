@@ -1,0 +1,745 @@
+"""NNSeg: self-configuring U-Net segmentation (the nnU-Net method) in 3D Slicer.
+
+A thin module: the Widget only wires the four panels (Dataset, Plan, Train, Segment) to
+``NNSegLogic``; the Logic calls ``NNSegLib`` and runs long stages as a subprocess
+``PythonSlicer -m NNSegLib <command> --progress-json -`` (``NNSegLib.jobs``), so Slicer
+stays responsive and Cancel really stops the work.
+"""
+
+import logging
+import pathlib
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from typing import Annotated, Dict, List, Optional, Sequence
+
+import slicer
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+CONFIGURATIONS = ["3d_fullres", "2d", "3d_lowres", "3d_cascade_fullres"]
+DEVICES = ["auto", "cpu", "cuda", "mps"]
+#: Packages Slicer ships: never (re)installed by this module.
+SLICER_OWNED = ("numpy", "simpleitk", "vtk", "torch")
+
+
+#
+# NNSeg
+#
+class NNSeg(ScriptedLoadableModule):
+    """Module description shown in Slicer's module panel and help."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "NNSeg"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = ["Segmentations"]
+        self.parent.contributors = ["NNSeg contributors"]
+        self.parent.helpText = (
+            "Train and apply self-configuring U-Nets (the nnU-Net method) on segmentations "
+            "made in Slicer. <b>Dataset</b>: pair volumes with segmentations and export an "
+            "nnU-Net raw dataset. <b>Plan</b>: fingerprint the data and plan each "
+            "configuration. <b>Train</b>: train folds with a live loss/Dice chart. "
+            "<b>Segment</b>: apply a trained, imported (zip) or nnU-Net v2 model. "
+            "The same steps run headless with the <code>nnseg</code> command."
+        )
+        self.parent.acknowledgementText = (
+            "Implements the method of Isensee et al., nnU-Net (Nature Methods 2021). "
+            "Module layout follows Slicer's scripted module template."
+        )
+
+
+#
+# Parameter node
+#
+@parameterNodeWrapper
+class NNSegParameterNode:
+    """Every setting of the four panels (saved with the scene)."""
+
+    # Dataset
+    trainingVolume: vtkMRMLScalarVolumeNode
+    trainingSegmentation: vtkMRMLSegmentationNode
+    channelNames: str = "CT"
+    datasetFolder: pathlib.Path
+    # Plan
+    workFolder: pathlib.Path
+    recipe: Annotated[str, Choice(["paper", "v2"])] = "paper"
+    memoryBudgetGB: Annotated[float, WithinRange(1.0, 200.0)] = 8.0
+    configurations: str = ""
+    # Train
+    trainConfiguration: Annotated[str, Choice(CONFIGURATIONS)] = "3d_fullres"
+    folds: str = "0"
+    maxEpochs: Annotated[int, WithinRange(1, 10000)] = 1000
+    device: Annotated[str, Choice(DEVICES)] = "auto"
+    # Segment
+    modelPath: pathlib.Path
+    inputVolume: vtkMRMLScalarVolumeNode
+    outputSegmentation: vtkMRMLSegmentationNode
+    predictDevice: Annotated[str, Choice(DEVICES)] = "auto"
+    predictFolds: str = ""
+    tta: bool = True
+    uncertainty: bool = False
+
+
+#
+# Widget
+#
+class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """GUI wiring only: every action calls :class:`NNSegLogic`."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self.pairs: List[Dict[str, object]] = []
+        self.jobs: Dict[str, object] = {}
+        self.epochRecords: List[dict] = []
+        self.chartNode = None
+        self.channelSelectors: List[object] = []
+
+    def setup(self) -> None:
+        import qt
+
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/NNSeg.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = NNSegLogic()
+        self.timer = qt.QTimer()
+        self.timer.setInterval(300)
+        self.timer.connect("timeout()", self.onTimer)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.pairsTableWidget.setHorizontalHeaderLabels(
+            ["Volume(s)", "Segmentation", "Segments"])
+        self.ui.addPairButton.connect("clicked(bool)", self.onAddPair)
+        self.ui.addFromFolderButton.connect("clicked(bool)", self.onAddFromFolder)
+        self.ui.removePairButton.connect("clicked(bool)", self.onRemovePair)
+        self.ui.clearPairsButton.connect("clicked(bool)", self.onClearPairs)
+        self.ui.exportDatasetButton.connect("clicked(bool)", self.onExportDataset)
+        self.ui.planButton.connect("clicked(bool)", self.onPlan)
+        self.ui.trainButton.connect("clicked(bool)", lambda: self.onTrain(resume=False))
+        self.ui.resumeButton.connect("clicked(bool)", lambda: self.onTrain(resume=True))
+        self.ui.useTrainedModelButton.connect("clicked(bool)", self.onUseTrainedModel)
+        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelChanged)
+        self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
+        self.initializeParameterNode()
+
+    # -- parameter node (template pattern) ---------------------------------------------
+    def cleanup(self) -> None:
+        for job in self.jobs.values():
+            threading.Thread(target=job.cancel, daemon=True).start()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+        self.pairs = []
+        self.chartNode = None
+        self.refreshPairs()
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode: Optional[NNSegParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+
+    # -- (1) Dataset ---------------------------------------------------------------------
+    def onAddPair(self) -> None:
+        p = self._parameterNode
+        if not p.trainingVolume or not p.trainingSegmentation:
+            slicer.util.errorDisplay("Select a volume and its segmentation first.")
+            return
+        volumes = [p.trainingVolume] + list(self.ui.pairExtraChannelsSelector.checkedNodes())
+        self.pairs.append({"volumes": [v.GetID() for v in volumes],
+                           "segmentation": p.trainingSegmentation.GetID()})
+        self.refreshPairs()
+
+    def onAddFromFolder(self) -> None:
+        import qt
+
+        folder = qt.QFileDialog.getExistingDirectory(None, "Folder of images and segmentations")
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay("Loading cases failed.", waitCursor=True):
+            for volumes, segmentation in self.logic.loadCasesFromFolder(slicer.mrmlScene, folder):
+                self.pairs.append({"volumes": [v.GetID() for v in volumes],
+                                   "segmentation": segmentation.GetID()})
+        self.refreshPairs()
+
+    def onRemovePair(self) -> None:
+        rows = sorted({i.row() for i in self.ui.pairsTableWidget.selectedIndexes()}, reverse=True)
+        for row in rows:
+            del self.pairs[row]
+        self.refreshPairs()
+
+    def onClearPairs(self) -> None:
+        self.pairs = []
+        self.refreshPairs()
+
+    def refreshPairs(self) -> None:
+        import qt
+
+        table = self.ui.pairsTableWidget
+        table.setRowCount(len(self.pairs))
+        scene = slicer.mrmlScene
+        for row, pair in enumerate(self.pairs):
+            vols = [scene.GetNodeByID(i) for i in pair["volumes"]]
+            seg = scene.GetNodeByID(pair["segmentation"])
+            cells = [", ".join(v.GetName() if v else "(deleted)" for v in vols),
+                     seg.GetName() if seg else "(deleted)",
+                     ", ".join(self.logic.segmentNames(seg)) if seg else ""]
+            for col, text in enumerate(cells):
+                table.setItem(row, col, qt.QTableWidgetItem(text))
+        self.ui.labelsStatusLabel.text = self.logic.describeLabels(scene, self.pairs)
+
+    def onExportDataset(self) -> None:
+        p = self._parameterNode
+        if not str(p.datasetFolder) or str(p.datasetFolder) == ".":
+            slicer.util.errorDisplay("Choose the dataset folder to write (e.g. Dataset010_Liver).")
+            return
+        with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
+            report = self.logic.exportDataset(slicer.mrmlScene, self.pairs, p.datasetFolder,
+                                              self.logic.parseChannelNames(p.channelNames))
+            self.ui.checkResultsTextEdit.setPlainText(report)
+
+    # -- background jobs -----------------------------------------------------------------
+    def startJob(self, key: str, steps: List[List[str]], button, onDone) -> None:
+        with slicer.util.tryWithErrorDisplay("Could not start the job.", waitCursor=False):
+            if not self.logic.ensureDependencies():
+                return
+            job = self.logic.startJobs(steps)
+            job.button, job.buttonText, job.onDone = button, button.text, onDone
+            self.jobs[key] = job
+            button.text = "Cancel"
+            self.timer.start()
+
+    def cancelJob(self, key: str) -> bool:
+        """Cancel the job of a panel if one runs (the Apply button is its Cancel)."""
+        job = self.jobs.get(key)
+        if job is None:
+            return False
+        job.button.text = "Cancelling..."
+        job.button.enabled = False
+        threading.Thread(target=job.cancel, daemon=True).start()
+        return True
+
+    def onTimer(self) -> None:
+        for key, job in list(self.jobs.items()):
+            for event in job.poll():
+                self.onEvent(key, event)
+            if job.finished:
+                del self.jobs[key]
+                job.button.text, job.button.enabled = job.buttonText, True
+                job.onDone(job)
+        if not self.jobs:
+            self.timer.stop()
+
+    def onEvent(self, key: str, event: dict) -> None:
+        from NNSegLib.jobs import estimate_eta, format_eta
+
+        bar = {"plan": self.ui.planProgressBar, "train": self.ui.trainProgressBar,
+               "segment": self.ui.segmentProgressBar}[key]
+        label = {"plan": self.ui.planStatusLabel, "train": self.ui.trainStatusLabel,
+                 "segment": self.ui.segmentStatusLabel}[key]
+        kind = event.get("event")
+        if kind in ("start", "progress") and event.get("total"):
+            bar.maximum, bar.value = int(event["total"]), int(event.get("current", 0))
+            if key != "train":
+                eta = estimate_eta(self.jobs[key].elapsed, bar.value, bar.maximum)
+                label.text = (f"{event.get('stage', '')}: {bar.value}/{bar.maximum}, "
+                              f"ETA {format_eta(eta)}")
+        elif kind == "epoch":
+            self.epochRecords.append(event)
+            self.chartNode = self.logic.updateChart(
+                slicer.mrmlScene, self.epochRecords, self.chartNode)
+            label.text = self.logic.describeEpoch(event, self._parameterNode.maxEpochs)
+        elif kind == "message":
+            logging.info(event.get("text", ""))
+        elif kind == "log":
+            logging.debug(event.get("text", ""))
+        elif kind == "error":
+            label.text = event.get("message", "")
+
+    def finishMessage(self, job, label, what: str) -> bool:
+        from NNSegLib.jobs import JobStatus
+
+        if job.status is JobStatus.OK:
+            label.text = f"{what} completed in {job.elapsed:.0f} s"
+            return True
+        label.text = f"{what} {job.status.value}: {job.error_message() or ''}"
+        if job.status is not JobStatus.CANCELLED:
+            slicer.util.errorDisplay(f"{what} failed:\n{job.error_message()}",
+                                     detailedText="\n".join(job.current.log[-50:]))
+        return False
+
+    # -- (2) Plan ------------------------------------------------------------------------
+    def onPlan(self) -> None:
+        if self.cancelJob("plan"):
+            return
+        p = self._parameterNode
+        steps = self.logic.planSteps(p.datasetFolder, p.workFolder, p.recipe, p.memoryBudgetGB,
+                                     p.configurations)
+        self.startJob("plan", steps, self.ui.planButton, self.onPlanDone)
+
+    def onPlanDone(self, job) -> None:
+        import qt
+
+        if not self.finishMessage(job, self.ui.planStatusLabel, "Planning"):
+            return
+        header, rows = self.logic.plansTable(self._parameterNode.workFolder)
+        table = self.ui.plansTableWidget
+        table.setColumnCount(len(header) - 1)
+        table.setHorizontalHeaderLabels(header[1:])
+        table.setRowCount(len(rows))
+        table.setVerticalHeaderLabels([r[0] for r in rows])
+        for i, row in enumerate(rows):
+            for j, text in enumerate(row[1:]):
+                table.setItem(i, j, qt.QTableWidgetItem(text))
+
+    # -- (3) Train -----------------------------------------------------------------------
+    def onTrain(self, resume: bool) -> None:
+        if self.cancelJob("train"):
+            return
+        p = self._parameterNode
+        self.epochRecords = []
+        steps = self.logic.trainSteps(p.datasetFolder, p.workFolder, p.trainConfiguration,
+                                      p.folds, p.maxEpochs, p.device, resume)
+        button = self.ui.resumeButton if resume else self.ui.trainButton
+        self.startJob("train", steps, button, self.onTrainDone)
+        if self.chartNode is None:
+            self.chartNode = self.logic.updateChart(slicer.mrmlScene, [], None)
+        slicer.modules.plots.logic().ShowChartInLayout(self.chartNode)
+
+    def onTrainDone(self, job) -> None:
+        self.finishMessage(job, self.ui.trainStatusLabel, "Training")
+        p = self._parameterNode
+        self.ui.cvSummaryLabel.text = self.logic.crossValidationSummary(
+            p.workFolder, p.trainConfiguration)
+
+    # -- (4) Segment ---------------------------------------------------------------------
+    def onUseTrainedModel(self) -> None:
+        self.ui.modelPathLineEdit.currentPath = str(
+            self.logic.modelFolder(self._parameterNode.workFolder))
+
+    def onModelChanged(self, path: str) -> None:
+        info = self.logic.modelInfo(path)
+        self.ui.modelInfoLabel.text = info.get("description", "")
+        self.rebuildChannelSelectors(info.get("channels", ["image"]))
+
+    def rebuildChannelSelectors(self, channels: Sequence[str]) -> None:
+        layout = self.ui.channelSelectorsWidget.layout()
+        for selector in self.channelSelectors:
+            layout.removeWidget(selector)
+            selector.deleteLater()
+        self.channelSelectors = []
+        self.ui.inputVolumeSelector.toolTip = f"Channel 0: {channels[0]}"
+        for c, name in enumerate(channels[1:], start=1):
+            selector = slicer.qMRMLNodeComboBox()
+            selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
+            selector.addEnabled = selector.removeEnabled = False
+            selector.setMRMLScene(slicer.mrmlScene)
+            layout.addRow(f"Channel {c} ({name}):", selector)
+            self.channelSelectors.append(selector)
+
+    def onSegment(self) -> None:
+        if self.cancelJob("segment"):
+            return
+        p = self._parameterNode
+        volumes = [p.inputVolume] + [s.currentNode() for s in self.channelSelectors]
+        if any(v is None for v in volumes):
+            slicer.util.errorDisplay("Select an input volume for every channel.")
+            return
+        with slicer.util.tryWithErrorDisplay("Could not prepare the inputs.", waitCursor=True):
+            self.segmentRun = self.logic.prepareSegmentation(
+                volumes, p.modelPath, p.predictFolds, p.predictDevice, p.tta, p.uncertainty)
+            self.startJob("segment", self.segmentRun["steps"], self.ui.segmentButton,
+                          self.onSegmentDone)
+
+    def onSegmentDone(self, job) -> None:
+        run, p = self.segmentRun, self._parameterNode
+        try:
+            if not self.finishMessage(job, self.ui.segmentStatusLabel, "Segmentation"):
+                return
+            with slicer.util.tryWithErrorDisplay("Loading the result failed.", waitCursor=True):
+                seg, unc = self.logic.loadSegmentationResult(
+                    slicer.mrmlScene, run, p.inputVolume, p.outputSegmentation)
+                p.outputSegmentation = seg
+                if unc is not None:
+                    slicer.util.setSliceViewerLayers(foreground=unc, foregroundOpacity=0.4)
+            logging.info(f"Processing completed in {job.elapsed:.1f} s")
+        finally:
+            shutil.rmtree(run["tmp"], ignore_errors=True)
+
+
+#
+# Logic
+#
+class NNSegLogic(ScriptedLoadableModuleLogic):
+    """Everything the module does, usable without the GUI (scene and nodes as arguments)."""
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.python = shutil.which("PythonSlicer") or sys.executable
+
+    def getParameterNode(self) -> NNSegParameterNode:
+        return NNSegParameterNode(super().getParameterNode())
+
+    # -- dependencies --------------------------------------------------------------------
+    @staticmethod
+    def missingRequirements(requirementsPath: pathlib.Path) -> List[str]:
+        """Requirement lines of ``requirements.txt`` whose module cannot be imported."""
+        import importlib.util
+
+        modules = {"scikit-image": "skimage", "pyyaml": "yaml"}
+        missing = []
+        for line in pathlib.Path(requirementsPath).read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if not line:
+                continue
+            name = line.split(">")[0].split("=")[0].split("<")[0].strip().lower()
+            if name in SLICER_OWNED:
+                continue  # never reinstall what Slicer ships
+            if importlib.util.find_spec(modules.get(name, name)) is None:
+                missing.append(line)
+        return missing
+
+    def ensureDependencies(self, confirm: bool = True) -> bool:
+        """Install missing packages on first use (asks first); torch via the PyTorch extension."""
+        requirements = pathlib.Path(__file__).parent / "Resources" / "requirements.txt"
+        missing = self.missingRequirements(requirements)
+        if missing:
+            if confirm and not slicer.util.confirmOkCancelDisplay(
+                    "NNSeg needs these Python packages:\n" + "\n".join(missing) + "\nInstall now?"):
+                return False
+            slicer.util.pip_install(missing)
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            try:
+                import PyTorchUtils
+            except ImportError:
+                slicer.util.errorDisplay(
+                    "Install the PyTorch extension (Extensions Manager) first.")
+                return False
+            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+            if torchLogic.installTorch(askConfirmation=confirm) is None:
+                return False
+        return True
+
+    # -- jobs ----------------------------------------------------------------------------
+    def startJobs(self, steps: List[List[str]], cwd: Optional[str] = None):
+        from NNSegLib.jobs import JobChain
+
+        return JobChain(steps, python=self.python, cwd=cwd)
+
+    @staticmethod
+    def parseFolds(text: str) -> List[str]:
+        from NNSegLib.jobs import parse_folds
+
+        return parse_folds(text)
+
+    @staticmethod
+    def parseChannelNames(text: str) -> List[str]:
+        return [c.strip() for c in str(text).split(",") if c.strip()] or ["image"]
+
+    @staticmethod
+    def planSteps(dataset, work, recipe: str, memoryGB: float,
+                  configurations: str) -> List[List[str]]:
+        """Commands of the Plan panel: fingerprint, then plan with the overrides."""
+        from NNSegLib.jobs import plan_commands
+
+        return plan_commands(dataset, work, recipe, memoryGB, configurations)
+
+    @staticmethod
+    def trainSteps(dataset, work, configuration: str, folds: str, maxEpochs: int,
+                   device: str, resume: bool) -> List[List[str]]:
+        """Commands of the Train panel: preprocess, then one training run per fold."""
+        from NNSegLib.jobs import train_commands
+
+        return train_commands(dataset, work, configuration, folds, maxEpochs, device, resume)
+
+    # -- dataset -------------------------------------------------------------------------
+    @staticmethod
+    def segmentNames(segmentationNode) -> List[str]:
+        from NNSegLib import mrml
+
+        return mrml.segment_names(segmentationNode)
+
+    @staticmethod
+    def _pairs(scene, pairs: Sequence[dict]):
+        return [([scene.GetNodeByID(i) for i in p["volumes"]], scene.GetNodeByID(p["segmentation"]))
+                for p in pairs]
+
+    def describeLabels(self, scene, pairs: Sequence[dict]) -> str:
+        """Unified labels and every conflict, as shown under the table."""
+        from NNSegLib import mrml
+
+        if not pairs:
+            return "No cases yet."
+        ts = mrml.collect_training_pairs(scene, self._pairs(scene, pairs))
+        labels = ", ".join(f"{v}: {k}" for k, v in ts.labels.items())
+        lines = [f"{len(ts.pairs)} case(s); labels {labels}"]
+        lines += [f"⚠ {w}" for w in ts.warnings] + [f"✖ {p}" for p in ts.problems]
+        return "\n".join(lines)
+
+    def exportDataset(self, scene, pairs: Sequence[dict], outDir, channelNames: List[str]) -> str:
+        """Write the nnU-Net raw dataset and return the dataset check's report."""
+        from NNSegLib import mrml
+        from NNSegLib.check import check_dataset
+
+        out = mrml.export_dataset(scene, self._pairs(scene, pairs), outDir, channelNames)
+        return check_dataset(out, workers=1).format()
+
+    def loadCasesFromFolder(self, scene, folder) -> list:
+        """Load ``<case>.nii.gz``/``.nrrd`` + ``<case>.seg.nrrd`` pairs, or an nnU-Net raw
+        dataset (``imagesTr``/``labelsTr``); needs the Slicer application (file readers)."""
+        from NNSegLib import mrml
+        from NNSegLib.dataset import list_cases, load_dataset_json
+        from NNSegLib.io import SimpleITKIO
+
+        folder = pathlib.Path(folder)
+        out = []
+        if (folder / "dataset.json").is_file():
+            spec = load_dataset_json(folder)
+            for case in list_cases(spec):
+                vols = [slicer.util.loadVolume(str(p)) for p in case.images]
+                if case.label is None:
+                    continue
+                labels, geometry = SimpleITKIO().read(case.label)
+                seg = mrml.segmentation_from_labels(scene, labels.astype("int32"), geometry,
+                                                    spec.label_names, reference_volume=vols[0],
+                                                    name=f"{case.identifier} segmentation")
+                out.append((vols, seg))
+            return out
+        for segPath in sorted(folder.glob("*.seg.nrrd")):
+            stem = segPath.name[: -len(".seg.nrrd")]
+            images = [p for p in folder.iterdir() if p.name.startswith(stem + ".")
+                      and p != segPath and p.suffix in (".nrrd", ".gz", ".nii", ".mha")]
+            if images:
+                vol = slicer.util.loadVolume(str(images[0]))
+                out.append(([vol], mrml.read_segmentation(scene, segPath)))
+        return out
+
+    # -- plan / train results ------------------------------------------------------------
+    @staticmethod
+    def workspace(work):
+        from NNSegLib.workspace import Workspace
+
+        return Workspace(pathlib.Path(work))
+
+    def plansTable(self, work) -> tuple:
+        """``(header, rows)`` of the plan: one column per configuration."""
+        from NNSegLib.plans import Plans
+
+        plans = Plans.load(self.workspace(work).plans)
+        names = list(plans.configurations)
+
+        def fmt(v) -> str:
+            if isinstance(v, float):
+                return f"{v:.3g}"
+            if isinstance(v, (tuple, list)):
+                return "×".join(fmt(x) for x in v)
+            return str(v)
+
+        fields = [("spacing (mm)", "spacing"), ("median shape", "median_shape"),
+                  ("patch size", "patch_size"), ("batch size", "batch_size"),
+                  ("stages", "num_stages"), ("features", "features_per_stage"),
+                  ("batch Dice", "batch_dice"), ("memory (GB)", "estimated_memory_gb")]
+        rows = [[title] + [fmt(getattr(plans.configurations[n], attr, "")) for n in names]
+                for title, attr in fields]
+        return ["", *names], rows
+
+    def updateChart(self, scene, records: List[dict], chartNode=None):
+        from NNSegLib import mrml
+
+        return mrml.training_chart(scene, records, chartNode)
+
+    @staticmethod
+    def describeEpoch(event: dict, maxEpochs: int) -> str:
+        from NNSegLib.jobs import format_eta
+
+        dice = event.get("ema_pseudo_dice")
+        dice_text = "–" if dice is None else f"{dice:.3f}"
+        return (f"epoch {event.get('epoch', 0) + 1}/{maxEpochs}, train loss "
+                f"{event.get('train_loss', float('nan')):.4f}, pseudo Dice (EMA) {dice_text}, "
+                f"ETA {format_eta(event.get('eta_seconds'))}")
+
+    def crossValidationSummary(self, work, configuration: str) -> str:
+        """Mean foreground Dice of each fold's final validation, and their mean."""
+        import json
+
+        folder = self.workspace(work).results / configuration
+        dice = {}
+        for summary in sorted(folder.glob("fold_*/validation_summary.json")):
+            value = json.loads(summary.read_text()).get("foreground_mean", {}).get("dice")
+            if value is not None:
+                dice[summary.parent.name] = value
+        if not dice:
+            return "No cross-validation results yet."
+        per_fold = ", ".join(f"{k}: {v:.3f}" for k, v in dice.items())
+        return f"CV Dice {sum(dice.values()) / len(dice):.3f} ({per_fold})"
+
+    def modelFolder(self, work) -> pathlib.Path:
+        return self.workspace(work).results
+
+    # -- segment -------------------------------------------------------------------------
+    @staticmethod
+    def modelInfo(path) -> dict:
+        """Channels, labels and a one-line description of a model folder (or zip)."""
+        import json
+
+        path = pathlib.Path(str(path))
+        meta = path / "dataset.json"
+        if not meta.is_file():
+            return {"description": "Zip package: imported when segmenting." if path.suffix == ".zip"
+                    else "No model here (dataset.json missing)."}
+        raw = json.loads(meta.read_text())
+        channels = [v for _, v in sorted(raw.get("channel_names", {"0": "image"}).items(),
+                                         key=lambda kv: int(kv[0]))]
+        labels = {int(v): k for k, v in raw.get("labels", {}).items()}
+        names = ", ".join(n for v, n in sorted(labels.items()) if v)
+        return {"channels": channels, "labels": labels, "name": raw.get("name", path.name),
+                "description": f"{raw.get('name', path.name)}: channels {channels}; labels {names}"}
+
+    def prepareSegmentation(self, volumes, modelPath, folds: str, device: str, tta: bool,
+                            uncertainty: bool) -> dict:
+        """Write the input volumes to a temporary folder and build the job's commands."""
+        from NNSegLib import mrml
+        from NNSegLib.io import SimpleITKIO
+        from NNSegLib.jobs import predict_commands
+
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix="nnseg_"))
+        for c, volume in enumerate(volumes):
+            array, geometry = mrml.array_from_volume_node(volume)
+            SimpleITKIO().write(array, geometry, tmp / "input" / f"case_{c:04d}.nii.gz")
+        model = pathlib.Path(str(modelPath))
+        steps = predict_commands(tmp / "input", tmp / "output", model, folds, device, tta,
+                                 uncertainty, import_dir=tmp / "model")
+        model = tmp / "model" if model.suffix.lower() == ".zip" else model
+        return {"tmp": tmp, "model": model, "steps": steps, "uncertainty": uncertainty,
+                "started": time.time()}
+
+    def loadSegmentationResult(self, scene, run: dict, referenceVolume, node=None) -> tuple:
+        """Read the prediction written by the job into a segmentation node (+ uncertainty)."""
+        from NNSegLib import __version__, mrml
+        from NNSegLib.io import SimpleITKIO
+
+        info = self.modelInfo(run["model"])
+        outputs = sorted((run["tmp"] / "output").glob("case.*"))
+        if not outputs:
+            raise RuntimeError(f"{run['tmp'] / 'output'}: the prediction wrote no label map")
+        labels, geometry = SimpleITKIO().read(outputs[0])
+        seg = mrml.segmentation_from_labels(
+            scene, labels.astype("int32"), geometry, info["labels"],
+            reference_volume=referenceVolume, node=node,
+            model_info={"name": info["name"], "version": __version__},
+            name=f"{referenceVolume.GetName()} segmentation")
+        unc = None
+        uncPath = next((run["tmp"] / "output").glob("case_uncertainty.*"), None)
+        if run.get("uncertainty") and uncPath is not None:
+            array, geo = SimpleITKIO().read(uncPath)
+            unc = mrml.volume_node_from_array(scene, array, geo,
+                                              f"{referenceVolume.GetName()} uncertainty")
+        return seg, unc
+
+    def segmentInProcess(self, scene, volumes, modelPath, device: str = "auto", tta: bool = True,
+                         folds: str = "", node=None, uncertainty: bool = False) -> tuple:
+        """Segment in this process (blocking; scripts and tests)."""
+        from NNSegLib import __version__, mrml
+        from NNSegLib.model import load_model
+        from NNSegLib.predict import predict_array
+
+        start = time.time()
+        model = load_model(modelPath, folds=self.parseFolds(folds) or None, device=device, tta=tta)
+
+        def predictor(images, geometry):
+            return predict_array(images, geometry, model, tta=tta,
+                                 return_probabilities=uncertainty)
+
+        labels = {v: k for k, v in model.labels.items()}
+        result = mrml.predict_volumes(scene, volumes, predictor, labels,
+                                      {"name": pathlib.Path(str(modelPath)).name,
+                                       "version": __version__}, node=node,
+                                      uncertainty=uncertainty)
+        logging.info(f"Processing completed in {time.time() - start:.1f} s")
+        return result
+
+
+#
+# Test
+#
+class NNSegTest(ScriptedLoadableModuleTest):
+    """Tiny end-to-end checks of the logic inside Slicer."""
+
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_ExportAndSegmentTinyCase()
+
+    def test_ExportAndSegmentTinyCase(self) -> None:
+        import json
+
+        import numpy as np
+
+        from NNSegLib import mrml
+        from NNSegLib.io import Geometry
+
+        self.delayDisplay("Building a tiny case")
+        scene = slicer.mrmlScene
+        geometry = Geometry((6, 8, 10), (2.0, 1.0, 1.0), (0.0, 0.0, 0.0),
+                            (1, 0, 0, 0, 1, 0, 0, 0, 1))
+        image = np.zeros(geometry.shape, np.float32)
+        image[2:4, 2:6, 3:8] = 100
+        volume = mrml.volume_node_from_array(scene, image, geometry, "tiny")
+        labels = (image > 50).astype(np.uint8)
+        seg = mrml.segmentation_from_labels(scene, labels, geometry, {0: "background", 1: "liver"},
+                                            reference_volume=volume)
+        logic = NNSegLogic()
+        out = pathlib.Path(tempfile.mkdtemp()) / "Dataset999_Tiny"
+        pairs = [{"volumes": [volume.GetID()], "segmentation": seg.GetID()}]
+        report = logic.exportDataset(scene, pairs, out, ["CT"])
+        self.assertIn("OK", report)
+        meta = json.loads((out / "dataset.json").read_text())
+        self.assertEqual(meta["labels"], {"background": 0, "liver": 1})
+        self.delayDisplay("Segmenting with a threshold stand-in for a model")
+        def threshold(images, geometry):
+            return (images[0] > 50).astype(np.uint8), None
+
+        result, _ = mrml.predict_volumes(scene, [volume], threshold, {0: "background", 1: "liver"})
+        back, _ = mrml.labels_from_segmentation(scene, result, {"liver": 1}, volume)
+        self.assertTrue(np.array_equal(back, labels))
+        self.assertEqual(logic.parseFolds("0-2,4"), ["0", "1", "2", "4"])
+        shutil.rmtree(out.parent, ignore_errors=True)
+        self.delayDisplay("Test passed")

@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""Training speed, 3d_fullres fold 0: NNSeg vs nnU-Net v2 with the SAME patch, batch and network.
+
+nnU-Net: nnUNetv2_train ID 3d_fullres 0 -device cpu -tr nnsegBenchTrainer
+         (bench/nnunet_trainer: 1 epoch of N iterations, 1 val iteration, no final validation;
+         nnUNet_n_proc_DA=0, nnUNet_compile=f; per-iteration timestamps written by the trainer)
+NNSeg:   nnseg train DATASET 3d_fullres 0 --epochs 1 --iterations-per-epoch N --val-iterations 1
+         --no-final-validation --device cpu --fresh --progress-json F
+         on a work folder planned with --recipe v2 and overridden to nnU-Net's plans.json
+         (patch_size, batch_size, features_per_stage, strides, kernel_sizes) and given nnU-Net's
+         splits_final.json.
+
+Each iteration's time is the time between consecutive iteration ends (the first from the
+start of the epoch), so it includes sampling + augmentation + forward/backward/step. The first
+--warmup iterations are excluded (start-up, allocator warm-up). R repeats, alternating order.
+Reports s/iteration (min/median), iterations/s and the ratio NNSeg/nnU-Net of iterations/s;
+writes bench/out/train-*.json and the "train" section of bench/RESULTS.md.
+
+    .venv/bin/python bench/bench_train.py [--iterations 8] [--warmup 2] [--repeats 2]
+        [--tools nnseg nnunet] [--nnseg-args "--loader-threads 1"] [--rebuild-nnseg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402
+
+CONFIG = "3d_fullres"
+TIMEOUT = 3600.0  # seconds per command; --timeout
+
+
+def steady(durations: list[float], warmup: int) -> dict:
+    rest = durations[warmup:]
+    s = bl.stats(rest)
+    s["mean"] = round(sum(rest) / len(rest), 4) if rest else None
+    s["all"] = [round(d, 3) for d in durations]
+    return s
+
+
+def run_nnunet(
+    ds: Path, ref: dict, rdir: Path, iters: int, seed: int, final_val: bool = False
+) -> dict:
+    results = rdir / "nnunet_results"
+    bl.fresh_dir(results)
+    timing = rdir / "nnunet_iter_times.jsonl"
+    timing.unlink(missing_ok=True)
+    env = bl.nnunet_env(
+        ref["root"],
+        n_proc_da=0,
+        extra={
+            "nnUNet_results": results,
+            "NNSEG_BENCH_EPOCHS": 1,
+            "NNSEG_BENCH_ITERS": iters,
+            "NNSEG_BENCH_VAL_ITERS": 1,
+            "NNSEG_BENCH_SEED": seed,
+            "NNSEG_BENCH_TIMING_FILE": timing,
+            "NNSEG_BENCH_SKIP_FINAL_VAL": "0" if final_val else "1",
+        },
+    )
+    cmd = [
+        bl.nnunet_bin("nnUNetv2_train"),
+        str(bl.dataset_id(ds)),
+        CONFIG,
+        "0",
+        "-device",
+        "cpu",
+        "-tr",
+        bl.TRAINER_NAME,
+    ]
+    res = bl.run_monitored(cmd, env=env, log=rdir / "nnunet_train.log", timeout=TIMEOUT)
+    bl.check_ok(res, "nnUNetv2_train")
+    recs = [json.loads(line) for line in timing.read_text().splitlines() if line.strip()]
+    res["iter_seconds"] = [r["seconds"] for r in recs]
+    res["model_dir"] = str(results)
+    return res
+
+
+def parse_nnseg_progress(path: Path) -> list[float]:
+    """Per-iteration durations from ``nnseg train --progress-json`` events of stage 'train'."""
+    t_prev = None
+    out: list[float] = []
+    last_current = 0
+    for line in path.read_text().splitlines():
+        try:
+            ev = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if ev.get("stage") != "train":
+            continue
+        kind = ev.get("event")
+        if kind == "start":
+            t_prev, last_current = ev["time"], 0
+        elif kind == "progress" and t_prev is not None:
+            cur = ev.get("current", last_current + 1)
+            n = max(1, cur - last_current)
+            dt = (ev["time"] - t_prev) / n
+            out.extend([dt] * n)
+            t_prev, last_current = ev["time"], cur
+    return out
+
+
+def run_nnseg(
+    ds: Path,
+    matched: dict,
+    rdir: Path,
+    iters: int,
+    seed: int,
+    extra: list[str],
+    final_val: bool = False,
+) -> dict:
+    work = matched["work"]
+    prog = rdir / "nnseg_progress.jsonl"
+    prog.unlink(missing_ok=True)
+    cmd = [
+        str(bl.NNSEG_BIN),
+        "train",
+        str(ds),
+        CONFIG,
+        "0",
+        "--work",
+        str(work),
+        "--epochs",
+        "1",
+        "--iterations-per-epoch",
+        str(iters),
+        "--val-iterations",
+        "1",
+        "--device",
+        "cpu",
+        "--seed",
+        str(seed),
+        "--fresh",
+        "--progress-json",
+        str(prog),
+        "--quiet",
+        *extra,
+    ]
+    if not final_val:
+        cmd.append("--no-final-validation")
+    res = bl.run_monitored(cmd, env=bl.nnseg_env(), log=rdir / "nnseg_train.log", timeout=TIMEOUT)
+    bl.check_ok(res, "nnseg train")
+    res["iter_seconds"] = parse_nnseg_progress(prog)
+    res["model_dir"] = str(work / "results")
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--dataset", type=Path, default=bl.DEFAULT_DATASET)
+    ap.add_argument("--iterations", type=int, default=8, help="training iterations per run")
+    ap.add_argument("--warmup", type=int, default=2, help="first iterations excluded from the rate")
+    ap.add_argument("--repeats", "-R", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tools", nargs="+", choices=["nnseg", "nnunet"], default=["nnseg", "nnunet"])
+    ap.add_argument("--nnseg-args", default="", help="extra arguments for nnseg train (quoted)")
+    ap.add_argument(
+        "--rebuild-nnseg", action="store_true", help="redo NNSeg's matched preprocessing"
+    )
+    ap.add_argument(
+        "--timeout", type=float, default=TIMEOUT, help="seconds before a hung command is killed"
+    )
+    ap.add_argument("--no-results-md", action="store_true")
+    args = ap.parse_args()
+    globals()["TIMEOUT"] = args.timeout
+    if args.iterations <= args.warmup:
+        ap.error("--iterations must exceed --warmup")
+
+    tools = list(args.tools)
+    if "nnseg" in tools and bl.nnseg_help("train") is None:
+        print("nnseg train is not available yet: running nnU-Net only", file=sys.stderr)
+        tools.remove("nnseg")
+    info = bl.machine_info()
+    ref = bl.ensure_nnunet_ref(args.dataset)
+    matched = (
+        bl.ensure_nnseg_matched(args.dataset, ref, rebuild=args.rebuild_nnseg)
+        if "nnseg" in tools
+        else None
+    )
+    if matched and matched["differences"]:
+        print(
+            "WARNING: NNSeg plan differs from nnU-Net's:", matched["differences"], file=sys.stderr
+        )
+    extra = shlex.split(args.nnseg_args)
+
+    base = bl.CACHE / "runs" / f"train-{time.strftime('%Y%m%d-%H%M%S')}"
+    runs: dict[str, list[dict]] = {t: [] for t in tools}
+    for rep in range(args.repeats):
+        order = tools if rep % 2 == 0 else tools[::-1]
+        for tool in order:
+            rdir = base / f"rep{rep}"
+            rdir.mkdir(parents=True, exist_ok=True)
+            print(
+                f"[rep {rep + 1}/{args.repeats}] {tool}: {args.iterations} iterations ...",
+                flush=True,
+            )
+            load = os.getloadavg()[0]
+            if tool == "nnunet":
+                res = run_nnunet(args.dataset, ref, rdir, args.iterations, args.seed)
+            else:
+                res = run_nnseg(args.dataset, matched, rdir, args.iterations, args.seed, extra)
+            res["repeat"], res["loadavg1_before"] = rep, round(load, 2)
+            res["steady"] = steady(res["iter_seconds"], args.warmup)
+            runs[tool].append(res)
+            print(
+                f"    process wall {res['wall_s']:.1f} s; s/iter (after {args.warmup} warm-up) "
+                "median "
+                f"{bl.fmt(res['steady']['median'])} min {bl.fmt(res['steady']['min'])}; all "
+                f"{res['steady']['all']}; peak PSS {res['peak_pss_tree_mb']:.0f} MB",
+                flush=True,
+            )
+    info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    shutil.rmtree(base / "rep0" / "nnunet_results", ignore_errors=True)
+
+    summary = {}
+    for tool, rs in runs.items():
+        pooled = [d for r in rs for d in r["iter_seconds"][args.warmup :]]
+        per_run_median = [r["steady"]["median"] for r in rs]
+        summary[tool] = {
+            "s_per_iter_pooled": bl.stats(pooled),
+            "s_per_iter_run_medians": bl.stats(per_run_median),
+            "process_wall_s": bl.stats([r["wall_s"] for r in rs]),
+            "peak_pss_tree_mb": bl.stats([r["peak_pss_tree_mb"] for r in rs]),
+        }
+        med = summary[tool]["s_per_iter_pooled"]["median"]
+        summary[tool]["iter_per_s_median"] = round(1 / med, 4) if med else None
+    ratios = {}
+    if len(summary) == 2:
+        a, b = summary["nnseg"]["s_per_iter_pooled"], summary["nnunet"]["s_per_iter_pooled"]
+        ratios = {
+            "speedup_median": bl.ratio(b["median"], a["median"]),
+            "speedup_min": bl.ratio(b["min"], a["min"]),
+            "speedup_per_repeat": [
+                bl.ratio(y["steady"]["median"], x["steady"]["median"])
+                for x, y in zip(runs["nnseg"], runs["nnunet"])
+            ],
+        }
+    data = {
+        "benchmark": "train",
+        "dataset": str(args.dataset),
+        "configuration": CONFIG,
+        "fold": 0,
+        "iterations": args.iterations,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "nnseg_extra_args": extra,
+        "machine": info,
+        "nnunet_config": bl.nnunet_3d_params(ref["plans"]),
+        "nnseg_config": matched["config"] if matched else None,
+        "config_differences": matched["differences"] if matched else None,
+        "runs": runs,
+        "summary": summary,
+        "nnseg_speedup_iter_per_s": ratios,
+    }
+    path = bl.write_json("train", data)
+
+    p = data["nnunet_config"]
+    print(
+        f"\n== training {CONFIG} fold 0: patch {p['patch_size']}, batch {p['batch_size']}, "
+        f"features {p['features_per_stage']}"
+    )
+    for tool, s in summary.items():
+        print(
+            f"{tool:7s} s/iter median {bl.fmt(s['s_per_iter_pooled']['median'])} (min "
+            f"{bl.fmt(s['s_per_iter_pooled']['min'])}, n={s['s_per_iter_pooled']['n']}); "
+            f"{bl.fmt(s['iter_per_s_median'], 3)} it/s; peak PSS median "
+            f"{bl.fmt(s['peak_pss_tree_mb']['median'], 0)} MB"
+        )
+    if ratios:
+        print(
+            f"NNSeg speed-up (nnU-Net s/iter ÷ NNSeg s/iter): median {ratios['speedup_median']}, "
+            f"min-vs-min {ratios['speedup_min']}, per repeat {ratios['speedup_per_repeat']} "
+            "(target >= 1.5)"
+        )
+    print("JSON:", path)
+
+    if not args.no_results_md:
+        md = [
+            f"## Training speed ({args.dataset.name}, {CONFIG}, fold 0)\n",
+            bl.machine_md(info),
+            f"- Same plan for both: patch {p['patch_size']}, batch {p['batch_size']}, features "
+            f"{p['features_per_stage']}, strides {p['strides']} (nnU-Net's plans; NNSeg "
+            "overridden to match"
+            + (
+                f"; remaining differences: {data['config_differences']}"
+                if data["config_differences"]
+                else ""
+            )
+            + ").\n",
+            f"- {args.repeats} repeats × {args.iterations} iterations, first {args.warmup} of "
+            "each run "
+            "excluded; time per iteration includes sampling + augmentation + step. nnU-Net: "
+            "nnUNet_n_proc_DA=0, nnUNet_compile=f, own short trainer subclass. NNSeg extra args: "
+            f"`{' '.join(extra) or '(none)'}`.\n",
+            "- Caveat: the 2 cores were shared with other engineers' jobs (see load average).\n",
+            "| tool | s/iter median | s/iter min | iterations/s (median) | n iterations | peak "
+            "PSS median (MB) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for tool, s in summary.items():
+            md.append(
+                f"| {tool} | {bl.fmt(s['s_per_iter_pooled']['median'])} | "
+                f"{bl.fmt(s['s_per_iter_pooled']['min'])} "
+                f"| {bl.fmt(s['iter_per_s_median'], 3)} | {s['s_per_iter_pooled']['n']} | "
+                f"{bl.fmt(s['peak_pss_tree_mb']['median'], 0)} |"
+            )
+        if ratios:
+            md.append(
+                f"\nNNSeg iterations/s ÷ nnU-Net iterations/s: median {ratios['speedup_median']}, "
+                f"min-vs-min {ratios['speedup_min']}, per repeat {ratios['speedup_per_repeat']} "
+                "(target ≥ 1.5)."
+            )
+        else:
+            md.append("\nOnly " + ", ".join(summary) + " was measured in this run (no ratio).")
+        md.append(f"\nRaw data: `bench/out/{path.name}`.")
+        bl.update_results_md("train", "\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
