@@ -4,12 +4,16 @@ The instance norm and the activation live in one module (:class:`InstanceNormAct
 as ``norm`` so that its ``weight``/``bias`` line up with nnU-Net's ``norm`` parameters); how
 it is computed is chosen from :data:`NORM_ACT_IMPLS`:
 
-- ``"torch"``: ``F.instance_norm`` then an in-place ``leaky_relu_`` (PyTorch's kernels;
-  the reference).
+- ``"torch"``: ``F.instance_norm`` then an in-place ``leaky_relu_`` (the reference).
+- ``"group"`` (default): ``F.group_norm`` with one channel per group, which *is* instance
+  norm, then ``leaky_relu_``. PyTorch's instance norm runs batch norm on a reshaped copy;
+  its group-norm kernels are ~2.5x faster on CPU for the same result. Under autocast the
+  low-precision input is normalized as is (float32 accumulation inside the kernel).
 - ``"fused"``: a custom autograd function: statistics with one ``var_mean``, a single
   affine pass, in-place activation, and a backward that needs only the *output* (the
   pre-activation is recovered from it, as in in-place activated batch norm). It keeps one
-  activation tensor per block alive instead of two, which halves activation memory.
+  activation tensor per block alive instead of two, which halves activation memory
+  (slower than ``"group"`` on CPU in eager mode: more passes over memory).
 
 All implementations are numerically equivalent (same forward, gradients within float
 rounding) and run on any device and memory format.
@@ -17,6 +21,7 @@ rounding) and run on any device and memory format.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Sequence
 
 import torch
@@ -45,6 +50,29 @@ def _norm_act_torch(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                     eps: float, slope: float) -> torch.Tensor:
     y = F.instance_norm(x, weight=weight, bias=bias, use_input_stats=True, eps=eps)
     return F.leaky_relu(y, slope, inplace=True)
+
+
+def _norm_act_group(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                    eps: float, slope: float) -> torch.Tensor:
+    # Instance norm == group norm with one channel per group; PyTorch's group-norm kernels
+    # are much faster than its instance norm (which goes through batch norm on a reshaped
+    # copy). Under autocast the input keeps its (low) precision: statistics are still
+    # accumulated in float32 inside the kernel.
+    if x.dtype != weight.dtype:
+        weight, bias = weight.to(x.dtype), bias.to(x.dtype)
+    with _no_autocast(x):
+        y = F.group_norm(x, x.shape[1], weight, bias, eps)
+    return F.leaky_relu(y, slope, inplace=True)
+
+
+def _no_autocast(x: torch.Tensor):
+    """Autocast off for a low-precision ``x`` (CUDA autocast would upcast group norm)."""
+    if x.dtype not in (torch.float16, torch.bfloat16):
+        return contextlib.nullcontext()
+    try:
+        return torch.autocast(x.device.type, enabled=False)
+    except (RuntimeError, ValueError):  # device type without autocast support
+        return contextlib.nullcontext()
 
 
 def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -102,6 +130,7 @@ def _norm_act_fused(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
 
 NORM_ACT_IMPLS: dict[str, Callable[..., torch.Tensor]] = {
     "torch": _norm_act_torch,
+    "group": _norm_act_group,
     "fused": _norm_act_fused,
 }
 

@@ -24,9 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="configuration to train (default: 3d_fullres)")
     parser.add_argument("--folds", type=int, nargs="+", default=[0],
                         help="folds to train (default: 0; all five for full cross-validation)")
-    parser.add_argument("--epochs", type=int, default=12, help="training epochs (default: 12)")
-    parser.add_argument("--iterations-per-epoch", type=int, default=25,
-                        help="training iterations per epoch (default: 25)")
+    parser.add_argument("--epochs", type=int, default=1000,
+                        help="maximum training epochs (default: 1000; the time budget ends it)")
+    parser.add_argument("--iterations-per-epoch", type=int, default=20,
+                        help="training iterations per epoch (default: 20)")
+    parser.add_argument("--val-iterations", type=int, default=4,
+                        help="validation batches per epoch (default: 4)")
+    parser.add_argument("--train-minutes", type=float, default=6.0,
+                        help="wall-clock training budget per fold in minutes (default: 6)")
     parser.add_argument("--test-cases", type=int, default=4,
                         help="generated test cases to predict and evaluate (default: 4)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -42,6 +47,24 @@ def _step(name: str, argv: list[str]) -> None:
     if code != 0:
         raise NNSegError(f"demo step '{name}' failed with exit code {code}")
     print(f"=== {name}: {time.time() - start:.1f} s", flush=True)
+
+
+def _train(dataset: Path, work: Path, cfg: str, fold: int, args: argparse.Namespace,
+           quiet: list[str]) -> None:
+    """Train one fold, continuing an interrupted run and skipping a finished one."""
+    from NNSegLib.workspace import Workspace
+
+    run_dir = Workspace(work).run_dir(cfg, fold)
+    if (run_dir / "checkpoint_final.pt").is_file() and (run_dir / "validation").is_dir():
+        print(f"=== train fold {fold}: already trained ({run_dir})")
+        return
+    resume = ["--continue"] if (run_dir / "run_config.json").is_file() else []
+    _step(f"train fold {fold}", [
+        "train", str(dataset), cfg, str(fold), "--work", str(work),
+        "--epochs", str(args.epochs), "--iterations-per-epoch", str(args.iterations_per_epoch),
+        "--val-iterations", str(args.val_iterations), "--time-budget", str(args.train_minutes),
+        "--device", args.device, *resume, *quiet,
+    ])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,11 +87,7 @@ def run(args: argparse.Namespace) -> int:
     _step("preprocess", ["preprocess", str(dataset), *w, "--configurations", cfg,
                          "--workers", str(args.workers), *quiet])
     for fold in args.folds:
-        _step(f"train fold {fold}", [
-            "train", str(dataset), cfg, str(fold), *w, "--epochs", str(args.epochs),
-            "--iterations-per-epoch", str(args.iterations_per_epoch), "--device", args.device,
-            "--continue", *quiet,
-        ])
+        _train(dataset, work, cfg, fold, args, quiet)
     folds = [str(f) for f in args.folds]
     _step("find-best", ["find-best", str(dataset), *w, "--configurations", cfg,
                         "--folds", *folds, *quiet])

@@ -189,11 +189,18 @@ def evaluate_case(case: str, reference: Path, prediction: Path, classes: Sequenc
     return CaseResult(case, str(reference), str(prediction), metrics)
 
 
+def _run_chunk(fn: Callable[..., Any], chunk: Sequence[tuple]) -> list[Any]:
+    return [fn(*item) for item in chunk]
+
+
 def map_cases(fn: Callable[..., Any], items: Sequence[tuple], workers: int = 2,
               progress: Progress | None = None, stage: str = "evaluate") -> list[Any]:
     """``[fn(*item) for item in items]`` in ``workers`` processes, with progress and cancel.
 
-    ``fn`` must be a module-level function. Results keep the order of ``items``.
+    ``fn`` must be a module-level function (processes are started with ``spawn``, so the
+    caller's ``__main__`` must be importable). Items go to the processes in chunks (about
+    four per process) to keep the per-task overhead small. Results keep the order of
+    ``items``.
     """
     progress = progress or Progress()
     progress.start(stage, len(items))
@@ -208,16 +215,21 @@ def map_cases(fn: Callable[..., Any], items: Sequence[tuple], workers: int = 2,
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+    workers = min(workers, len(items))
+    size = max(1, math.ceil(len(items) / (4 * workers)))
+    starts = range(0, len(items), size)
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx) as pool:
-        pending = {pool.submit(fn, *item): i for i, item in enumerate(items)}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending = {pool.submit(_run_chunk, fn, items[i:i + size]): i for i in starts}
         try:
             while pending:
                 done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 progress.check_cancelled()
                 for future in done:
-                    results[pending.pop(future)] = future.result()
-                    progress.advance()
+                    start = pending.pop(future)
+                    chunk = future.result()
+                    results[start:start + len(chunk)] = chunk
+                    progress.advance(len(chunk))
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise

@@ -187,15 +187,17 @@ def case_statistics(identifier: str, images: Sequence[np.ndarray], label: np.nda
     shape = tuple(int(s) for s in images[0].shape)
     bbox = nonzero_bbox(images)
     crop = tuple(b - a for a, b in bbox)
-    foreground = np.flatnonzero(label.ravel() > 0)
+    mask = label.ravel() > 0
+    foreground = np.flatnonzero(mask)
     rng = np.random.default_rng(case_seed(identifier, seed))
+    chosen = foreground
     if foreground.size > num_samples:
-        foreground = rng.choice(foreground, num_samples, replace=False)
+        chosen = np.sort(rng.choice(foreground, num_samples, replace=False))
     samples, lows, highs = [], [], []
     for image in images:
         flat = image.ravel()
-        samples.append(flat[foreground].astype(np.float64))
-        fg = flat[label.ravel() > 0]
+        samples.append(flat[chosen].astype(np.float64))
+        fg = flat[foreground]
         lows.append(float(fg.min()) if fg.size else float("inf"))
         highs.append(float(fg.max()) if fg.size else float("-inf"))
     fingerprint = CaseFingerprint(identifier, shape, tuple(float(s) for s in spacing), crop)
@@ -249,7 +251,7 @@ def compute_fingerprint(dataset: Path | str, workers: int = 2, progress=None,
     layout = scan_layout(dataset)
     problems = list(layout.problems)
     results: dict[str, CaseStatistics] = {}
-    if layout.spec is not None and not any(p.severity == "error" for p in problems):
+    if layout.spec is not None:
         jobs = [(case, layout.spec, num_samples, seed) for case in layout.training]
         for checked, stats in map_cases(_fingerprint_job, jobs, workers, progress, "fingerprint"):
             problems.extend(checked.problems)

@@ -10,6 +10,7 @@ order, direction row-major 3x3) so that a written image has the input's geometry
 from __future__ import annotations
 
 import abc
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -32,12 +33,15 @@ class Geometry:
         spacing: Voxel size in mm, numpy order ``(z, y, x)``.
         origin: ITK (LPS) origin, ``(x, y, z)``.
         direction: ITK direction cosines, row-major 3x3 (9 values), ``(x, y, z)`` axes.
+        ndim: Dimension of the file the image came from (2D images are held as
+            ``(1, y, x)`` and written back as 2D).
     """
 
     shape: tuple[int, ...]
     spacing: tuple[float, ...]
     origin: tuple[float, ...]
     direction: tuple[float, ...]
+    ndim: int = 3
 
     def to_dict(self) -> dict:
         return {
@@ -45,6 +49,7 @@ class Geometry:
             "spacing": list(self.spacing),
             "origin": list(self.origin),
             "direction": list(self.direction),
+            "ndim": self.ndim,
         }
 
     @classmethod
@@ -54,6 +59,7 @@ class Geometry:
             spacing=tuple(float(v) for v in d["spacing"]),
             origin=tuple(float(v) for v in d["origin"]),
             direction=tuple(float(v) for v in d["direction"]),
+            ndim=int(d.get("ndim", 3)),
         )
 
     def mismatch(self, other: Geometry, rtol: float = 1e-4, atol: float = 1e-3) -> str | None:
@@ -106,8 +112,35 @@ class SimpleITKIO(ImageIO):
 
         path = Path(path)
         image = array_to_image(array, geometry)
+        if file_ending(path) == ".mhd":
+            _write_mhd(image, path)
+            return
         with atomic_path(path, suffix=file_ending(path)) as tmp:
             sitk.WriteImage(image, str(tmp), useCompression=True)
+
+
+def _write_mhd(image, path: Path) -> None:
+    """Write header + data file in a temporary folder, then move the data, then the header.
+
+    The header names its data file, so both are written under their final names and
+    moved into place (data first: the header only appears once its data is complete).
+    """
+    import shutil
+    import tempfile
+
+    import SimpleITK as sitk
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        sitk.WriteImage(image, str(tmp_dir / path.name), useCompression=True)
+        header = tmp_dir / path.name
+        for f in sorted(tmp_dir.iterdir()):
+            if f != header:
+                os.replace(f, path.parent / f.name)
+        os.replace(header, path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def image_to_array(image, path: Path | str = "<image>") -> tuple[np.ndarray, Geometry]:
@@ -123,32 +156,47 @@ def image_to_array(image, path: Path | str = "<image>") -> tuple[np.ndarray, Geo
     if dim not in (2, 3):
         raise ImageReadError(f"{path}: {dim}D image; only 2D and 3D scalar images are supported")
     array = sitk.GetArrayFromImage(image)
+    ndim = 3
     spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
     origin = tuple(float(o) for o in image.GetOrigin())
     direction = tuple(float(d) for d in image.GetDirection())
     if dim == 2:
         array = array[None]
+        ndim = 2
         spacing = (999.0,) + spacing
         origin = origin + (0.0,)
         d = direction
         direction = (d[0], d[1], 0.0, d[2], d[3], 0.0, 0.0, 0.0, 1.0)
-    return array, Geometry(tuple(array.shape), spacing, origin, direction)
+    return array, Geometry(tuple(array.shape), spacing, origin, direction, ndim)
 
 
 def array_to_image(array: np.ndarray, geometry: Geometry):
     """Build a SimpleITK image from a numpy-order array and a :class:`Geometry`."""
-    import SimpleITK as sitk
-
     array = np.asarray(array)
-    if array.dtype == np.bool_:
-        array = array.astype(np.uint8)
-    if array.dtype == np.int64:
-        array = array.astype(np.int32)
-    image = sitk.GetImageFromArray(array)
+    if geometry.ndim == 2:
+        if array.ndim != 3 or array.shape[0] != 1:
+            raise ValueError(f"a 2D geometry needs a (1, y, x) array, got {array.shape}")
+        image = _sitk_image(array[0])
+        image.SetSpacing(tuple(float(s) for s in reversed(geometry.spacing[1:])))
+        image.SetOrigin(tuple(geometry.origin[:2]))
+        d = geometry.direction
+        image.SetDirection((d[0], d[1], d[3], d[4]))
+        return image
+    image = _sitk_image(array)
     image.SetSpacing(tuple(float(s) for s in reversed(geometry.spacing)))
     image.SetOrigin(tuple(geometry.origin))
     image.SetDirection(tuple(geometry.direction))
     return image
+
+
+def _sitk_image(array: np.ndarray):
+    import SimpleITK as sitk
+
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    if array.dtype == np.int64:
+        array = array.astype(np.int32)
+    return sitk.GetImageFromArray(array)
 
 
 def file_ending(path: Path | str) -> str:

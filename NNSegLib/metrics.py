@@ -15,9 +15,11 @@ Per case and foreground class ``k`` (reference ``R = ref == k``, prediction
   neighbours outside the mask (outside the image counts as outside). For each surface
   voxel of R the distance in mm to the nearest surface voxel of P is taken (Euclidean,
   spacing-aware, voxel centres), and vice versa; ``hd95_mm`` is the larger of the two
-  directed 95th percentiles (numpy's linear interpolation). It is computed with
-  ``scipy.ndimage.distance_transform_edt`` on the bounding box of ``R ∪ P`` only, which
-  gives the same numbers as the whole image because every surface voxel lies inside it.
+  directed 95th percentiles (numpy's linear interpolation). It is computed on the
+  bounding box of ``R ∪ P`` only, which gives the same numbers as the whole image because
+  every surface voxel lies inside it: with ``scipy.ndimage.distance_transform_edt``, or,
+  for boxes over :data:`KDTREE_MIN_VOXELS` voxels, with a k-d tree of the surface points
+  (exact too, and its cost grows with the surface area instead of the volume).
 
 Rules for empty masks (:data:`NAN_RULES`, also written into ``summary.json``):
 
@@ -58,8 +60,6 @@ NAN_RULES: dict[str, str] = {
 
 #: Metrics averaged over cases (in this order in tables and CSV files).
 MEAN_KEYS = ("dice", "iou", "hd95_mm", "tp", "fp", "fn", "ref_ml", "pred_ml")
-
-_CROSS = None  # 6-neighbourhood structuring element, built on first use
 
 
 @dataclass(frozen=True)
@@ -111,34 +111,70 @@ def overlap_metrics(tp: int, fp: int, fn: int, voxel_ml: float) -> ClassMetrics:
 
 def surface(mask: np.ndarray) -> np.ndarray:
     """Voxels of ``mask`` with a face neighbour outside it (the image border is outside)."""
-    from scipy import ndimage
-
-    global _CROSS
-    if _CROSS is None:
-        _CROSS = ndimage.generate_binary_structure(3, 1)
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 3:
         raise ValueError(f"surface() needs a 3D mask, got shape {mask.shape}")
-    eroded = ndimage.binary_erosion(mask, structure=_CROSS, border_value=0)
-    return mask & ~eroded
+    padded = np.pad(mask, 1)
+    interior = mask.copy()
+    for axis in range(3):
+        for start in (0, 2):
+            window = [slice(1, -1)] * 3
+            window[axis] = slice(start, start + mask.shape[axis])
+            interior &= padded[tuple(window)]
+    return mask & ~interior
 
 
 def directed_surface_distances(
     from_surface: np.ndarray, to_surface: np.ndarray, spacing: Sequence[float]
 ) -> np.ndarray:
-    """Distance in mm from every voxel of ``from_surface`` to the nearest of ``to_surface``."""
+    """Distance in mm from every voxel of ``from_surface`` to the nearest of ``to_surface``.
+
+    Uses ``scipy.ndimage.distance_transform_edt`` over the whole array.
+    """
     from scipy import ndimage
 
     dist = ndimage.distance_transform_edt(~to_surface, sampling=tuple(float(s) for s in spacing))
     return dist[from_surface]
 
 
-def hd95(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float]) -> float:
+def _kdtree_distances(from_surface: np.ndarray, to_surface: np.ndarray,
+                      spacing: Sequence[float]) -> np.ndarray:
+    """Same numbers as :func:`directed_surface_distances`, via a k-d tree of surface points."""
+    from scipy.spatial import cKDTree
+
+    scale = np.asarray(spacing, dtype=np.float64)
+    targets = np.argwhere(to_surface) * scale
+    queries = np.argwhere(from_surface & ~to_surface) * scale  # shared voxels are at 0 mm
+    shared = int(np.count_nonzero(from_surface & to_surface))
+    far = cKDTree(targets).query(queries, workers=-1)[0] if len(queries) else np.zeros(0)
+    return np.concatenate([np.zeros(shared), far])
+
+
+#: Above this many voxels in the bounding box, :func:`hd95` uses a k-d tree of surface
+#: points instead of distance transforms (cost grows with the surface, not the volume;
+#: about 5x faster on a 200x300x320 box).
+KDTREE_MIN_VOXELS = 2_000_000
+
+HD95_METHODS = ("auto", "edt", "kdtree")
+
+
+def hd95(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float],
+         method: str = "auto") -> float:
     """Symmetric 95th-percentile Hausdorff distance (mm) between two boolean masks.
 
     Computed on the bounding box of ``ref | pred`` (padded by one voxel so that the
     surface at the box edge is found). Returns NaN when either mask is empty.
+
+    Args:
+        ref: Reference mask.
+        pred: Predicted mask of the same shape.
+        spacing: Voxel size in mm, numpy order.
+        method: ``"edt"`` (distance transforms), ``"kdtree"`` (nearest surface points) or
+            ``"auto"`` (k-d tree when the box has more than :data:`KDTREE_MIN_VOXELS`).
+            All give the same numbers.
     """
+    if method not in HD95_METHODS:
+        raise ValueError(f"unknown hd95 method {method!r}; choose from {HD95_METHODS}")
     ref = np.asarray(ref, dtype=bool)
     pred = np.asarray(pred, dtype=bool)
     if ref.shape != pred.shape:
@@ -149,8 +185,11 @@ def hd95(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float]) -> float:
     ref_c = np.pad(ref[box], 1)
     pred_c = np.pad(pred[box], 1)
     s_ref, s_pred = surface(ref_c), surface(pred_c)
-    d_rp = directed_surface_distances(s_ref, s_pred, spacing)
-    d_pr = directed_surface_distances(s_pred, s_ref, spacing)
+    if method == "auto":
+        method = "kdtree" if ref_c.size > KDTREE_MIN_VOXELS else "edt"
+    directed = _kdtree_distances if method == "kdtree" else directed_surface_distances
+    d_rp = directed(s_ref, s_pred, spacing)
+    d_pr = directed(s_pred, s_ref, spacing)
     return float(max(np.percentile(d_rp, 95), np.percentile(d_pr, 95)))
 
 
@@ -200,6 +239,8 @@ def case_metrics(
 
     if ref.shape != pred.shape:
         raise ValueError(f"shapes differ: reference {ref.shape}, prediction {pred.shape}")
+    if any(int(k) <= 0 for k in classes):
+        raise ValueError(f"classes must be foreground label values (> 0), got {list(classes)}")
     voxel_ml = float(np.prod([float(s) for s in spacing])) / 1000.0
     max_k = max(classes) if classes else 0
     ref_boxes = ndimage.find_objects(ref, max_label=max_k)
@@ -266,6 +307,8 @@ def _none_to_nan(v) -> float:
 
 
 __all__ = [
+    "HD95_METHODS",
+    "KDTREE_MIN_VOXELS",
     "MEAN_KEYS",
     "NAN_RULES",
     "ClassMetrics",

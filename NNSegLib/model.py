@@ -273,7 +273,7 @@ def network_from_state(weights: dict, config: ConfigurationPlan, in_channels: in
 def load_model(model_dir: Path | str, configuration: str | None = None,
                folds: Sequence[str | int] | None = None, device: Any = "auto",
                tta: bool = True, step: float = 0.5, use_postprocessing: bool = True,
-               ) -> LoadedModel:
+               precision: str = "auto") -> LoadedModel:
     """Load ``configuration`` (default: see module doc) of a model folder.
 
     Args:
@@ -284,6 +284,8 @@ def load_model(model_dir: Path | str, configuration: str | None = None,
         tta: Mirror test-time augmentation over all spatial axes.
         step: Sliding-window step as a fraction of the patch.
         use_postprocessing: Load ``postprocessing.json`` when present.
+        precision: Network arithmetic, see :class:`SlidingWindowSettings` (``auto``: bf16
+            where the device has fast bf16 units; nnU-Net models stay fp32 on CPU).
 
     Raises:
         NNSegError: naming the missing or invalid file.
@@ -297,14 +299,16 @@ def load_model(model_dir: Path | str, configuration: str | None = None,
         device = pick_device(str(device))
     best = [] if configuration or is_nnunet_model(model_dir) else best_configurations(model_dir)
     if len(best) > 1:   # find-best chose an ensemble of configurations
-        members = [load_model(model_dir, c, folds, device, tta, step, use_postprocessing)
-                   for c in best]
+        members = [load_model(model_dir, c, folds, device, tta, step, use_postprocessing,
+                              precision) for c in best]
         return dataclasses.replace(members[0], ensemble=members[1:])
     if is_nnunet_model(model_dir):
         from NNSegLib.nnunet_compat import load_nnunet_model
 
-        return load_nnunet_model(model_dir, folds=folds, device=device, tta=tta, step=step,
-                                 configuration=configuration)
+        model = load_nnunet_model(model_dir, folds=folds, device=device, tta=tta, step=step,
+                                  configuration=configuration)
+        settings = dataclasses.replace(model.settings, precision=precision)
+        return dataclasses.replace(model, settings=settings)
     plans = _load_plans(model_dir)
     labels, ending = _read_labels(model_dir)
     configuration = configuration or default_configuration(model_dir)
@@ -319,13 +323,13 @@ def load_model(model_dir: Path | str, configuration: str | None = None,
     num_classes = max(labels.values()) + 1
     if config.previous_stage:
         previous = load_model(model_dir, config.previous_stage, folds, device, tta, step,
-                              use_postprocessing=False)
+                              use_postprocessing=False, precision=precision)
         in_channels += num_classes - 1
     networks = [(f, load_fold_network(model_dir / configuration / f"fold_{f}", config,
                                       in_channels, num_classes, device)) for f in chosen]
     mirror = tuple(range(len(config.patch_size))) if tta else ()
     settings = SlidingWindowSettings(tuple(config.patch_size), step=step, mirror_axes=mirror,
-                                     output=NNSegPipeline.output)
+                                     output=NNSegPipeline.output, precision=precision)
     rules = _load_postprocessing(model_dir, configuration) if use_postprocessing else None
     return LoadedModel(model_dir, plans, configuration, config, labels, networks, device,
                        settings, NNSegPipeline(plans, config), plans.num_channels, rules,

@@ -29,9 +29,10 @@ loading: instance norm subtracts every per-channel constant, so the outputs are 
 (up to float rounding). :func:`nnunet_name` gives the nnU-Net name of one of ours.
 
 Speed options (:class:`NetworkOptions`): no conv bias before a norm (saves a reduction in
-every backward), channels-last memory format on CPU (oneDNN convolutions without layout
-reorders), a choice of norm implementation (:mod:`NNSegLib.blocks`), optional
-``torch.compile``. See ``bench/bench_network.py`` for measurements.
+every backward), instance norm computed by PyTorch's group-norm kernels (one channel per
+group; 2.5x faster than its instance norm), optional channels-last memory format and
+``torch.compile``; mixed precision through :func:`autocast_context` (bf16 is ~2x faster
+on CPUs with AMX/AVX512-BF16). See ``bench/bench_network.py`` for measurements.
 """
 
 from __future__ import annotations
@@ -58,13 +59,13 @@ class NetworkOptions:
     Attributes:
         conv_bias: Bias on the convs that feed an instance norm (redundant; nnU-Net has it).
         norm_impl: Key of :data:`NNSegLib.blocks.NORM_ACT_IMPLS`.
-        memory_format: ``"auto"`` (channels-last on CPU, contiguous elsewhere),
-            ``"channels_last"`` or ``"contiguous"``.
+        memory_format: ``"auto"`` (currently contiguous everywhere, see
+            :func:`resolve_memory_format`), ``"channels_last"`` or ``"contiguous"``.
         compile: Wrap the network with ``torch.compile`` in :func:`prepare_network`.
     """
 
     conv_bias: bool = False
-    norm_impl: str = "torch"
+    norm_impl: str = "group"
     memory_format: str = "auto"
     compile: bool = False
 
@@ -222,12 +223,15 @@ def build_network(config: ConfigurationPlan, in_channels: int, num_classes: int,
 
 
 def resolve_memory_format(option: str, device: torch.device | str) -> str:
-    """``"channels_last"`` or ``"contiguous"`` for ``option`` on ``device`` (``auto``:
-    channels-last on CPU, where oneDNN convolutions run on it without layout reorders;
-    contiguous on CUDA/MPS, where it is the well-trodden path for 3D convolutions)."""
-    if option == "channels_last" or (option == "auto" and torch.device(device).type == "cpu"):
-        return "channels_last"
-    return "contiguous"
+    """``"channels_last"`` or ``"contiguous"`` for ``option`` on ``device``.
+
+    ``auto`` is contiguous on every device: on CPU (oneDNN) channels-last convolutions were
+    no faster in fp32, and PyTorch's instance/group norm kernels are slower on it or copy
+    it back to contiguous (``bench/bench_network.py``); on CUDA/MPS contiguous is the
+    well-trodden path for 3D convolutions.
+    """
+    del device  # the choice is the same everywhere for now
+    return "channels_last" if option == "channels_last" else "contiguous"
 
 
 def prepare_network(net: UNet, device: torch.device | str) -> nn.Module:
@@ -259,6 +263,24 @@ def autocast_context(device: torch.device | str, precision: str = "fp32"):
     device_type = torch.device(device).type
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type, dtype=dtype, enabled=precision != "fp32")
+
+
+def fast_bf16_available(device: torch.device | str) -> bool:
+    """Whether bf16 autocast runs on native hardware (CUDA with bf16, or a CPU with AMX or
+    AVX512-BF16, where oneDNN convolutions are about 2x faster than fp32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        check = getattr(torch.cpu, probe, None)
+        try:
+            if check is not None and check():
+                return True
+        except RuntimeError:  # pragma: no cover - probe unavailable on this build
+            continue
+    return False
 
 
 def parameter_order(net: nn.Module) -> list[str]:
@@ -299,6 +321,7 @@ __all__ = [
     "autocast_context",
     "build_network",
     "count_parameters",
+    "fast_bf16_available",
     "nnunet_name",
     "output_shapes",
     "parameter_order",

@@ -432,6 +432,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the averaged softmax (0 = certain, 1 = uniform)")
     parser.add_argument("--no-postprocessing", action="store_true",
                         help="do not apply postprocessing.json")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="network arithmetic (default auto: bf16 on CPUs with native bf16 "
+                             "units and fp16 on CUDA; nnU-Net v2 models stay fp32 on CPU)")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads for torch (default: all this process may use)")
 
@@ -446,7 +449,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.model, args.configuration, args.folds, args.device,
                            tta=not args.no_tta, step=args.step,
-                           use_postprocessing=not args.no_postprocessing)
+                           use_postprocessing=not args.no_postprocessing,
+                           precision=args.precision)
     except RuntimeError as e:   # device not available
         raise NNSegError(str(e)) from e
     cases = collect_cases(args.input, model.num_input_channels)

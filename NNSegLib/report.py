@@ -87,7 +87,7 @@ def median_slice(ref: np.ndarray, pred: np.ndarray) -> int:
         counts = mask.sum(axis=tuple(range(1, mask.ndim)))
         total = int(counts.sum())
         if total:
-            return int(np.searchsorted(np.cumsum(counts), (total + 1) / 2))
+            return int(np.searchsorted(np.cumsum(counts), (total + 1) // 2))
     return ref.shape[0] // 2
 
 
@@ -118,8 +118,8 @@ def overlay_png(case: str, reference: Path, prediction: Path, classes: dict[int,
             if sl.any():
                 ax.contour(sl, levels=[0.5], colors=[colour], linestyles=style, linewidths=1.3)
         handles.append(plt.Line2D([], [], color=colour, label=name))
-    handles += [plt.Line2D([], [], color="w", ls="solid", label="reference: solid"),
-                plt.Line2D([], [], color="w", ls="dashed", label="prediction: dashed")]
+    handles += [plt.Line2D([], [], color="0.2", ls="solid", label="reference: solid"),
+                plt.Line2D([], [], color="0.2", ls="dashed", label="prediction: dashed")]
     ax.legend(handles=handles, loc="upper right", fontsize=7, facecolor="0.85")
     ax.set_title(f"{case}, slice {z} (axis 0)", fontsize=9)
     ax.set_axis_off()

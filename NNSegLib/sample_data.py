@@ -100,7 +100,7 @@ def draw_anatomy(rng: np.random.Generator, half_extent: tuple[float, float, floa
         vessel=(0.15 * by + rng.uniform(-0.05, 0.05) * r, -0.4 * bx + rng.uniform(-0.05, 0.05) * r,
                 rng.uniform(0.1, 0.14) * r, rng.uniform(0.0, 0.06) * r, rng.uniform(0, 2 * np.pi)),
         bias=tuple(rng.uniform(-0.25, 0.25, 6)), scale=float(10 ** rng.uniform(1.5, 3.5)),
-        noise=float(rng.uniform(0.025, 0.045) if kind == "mr" else rng.uniform(8.0, 12.0)),
+        noise=float(rng.uniform(0.025, 0.045) if kind == "mr" else rng.uniform(5.0, 8.0)),
     )
 
 

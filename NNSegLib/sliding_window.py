@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 OUTPUTS = ("softmax", "logits")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class SlidingWindowSettings:
         nnunet_numerics: Reproduce nnU-Net v2's numerics for agreement with
             ``nnUNetv2_predict``: float16 accumulation buffers and its Gaussian (centre at
             ``s // 2``, zero beyond 4σ then raised to the smallest non-zero value, float16).
+        precision: Network arithmetic: ``"auto"`` (autocast on CUDA; bf16 on a CPU with
+            native bf16 units, about twice as fast there; fp32 otherwise and always fp32 on
+            CPU with ``nnunet_numerics``, as nnU-Net itself runs), ``"fp32"``, ``"bf16"``
+            or ``"fp16"``. Accumulation is float32 in every case.
     """
 
     patch_size: tuple[int, ...]
@@ -52,8 +57,11 @@ class SlidingWindowSettings:
     output: str = "softmax"
     max_batch_voxels: int = 2**21
     nnunet_numerics: bool = False
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if len(self.patch_size) not in (2, 3):
             raise ValueError(f"patch_size must have 2 or 3 values, got {self.patch_size}")
         if not 0 < self.step <= 1:
@@ -236,17 +244,34 @@ class _Runner:
         if self.channels_last:
             fmt = torch.channels_last_3d if batch.ndim == 5 else torch.channels_last
             batch = batch.contiguous(memory_format=fmt)
-        if self.device.type == "cuda":
-            with torch.autocast("cuda"):
-                out = self.network(batch)
-        else:
+        dtype = autocast_dtype(self.settings, self.device)
+        if dtype is None:
             out = self.network(batch)
+        else:
+            with torch.autocast(self.device.type, dtype=dtype):
+                out = self.network(batch)
         if isinstance(out, (list, tuple)):
             out = out[0]
         out = out.float()
         if self.settings.output == "softmax":
             out = torch.softmax(out, dim=1)
         return out
+
+
+def autocast_dtype(settings: SlidingWindowSettings, device):
+    """The autocast dtype for ``settings.precision`` on ``device`` (``None``: plain fp32)."""
+    import torch
+
+    from NNSegLib.network import fast_bf16_available
+
+    choice = settings.precision
+    if choice == "auto":
+        if device.type == "cuda":
+            return torch.float16
+        if device.type == "cpu" and not settings.nnunet_numerics and fast_bf16_available(device):
+            return torch.bfloat16
+        return None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[choice]
 
 
 def _split_batches(windows: list, patch_voxels: int, mirrors: int,

@@ -25,7 +25,14 @@ from NNSegLib import distributed as dist
 from NNSegLib.errors import NNSegError
 from NNSegLib.plans import ConfigurationPlan, Plans
 from NNSegLib.progress import Progress
-from NNSegLib.run_config import RunConfig, parse_assignment
+from NNSegLib.run_config import (
+    AMP_MODES,
+    OPTIMIZERS,
+    RECIPE_DEFAULTS,
+    SWITCHES,
+    RunConfig,
+    parse_assignment,
+)
 from NNSegLib.workspace import Workspace
 
 RUN_CONFIG_NAME = "run_config.json"
@@ -279,9 +286,14 @@ _OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--seed": ("seed", int, "random seed of sampling, augmentation and initialisation"),
     "--device": ("device", str, "auto, cpu, cuda, cuda:N or mps"),
     "--num-threads": ("num_threads", int, "torch CPU threads (0 = all available)"),
-    "--amp": ("amp", str, "mixed precision: auto (CUDA only), off, bf16, fp16"),
+    "--amp": ("amp", str, "mixed precision: auto (CUDA, or CPU with native bf16), off, bf16, fp16"),
     "--channels-last": ("channels_last", str, "channels-last: auto (network default), on, off"),
     "--loader-threads": ("loader_threads", int, "background patch-extraction threads"),
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "recipe": tuple(RECIPE_DEFAULTS), "optimizer": OPTIMIZERS, "amp": AMP_MODES,
+    "channels_last": SWITCHES,
 }
 
 
@@ -292,8 +304,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("fold", help="fold 0-4, or 'all' to train on every case")
     parser.add_argument("--work", type=Path, default=None,
                         help="work folder (default ./nnseg_work/<dataset folder name>)")
-    for flag, (_field, typ, help_text) in _OPTIONS.items():
-        parser.add_argument(flag, type=typ, default=None, help=help_text)
+    for flag, (field, typ, help_text) in _OPTIONS.items():
+        parser.add_argument(flag, type=typ, default=None, help=help_text,
+                            choices=_CHOICES.get(field))
     parser.add_argument("--patch-size", type=int, nargs="+", default=None,
                         help="patch size, 2 or 3 values (default: the plan's)")
     parser.add_argument("--compile", action="store_true", default=None,

@@ -78,6 +78,7 @@ class LoopState:
     iteration: int = 0
     epoch_losses: list[float] = field(default_factory=list)
     epoch_wait: float = 0.0
+    epoch_augment: float = 0.0
     epoch_seconds: float = 0.0
     ema_dice: float | None = None
     best_ema_dice: float = -math.inf
@@ -94,11 +95,20 @@ def build_optimizer(rc: RunConfig, params: Any) -> torch.optim.Optimizer:
 
 
 def amp_dtype(rc: RunConfig, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: ``auto`` = bf16 (or fp16) on CUDA, none elsewhere."""
-    if rc.amp == "off" or (rc.amp == "auto" and device.type != "cuda"):
+    """Autocast dtype.
+
+    ``auto`` plans for the real device: bf16 (or fp16) on CUDA, as nnU-Net trains with mixed
+    precision on GPUs; bf16 on a CPU with native bf16 units (AMX / AVX512-BF16), where oneDNN
+    convolutions run about twice as fast as fp32 (``bench/bench_network.py``); fp32 elsewhere.
+    """
+    from NNSegLib.network import fast_bf16_available
+
+    if rc.amp == "off":
         return None
     if rc.amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if fast_bf16_available(device) else None
     return torch.bfloat16 if rc.amp == "bf16" else torch.float16
 
 
@@ -159,8 +169,9 @@ class Trainer:
         net = build_network(s.config, s.num_input_channels, s.num_classes,
                             deep_supervision=rc.deep_supervision, options=options)
         net = prepare_network(net, self.device)
-        # Without deep supervision the lower heads get no gradient: DDP must be told.
-        model = dist.wrap(net, s.ctx, self.device, find_unused=not rc.deep_supervision)
+        # Some heads get no gradient (the lowest deep-supervision output has loss weight 0;
+        # without deep supervision only the top head runs): DDP must be told.
+        model = dist.wrap(net, s.ctx, self.device, find_unused=True)
         if rc.compile:
             model = torch.compile(model)
         return net, model
@@ -212,6 +223,7 @@ class Trainer:
             "trainer": {
                 "epoch": st.epoch, "iteration": st.iteration,
                 "epoch_losses": list(st.epoch_losses), "epoch_wait": st.epoch_wait,
+                "epoch_augment": st.epoch_augment,
                 "epoch_seconds": st.epoch_seconds, "ema_dice": st.ema_dice,
                 "best_ema_dice": st.best_ema_dice, "finished": st.finished,
                 "stop_reason": st.stop_reason,
@@ -230,7 +242,8 @@ class Trainer:
         self.state = LoopState(
             epoch=int(t["epoch"]), iteration=int(t["iteration"]),
             epoch_losses=[float(v) for v in t["epoch_losses"]],
-            epoch_wait=float(t["epoch_wait"]), epoch_seconds=float(t["epoch_seconds"]),
+            epoch_wait=float(t["epoch_wait"]), epoch_augment=float(t["epoch_augment"]),
+            epoch_seconds=float(t["epoch_seconds"]),
             ema_dice=t["ema_dice"], best_ema_dice=float(t["best_ema_dice"]),
             finished=bool(t["finished"]), stop_reason=str(t["stop_reason"]))
         self.dice_ema.value = self.state.ema_dice
@@ -358,7 +371,9 @@ class Trainer:
         return loss, list(outputs)
 
     def _train_step(self, images: torch.Tensor, seg: torch.Tensor) -> float:
+        t0 = time.perf_counter()  # exact on CPU; on GPUs it times the kernel launches only
         images, seg = self._augment(*self._to_device(images, seg))
+        self.state.epoch_augment += time.perf_counter() - t0
         self.optimizer.zero_grad(set_to_none=True)
         loss, _ = self._forward_loss(self.model, images, seg)
         self.scaler.scale(loss).backward()
@@ -416,13 +431,16 @@ class Trainer:
             "lr": lr, "epoch_time": st.epoch_seconds + val_seconds,
             "train_time": st.epoch_seconds, "val_time": val_seconds,
             "seconds_per_iteration": st.epoch_seconds / max(len(st.epoch_losses), 1),
-            "data_wait_share": wait_share, "lr_reduced": decision.lr_changed,
+            "data_wait_share": wait_share,
+            "augment_share": st.epoch_augment / max(st.epoch_seconds, 1e-9),
+            "lr_reduced": decision.lr_changed,
         }
         improved = st.ema_dice is not None and st.ema_dice > st.best_ema_dice
         if improved:
             st.best_ema_dice = st.ema_dice
         st.epoch += 1
-        st.iteration, st.epoch_losses, st.epoch_wait, st.epoch_seconds = 0, [], 0.0, 0.0
+        st.iteration, st.epoch_losses = 0, []
+        st.epoch_wait = st.epoch_augment = st.epoch_seconds = 0.0
         st.finished, st.stop_reason = decision.stop, decision.reason
         self._record(record, improved)
 

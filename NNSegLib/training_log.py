@@ -94,7 +94,7 @@ class TrainingLog:
         axes[2].plot(epochs, share, label="waiting for data (%)")
         axes[2].set_xlabel("epoch")
         axes[2].legend(loc="upper right")
-        fig.subplots_adjust(left=0.08, right=0.92, top=0.97, bottom=0.06, hspace=0.12)
+        fig.subplots_adjust(left=0.1, right=0.92, top=0.97, bottom=0.06, hspace=0.12)
         with atomic_path(self.run_dir / PLOT_NAME, suffix=".png") as tmp:
             fig.savefig(tmp, format="png")
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -50,13 +52,20 @@ def test_parameter_checksum_sees_any_change():
 @pytest.mark.slow
 def test_torchrun_two_ranks_gloo(tmp_path):
     ws, _ = make_work(tmp_path)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "0", "-m", "NNSegLib", "train", str(tmp_path / "raw"),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "NNSegLib", "train", str(tmp_path / "raw"),
            "3d_fullres", "0", "--work", str(ws.root), "--epochs", "2",
            "--iterations-per-epoch", "3", "--val-iterations", "1", "--device", "cpu",
            "--batch-size", "4", "--no-final-validation", "--quiet"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:  # never leave orphaned ranks behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
     run_dir = ws.run_dir("3d_fullres", 0)
     summary = json.loads((run_dir / "training_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["epochs"] == 2

@@ -15,6 +15,7 @@ from NNSegLib.network import (
     autocast_context,
     build_network,
     count_parameters,
+    fast_bf16_available,
     nnunet_name,
     output_shapes,
     parameter_order,
@@ -145,7 +146,7 @@ def test_default_matches_nnunet_like_reference(name):
     expected = ref.eval()(x)
     state = ref.state_dict()
     for options in (NetworkOptions(), NetworkOptions(norm_impl="fused"),
-                    NetworkOptions(memory_format="contiguous")):
+                    NetworkOptions(norm_impl="torch", memory_format="channels_last")):
         net = build_network(cfg, 1, 3, options=options)
         net.load_state_dict({k: state[k] for k in net.state_dict()})
         model = prepare_network(net, "cpu").eval()
@@ -167,7 +168,7 @@ def test_conv_bias_before_norm_is_exactly_redundant():
     assert (ref(x) - out).abs().max().item() < 1e-4
 
 
-def test_fused_norm_gradients_match_torch():
+def test_norm_impls_gradients_match_torch():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 5, 6, 4, dtype=torch.float64, requires_grad=True)
     dy = torch.randn(2, 3, 5, 6, 4, dtype=torch.float64)
@@ -181,8 +182,9 @@ def test_fused_norm_gradients_match_torch():
         y.backward(dy)
         grads[impl] = (y.detach(), x.grad.clone(), norm.weight.grad, norm.bias.grad)
         x.grad = None
-    for a, b in zip(grads["torch"], grads["fused"]):
-        assert torch.allclose(a, b, atol=1e-9)
+    for impl in ("group", "fused"):
+        for a, b in zip(grads["torch"], grads[impl]):
+            assert torch.allclose(a, b, atol=1e-9), impl
 
 
 def test_fused_gradcheck_channels_last():
@@ -216,12 +218,14 @@ def test_options_round_trip_and_validation():
         NetworkOptions(norm_impl="nope")
     with pytest.raises(ValueError):
         NetworkOptions(memory_format="sideways")
-    assert resolve_memory_format("auto", torch.device("cpu")) == "channels_last"
-    assert resolve_memory_format("auto", torch.device("cuda")) == "contiguous"
+    assert resolve_memory_format("auto", torch.device("cpu")) == "contiguous"
+    assert resolve_memory_format("channels_last", torch.device("cpu")) == "channels_last"
 
 
 def test_channels_last_parameters_and_norm_switch():
-    net = prepare_network(build_network(PLANS["3d_iso"], 1, 2), "cpu")
+    options = NetworkOptions(memory_format="channels_last")
+    net = build_network(PLANS["3d_iso"], 1, 2, options=options)
+    net = prepare_network(net, "cpu")
     w = net.encoder.stages[0].convs[1].conv.weight
     assert w.is_contiguous(memory_format=torch.channels_last_3d) and not w.is_contiguous()
     set_norm_impl(net, "fused")
@@ -237,9 +241,29 @@ def test_autocast_context():
     assert y.dtype == torch.float32
     with pytest.raises(ValueError):
         autocast_context("cpu", "fp8")
+    assert isinstance(fast_bf16_available("cpu"), bool)
+    assert fast_bf16_available("meta") is False
 
 
 def test_bad_plan_rejected():
     cfg = dataclasses.replace(PLANS["3d_iso"], kernel_sizes=((3, 3),) * 3)
     with pytest.raises(ValueError):
         build_network(cfg, 1, 2)
+
+
+def test_bf16_autocast_training_step_close_to_fp32():
+    cfg = PLANS["3d_iso"]
+    torch.manual_seed(4)
+    net = prepare_network(build_network(cfg, 1, 3), "cpu")
+    x = torch.randn(2, 1, *cfg.patch_size)
+    ref = net(x)
+    with autocast_context("cpu", "bf16"):
+        low = net(x)
+    assert low[0].dtype == torch.bfloat16
+    for a, b in zip(ref, low):
+        corr = torch.corrcoef(torch.stack([a.flatten(), b.float().flatten()]))[0, 1]
+        assert corr.item() > 0.99
+    sum(o.float().square().mean() for o in low).backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all()
+               for g in grads)

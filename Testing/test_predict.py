@@ -78,7 +78,7 @@ def _plans() -> Plans:
 
 def make_model(networks, tta=True, postprocessing=None) -> LoadedModel:
     plans = _plans()
-    settings = SlidingWindowSettings(PATCH, mirror_axes=(0, 1, 2) if tta else ())
+    settings = SlidingWindowSettings(PATCH, precision="fp32", mirror_axes=(0, 1, 2) if tta else ())
     return LoadedModel(Path("."), plans, "3d_fullres", plans.configurations["3d_fullres"],
                        dict(plans.labels), [(str(i), n.eval()) for i, n in enumerate(networks)],
                        torch.device("cpu"), settings, IdentityPipeline(), 1, postprocessing)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,9 @@ from NNSegLib.sliding_window import (
     predict_sliding_window,
     window_starts,
 )
+
+#: The arithmetic tests check the window/mirror bookkeeping exactly: plain fp32.
+Fp32Settings = functools.partial(SlidingWindowSettings, precision="fp32")
 
 
 class Identity(torch.nn.Module):
@@ -98,7 +103,7 @@ def test_identity_net_reproduces_input_logits(mirror):
     rng = np.random.default_rng(0)
     data = rng.normal(size=(3, 23, 37, 30)).astype(np.float32)   # one axis < patch
     net = Identity(3).eval()
-    settings = SlidingWindowSettings((16, 40, 16), mirror_axes=mirror, output="logits")
+    settings = Fp32Settings((16, 40, 16), mirror_axes=mirror, output="logits")
     out = predict_sliding_window(net, data, 3, settings)
     assert out.shape == data.shape
     np.testing.assert_allclose(out.numpy(), data, atol=1e-5)
@@ -107,7 +112,7 @@ def test_identity_net_reproduces_input_logits(mirror):
 def test_softmax_output_sums_to_one_and_matches():
     rng = np.random.default_rng(1)
     data = rng.normal(size=(2, 20, 20, 20)).astype(np.float32)
-    settings = SlidingWindowSettings((12, 12, 12), mirror_axes=(0,), output="softmax")
+    settings = Fp32Settings((12, 12, 12), mirror_axes=(0,), output="softmax")
     out = predict_sliding_window(Identity(2).eval(), data, 2, settings)
     np.testing.assert_allclose(out.sum(0).numpy(), 1.0, atol=1e-5)
     np.testing.assert_allclose(out.numpy(), torch.softmax(torch.from_numpy(data), 0).numpy(),
@@ -118,7 +123,7 @@ def test_2d_configuration_runs_slice_by_slice():
     rng = np.random.default_rng(2)
     data = rng.normal(size=(2, 5, 30, 21)).astype(np.float32)
     net = Identity(2, dims=2).eval()
-    settings = SlidingWindowSettings((16, 16), mirror_axes=(0, 1), output="logits")
+    settings = Fp32Settings((16, 16), mirror_axes=(0, 1), output="logits")
     out = predict_sliding_window(net, data, 2, settings)
     np.testing.assert_allclose(out.numpy(), data, atol=1e-5)
 
@@ -128,12 +133,12 @@ def test_tta_symmetry():
     rng = np.random.default_rng(3)
     data = rng.normal(size=(1, 24, 24, 24)).astype(np.float32)
     net = Asymmetric().eval()
-    settings = SlidingWindowSettings((16, 16, 16), mirror_axes=(0, 1, 2), output="softmax")
+    settings = Fp32Settings((16, 16, 16), mirror_axes=(0, 1, 2), output="softmax")
     out = predict_sliding_window(net, data, 3, settings)
     out_flipped = predict_sliding_window(net, data[:, ::-1, :, ::-1].copy(), 3, settings)
     np.testing.assert_allclose(out_flipped.numpy(), out.numpy()[:, ::-1, :, ::-1], atol=1e-5)
     # without TTA the asymmetric net is not symmetric: the test above can fail
-    plain = SlidingWindowSettings((16, 16, 16), output="softmax")
+    plain = Fp32Settings((16, 16, 16), output="softmax")
     a = predict_sliding_window(net, data, 3, plain).numpy()
     b = predict_sliding_window(net, data[:, ::-1, :, ::-1].copy(), 3, plain).numpy()
     assert np.abs(b - a[:, ::-1, :, ::-1]).max() > 1e-3
@@ -142,12 +147,12 @@ def test_tta_symmetry():
 def test_mirrors_share_a_batch():
     data = np.zeros((1, 16, 16, 32), np.float32)
     net = Identity(1).eval()
-    settings = SlidingWindowSettings((16, 16, 16), mirror_axes=(0, 1, 2), output="logits")
+    settings = Fp32Settings((16, 16, 16), mirror_axes=(0, 1, 2), output="logits")
     predict_sliding_window(net, data, 1, settings)
     assert net.calls == [3 * 8]   # 3 windows × 8 mirrors in one call
     net.calls.clear()
-    small = SlidingWindowSettings((16, 16, 16), mirror_axes=(0, 1, 2), output="logits",
-                                  max_batch_voxels=16**3 * 4)
+    small = Fp32Settings((16, 16, 16), mirror_axes=(0, 1, 2), output="logits",
+                         max_batch_voxels=16**3 * 4)
     predict_sliding_window(net, data, 1, small)
     assert net.calls == [4, 4, 4, 4, 4, 4]
 
@@ -156,7 +161,7 @@ def test_progress_and_cancel():
     events = []
     progress = Progress(listeners=[events.append])
     data = np.zeros((1, 16, 16, 40), np.float32)
-    settings = SlidingWindowSettings((16, 16, 16), output="logits", max_batch_voxels=16**3)
+    settings = Fp32Settings((16, 16, 16), output="logits", max_batch_voxels=16**3)
     predict_sliding_window(Identity(1).eval(), data, 1, settings, progress=progress)
     steps = [e for e in events if e["event"] == "progress"]
     assert [e["current"] for e in steps] == [1, 2, 3, 4]
@@ -190,3 +195,21 @@ def test_nnunet_numerics_gaussian_and_half_accumulation():
     np.testing.assert_allclose(out.float().numpy()[inner], data[inner], atol=1e-2)
     # like nnU-Net, corners (tiny float16 weights) lose precision: that is reproduced
     assert np.abs(out.float().numpy() - data).max() > 0.05
+
+
+def test_precision_choice_follows_the_device():
+    import torch
+
+    from NNSegLib.network import fast_bf16_available
+    from NNSegLib.sliding_window import autocast_dtype
+
+    cpu = torch.device("cpu")
+    auto = SlidingWindowSettings((8, 8, 8))
+    expected = torch.bfloat16 if fast_bf16_available(cpu) else None
+    assert autocast_dtype(auto, cpu) == expected
+    # nnU-Net models keep nnU-Net's own CPU arithmetic (fp32) for voxel-exact agreement
+    assert autocast_dtype(SlidingWindowSettings((8, 8, 8), nnunet_numerics=True), cpu) is None
+    assert autocast_dtype(SlidingWindowSettings((8, 8, 8), precision="fp32"), cpu) is None
+    assert autocast_dtype(SlidingWindowSettings((8, 8, 8), precision="bf16"), cpu) == torch.bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        SlidingWindowSettings((8, 8, 8), precision="int8")

@@ -66,6 +66,7 @@ def test_tiny_plan_trains_and_loss_decreases(tmp_path):
     assert [r["epoch"] for r in log] == list(range(5))
     assert log[-1]["train_loss"] < 0.8 * log[0]["train_loss"]
     assert 0.0 <= log[0]["data_wait_share"] <= 1.0 and len(log[0]["pseudo_dice"]) == 2
+    assert 0.0 < log[0]["augment_share"] < 1.0
     rc = RunConfig.load(run_dir / "run_config.json")
     assert rc.max_epochs == 5 and rc.recipe == plans.recipe
     state = ckpt.load_checkpoint(run_dir / ckpt.FINAL)

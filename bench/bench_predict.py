@@ -295,6 +295,7 @@ def main() -> int:
     for tool, rs in runs.items():
         summary[tool] = {
             "s_per_case": bl.stats([r["s_per_case"] for r in rs]),
+            "cpu_s_per_case": bl.stats([r["cpu_s"] / len(cases) for r in rs]),
             "peak_pss_tree_mb": bl.stats([r["peak_pss_tree_mb"] for r in rs]),
             "peak_rss_tree_mb": bl.stats([r["peak_rss_tree_mb"] for r in rs]),
             "dice": rs[-1]["dice"]["mean"],
@@ -389,6 +390,12 @@ def main() -> int:
             )
         else:
             md.append("\nOnly " + ", ".join(summary) + " was measured in this run (no ratio).")
+        md.append(
+            "\nCPU seconds per case (user+sys of the tree ÷ cases; less sensitive to load), "
+            "median: "
+            + ", ".join(f"{t} {sm['cpu_s_per_case']['median']}" for t, sm in summary.items())
+            + "."
+        )
         md.append(f"\nRaw data: `bench/out/{path.name}`.")
         bl.update_results_md("predict", "\n".join(md))
     return 0

@@ -109,6 +109,7 @@ def run_nnseg(dataset: Path, work: Path, workers: int, logdir: Path, timeout: fl
     ]
     total = {
         "wall_s": 0.0,
+        "cpu_s": 0.0,
         "peak_rss_tree_mb": 0.0,
         "peak_pss_tree_mb": 0.0,
         "peak_rss_proc_mb": 0.0,
@@ -120,6 +121,7 @@ def run_nnseg(dataset: Path, work: Path, workers: int, logdir: Path, timeout: fl
         bl.check_ok(res, f"nnseg {name}")
         total["stages"][name] = res["wall_s"]
         total["wall_s"] = round(total["wall_s"] + res["wall_s"], 3)
+        total["cpu_s"] = round(total["cpu_s"] + res["cpu_s"], 2)
         for k in ("peak_rss_tree_mb", "peak_pss_tree_mb", "peak_rss_proc_mb"):
             total[k] = max(total[k], res[k])
     total["output_mb"] = round(
@@ -233,6 +235,7 @@ def main() -> int:
             continue
         summary[tool] = {
             "wall_s": bl.stats([r["wall_s"] for r in rs]),
+            "cpu_s": bl.stats([r["cpu_s"] for r in rs]),
             "peak_pss_tree_mb": bl.stats([r["peak_pss_tree_mb"] for r in rs]),
             "peak_rss_tree_mb": bl.stats([r["peak_rss_tree_mb"] for r in rs]),
             "peak_rss_proc_mb": bl.stats([r["peak_rss_proc_mb"] for r in rs]),
@@ -248,6 +251,9 @@ def main() -> int:
                 summary["nnseg"]["peak_pss_tree_mb"][k], summary["nnunet"]["peak_pss_tree_mb"][k]
             )
         # per-repeat pairs (same repeat = closest in time)
+        ratios["cpu_median"] = bl.ratio(
+            summary["nnseg"]["cpu_s"]["median"], summary["nnunet"]["cpu_s"]["median"]
+        )
         ratios["wall_per_repeat"] = [
             bl.ratio(a["wall_s"], b["wall_s"]) for a, b in zip(runs["nnseg"], runs["nnunet"])
         ]
@@ -284,6 +290,10 @@ def main() -> int:
             f"(target <= 0.333); per repeat {ratios['wall_per_repeat']}; peak PSS median "
             f"{ratios['peak_pss_median']}"
         )
+    for tool, sm in summary.items():
+        print(f"{tool:7s} CPU seconds (user+sys, whole tree) median {sm['cpu_s']['median']}")
+    if ratios:
+        print(f"NNSeg/nnU-Net CPU seconds (median): {ratios['cpu_median']}")
     if nnunet_plans.get("3d_fullres"):
         p = nnunet_plans["3d_fullres"]
         print(
@@ -339,6 +349,11 @@ def main() -> int:
                 f"\nFAILED: {f['tool']} repeat {f['repeat']}: {f['error']} (excluded from the "
                 "table)."
             )
+        md.append(
+            "\nCPU seconds (user+sys of the process tree; less sensitive to load), median: "
+            + ", ".join(f"{t} {sm['cpu_s']['median']}" for t, sm in summary.items())
+            + (f"; ratio NNSeg/nnU-Net {ratios['cpu_median']}." if ratios else ".")
+        )
         md.append(f"\nRaw data: `bench/out/{path.name}`.")
         bl.update_results_md("preprocess", "\n".join(md))
     return 0

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -182,6 +183,7 @@ def run_monitored(
     with open(log, "w", encoding="utf-8") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         popen = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
         proc = psutil.Process(popen.pid)
@@ -213,11 +215,16 @@ def run_monitored(
         wall = time.perf_counter() - t0
         stop.set()
         th.join()
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds (user + system) of the command and every descendant it waited for: less
+    # sensitive than wall time to other jobs competing for the cores
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     mb = 2**20
     return {
         "cmd": cmd,
         "returncode": rc,
         "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 2),
         "peak_rss_tree_mb": round(peaks[0] / mb, 1),
         "peak_pss_tree_mb": round(peaks[1] / mb, 1),
         "peak_rss_proc_mb": round(peaks[2] / mb, 1),
