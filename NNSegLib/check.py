@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import multiprocessing
 import sys
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from NNSegLib.dataset import CHANNEL_RE, Case, DatasetError, DatasetSpec, load_dataset_json
 from NNSegLib.errors import EXIT_BAD_INPUT, EXIT_OK, NNSegError
 from NNSegLib.io import SUPPORTED_ENDINGS, Geometry, ImageReadError, SimpleITKIO, file_ending
+from NNSegLib.parallel import map_cases
 
 ERROR = "error"
 WARNING = "warning"
@@ -351,53 +350,6 @@ def _strip_path(message: str, path: Path) -> str:
 
 def _fmt(values: Sequence[float]) -> str:
     return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
-
-
-# -- parallel over cases ---------------------------------------------------------------------
-def pool_context():
-    """Process start method: ``fork`` on Linux while torch is not loaded, else ``spawn``."""
-    method = "fork" if sys.platform.startswith("linux") and "torch" not in sys.modules else "spawn"
-    return multiprocessing.get_context(method)
-
-
-def map_cases(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int = 2,
-              progress=None, stage: str = "check") -> Iterator[Any]:
-    """Yield ``fn(*job)`` for every job (any order), at most one job per worker at a time.
-
-    ``workers <= 1`` runs in this process. Progress advances per job; cancellation is
-    checked between jobs (pending jobs are dropped, running ones finish).
-    """
-    total = len(jobs)
-    if workers <= 1 or total <= 1:
-        if progress is not None:
-            progress.start(stage, total)
-        for job in jobs:
-            if progress is not None:
-                progress.check_cancelled()
-            yield fn(*job)
-            if progress is not None:
-                progress.advance()
-        return
-    pending_jobs = list(reversed(jobs))
-    with ProcessPoolExecutor(min(workers, total), mp_context=pool_context()) as pool:
-        running = {pool.submit(fn, *pending_jobs.pop()) for _ in range(min(workers, total))}
-        if progress is not None:
-            progress.start(stage, total)
-        try:
-            while running:
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    if progress is not None:
-                        progress.check_cancelled()
-                    if pending_jobs:
-                        running.add(pool.submit(fn, *pending_jobs.pop()))
-                    yield future.result()
-                    if progress is not None:
-                        progress.advance()
-        except BaseException:
-            for future in running:
-                future.cancel()
-            raise
 
 
 def _check_job(case: Case, spec: DatasetSpec) -> CaseCheck:

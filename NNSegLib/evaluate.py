@@ -23,7 +23,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from NNSegLib.metrics import (
     foreground_mean,
     mean_metrics,
 )
+from NNSegLib.parallel import map_ordered
 from NNSegLib.progress import Progress
 
 SUMMARY_VERSION = 1
@@ -189,54 +190,6 @@ def evaluate_case(case: str, reference: Path, prediction: Path, classes: Sequenc
     return CaseResult(case, str(reference), str(prediction), metrics)
 
 
-def _run_chunk(fn: Callable[..., Any], chunk: Sequence[tuple]) -> list[Any]:
-    return [fn(*item) for item in chunk]
-
-
-def map_cases(fn: Callable[..., Any], items: Sequence[tuple], workers: int = 2,
-              progress: Progress | None = None, stage: str = "evaluate") -> list[Any]:
-    """``[fn(*item) for item in items]`` in ``workers`` processes, with progress and cancel.
-
-    ``fn`` must be a module-level function (processes are started with ``spawn``, so the
-    caller's ``__main__`` must be importable). Items go to the processes in chunks (about
-    four per process) to keep the per-task overhead small. Results keep the order of
-    ``items``.
-    """
-    progress = progress or Progress()
-    progress.start(stage, len(items))
-    results: list[Any] = [None] * len(items)
-    if workers <= 1 or len(items) <= 1:
-        for i, item in enumerate(items):
-            progress.check_cancelled()
-            results[i] = fn(*item)
-            progress.advance()
-        progress.done()
-        return results
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    workers = min(workers, len(items))
-    size = max(1, math.ceil(len(items) / (4 * workers)))
-    starts = range(0, len(items), size)
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        pending = {pool.submit(_run_chunk, fn, items[i:i + size]): i for i in starts}
-        try:
-            while pending:
-                done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                progress.check_cancelled()
-                for future in done:
-                    start = pending.pop(future)
-                    chunk = future.result()
-                    results[start:start + len(chunk)] = chunk
-                    progress.advance(len(chunk))
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    progress.done()
-    return results
-
-
 def evaluate_pairs(pairs: Sequence[tuple[str, Path, Path]], labels: dict[str, int],
                    workers: int = 2, progress: Progress | None = None,
                    compute_hd95: bool = True) -> Summary:
@@ -245,7 +198,7 @@ def evaluate_pairs(pairs: Sequence[tuple[str, Path, Path]], labels: dict[str, in
     if not classes:
         raise NNSegError(f"no foreground labels to evaluate in {labels}")
     items = [(case, Path(r), Path(p), classes, compute_hd95) for case, r, p in pairs]
-    results = map_cases(evaluate_case, items, workers, progress, "evaluate")
+    results = map_ordered(evaluate_case, items, workers, progress, "evaluate")
     return Summary.from_cases(labels, results)
 
 
@@ -419,7 +372,6 @@ __all__ = [
     "evaluate_folder",
     "evaluate_pairs",
     "list_label_files",
-    "map_cases",
     "per_case_csv",
     "read_label_map",
     "write_outputs",

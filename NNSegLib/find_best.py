@@ -34,8 +34,9 @@ import numpy as np
 
 from NNSegLib.atomic import write_json
 from NNSegLib.errors import NNSegError
-from NNSegLib.evaluate import evaluate_pairs, map_cases, read_label_map
+from NNSegLib.evaluate import evaluate_pairs, read_label_map
 from NNSegLib.metrics import ClassMetrics, case_metrics, mean_foreground_dice, mean_metrics
+from NNSegLib.parallel import map_ordered
 from NNSegLib.postprocess import PostprocessingRules, remove_all_but_largest_component
 from NNSegLib.progress import Progress
 from NNSegLib.workspace import Workspace
@@ -145,7 +146,7 @@ def make_ensemble(ws: Workspace, members: Sequence[str], preds: dict[str, dict[s
             progress.message(f"ensemble {name} skipped: {absent[0]} missing", level="warning")
             return None
         items.append((case, sources, first, out_dir / f"{case}{ending}"))
-    map_cases(ensemble_case, items, workers, progress, f"ensemble {name}")
+    map_ordered(ensemble_case, items, workers, progress, f"ensemble {name}")
     return {item[0]: item[3] for item in items}
 
 
@@ -190,7 +191,7 @@ def decide_postprocessing(pairs: Sequence[tuple[str, Path, Path]], classes: Sequ
     """
     classes = sorted(int(c) for c in classes)
     items = [(c, r, p, classes) for c, r, p in pairs]
-    per_case = map_cases(postprocessing_variants, items, workers, progress, "postprocessing")
+    per_case = map_ordered(postprocessing_variants, items, workers, progress, "postprocessing")
     before = mean_foreground_dice(v["raw"] for v in per_case)
     after_fg = mean_foreground_dice(v["fg"] for v in per_case)
     use_fg = after_fg > before

@@ -246,7 +246,8 @@ def compute_fingerprint(dataset: Path | str, workers: int = 2, progress=None,
     Raises:
         NNSegError: listing every problem when the dataset check finds errors.
     """
-    from NNSegLib.check import CheckReport, map_cases, scan_layout, sort_problems
+    from NNSegLib.check import CheckReport, scan_layout, sort_problems
+    from NNSegLib.parallel import map_cases
 
     layout = scan_layout(dataset)
     problems = list(layout.problems)

@@ -269,21 +269,13 @@ def group_by_data(plans: Plans, configurations: Sequence[str]) -> dict[str, Conf
     return groups
 
 
-def _worker_init() -> None:
-    """Default signal handling (the parent cancels; terminate() must end us) and 1 thread."""
-    import signal
-
-    import SimpleITK as sitk
-
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-
-
 def _process_case(task: tuple) -> str:
     """Pool job: read one case once, write it for every data identifier it lacks."""
+    import SimpleITK as sitk
+
     from NNSegLib.io import SimpleITKIO, read_channels
 
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)   # parallel over cases instead
     identifier, image_paths, label_path, targets, plans = task
     images, geometry = read_channels([Path(p) for p in image_paths])
     seg = None
@@ -299,18 +291,6 @@ def _process_case(task: tuple) -> str:
             raise NNSegError(f"case {identifier} ({label_path or image_paths[0]}): {e}") from None
         write_case(Path(folder), identifier, data, s, props, plans.num_classes)
     return identifier
-
-
-def _pool(workers: int):
-    import multiprocessing as mp
-    import sys
-
-    # fork is fast, but not safe once torch (and its thread pools) is loaded
-    import SimpleITK  # noqa: F401  (loaded once here, shared by forked workers)
-
-    fork = "fork" in mp.get_all_start_methods() and "torch" not in sys.modules
-    method = "fork" if fork else "spawn"
-    return mp.get_context(method).Pool(workers, initializer=_worker_init)
 
 
 def _prepare_folder(folder: Path, key: dict, configs: list[str], overwrite: bool,
@@ -385,17 +365,9 @@ def preprocess_dataset(
 
 
 def _run_tasks(tasks: list, workers: int, progress: Any) -> None:
-    progress.start("preprocess", len(tasks))
-    if workers <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            progress.check_cancelled()
-            progress.advance(case=_process_case(task))
-    else:
-        with _pool(min(workers, len(tasks))) as pool:
-            for identifier in pool.imap_unordered(_process_case, tasks, chunksize=1):
-                progress.check_cancelled()
-                progress.advance(case=identifier)
-    progress.done()
+    from NNSegLib.parallel import map_ordered
+
+    map_ordered(_process_case, [(task,) for task in tasks], workers, progress, "preprocess")
 
 
 # --- CLI -------------------------------------------------------------------------------
