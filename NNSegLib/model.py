@@ -245,8 +245,11 @@ def load_fold_network(run_dir: Path, config: ConfigurationPlan, in_channels: int
     state = load_checkpoint(path)
     meta = state.get("meta", {})
     in_channels = int(meta.get("num_input_channels", in_channels))
-    return network_from_state(state["network"], config, in_channels, num_classes, device,
-                              str(path))
+    net = network_from_state(state["network"], config, in_channels, num_classes, device,
+                             str(path))
+    # a run may override the plan's patch (`nnseg train --patch-size`): predict with its own
+    net.trained_patch_size = tuple(meta.get("patch_size") or config.patch_size)
+    return net
 
 
 def network_from_state(weights: dict, config: ConfigurationPlan, in_channels: int,
@@ -328,7 +331,11 @@ def load_model(model_dir: Path | str, configuration: str | None = None,
     networks = [(f, load_fold_network(model_dir / configuration / f"fold_{f}", config,
                                       in_channels, num_classes, device)) for f in chosen]
     mirror = tuple(range(len(config.patch_size))) if tta else ()
-    settings = SlidingWindowSettings(tuple(config.patch_size), step=step, mirror_axes=mirror,
+    patches = {n.trained_patch_size for _, n in networks}
+    if len(patches) > 1:
+        raise NNSegError(f"{model_dir / configuration}: folds were trained with different "
+                         f"patch sizes {sorted(patches)}; choose folds with --folds")
+    settings = SlidingWindowSettings(patches.pop(), step=step, mirror_axes=mirror,
                                      output=NNSegPipeline.output, precision=precision)
     rules = _load_postprocessing(model_dir, configuration) if use_postprocessing else None
     return LoadedModel(model_dir, plans, configuration, config, labels, networks, device,

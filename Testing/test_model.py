@@ -230,3 +230,13 @@ def test_configuration_ensemble_averages_probabilities(tmp_path: Path):
     assert np.abs(parts[0] - parts[1]).max() > 1e-3   # the members really differ
     labels, _ = predict_array(image, geo, model, tta=True)   # options reach every member
     assert labels.shape == (6, 18, 17)
+
+
+def test_patch_overridden_in_training_is_used_for_prediction(tmp_path: Path):
+    root = make_model_folder(tmp_path / "r", folds=("0",))
+    assert load_model(root, device="cpu").settings.patch_size == (16, 16, 16)
+    path = root / "3d_fullres/fold_0/checkpoint_final.pt"
+    state = torch.load(path, weights_only=True)
+    state["meta"]["patch_size"] = [8, 16, 16]
+    save_checkpoint(path, state)
+    assert load_model(root, device="cpu").settings.patch_size == (8, 16, 16)
