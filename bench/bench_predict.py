@@ -102,16 +102,7 @@ def train_models(
                     "NNSEG_BENCH_SKIP_FINAL_VAL": "1",
                 },
             )
-            cmd = [
-                bl.nnunet_bin("nnUNetv2_train"),
-                str(bl.dataset_id(ds)),
-                CONFIG,
-                "0",
-                "-device",
-                "cpu",
-                "-tr",
-                bl.TRAINER_NAME,
-            ]
+            cmd = bl.nnunet_train_cmd(ds, CONFIG)
             res = bl.run_monitored(cmd, env=env, log=mdir / "nnunet_train.log", timeout=TIMEOUT)
             bl.check_ok(res, "nnUNetv2_train")
             (mdir / "nnunet_train.json").write_text(json.dumps(res, indent=1))

@@ -62,51 +62,8 @@ def run_nnunet(dataset: Path, root: Path, workers: int, logdir: Path, timeout: f
 def run_nnseg(dataset: Path, work: Path, workers: int, logdir: Path, timeout: float) -> dict:
     bl.fresh_dir(work)
     env = bl.nnseg_env()
-    nnseg = str(bl.NNSEG_BIN)
-    steps = [
-        (
-            "fingerprint",
-            [
-                nnseg,
-                "fingerprint",
-                str(dataset),
-                "--work",
-                str(work),
-                "--workers",
-                str(workers),
-                "--quiet",
-            ],
-        ),
-        (
-            "plan",
-            [
-                nnseg,
-                "plan",
-                str(dataset),
-                "--work",
-                str(work),
-                "--recipe",
-                "v2",
-                "--configurations",
-                "2d",
-                "3d_fullres",
-                "--quiet",
-            ],
-        ),
-        (
-            "preprocess",
-            [
-                nnseg,
-                "preprocess",
-                str(dataset),
-                "--work",
-                str(work),
-                "--workers",
-                str(workers),
-                "--quiet",
-            ],
-        ),
-    ]
+    plan_args = ["--recipe", "v2", "--configurations", "2d", "3d_fullres"]
+    steps = bl.nnseg_prepare_steps(dataset, work, workers, plan_args)
     total = {
         "wall_s": 0.0,
         "cpu_s": 0.0,

@@ -66,16 +66,7 @@ def run_nnunet(
             "NNSEG_BENCH_SKIP_FINAL_VAL": "0" if final_val else "1",
         },
     )
-    cmd = [
-        bl.nnunet_bin("nnUNetv2_train"),
-        str(bl.dataset_id(ds)),
-        CONFIG,
-        "0",
-        "-device",
-        "cpu",
-        "-tr",
-        bl.TRAINER_NAME,
-    ]
+    cmd = bl.nnunet_train_cmd(ds, CONFIG)
     res = bl.run_monitored(cmd, env=env, log=rdir / "nnunet_train.log", timeout=TIMEOUT)
     bl.check_ok(res, "nnUNetv2_train")
     recs = [json.loads(line) for line in timing.read_text().splitlines() if line.strip()]

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Sequence
 
 import psutil
 
@@ -89,6 +90,38 @@ def link_raw_dataset(dataset: Path, root: Path) -> Path:
 
 def dataset_id(dataset: Path) -> int:
     return int(re.match(r"Dataset(\d{3})_", dataset.resolve().name).group(1))
+
+
+def nnunet_train_cmd(dataset: Path, config: str = "3d_fullres", fold: str = "0") -> list[str]:
+    """``nnUNetv2_train`` on the CPU with our short bench trainer."""
+    return [
+        nnunet_bin("nnUNetv2_train"),
+        str(dataset_id(dataset)),
+        config,
+        fold,
+        "-device",
+        "cpu",
+        "-tr",
+        TRAINER_NAME,
+    ]
+
+
+def nnseg_prepare_steps(
+    dataset: Path,
+    work: Path,
+    workers: int,
+    plan_args: Sequence[str] = (),
+    preprocess_args: Sequence[str] = (),
+) -> list[tuple[str, list[str]]]:
+    """``nnseg fingerprint``, ``plan`` and ``preprocess`` command lines (name, argv)."""
+    nn = str(NNSEG_BIN)
+    common = [str(dataset), "--work", str(work)]
+    worker_args = ["--workers", str(workers)]
+    return [
+        ("fingerprint", [nn, "fingerprint", *common, *worker_args, "--quiet"]),
+        ("plan", [nn, "plan", *common, *plan_args, "--quiet"]),
+        ("preprocess", [nn, "preprocess", *common, *worker_args, *preprocess_args, "--quiet"]),
+    ]
 
 
 def _version_of(python: Path, module: str) -> str:
@@ -443,7 +476,6 @@ def ensure_nnseg_matched(
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
-        nn = str(NNSEG_BIN)
         overrides = [
             f"{config}.patch_size={json.dumps(p['patch_size'])}",
             f"{config}.batch_size={p['batch_size']}",
@@ -451,53 +483,10 @@ def ensure_nnseg_matched(
             f"{config}.strides={json.dumps(p['strides'])}",
             f"{config}.kernel_sizes={json.dumps(p['kernel_sizes'])}",
         ]
-        for name, cmd in [
-            (
-                "fingerprint",
-                [
-                    nn,
-                    "fingerprint",
-                    str(dataset),
-                    "--work",
-                    str(work),
-                    "--workers",
-                    str(workers),
-                    "--quiet",
-                ],
-            ),
-            (
-                "plan",
-                [
-                    nn,
-                    "plan",
-                    str(dataset),
-                    "--work",
-                    str(work),
-                    "--recipe",
-                    "v2",
-                    "--configurations",
-                    config,
-                    "--override",
-                    *overrides,
-                    "--quiet",
-                ],
-            ),
-            (
-                "preprocess",
-                [
-                    nn,
-                    "preprocess",
-                    str(dataset),
-                    "--work",
-                    str(work),
-                    "--workers",
-                    str(workers),
-                    "--configurations",
-                    config,
-                    "--quiet",
-                ],
-            ),
-        ]:
+        plan_args = ["--recipe", "v2", "--configurations", config, "--override", *overrides]
+        for name, cmd in nnseg_prepare_steps(
+            dataset, work, workers, plan_args, ["--configurations", config]
+        ):
             check_ok(
                 run_monitored(cmd, env=nnseg_env(), log=work / f"prep_{name}.log"), f"nnseg {name}"
             )
