@@ -3,8 +3,10 @@
 :class:`Augmenter` takes a batch ``images (B, C, *Q)``, ``seg (B, 1, *Q)`` and returns
 ``(B, C, *P)``, ``(B, 1, *P)`` where ``P`` is its ``patch_size`` (``Q == P`` usually; a
 larger ``Q``, e.g. :func:`input_patch_size`, gives rotations real context instead of zero
-padding; the centre is used). Order (nnU-Net v2's): spatial → Gaussian noise → blur →
-brightness → contrast → low resolution → inverted gamma → gamma → mirroring.
+padding; the centre is used). ``seg`` may have more than one channel (a cascade stage's
+previous-stage segmentation rides along as channel 1): every channel is a label map.
+Order (nnU-Net v2's): spatial → Gaussian noise → blur → brightness → contrast → low
+resolution → inverted gamma → gamma → mirroring.
 
 Spatial: rotation, scaling and elastic deformation of a sample are composed into one
 sampling grid; all transformed samples of the batch go through one ``grid_sample`` for the
@@ -175,8 +177,8 @@ class Augmenter:
     def __call__(self, images: torch.Tensor, seg: torch.Tensor,
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Augment a batch; returns new tensors (the inputs are not modified)."""
-        if images.ndim != self.spatial_dims + 2 or seg.shape[1] != 1:
-            raise ValueError(f"expected images (B, C, *P) and seg (B, 1, *P), got "
+        if images.ndim != self.spatial_dims + 2 or seg.ndim != images.ndim or seg.shape[1] < 1:
+            raise ValueError(f"expected images (B, C, *P) and seg (B, L, *P), got "
                              f"{tuple(images.shape)} and {tuple(seg.shape)}")
         images, seg = self._spatial(images, seg, generator)
         images = apply_intensity(images, self.config, generator, self.anisotropic)

@@ -388,15 +388,60 @@ def plan_commands(dataset: Path | str, work: Path | str | None = None, recipe: s
 def train_commands(dataset: Path | str, work: Path | str | None, configuration: str,
                    folds: str = "0", max_epochs: int | None = None, device: str = "auto",
                    resume: bool = False) -> list[list[str]]:
-    """Preprocess the configuration, then train each fold (``--continue`` to resume)."""
+    """Preprocess the configuration, then train each fold (``--continue`` to resume).
+
+    A cascade stage (its plan names a ``previous_stage``) first gets the previous stage's
+    cross-validation folds that have not finished (resumed where a checkpoint exists): the cascade
+    trains on their cross-validation segmentations.
+    """
     w = _work_args(work)
-    commands = [["preprocess", str(dataset), *w, "--configurations", configuration]]
+    commands = []
+    previous = _previous_stage(dataset, work, configuration)
+    if previous is not None:
+        name, run_dirs = previous
+        commands.append(["preprocess", str(dataset), *w, "--configurations", name])
+        for fold, run_dir in enumerate(run_dirs):
+            if not (run_dir / "checkpoint_final.pt").is_file():
+                commands.append(_train_command(
+                    dataset, w, name, str(fold), max_epochs, device,
+                    (run_dir / "checkpoint_latest.pt").is_file()))
+    commands.append(["preprocess", str(dataset), *w, "--configurations", configuration])
     for fold in parse_folds(folds) or ["0"]:
-        cmd = ["train", str(dataset), configuration, fold, *w, "--device", device]
-        cmd += ["--epochs", str(max_epochs)] if max_epochs else []
-        cmd += ["--continue"] if resume else []
-        commands.append(cmd)
+        commands.append(_train_command(dataset, w, configuration, fold, max_epochs, device,
+                                       resume))
     return commands
+
+
+def _train_command(dataset: Path | str, w: list[str], configuration: str, fold: str,
+                   max_epochs: int | None, device: str, resume: bool) -> list[str]:
+    cmd = ["train", str(dataset), configuration, fold, *w, "--device", device]
+    cmd += ["--epochs", str(max_epochs)] if max_epochs else []
+    cmd += ["--continue"] if resume else []
+    return cmd
+
+
+def _previous_stage(dataset: Path | str, work: Path | str | None, configuration: str
+                    ) -> tuple[str, list[Path]] | None:
+    """``(previous stage, its fold folders)`` when the plan makes ``configuration`` a
+    cascade stage, else ``None`` (also when there is no plan yet)."""
+    from NNSegLib.plans import Plans
+    from NNSegLib.splits import DEFAULT_FOLDS, load_splits
+    from NNSegLib.workspace import Workspace
+
+    ws = Workspace.for_dataset(dataset, work if work not in ("", None) else None)
+    if not ws.plans.is_file():
+        return None
+    try:
+        prev = Plans.load(ws.plans).configuration(configuration).previous_stage
+    except (KeyError, ValueError):
+        return None
+    if not prev:
+        return None
+    try:
+        n_folds = len(load_splits(ws.splits)) if ws.splits.is_file() else DEFAULT_FOLDS
+    except Exception:   # a broken splits file is reported by the training command itself
+        n_folds = DEFAULT_FOLDS
+    return prev, [ws.run_dir(prev, k) for k in range(n_folds)]
 
 
 def predict_commands(input_dir: Path | str, output_dir: Path | str, model: Path | str,

@@ -366,7 +366,9 @@ def predict_validation(model_dir: Path | str, configuration: str, fold: int | st
 
     Writes ``results/<config>/fold_<k>/validation/<case><ending>`` (no postprocessing) and
     ``<case>_probabilities.npz`` (key ``probabilities``, float16, ``(K, z, y, x)`` on the
-    original grid). Returns the label files written.
+    original grid). A cascade's low-resolution stage also writes each segmentation on the
+    next stage's grid (:func:`NNSegLib.cascade.export_for_next_stage`). Returns the label
+    files written.
     """
     from NNSegLib.dataset import list_cases as list_dataset_cases
     from NNSegLib.dataset import load_dataset_json
@@ -386,6 +388,9 @@ def predict_validation(model_dir: Path | str, configuration: str, fold: int | st
     model = load_model(model_dir, configuration, [fold], device, tta=tta, step=step,
                        use_postprocessing=False)
     out_dir = Path(model_dir) / configuration / f"fold_{fold}" / "validation"
+    next_stage = model.config.next_stage
+    if next_stage and next_stage not in model.plans.configurations:
+        next_stage = None
     patches = _child_progress(progress)
     if progress is not None:
         progress.start("validation", len(val))
@@ -395,6 +400,13 @@ def predict_validation(model_dir: Path | str, configuration: str, fold: int | st
         result = predict_case(images, geometry, model, probabilities=True, postprocess=False,
                               progress=patches)
         written.append(write_case(result, geometry, out_dir, case_id, spec.file_ending)[0])
+        if next_stage:
+            from NNSegLib.cascade import export_for_next_stage, next_stage_folder
+
+            export_for_next_stage(result.labels, images, geometry, model.plans,
+                                  model.plans.configuration(next_stage),
+                                  next_stage_folder(model_dir, configuration, next_stage),
+                                  case_id)
         if progress is not None:
             progress.advance(case=case_id)
     if patches is not None and patches is not progress:
@@ -414,9 +426,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder for <case><ending> label maps")
     parser.add_argument("-m", "--model", required=True, type=Path,
                         help="model folder (WORK/results) or an nnU-Net v2 results folder")
-    parser.add_argument("--folds", nargs="+", default=None,
+    parser.add_argument("-f", "--folds", nargs="+", default=None,
                         help="folds to ensemble (default: every trained fold)")
-    parser.add_argument("--config", "--configuration", dest="configuration", default=None,
+    parser.add_argument("-c", "--config", "--configuration", dest="configuration", default=None,
                         help="configuration (default: best_configuration.json, else "
                              "3d_fullres, else what exists)")
     parser.add_argument("--no-tta", action="store_true",

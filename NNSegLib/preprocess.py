@@ -102,32 +102,17 @@ def preprocess_case(
         properties dict needed by :func:`restore_to_original`.
     """
     cfg = _config(plans, config)
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim == 3:
-        images = images[None]
-    if tuple(images.shape[1:]) != tuple(geometry.shape):
-        raise NNSegError(f"image shape {images.shape[1:]} != geometry shape {geometry.shape}")
-    bbox = bbox_of(nonzero_mask(images))
+    images = _as_channels(images, geometry)
+    bbox, crop_shape, new_shape, axis = _target_grid(images, geometry, cfg)
     data = crop(images, bbox)
     mask = nonzero_mask(data) if any(cfg.use_mask_for_norm) else None
     data = normalize(data, cfg.normalization, cfg.use_mask_for_norm, plans.intensity_properties,
                      mask)
     if seg is not None:
-        seg = np.asarray(seg)
-        seg = seg[0] if seg.ndim == 4 else seg
-        if tuple(seg.shape) != tuple(geometry.shape):
-            raise NNSegError(f"label shape {seg.shape} != image shape {geometry.shape}")
-        seg = _labels_to_int8(crop(seg, bbox), plans.num_classes)
-    crop_shape = tuple(data.shape[1:])
-    new_shape = compute_new_shape(crop_shape, geometry.spacing, cfg.spacing)
-    axis = None
+        seg = _labels_to_grid(seg, geometry, bbox, new_shape, axis, cfg, plans.num_classes)
     if new_shape != crop_shape:
-        axis = separate_axis(geometry.spacing, cfg.spacing, cfg.anisotropy_axis)
         data = resample_images(data, new_shape, cfg.resample_order_image, axis,
                                cfg.resample_order_z)
-        if seg is not None:
-            seg = resample_labels(seg, new_shape, cfg.resample_order_label, axis,
-                                  cfg.resample_order_z)
     properties = {
         "original_geometry": geometry.to_dict(),
         "bbox": bbox,
@@ -138,6 +123,59 @@ def preprocess_case(
         "data_identifier": cfg.data_identifier,
     }
     return data, (seg[None] if seg is not None else None), properties
+
+
+def preprocess_labels(seg: np.ndarray, images: np.ndarray, geometry: Geometry, plans: Plans,
+                      config: ConfigurationPlan | str) -> np.ndarray:
+    """A label map on the grid :func:`preprocess_case` gives ``images`` (no image work).
+
+    Used to hand a cascade's full-resolution stage the low-resolution prediction exactly as
+    inference does (``preprocess_case(images, geometry, plans, config, seg=...)``), without
+    normalizing or resampling the images.
+
+    Returns:
+        int8 ``(1, z, y, x)``.
+    """
+    cfg = _config(plans, config)
+    images = _as_channels(images, geometry)
+    bbox, _crop_shape, new_shape, axis = _target_grid(images, geometry, cfg)
+    return _labels_to_grid(seg, geometry, bbox, new_shape, axis, cfg, plans.num_classes)[None]
+
+
+def _as_channels(images: np.ndarray, geometry: Geometry) -> np.ndarray:
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 3:
+        images = images[None]
+    if tuple(images.shape[1:]) != tuple(geometry.shape):
+        raise NNSegError(f"image shape {images.shape[1:]} != geometry shape {geometry.shape}")
+    return images
+
+
+def _target_grid(images: np.ndarray, geometry: Geometry, cfg: ConfigurationPlan
+                 ) -> tuple[list[list[int]], tuple[int, ...], tuple[int, ...], int | None]:
+    """Crop box, cropped shape, resampled shape and separate (anisotropic) axis of a case."""
+    bbox = bbox_of(nonzero_mask(images))
+    crop_shape = tuple(int(hi - lo) for lo, hi in bbox)
+    new_shape = tuple(compute_new_shape(crop_shape, geometry.spacing, cfg.spacing))
+    axis = None
+    if new_shape != crop_shape:
+        axis = separate_axis(geometry.spacing, cfg.spacing, cfg.anisotropy_axis)
+    return bbox, crop_shape, new_shape, axis
+
+
+def _labels_to_grid(seg: np.ndarray, geometry: Geometry, bbox: list[list[int]],
+                    new_shape: tuple[int, ...], axis: int | None, cfg: ConfigurationPlan,
+                    num_classes: int) -> np.ndarray:
+    """Crop, check and resample a label map ``(z, y, x)`` (or ``(1, z, y, x)``) → int8."""
+    seg = np.asarray(seg)
+    seg = seg[0] if seg.ndim == 4 else seg
+    if tuple(seg.shape) != tuple(geometry.shape):
+        raise NNSegError(f"label shape {seg.shape} != image shape {geometry.shape}")
+    seg = _labels_to_int8(crop(seg, bbox), num_classes)
+    if tuple(new_shape) != tuple(seg.shape):
+        seg = resample_labels(seg, new_shape, cfg.resample_order_label, axis,
+                              cfg.resample_order_z)
+    return seg
 
 
 # --- back to the original grid --------------------------------------------------------

@@ -9,6 +9,12 @@ present in the case (from ``<case>_locs.npz``) and then shifted into the allowed
 last ``ceil(batch_size * oversample_foreground)`` samples of every batch are foreground
 patches. 2D configurations take an axis-0 slice of the 3D arrays.
 
+A cascade stage also reads the previous stage's segmentation of each case
+(``previous_stage`` folder, ``<case>.npy`` int8 ``(1, z, y, x)`` on the same grid, see
+:mod:`NNSegLib.cascade`); its patch is cut at the same place and returned as a second label
+channel, so spatial augmentation moves it with the labels (nearest-neighbour) before the
+trainer turns it into one-hot input channels.
+
 Each batch is drawn from its own generator, derived from ``(seed, stream, epoch, iteration,
 rank)`` by :func:`batch_rng`, so batches do not depend on the order in which background
 threads produce them, and a resumed run sees exactly the batches it would have seen.
@@ -57,10 +63,17 @@ class CaseArrays:
     data: np.ndarray  # (C, z, y, x) float32, memory-mapped
     seg: np.ndarray  # (1, z, y, x) int8, memory-mapped
     locations: dict[int, np.ndarray]  # class → (N, 3) int32 voxel indices
+    previous: np.ndarray | None = None  # (1, z, y, x) int8 previous-stage labels (cascade)
 
 
-def load_case(folder: Path, identifier: str) -> CaseArrays:
+def load_case(folder: Path, identifier: str, previous_stage: Path | None = None
+              ) -> CaseArrays:
     """Open one case of ``folder`` per the preprocessed contract.
+
+    Args:
+        folder: ``preprocessed/<data_identifier>``.
+        identifier: Case id.
+        previous_stage: Folder of the previous cascade stage's segmentations, if any.
 
     Raises:
         NNSegError: naming the file that is missing or malformed.
@@ -89,7 +102,19 @@ def load_case(folder: Path, identifier: str) -> CaseArrays:
                             locations[int(name[len("class_"):])] = locs
         except (OSError, ValueError) as e:
             raise NNSegError(f"{paths['locs']}: cannot read class locations ({e})") from e
-    return CaseArrays(identifier, data, seg, locations)
+    previous = None
+    if previous_stage is not None:
+        path = Path(previous_stage) / f"{identifier}.npy"
+        try:
+            previous = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise NNSegError(f"{path}: cannot read the previous stage's segmentation ({e})"
+                             ) from e
+        if previous.shape != seg.shape:
+            raise NNSegError(f"{path}: shape {previous.shape} does not match "
+                             f"{paths['seg']} {seg.shape}; the previous stage's predictions "
+                             "were made for other preprocessed data (re-run its validation)")
+    return CaseArrays(identifier, data, seg, locations, previous)
 
 
 def patch_bounds(shape: Sequence[int], patch: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -124,10 +149,13 @@ class PatchSampler:
         patch_size: 3 values (3D) or 2 values (2D: axis-0 slices).
         batch_size: Samples per batch.
         oversample_foreground: Minimum share of foreground-centred samples per batch.
+        previous_stage: Folder of the previous cascade stage's segmentations (adds a
+            second label channel to every batch).
     """
 
     def __init__(self, folder: Path, case_ids: Sequence[str], patch_size: Sequence[int],
-                 batch_size: int, oversample_foreground: float = 0.33) -> None:
+                 batch_size: int, oversample_foreground: float = 0.33,
+                 previous_stage: Path | None = None) -> None:
         if not case_ids:
             raise NNSegError(f"{folder}: no cases to sample from")
         if len(patch_size) not in (2, 3):
@@ -137,6 +165,7 @@ class PatchSampler:
         self.patch_size = tuple(int(p) for p in patch_size)
         self.batch_size = int(batch_size)
         self.num_foreground = int(math.ceil(self.batch_size * oversample_foreground - 1e-9))
+        self.previous_stage = Path(previous_stage) if previous_stage is not None else None
         self._cases: dict[str, CaseArrays] = {}
 
     @property
@@ -146,11 +175,15 @@ class PatchSampler:
     def case(self, identifier: str) -> CaseArrays:
         """The (cached) arrays of one case."""
         if identifier not in self._cases:
-            self._cases[identifier] = load_case(self.folder, identifier)
+            self._cases[identifier] = load_case(self.folder, identifier, self.previous_stage)
         return self._cases[identifier]
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """One batch: images ``(B, C, *patch)`` float32 and labels ``(B, 1, *patch)`` int8."""
+        """One batch: images ``(B, C, *patch)`` float32 and labels ``(B, 1, *patch)`` int8.
+
+        With a previous stage the labels are ``(B, 2, *patch)``: channel 1 holds the
+        previous stage's segmentation.
+        """
         images, segs = [], []
         first_fg = self.batch_size - self.num_foreground
         for i in range(self.batch_size):
@@ -167,10 +200,11 @@ class PatchSampler:
             classes = sorted(case.locations)
             locs = case.locations[classes[int(rng.integers(len(classes)))]]
             voxel = locs[int(rng.integers(len(locs)))]
-        data, seg = case.data, case.seg
+        data, seg, previous = case.data, case.seg, case.previous
         if self.spatial_dims == 2:
             z = int(voxel[0]) if voxel is not None else int(rng.integers(data.shape[1]))
             data, seg = data[:, z], seg[:, z]
+            previous = previous[:, z] if previous is not None else None
             voxel = voxel[1:] if voxel is not None else None
         lower, upper = patch_bounds(data.shape[1:], self.patch_size)
         if voxel is None:
@@ -178,8 +212,11 @@ class PatchSampler:
         else:
             centred = np.asarray(voxel) - np.asarray(self.patch_size) // 2
             start = [int(v) for v in np.clip(centred, lower, upper)]
-        return (extract_patch(data, start, self.patch_size),
-                extract_patch(seg, start, self.patch_size))
+        seg_patch = extract_patch(seg, start, self.patch_size)
+        if previous is not None:
+            seg_patch = np.concatenate([seg_patch,
+                                        extract_patch(previous, start, self.patch_size)])
+        return extract_patch(data, start, self.patch_size), seg_patch
 
 
 class Prefetcher(Generic[T]):

@@ -9,7 +9,11 @@ hands it to :class:`NNSegLib.trainer.Trainer`. The fold folder
 
 Modes: a new run (refused if the folder already has one, unless ``--fresh``);
 ``--continue`` resumes from ``checkpoint_latest.pt`` exactly where it stopped;
-``--extend N`` adds N epochs to a finished (or early-stopped) run.
+``--extend N`` adds N epochs to a finished (or early-stopped) run; ``--validate-only``
+re-runs the final validation of a finished run.
+
+A cascade stage (``3d_cascade_fullres``) trains on the previous stage's cross-validation
+segmentations (:mod:`NNSegLib.cascade`): train the five ``3d_lowres`` folds first.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from NNSegLib.workspace import Workspace
 
 RUN_CONFIG_NAME = "run_config.json"
 SUMMARY_NAME = "validation_summary.json"
-MODES = ("new", "fresh", "continue", "extend")
+MODES = ("new", "fresh", "continue", "extend", "validate")
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,6 @@ def resolve_configuration(plans: Plans, name: str, rc: RunConfig) -> Configurati
         config = plans.configuration(name)
     except KeyError as e:
         raise NNSegError(str(e.args[0])) from None
-    if config.is_cascade:
-        raise NNSegError(f"configuration {name!r} is a cascade stage; training cascades "
-                         "is not supported yet")
     changes: dict[str, Any] = {}
     if rc.batch_size is not None:
         changes["batch_size"] = rc.batch_size
@@ -86,10 +87,9 @@ def resolve_run_config(run_dir: Path, plans: Plans, mode: str, overrides: dict[s
     """A new run's config (recipe defaults + overrides) or the saved one (+ overrides)."""
     saved = run_dir / RUN_CONFIG_NAME
     overrides = dict(overrides)
-    if mode in ("continue", "extend"):
+    if mode in ("continue", "extend", "validate"):
         if not saved.is_file():
-            raise NNSegError(f"{saved}: missing; there is no run to "
-                             f"{'continue' if mode == 'continue' else 'extend'}")
+            raise NNSegError(f"{saved}: missing; there is no run to {mode}")
         overrides.pop("recipe", None)
         return RunConfig.load(saved).replace(**overrides) if overrides else RunConfig.load(saved)
     if mode == "new" and (run_dir / ckpt.LATEST).is_file():
@@ -131,6 +131,22 @@ def _fold_split(ws: Workspace, config: ConfigurationPlan, fold: int | str,
     return folder, train, val
 
 
+def _previous_stage(ws: Workspace, plans: Plans, config: ConfigurationPlan,
+                    cases: list[str]) -> Path:
+    """A cascade stage's folder of previous-stage segmentations, checked to be complete."""
+    from NNSegLib.cascade import previous_stage_folder, require_previous_stage
+    from NNSegLib.splits import load_splits
+
+    prev = config.previous_stage
+    if prev not in plans.configurations or plans.configurations[prev].next_stage != config.name:
+        raise NNSegError(f"{ws.plans}: {config.name} needs {prev!r} with next_stage "
+                         f"{config.name!r} in the plan; re-run `nnseg plan`")
+    folder = previous_stage_folder(ws.results, config)
+    splits = load_splits(ws.splits) if ws.splits.is_file() else None
+    require_previous_stage(folder, cases, config, splits)
+    return folder
+
+
 def _device_and_threads(rc: RunConfig) -> tuple[Any, dist.DistContext]:
     import os
 
@@ -161,7 +177,8 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
         configuration: Configuration name in the plan.
         fold: Fold index or ``"all"``.
         overrides: :class:`RunConfig` field values (``recipe`` included).
-        mode: ``new``, ``fresh`` (overwrite an existing run), ``continue`` or ``extend``.
+        mode: ``new``, ``fresh`` (overwrite an existing run), ``continue``, ``extend`` or
+            ``validate`` (final validation of a finished run only).
         extend_epochs: Epochs to add in mode ``extend``.
         time_budget_minutes: Stop cleanly (final checkpoint) after this much wall-clock.
         progress: Progress sink (cancellation via its token).
@@ -185,11 +202,14 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
     device, ctx = _device_and_threads(rc)
     try:
         folder, train_cases, val_cases = _fold_split(ws, config, fold, ctx)
-        state = ckpt.load_checkpoint(run_dir / ckpt.LATEST) if mode in ("continue", "extend") \
-            else None
+        in_channels, previous = plans.num_channels, None
+        if config.is_cascade:
+            previous = _previous_stage(ws, plans, config, train_cases + val_cases)
+            in_channels += plans.num_classes - 1
+        state = _load_state(run_dir, mode)
         if mode == "extend":
             rc = rc.replace(max_epochs=int(state["trainer"]["epoch"]) + extend_epochs)
-        if ctx.is_main:
+        if ctx.is_main and mode != "validate":
             if mode == "fresh":
                 _clear_run(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -197,14 +217,43 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
             rc.save(run_dir / RUN_CONFIG_NAME)
         budget = None if time_budget_minutes is None else 60.0 * time_budget_minutes
         setup = TrainSetup(config, rc, run_dir, folder, tuple(train_cases), tuple(val_cases),
-                           fold, plans.num_channels, plans.num_classes, device, ctx, budget)
+                           fold, in_channels, plans.num_classes, device, ctx, budget, previous)
         trainer = Trainer(setup, progress if ctx.is_main else Progress(progress.cancel_token))
+        if mode == "validate":
+            return _validate_only(trainer, state, ws, dataset, configuration, fold, progress)
         if state is not None:
             _resume(trainer, state, run_dir, configuration, fold, mode, extend_epochs, progress)
         reason = trainer.run()
         return _finish(trainer, ws, dataset, configuration, fold, reason, progress)
     finally:
         dist.shutdown(ctx)
+
+
+def _load_state(run_dir: Path, mode: str) -> dict | None:
+    if mode in ("continue", "extend"):
+        return ckpt.load_checkpoint(run_dir / ckpt.LATEST)
+    if mode == "validate":
+        if not (run_dir / ckpt.FINAL).is_file():
+            raise NNSegError(f"{run_dir / ckpt.FINAL}: missing; the run has not finished "
+                             "(resume it with --continue)")
+        return ckpt.load_checkpoint(run_dir / ckpt.FINAL)
+    return None
+
+
+def _validate_only(trainer: Any, state: dict, ws: Workspace, dataset: Path | str | None,
+                   configuration: str, fold: int | str, progress: Progress) -> TrainResult:
+    """Re-run the final validation of a finished run (``--validate-only``)."""
+    from NNSegLib.fold_validation import validate_fold
+
+    if not trainer.setup.val_cases:
+        raise NNSegError(f"fold {fold} has no validation cases")
+    trainer.network.load_state_dict(state["network"])
+    validation = None
+    if trainer.setup.ctx.is_main:
+        validation = validate_fold(trainer, ws, dataset, configuration, fold, progress)
+    t = state["trainer"]
+    return TrainResult(trainer.setup.run_dir, int(t["epoch"]), str(t["stop_reason"]),
+                       _finite(t["best_ema_dice"]), validation)
 
 
 def _clear_run(run_dir: Path) -> None:
@@ -324,6 +373,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="train a finished (or early-stopped) run N more epochs")
     mode.add_argument("--fresh", action="store_true",
                       help="start over even if the fold folder already holds a run")
+    mode.add_argument("--validate-only", action="store_true",
+                      help="only segment the fold's validation cases again with the final "
+                           "checkpoint (a 3d_lowres fold also rewrites the cascade's inputs)")
     parser.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                         help="stop cleanly (final checkpoint) after this many minutes")
 
@@ -354,7 +406,7 @@ def run(args: argparse.Namespace) -> int:
     from NNSegLib.cli import make_progress
 
     mode = ("continue" if args.continue_ else "extend" if args.extend is not None
-            else "fresh" if args.fresh else "new")
+            else "fresh" if args.fresh else "validate" if args.validate_only else "new")
     progress = make_progress(args)
     try:
         result = train_fold(args.dataset, args.work, args.configuration, args.fold,

@@ -49,11 +49,14 @@ class TrainSetup:
         val_cases: Validation case ids (empty for fold ``all``: the training cases are
             then used for the per-epoch pseudo-Dice).
         fold: Fold index or ``"all"``.
-        num_input_channels: Network input channels.
+        num_input_channels: Network input channels (a cascade stage's include the
+            ``num_classes - 1`` one-hot channels of the previous stage).
         num_classes: Output classes (background included).
         device: Training device.
         ctx: Distributed context.
         time_budget_s: Wall-clock budget of this invocation (``None`` = unlimited).
+        previous_stage: Cascade stage: folder of the previous stage's segmentations
+            (:func:`NNSegLib.cascade.previous_stage_folder`).
     """
 
     config: ConfigurationPlan
@@ -68,6 +71,7 @@ class TrainSetup:
     device: torch.device
     ctx: dist.DistContext = field(default_factory=dist.DistContext)
     time_budget_s: float | None = None
+    previous_stage: Path | None = None
 
 
 @dataclass
@@ -201,9 +205,9 @@ class Trainer:
         s, rc = self.setup, self.rc
         batch = dist.local_batch_size(s.config.batch_size, s.ctx)
         train = PatchSampler(s.preprocessed, s.train_cases, self.sample_patch, batch,
-                             rc.oversample_foreground)
+                             rc.oversample_foreground, s.previous_stage)
         val = PatchSampler(s.preprocessed, s.val_cases or s.train_cases, s.config.patch_size,
-                           batch, rc.oversample_foreground)
+                           batch, rc.oversample_foreground, s.previous_stage)
         return train, val
 
     # --- state ----------------------------------------------------------------------
@@ -358,7 +362,30 @@ class Trainer:
         seed = int(batch_rng(self.rc.seed, AUG_STREAM, st.epoch, st.iteration, rank)
                    .integers(2 ** 62))
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        return self.augment(images, seg, gen)
+        images, seg = self.augment(images, seg, gen)
+        return self._with_previous_stage(images, seg, gen)
+
+    def _with_previous_stage(self, images: torch.Tensor, seg: torch.Tensor,
+                             gen: torch.Generator | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cascade: label channel 1 (previous stage) → one-hot input channels.
+
+        With ``gen`` (training) the one-hot channels get nnU-Net's cascade augmentation
+        (:mod:`NNSegLib.cascade_augment`) after the spatial and intensity transforms, which
+        only touched the image channels.
+        """
+        if seg.shape[1] == 1:
+            return images, seg
+        from NNSegLib.cascade_augment import (
+            CascadeAugmentationConfig,
+            augment_previous_stage,
+            one_hot_foreground,
+        )
+
+        onehot = one_hot_foreground(seg[:, 1:], self.setup.num_classes)
+        if gen is not None:
+            onehot = augment_previous_stage(onehot, CascadeAugmentationConfig(), gen)
+        return torch.cat([images, onehot.to(images.dtype)], 1), seg[:, :1]
 
     def _forward_loss(self, model: torch.nn.Module, images: torch.Tensor, seg: torch.Tensor
                       ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -399,7 +426,7 @@ class Trainer:
                             self.rc.loader_threads, self.rc.prefetch)
         with torch.no_grad(), loader:
             for images, seg in loader:
-                images, seg = self._to_device(images, seg)
+                images, seg = self._with_previous_stage(*self._to_device(images, seg))
                 loss, outputs = self._forward_loss(self.network, images, seg)
                 losses.append(float(loss))
                 counts += confusion_counts(outputs[0].float(), seg, k)
