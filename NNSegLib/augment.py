@@ -15,9 +15,11 @@ background 0). Samples without a spatial transform are only cropped, and when no
 has one, ``grid_sample`` is not called. Scale ``s`` multiplies the sampling coordinates
 (``s < 1`` zooms in). Elastic deformation: normal random displacements on a coarse grid
 (one control point every ``elastic_spacing`` voxels) upsampled linearly to the patch.
-Anisotropic plans (``anisotropic=True``, axis 0 = the coarse one): rotation about axis 0
-only (``rotation_deg_out_of_plane_anisotropic`` allows some), scaling, elastic and
-low-resolution simulation in-plane only.
+Rotation ranges follow nnU-Net: ±30° about every axis in 3D; ±180° in 2D (±15° for
+elongated 2D patches). Anisotropic plans (``anisotropic=True``, axis 0 = the coarse one,
+nnU-Net's "dummy 2D" augmentation): rotation about axis 0 by up to ±180°
+(``rotation_deg_out_of_plane_anisotropic`` allows some about the others), scaling, elastic
+and low-resolution simulation in-plane only.
 
 Randomness comes only from the ``generator`` passed to each call: same seed, same result.
 Small per-sample parameters are drawn on the generator's device; pass a generator on the
@@ -44,7 +46,9 @@ class AugmentationConfig:
 
     recipe: str = "paper"
     p_rotation: float = 0.2
-    rotation_deg: float = 30.0
+    rotation_deg: float = 30.0  # 3D, about every axis
+    rotation_deg_in_plane: float = 180.0  # 2D, and about axis 0 for anisotropic 3D
+    rotation_deg_elongated_2d: float = 15.0  # 2D patches with aspect ratio > 1.5
     rotation_deg_out_of_plane_anisotropic: float = 0.0
     p_scale: float = 0.2
     scale_range: tuple[float, float] = (0.7, 1.4)
@@ -79,6 +83,23 @@ class AugmentationConfig:
             return cls(recipe="v2", p_elastic=0.0, p_noise=0.1, p_blur=0.2, p_brightness=0.15,
                        p_contrast=0.15, p_lowres=0.25, p_gamma_inverted=0.1)
         raise ValueError(f"unknown augmentation recipe {recipe!r}; known: 'paper', 'v2'")
+
+    def rotation_limits(self, patch_size: Sequence[int], anisotropic: bool = False
+                        ) -> tuple[float, float]:
+        """Largest rotation (degrees) about axis 0 and about the other axes, as nnU-Net.
+
+        2D patches and anisotropic 3D ones (nnU-Net's "dummy 2D" augmentation) rotate in
+        plane by up to :attr:`rotation_deg_in_plane` (an elongated 2D patch, aspect > 1.5,
+        by :attr:`rotation_deg_elongated_2d`); isotropic 3D by :attr:`rotation_deg` about
+        every axis.
+        """
+        if len(patch_size) == 2:
+            elongated = max(patch_size) / max(1, min(patch_size)) > 1.5
+            return (self.rotation_deg_elongated_2d if elongated else self.rotation_deg_in_plane,
+                    0.0)
+        if anisotropic:
+            return self.rotation_deg_in_plane, self.rotation_deg_out_of_plane_anisotropic
+        return self.rotation_deg, self.rotation_deg
 
     @classmethod
     def identity(cls) -> AugmentationConfig:
@@ -123,28 +144,36 @@ def _rotation(angles: torch.Tensor) -> torch.Tensor:
     return mats[0] @ mats[1] @ mats[2]
 
 
+def _angles(limit_rad: float) -> torch.Tensor:
+    """Angles in ``[-limit, limit]`` that include the extremes and every multiple of 45°."""
+    limit = min(abs(limit_rad), math.pi)
+    steps = torch.linspace(-limit, limit, 2 * int(math.ceil(limit / (math.pi / 36))) + 1,
+                           dtype=torch.float64)
+    eighths = torch.arange(-4, 5, dtype=torch.float64) * (math.pi / 4)
+    return torch.cat([steps, eighths[eighths.abs() <= limit]]).unique()
+
+
 def input_patch_size(patch_size: Sequence[int], rotation_deg: float,
                      anisotropic: bool = False, out_of_plane_deg: float = 0.0) -> tuple[int, ...]:
     """Patch to sample so that a rotation by up to ``rotation_deg`` stays inside real data.
 
-    The extent of the rotated patch box (rotations about each axis applied to the corners).
+    The extent of the rotated patch box over rotations in the allowed range (about axis 0
+    by up to ``rotation_deg``; about axes 1 and 2 by the same, or by ``out_of_plane_deg``
+    when ``anisotropic``). For 2D, ``rotation_deg`` is the in-plane limit.
     """
     dims = len(patch_size)
-    rad = math.radians(rotation_deg)
     corners = torch.tensor(list(_corners(patch_size)), dtype=torch.float64)
+    a0 = _angles(math.radians(rotation_deg))
     if dims == 2:
-        c, s = math.cos(rad), math.sin(rad)
-        rot = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
-        extent = (corners @ rot.T).abs().amax(0)
+        c, s = torch.cos(a0), torch.sin(a0)
+        rot = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
     else:
-        other = math.radians(out_of_plane_deg) if anisotropic else rad
-        best = corners.abs().amax(0)
-        for a0 in (-rad, rad):
-            for a1 in (-other, 0.0, other):
-                for a2 in (-other, 0.0, other):
-                    rot = _rotation(torch.tensor([[a0, a1, a2]], dtype=torch.float64))[0]
-                    best = torch.maximum(best, (corners @ rot.T).abs().amax(0))
-        extent = best
+        other = _angles(math.radians(out_of_plane_deg if anisotropic else rotation_deg))
+        if len(other) > 9:
+            other = other[torch.linspace(0, len(other) - 1, 9).round().long()]
+        grid = torch.cartesian_prod(a0, other, other)
+        rot = _rotation(grid)
+    extent = torch.einsum("cd,nkd->nck", corners, rot).abs().amax((0, 1))
     return tuple(max(int(p), int(math.ceil(2 * float(e) - 1e-6)) + 1)
                  for p, e in zip(patch_size, extent))
 
@@ -213,14 +242,13 @@ class Augmenter:
                   gen: torch.Generator) -> torch.Tensor:
         """``(N, d, d)`` output → input coordinate matrices (rotation @ scale)."""
         cfg, n, d = self.config, rotate.shape[0], self.spatial_dims
-        rad = math.radians(cfg.rotation_deg)
+        rad, other = (math.radians(a) for a in cfg.rotation_limits(self.patch_size,
+                                                                   self.anisotropic))
         if d == 2:
             a = _uniform(gen, n, -rad, rad) * rotate
             c, s = torch.cos(a), torch.sin(a)
             rot = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
         else:
-            other = math.radians(cfg.rotation_deg_out_of_plane_anisotropic) \
-                if self.anisotropic else rad
             angles = torch.stack([_uniform(gen, n, -rad, rad), _uniform(gen, n, -other, other),
                                   _uniform(gen, n, -other, other)], 1) * rotate[:, None]
             rot = _rotation(angles)

@@ -3,8 +3,9 @@
 The ``3d_cascade_fullres`` network receives, besides the image, the upsampled prediction of
 the ``3d_lowres`` stage as one-hot foreground channels ``(B, K-1, *S)``. In training those
 channels are the low-res stage's cross-validation predictions; nnU-Net corrupts them
-further so the network learns to correct, not copy, them (v2: ``MoveSegAsOneHotToData``, then ``ApplyRandomBinaryOperatorTransform`` with
-``p_per_sample=0.4, strel_size=(1, 8), p_per_label=1`` and
+further so the network learns to correct, not copy, them (v2: ``MoveSegAsOneHotToData``,
+then ``ApplyRandomBinaryOperatorTransform`` with ``p_per_sample=0.4, strel_size=(1, 8),
+p_per_label=1`` and
 ``RemoveRandomConnectedComponentFromOneHotEncodingTransform`` with ``p_per_sample=0.2,
 fill_with_other_class_p=0, dont_do_if_covers_more_than_x_percent=0.15``). This module does
 the same on torch tensors: :func:`one_hot_foreground` and :func:`augment_previous_stage`.

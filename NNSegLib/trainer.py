@@ -195,8 +195,10 @@ class Trainer:
         # augmentation only, as nnU-Net does for such plans.
         anisotropic = cfg.spatial_dims == 3 and max(patch) / patch[0] > 3
         aug = AugmentationConfig.for_recipe(self.rc.recipe)
+        axis0, _other = aug.rotation_limits(patch, anisotropic)
         self.sample_patch = input_patch_size(
-            patch, aug.rotation_deg, anisotropic, aug.rotation_deg_out_of_plane_anisotropic) \
+            patch, axis0 if aug.p_rotation > 0 else 0.0, anisotropic,
+            aug.rotation_deg_out_of_plane_anisotropic if aug.p_rotation > 0 else 0.0) \
             if aug.p_rotation > 0 or aug.p_scale > 0 or aug.p_elastic > 0 else patch
         return Augmenter(aug, cfg.spatial_dims, patch, anisotropic)
 

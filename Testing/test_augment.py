@@ -175,3 +175,32 @@ def test_intensity_transforms_numbers():
                                                           p_lowres_per_channel=1.0,
                                                           lowres_zoom=(0.5, 0.5)), gen())
     assert low.shape == x.shape and not torch.allclose(low, x)
+
+
+def test_rotation_ranges_follow_nnunet():
+    cfg = AugmentationConfig.for_recipe("paper")
+    assert cfg.rotation_limits((40, 56, 40)) == (30.0, 30.0)
+    assert cfg.rotation_limits((8, 64, 64), anisotropic=True) == (180.0, 0.0)
+    assert cfg.rotation_limits((112, 112)) == (180.0, 0.0)
+    assert cfg.rotation_limits((64, 160)) == (15.0, 0.0)   # elongated 2D patch
+    # A full in-plane turn needs the patch's diagonal, reached at 45°, not at the extremes.
+    square = input_patch_size((20, 20), 180.0)
+    assert square == input_patch_size((20, 20), 45.0)
+    assert abs(square[0] - 19 * 2 ** 0.5 - 1) <= 1
+    aniso = input_patch_size((8, 32, 32), 180.0, anisotropic=True)
+    assert aniso == (8, 45, 45)    # ceil(31 * sqrt(2)) + 1 in plane, axis 0 untouched
+    iso = input_patch_size((20, 20, 20), 30.0)
+    assert all(21 <= e <= 35 for e in iso)
+
+
+def test_2d_rotations_cover_the_full_circle():
+    """Over many samples 2D rotation angles reach beyond ±90° (a half-turn flips the image)."""
+    img = torch.zeros(64, 1, 21, 21)
+    img[:, 0, 2:6, 8:13] = 1.0   # a bar near the top edge
+    seg = (img > 0).to(torch.int8)
+    cfg = dataclasses.replace(IDENTITY, p_rotation=1.0)
+    out_img, _ = Augmenter(cfg, 2, (21, 21))(img, seg, gen(11))
+    top = out_img[:, 0, :10].sum((1, 2))
+    bottom = out_img[:, 0, 11:].sum((1, 2))
+    assert int((bottom > top).sum()) >= 16   # about half the samples turn by more than 90°
+    assert int((top > bottom).sum()) >= 16
