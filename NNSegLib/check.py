@@ -297,10 +297,24 @@ def _check_finite(array: np.ndarray, path: Path, problems: list[Problem]) -> Non
     if array.dtype.kind not in "fc":
         return
     if np.isfinite(array.sum(dtype=np.float64)):
+        n_nan, n_inf = _nifti_non_finite(path, problems)  # ITK reads them as 0: see bytes
+        if n_nan or n_inf:
+            problems.append(Problem(str(path), f"{n_nan} NaN and {n_inf} infinite voxel "
+                                    "value(s) stored in the file (ITK would read them as 0)"))
         return
     n_nan, n_inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
     if n_nan or n_inf:
         problems.append(Problem(str(path), f"{n_nan} NaN and {n_inf} infinite voxel value(s)"))
+
+
+def _nifti_non_finite(path: Path, problems: list[Problem]) -> tuple[int, int]:
+    from NNSegLib.io import ImageReadError, nifti_non_finite
+
+    try:
+        return nifti_non_finite(path)
+    except (OSError, EOFError, ImageReadError) as e:
+        problems.append(Problem(str(path), f"cannot scan the NIfTI voxels for NaN: {e}"))
+        return 0, 0
 
 
 def _check_label(read, path: Path, spec: DatasetSpec, reference: Geometry | None,
@@ -310,7 +324,8 @@ def _check_label(read, path: Path, spec: DatasetSpec, reference: Geometry | None
     if reference is not None:
         _compare_geometry(reference, geo, path, "the image", problems)
     if array.dtype.kind in "fc":
-        if not np.isfinite(array.sum(dtype=np.float64)):
+        if not np.isfinite(array.sum(dtype=np.float64)) or any(_nifti_non_finite(path,
+                                                                                 problems)):
             problems.append(Problem(str(path), "label map holds NaN or infinite values"))
             return None, ()
         as_int = array.astype(np.int32)

@@ -199,6 +199,66 @@ def _sitk_image(array: np.ndarray):
     return sitk.GetImageFromArray(array)
 
 
+#: NIfTI float datatypes → numpy dtype (ITK's NIfTI reader turns NaN/inf voxels into 0).
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}
+
+
+def nifti_non_finite(path: Path | str, chunk_bytes: int = 1 << 24) -> tuple[int, int]:
+    """``(NaN, infinite)`` voxel counts stored in a float NIfTI file (0s for other files).
+
+    ITK's NIfTI reader silently replaces NaN and ±inf by 0, so a check on the array it returns
+    never fires for ``.nii``/``.nii.gz``; this reads the voxel bytes directly (NIfTI-1 and
+    NIfTI-2 headers, either byte order, gzip or not), in chunks.
+
+    Raises:
+        ImageReadError: if the file is too short for its header.
+    """
+    import gzip
+    import struct
+
+    path = Path(path)
+    name = path.name.lower()
+    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+        return 0, 0
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        head = f.read(540)
+        if len(head) < 348:
+            raise ImageReadError(f"{path}: too short for a NIfTI header")
+        for order in "<>":
+            size = struct.unpack(order + "i", head[:4])[0]
+            if size in (348, 540):
+                break
+        else:
+            return 0, 0
+        if size == 348:
+            dims = struct.unpack(order + "8h", head[40:56])
+            datatype = struct.unpack(order + "h", head[70:72])[0]
+            offset = int(struct.unpack(order + "f", head[108:112])[0])
+        else:
+            datatype = struct.unpack(order + "h", head[12:14])[0]
+            dims = struct.unpack(order + "8q", head[16:80])
+            offset = int(struct.unpack(order + "q", head[168:176])[0])
+        if datatype not in _NIFTI_FLOATS:
+            return 0, 0
+        dtype = np.dtype(order + _NIFTI_FLOATS[datatype])
+        count = int(np.prod([max(1, d) for d in dims[1:1 + max(1, min(dims[0], 7))]]))
+        f.seek(offset)
+        nan = inf = 0
+        remaining = count * dtype.itemsize
+        step = max(dtype.itemsize, chunk_bytes - chunk_bytes % dtype.itemsize)
+        while remaining > 0:
+            data = f.read(min(step, remaining))
+            if not data:
+                break
+            usable = len(data) - len(data) % dtype.itemsize
+            values = np.frombuffer(data[:usable], dtype)
+            nan += int(np.count_nonzero(np.isnan(values)))
+            inf += int(np.count_nonzero(np.isinf(values)))
+            remaining -= len(data)
+        return nan, inf
+
+
 def file_ending(path: Path | str) -> str:
     """Return the supported ending of ``path`` (``.nii.gz`` counts as one), or its suffix."""
     name = Path(path).name.lower()

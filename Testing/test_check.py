@@ -294,3 +294,39 @@ def test_real_hippocampus_subset_passes(hippocampus: Path, tmp_path: Path) -> No
     spec = load_dataset_json(root)
     result = check_case(scan_layout(root).training[0], spec, keep_arrays=True)
     assert result.label_values == (0, 1, 2) and result.label.dtype == np.uint8
+
+
+@pytest.mark.parametrize("ending", [".nii.gz", ".nii"])
+def test_non_finite_values_hidden_by_the_nifti_reader(tmp_path: Path, ending: str) -> None:
+    """ITK reads NaN/inf in NIfTI as 0; the check looks at the stored bytes instead."""
+    root = write_dataset(tmp_path / "Dataset014_Nii", num_cases=2, shape=SHAPE, ending=ending)
+    path = root / "imagesTr" / f"case_001_0000{ending}"
+    image = _read(path).astype(np.float32)
+    image[2, 3, 4], image[0, 0, 0], image[1, 1, 1] = np.nan, np.inf, np.nan
+    write_image(path, image, spacing=(2.0, 1.0, 1.0))
+    assert np.isfinite(_read(path)).all()           # what ITK hands back
+    _only_error(check_dataset(root, workers=1), f"case_001_0000{ending}",
+                "2 NaN and 1 infinite voxel value(s) stored in the file")
+    label_path = root / "labelsTr" / f"case_000{ending}"
+    label = _read(label_path).astype(np.float64)
+    label[1, 2, 3] = np.nan
+    write_image(label_path, label, spacing=(2.0, 1.0, 1.0))
+    errors = _errors(check_dataset(root, workers=1))
+    assert (f"case_000{ending}", "label map holds NaN or infinite values") in [
+        (name, msg) for name, msg in errors]
+
+
+def test_nifti_non_finite_counts_only_float_nifti(tmp_path: Path) -> None:
+    from NNSegLib.io import nifti_non_finite
+
+    values = np.zeros((3, 4, 5), np.float64)
+    values[0, 1, 2] = np.nan
+    values[2, 3, 4] = -np.inf
+    assert nifti_non_finite(write_image(tmp_path / "a.nii.gz", values)) == (1, 1)
+    assert nifti_non_finite(write_image(tmp_path / "b.nii.gz",
+                                        np.zeros((3, 4, 5), np.int16))) == (0, 0)
+    assert nifti_non_finite(write_image(tmp_path / "c.nrrd", values)) == (0, 0)  # not NIfTI
+    big = np.zeros((9, 10, 11), np.float32)
+    big[::2, ::3, ::4] = np.nan
+    path = write_image(tmp_path / "d.nii", big)
+    assert nifti_non_finite(path, chunk_bytes=64) == (int(np.isnan(big).sum()), 0)
