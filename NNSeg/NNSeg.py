@@ -418,20 +418,9 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def missingRequirements(requirementsPath: pathlib.Path) -> List[str]:
         """Requirement lines of ``requirements.txt`` whose module cannot be imported."""
-        import importlib.util
+        from NNSegLib.dependencies import missing_requirements
 
-        modules = {"scikit-image": "skimage", "pyyaml": "yaml"}
-        missing = []
-        for line in pathlib.Path(requirementsPath).read_text().splitlines():
-            line = line.split("#")[0].strip()
-            if not line:
-                continue
-            name = line.split(">")[0].split("=")[0].split("<")[0].strip().lower()
-            if name in SLICER_OWNED:
-                continue  # never reinstall what Slicer ships
-            if importlib.util.find_spec(modules.get(name, name)) is None:
-                missing.append(line)
-        return missing
+        return missing_requirements(requirementsPath, skip=SLICER_OWNED)
 
     def ensureDependencies(self, confirm: bool = True) -> bool:
         """Install missing packages on first use (asks first); torch via the PyTorch extension."""
@@ -502,53 +491,27 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
 
     def describeLabels(self, scene, pairs: Sequence[dict]) -> str:
         """Unified labels and every conflict, as shown under the table."""
-        from NNSegLib import mrml
+        from NNSegLib.gui_summaries import describe_training_set
+        from NNSegLib.scene_dataset import collect_training_pairs
 
         if not pairs:
             return "No cases yet."
-        ts = mrml.collect_training_pairs(scene, self._pairs(scene, pairs))
-        labels = ", ".join(f"{v}: {k}" for k, v in ts.labels.items())
-        lines = [f"{len(ts.pairs)} case(s); labels {labels}"]
-        lines += [f"⚠ {w}" for w in ts.warnings] + [f"✖ {p}" for p in ts.problems]
-        return "\n".join(lines)
+        return describe_training_set(collect_training_pairs(scene, self._pairs(scene, pairs)))
 
     def exportDataset(self, scene, pairs: Sequence[dict], outDir, channelNames: List[str]) -> str:
         """Write the nnU-Net raw dataset and return the dataset check's report."""
-        from NNSegLib import mrml
         from NNSegLib.check import check_dataset
+        from NNSegLib.scene_dataset import export_dataset
 
-        out = mrml.export_dataset(scene, self._pairs(scene, pairs), outDir, channelNames)
+        out = export_dataset(scene, self._pairs(scene, pairs), outDir, channelNames)
         return check_dataset(out, workers=1).format()
 
     def loadCasesFromFolder(self, scene, folder) -> list:
         """Load ``<case>.nii.gz``/``.nrrd`` + ``<case>.seg.nrrd`` pairs, or an nnU-Net raw
         dataset (``imagesTr``/``labelsTr``); needs the Slicer application (file readers)."""
-        from NNSegLib import mrml
-        from NNSegLib.dataset import list_cases, load_dataset_json
-        from NNSegLib.io import SimpleITKIO
+        from NNSegLib.scene_dataset import load_cases_from_folder
 
-        folder = pathlib.Path(folder)
-        out = []
-        if (folder / "dataset.json").is_file():
-            spec = load_dataset_json(folder)
-            for case in list_cases(spec):
-                vols = [slicer.util.loadVolume(str(p)) for p in case.images]
-                if case.label is None:
-                    continue
-                labels, geometry = SimpleITKIO().read(case.label)
-                seg = mrml.segmentation_from_labels(scene, labels.astype("int32"), geometry,
-                                                    spec.label_names, reference_volume=vols[0],
-                                                    name=f"{case.identifier} segmentation")
-                out.append((vols, seg))
-            return out
-        for segPath in sorted(folder.glob("*.seg.nrrd")):
-            stem = segPath.name[: -len(".seg.nrrd")]
-            images = [p for p in folder.iterdir() if p.name.startswith(stem + ".")
-                      and p != segPath and p.suffix in (".nrrd", ".gz", ".nii", ".mha")]
-            if images:
-                vol = slicer.util.loadVolume(str(images[0]))
-                out.append(([vol], mrml.read_segmentation(scene, segPath)))
-        return out
+        return load_cases_from_folder(scene, folder, slicer.util.loadVolume)
 
     # -- plan / train results ------------------------------------------------------------
     @staticmethod
@@ -559,25 +522,9 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
 
     def plansTable(self, work) -> tuple:
         """``(header, rows)`` of the plan: one column per configuration."""
-        from NNSegLib.plans import Plans
+        from NNSegLib.gui_summaries import plans_table
 
-        plans = Plans.load(self.workspace(work).plans)
-        names = list(plans.configurations)
-
-        def fmt(v) -> str:
-            if isinstance(v, float):
-                return f"{v:.3g}"
-            if isinstance(v, (tuple, list)):
-                return "×".join(fmt(x) for x in v)
-            return str(v)
-
-        fields = [("spacing (mm)", "spacing"), ("median shape", "median_shape"),
-                  ("patch size", "patch_size"), ("batch size", "batch_size"),
-                  ("stages", "num_stages"), ("features", "features_per_stage"),
-                  ("batch Dice", "batch_dice"), ("memory (GB)", "estimated_memory_gb")]
-        rows = [[title] + [fmt(getattr(plans.configurations[n], attr, "")) for n in names]
-                for title, attr in fields]
-        return ["", *names], rows
+        return plans_table(work)
 
     def updateChart(self, scene, records: List[dict], chartNode=None):
         from NNSegLib import mrml
@@ -586,28 +533,15 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def describeEpoch(event: dict, maxEpochs: int) -> str:
-        from NNSegLib.jobs import format_eta
+        from NNSegLib.gui_summaries import describe_epoch
 
-        dice = event.get("ema_pseudo_dice")
-        dice_text = "–" if dice is None else f"{dice:.3f}"
-        return (f"epoch {event.get('epoch', 0) + 1}/{maxEpochs}, train loss "
-                f"{event.get('train_loss', float('nan')):.4f}, pseudo Dice (EMA) {dice_text}, "
-                f"ETA {format_eta(event.get('eta_seconds'))}")
+        return describe_epoch(event, maxEpochs)
 
     def crossValidationSummary(self, work, configuration: str) -> str:
         """Mean foreground Dice of each fold's final validation, and their mean."""
-        import json
+        from NNSegLib.gui_summaries import cross_validation_summary
 
-        folder = self.workspace(work).results / configuration
-        dice = {}
-        for summary in sorted(folder.glob("fold_*/validation_summary.json")):
-            value = json.loads(summary.read_text()).get("foreground_mean", {}).get("dice")
-            if value is not None:
-                dice[summary.parent.name] = value
-        if not dice:
-            return "No cross-validation results yet."
-        per_fold = ", ".join(f"{k}: {v:.3f}" for k, v in dice.items())
-        return f"CV Dice {sum(dice.values()) / len(dice):.3f} ({per_fold})"
+        return cross_validation_summary(work, configuration)
 
     def modelFolder(self, work) -> pathlib.Path:
         return self.workspace(work).results
@@ -616,81 +550,31 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def modelInfo(path) -> dict:
         """Channels, labels and a one-line description of a model folder (or zip)."""
-        import json
+        from NNSegLib.gui_summaries import model_info
 
-        path = pathlib.Path(str(path))
-        meta = path / "dataset.json"
-        if not meta.is_file():
-            return {"description": "Zip package: imported when segmenting." if path.suffix == ".zip"
-                    else "No model here (dataset.json missing)."}
-        raw = json.loads(meta.read_text())
-        channels = [v for _, v in sorted(raw.get("channel_names", {"0": "image"}).items(),
-                                         key=lambda kv: int(kv[0]))]
-        labels = {int(v): k for k, v in raw.get("labels", {}).items()}
-        names = ", ".join(n for v, n in sorted(labels.items()) if v)
-        return {"channels": channels, "labels": labels, "name": raw.get("name", path.name),
-                "description": f"{raw.get('name', path.name)}: channels {channels}; labels {names}"}
+        return model_info(path)
 
     def prepareSegmentation(self, volumes, modelPath, folds: str, device: str, tta: bool,
                             uncertainty: bool) -> dict:
         """Write the input volumes to a temporary folder and build the job's commands."""
-        from NNSegLib import mrml
-        from NNSegLib.io import SimpleITKIO
-        from NNSegLib.jobs import predict_commands
+        from NNSegLib.scene_predict import prepare_predict_job
 
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix="nnseg_"))
-        for c, volume in enumerate(volumes):
-            array, geometry = mrml.array_from_volume_node(volume)
-            SimpleITKIO().write(array, geometry, tmp / "input" / f"case_{c:04d}.nii.gz")
-        model = pathlib.Path(str(modelPath))
-        steps = predict_commands(tmp / "input", tmp / "output", model, folds, device, tta,
-                                 uncertainty, import_dir=tmp / "model")
-        model = tmp / "model" if model.suffix.lower() == ".zip" else model
-        return {"tmp": tmp, "model": model, "steps": steps, "uncertainty": uncertainty,
-                "started": time.time()}
+        return prepare_predict_job(volumes, modelPath, folds, device, tta, uncertainty)
 
     def loadSegmentationResult(self, scene, run: dict, referenceVolume, node=None) -> tuple:
         """Read the prediction written by the job into a segmentation node (+ uncertainty)."""
-        from NNSegLib import __version__, mrml
-        from NNSegLib.io import SimpleITKIO
+        from NNSegLib.scene_predict import load_predict_job_result
 
-        info = self.modelInfo(run["model"])
-        outputs = sorted((run["tmp"] / "output").glob("case.*"))
-        if not outputs:
-            raise RuntimeError(f"{run['tmp'] / 'output'}: the prediction wrote no label map")
-        labels, geometry = SimpleITKIO().read(outputs[0])
-        seg = mrml.segmentation_from_labels(
-            scene, labels.astype("int32"), geometry, info["labels"],
-            reference_volume=referenceVolume, node=node,
-            model_info={"name": info["name"], "version": __version__},
-            name=f"{referenceVolume.GetName()} segmentation")
-        unc = None
-        uncPath = next((run["tmp"] / "output").glob("case_uncertainty.*"), None)
-        if run.get("uncertainty") and uncPath is not None:
-            array, geo = SimpleITKIO().read(uncPath)
-            unc = mrml.volume_node_from_array(scene, array, geo,
-                                              f"{referenceVolume.GetName()} uncertainty")
-        return seg, unc
+        return load_predict_job_result(scene, run, referenceVolume, node)
 
     def segmentInProcess(self, scene, volumes, modelPath, device: str = "auto", tta: bool = True,
                          folds: str = "", node=None, uncertainty: bool = False) -> tuple:
         """Segment in this process (blocking; scripts and tests)."""
-        from NNSegLib import __version__, mrml
-        from NNSegLib.model import load_model
-        from NNSegLib.predict import predict_array
+        from NNSegLib.scene_predict import segment_in_process
 
         start = time.time()
-        model = load_model(modelPath, folds=self.parseFolds(folds) or None, device=device, tta=tta)
-
-        def predictor(images, geometry):
-            return predict_array(images, geometry, model, tta=tta,
-                                 return_probabilities=uncertainty)
-
-        labels = {v: k for k, v in model.labels.items()}
-        result = mrml.predict_volumes(scene, volumes, predictor, labels,
-                                      {"name": pathlib.Path(str(modelPath)).name,
-                                       "version": __version__}, node=node,
-                                      uncertainty=uncertainty)
+        result = segment_in_process(scene, volumes, modelPath, device, tta, folds, node,
+                                    uncertainty)
         logging.info(f"Processing completed in {time.time() - start:.1f} s")
         return result
 
@@ -715,6 +599,7 @@ class NNSegTest(ScriptedLoadableModuleTest):
 
         from NNSegLib import mrml
         from NNSegLib.io import Geometry
+        from NNSegLib.scene_predict import predict_volumes
 
         self.delayDisplay("Building a tiny case")
         scene = slicer.mrmlScene
@@ -737,7 +622,7 @@ class NNSegTest(ScriptedLoadableModuleTest):
         def threshold(images, geometry):
             return (images[0] > 50).astype(np.uint8), None
 
-        result, _ = mrml.predict_volumes(scene, [volume], threshold, {0: "background", 1: "liver"})
+        result, _ = predict_volumes(scene, [volume], threshold, {0: "background", 1: "liver"})
         back, _ = mrml.labels_from_segmentation(scene, result, {"liver": 1}, volume)
         self.assertTrue(np.array_equal(back, labels))
         self.assertEqual(logic.parseFolds("0-2,4"), ["0", "1", "2", "4"])

@@ -3,30 +3,31 @@
 The only NNSegLib module that imports ``slicer`` — always lazily, inside functions, so the
 library imports without Slicer. Nothing here reaches for ``slicer.mrmlScene``: the scene
 is an argument, so the same code runs in the Slicer application and headless with the
-``slicer-core`` package (see :func:`new_scene`).
+``slicer-core`` package (see :func:`new_scene`). Work built on these conversions lives in
+:mod:`NNSegLib.scene_dataset` (training cases → raw dataset) and
+:mod:`NNSegLib.scene_predict` (segmenting volumes of the scene).
 
 Conventions: arrays are numpy ``(z, y, x)`` = Slicer's ``(k, j, i)``; :class:`~NNSegLib.io.
 Geometry` is ITK/LPS. Slicer is RAS: the x and y rows of the origin and of the direction
-matrix change sign; the array is the same.
+matrix change sign; the array is the same (:mod:`NNSegLib.ras_geometry`).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from NNSegLib.errors import NNSegError
 from NNSegLib.io import Geometry
+from NNSegLib.ras_geometry import geometry_from_ijk_to_ras, ijk_to_ras
 
 #: Segment tags written on predicted segments (and the segmentation node attributes).
 TAG_MODEL = "NNSeg.Model"
 TAG_MODEL_VERSION = "NNSeg.ModelVersion"
 TAG_LABEL_VALUE = "NNSeg.LabelValue"
-_LPS_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
 # ----------------------------------------------------------------------------------------
@@ -59,39 +60,14 @@ def new_scene() -> SceneContext:
     return SceneContext(scene, app, seg_logic)
 
 
-def _node_label(node: Any) -> str:
+def node_label(node: Any) -> str:
+    """``<class> '<name>'`` of a node for messages (``"None"`` for no node)."""
     return f"{node.GetClassName()} '{node.GetName()}'" if node is not None else "None"
 
 
 # ----------------------------------------------------------------------------------------
 # Geometry and volumes
 # ----------------------------------------------------------------------------------------
-def ijk_to_ras(geometry: Geometry) -> np.ndarray:
-    """The 4×4 IJK→RAS matrix of an NNSegLib (LPS) geometry."""
-    direction_lps = np.asarray(geometry.direction, float).reshape(3, 3)
-    spacing_xyz = np.asarray(geometry.spacing, float)[::-1]
-    m = np.eye(4)
-    m[:3, :3] = _LPS_RAS @ direction_lps @ np.diag(spacing_xyz)
-    m[:3, 3] = _LPS_RAS @ np.asarray(geometry.origin, float)
-    return m
-
-
-def geometry_from_ijk_to_ras(matrix: np.ndarray, shape: Sequence[int]) -> Geometry:
-    """Geometry (LPS) of a ``(z, y, x)`` array whose voxels map to RAS by ``matrix``."""
-    matrix = np.asarray(matrix, float)
-    columns = matrix[:3, :3]
-    spacing_xyz = np.linalg.norm(columns, axis=0)
-    direction_ras = columns / spacing_xyz
-    direction_lps = _LPS_RAS @ direction_ras
-    origin_lps = _LPS_RAS @ matrix[:3, 3]
-    return Geometry(
-        shape=tuple(int(s) for s in shape),
-        spacing=tuple(float(s) for s in spacing_xyz[::-1]),
-        origin=tuple(float(o) for o in origin_lps),
-        direction=tuple(float(d) for d in direction_lps.ravel()),
-    )
-
-
 def _world_ijk_to_ras(node: Any) -> np.ndarray:
     """IJK→RAS of ``node`` including a linear parent transform (refuses warping ones)."""
     import slicer
@@ -104,7 +80,7 @@ def _world_ijk_to_ras(node: Any) -> np.ndarray:
     if parent is not None:
         if not parent.IsTransformToWorldLinear():
             raise NNSegError(
-                f"{_node_label(node)}: under a non-linear transform "
+                f"{node_label(node)}: under a non-linear transform "
                 f"'{parent.GetName()}'; harden it first (Data module → Harden transform)"
             )
         to_world = vtk.vtkMatrix4x4()
@@ -117,7 +93,7 @@ def geometry_from_volume_node(node: Any) -> Geometry:
     """The (LPS) geometry of a scalar volume or label map node, in world coordinates."""
     image = node.GetImageData() if node is not None else None
     if image is None:
-        raise NNSegError(f"{_node_label(node)}: has no image data")
+        raise NNSegError(f"{node_label(node)}: has no image data")
     ni, nj, nk = image.GetDimensions()
     return geometry_from_ijk_to_ras(_world_ijk_to_ras(node), (nk, nj, ni))
 
@@ -135,7 +111,7 @@ def array_from_volume_node(node: Any) -> tuple[np.ndarray, Geometry]:
     image = node.GetImageData()
     if image.GetNumberOfScalarComponents() != 1:
         raise NNSegError(
-            f"{_node_label(node)}: {image.GetNumberOfScalarComponents()}-component image; "
+            f"{node_label(node)}: {image.GetNumberOfScalarComponents()}-component image; "
             "only scalar volumes can be segmented (split the channels first)"
         )
     array = np.array(slicer.util.arrayFromVolume(node), copy=True)
@@ -275,7 +251,7 @@ def segmentation_from_labels(
     try:
         importer = slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode
         if present and not importer(labelmap, node):
-            raise NNSegError(f"{_node_label(node)}: importing the label map failed")
+            raise NNSegError(f"{node_label(node)}: importing the label map failed")
     finally:
         _remove_nodes(scene, [labelmap, labelmap.GetDisplayNode(), table])
 
@@ -377,14 +353,14 @@ def labels_from_segmentation(
         extent = slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
         if ids.GetNumberOfValues() == 0:
             if reference_volume is None:
-                raise NNSegError(f"{_node_label(segmentation_node)}: no segment to export "
+                raise NNSegError(f"{node_label(segmentation_node)}: no segment to export "
                                  "and no reference volume")
             geometry = geometry_from_volume_node(reference_volume)
             return np.zeros(geometry.shape, np.uint8), geometry
         ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
             segmentation_node, ids, out, reference_volume, extent, table)
         if not ok:
-            raise NNSegError(f"{_node_label(segmentation_node)}: export to label map failed")
+            raise NNSegError(f"{node_label(segmentation_node)}: export to label map failed")
         labels, geometry = array_from_volume_node(out)
     finally:
         _remove_nodes(scene, [out, out.GetDisplayNode(), table])
@@ -406,7 +382,7 @@ def write_segmentation(segmentation_node: Any, path: Path | str) -> Path:
     with atomic_path(path, suffix=".seg.nrrd") as tmp:
         storage.SetFileName(str(tmp))
         if not storage.WriteData(segmentation_node):
-            raise NNSegError(f"{path}: writing {_node_label(segmentation_node)} failed")
+            raise NNSegError(f"{path}: writing {node_label(segmentation_node)} failed")
     return path
 
 
@@ -428,270 +404,6 @@ def read_segmentation(scene: Any, path: Path | str, name: str | None = None) -> 
         raise NNSegError(f"{path}: not a readable segmentation file")
     node.CreateDefaultDisplayNodes()
     return node
-
-
-# ----------------------------------------------------------------------------------------
-# Training data from the scene
-# ----------------------------------------------------------------------------------------
-@dataclass
-class TrainingPair:
-    """One case in the scene: its channel volumes and its segmentation."""
-
-    volumes: list[Any]
-    segmentation: Any
-    name: str = ""
-
-
-@dataclass
-class TrainingSet:
-    """Cases ready to export, with unified labels and every problem found.
-
-    Attributes:
-        pairs: The cases (with unique, file-safe names).
-        labels: ``{name: value}`` including ``background: 0``.
-        problems: Errors that block the export (missing nodes, channel counts, geometry).
-        warnings: Conflicts that were resolved (names unified by case, missing labels).
-    """
-
-    pairs: list[TrainingPair]
-    labels: dict[str, int]
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def _safe_name(text: str) -> str:
-    text = re.sub(r"[^A-Za-z0-9-]+", "_", text).strip("_") or "case"
-    if re.search(r"_\d{4}$", text):  # would read as a channel suffix
-        text += "x"
-    return text
-
-
-def _as_pair(item: Any) -> TrainingPair:
-    if isinstance(item, TrainingPair):
-        return item
-    volumes, segmentation = item
-    if not isinstance(volumes, (list, tuple)):
-        volumes = [volumes]
-    return TrainingPair(list(volumes), segmentation)
-
-
-def collect_training_pairs(
-    scene: Any,
-    pairs: Sequence[Any],
-    label_names: dict[str, int] | None = None,
-) -> TrainingSet:
-    """Check (volumes, segmentation) pairs and unify segment names into label values.
-
-    The same segment name means the same label in every case. Names that differ only in
-    case or surrounding spaces are unified to the first spelling seen (a warning). Without
-    ``label_names``, values are given in order of first appearance (1, 2, ...).
-
-    Args:
-        scene: The MRML scene (nodes may be given as node IDs).
-        pairs: ``TrainingPair`` or ``(volume or [volumes per channel], segmentation)``.
-        label_names: Fixed ``{name: value}``; segments with other names are reported.
-
-    Returns:
-        A :class:`TrainingSet` (check ``.problems`` before exporting).
-    """
-    problems: list[str] = []
-    warnings: list[str] = []
-    resolved: list[TrainingPair] = []
-    for i, item in enumerate(pairs):
-        pair = _as_pair(item)
-        vols = [scene.GetNodeByID(v) if isinstance(v, str) else v for v in pair.volumes]
-        seg = (scene.GetNodeByID(pair.segmentation)
-               if isinstance(pair.segmentation, str) else pair.segmentation)
-        resolved.append(TrainingPair(vols, seg, pair.name or (seg.GetName() if seg else "")))
-        if seg is None or any(v is None for v in vols) or not vols:
-            problems.append(f"case {i + 1}: missing volume or segmentation node")
-    if problems:
-        return TrainingSet(resolved, {"background": 0}, problems, warnings)
-
-    channels = {len(p.volumes) for p in resolved}
-    if len(channels) > 1:
-        problems.append(f"cases have different numbers of channels: {sorted(channels)}")
-    _check_pair_geometry(resolved, problems, warnings)
-
-    fixed = dict(label_names or {})
-    canonical: dict[str, str] = {}  # lower-case name → first spelling
-    order: list[str] = []
-    for pair in resolved:
-        seen_here: set[str] = set()
-        for name in segment_names(pair.segmentation):
-            key = name.strip().lower()
-            if key in seen_here:
-                problems.append(f"{_node_label(pair.segmentation)}: two segments named "
-                                f"'{name}'; rename one")
-                continue
-            seen_here.add(key)
-            if key not in canonical:
-                canonical[key] = name.strip()
-                order.append(canonical[key])
-            elif canonical[key] != name:
-                warnings.append(f"{_node_label(pair.segmentation)}: segment '{name}' "
-                                f"treated as '{canonical[key]}'")
-    if fixed:
-        fixed_keys = {k.strip().lower(): k for k in fixed}
-        for key, name in canonical.items():
-            if key not in fixed_keys:
-                problems.append(f"segment '{name}' is not in the label list "
-                                f"{sorted(fixed)}; add it or rename the segment")
-        labels = {"background": 0, **{k: v for k, v in fixed.items() if v != 0}}
-    else:
-        labels = {"background": 0, **{name: i + 1 for i, name in enumerate(order)}}
-    for pair in resolved:
-        keys = {n.strip().lower() for n in segment_names(pair.segmentation)}
-        missing = [n for n in labels if n != "background" and n.strip().lower() not in keys]
-        if missing:
-            warnings.append(f"{_node_label(pair.segmentation)}: no segment for "
-                            f"{missing} (treated as absent in this case)")
-    _name_cases(resolved)
-    return TrainingSet(resolved, labels, problems, warnings)
-
-
-def _check_pair_geometry(pairs: list[TrainingPair], problems: list[str],
-                         warnings: list[str]) -> None:
-    for pair in pairs:
-        try:
-            first = geometry_from_volume_node(pair.volumes[0])
-            for v in pair.volumes[1:]:
-                problem = first.mismatch(geometry_from_volume_node(v))
-                if problem:
-                    problems.append(f"{_node_label(v)}: geometry differs from "
-                                    f"{_node_label(pair.volumes[0])}: {problem}")
-        except NNSegError as e:
-            problems.append(str(e))
-
-
-def _name_cases(pairs: list[TrainingPair]) -> None:
-    used: set[str] = set()
-    for i, pair in enumerate(pairs):
-        base = _safe_name(pair.name or f"case_{i:03d}")
-        name, k = base, 1
-        while name in used:
-            k += 1
-            name = f"{base}_{k}"
-        used.add(name)
-        pair.name = name
-
-
-def export_dataset(
-    scene: Any,
-    pairs: Sequence[Any] | TrainingSet,
-    out_dir: Path | str,
-    channel_names: dict[int, str] | Sequence[str],
-    label_names: dict[str, int] | None = None,
-    file_ending: str = ".nii.gz",
-    dataset_name: str | None = None,
-) -> Path:
-    """Write scene cases as an nnU-Net v2 raw dataset (``imagesTr``, ``labelsTr``, json).
-
-    Each case's label map is rasterized on its channel-0 volume's grid with the unified
-    label values; images keep their voxel values and geometry.
-
-    Raises:
-        NNSegError: listing every problem of the pairs when they cannot be exported.
-    """
-    from NNSegLib.atomic import write_json
-    from NNSegLib.io import SimpleITKIO
-
-    training = pairs if isinstance(pairs, TrainingSet) else collect_training_pairs(
-        scene, pairs, label_names)
-    if not training.ok:
-        raise NNSegError("cannot export the dataset:\n  " + "\n  ".join(training.problems))
-    if not isinstance(channel_names, dict):
-        channel_names = dict(enumerate(channel_names))
-    num_channels = len(training.pairs[0].volumes) if training.pairs else 0
-    if len(channel_names) != num_channels:
-        raise NNSegError(f"{len(channel_names)} channel names given for "
-                         f"{num_channels} volumes per case")
-    out = Path(out_dir)
-    io = SimpleITKIO()
-    for pair in training.pairs:
-        for c, volume in enumerate(pair.volumes):
-            array, geometry = array_from_volume_node(volume)
-            io.write(array, geometry, out / "imagesTr" / f"{pair.name}_{c:04d}{file_ending}")
-        labels, geometry = labels_from_segmentation(
-            scene, pair.segmentation, training.labels, reference_volume=pair.volumes[0])
-        io.write(labels, geometry, out / "labelsTr" / f"{pair.name}{file_ending}")
-    write_json(out / "dataset.json", {
-        "name": dataset_name or out.name,
-        "channel_names": {str(k): v for k, v in sorted(channel_names.items())},
-        "labels": training.labels,
-        "numTraining": len(training.pairs),
-        "file_ending": file_ending,
-        "description": "exported from 3D Slicer by NNSeg",
-    })
-    return out
-
-
-# ----------------------------------------------------------------------------------------
-# Prediction into the scene
-# ----------------------------------------------------------------------------------------
-def uncertainty_from_probabilities(probabilities: np.ndarray) -> np.ndarray:
-    """Normalized entropy (0 = certain, 1 = uniform) of ``(K, z, y, x)`` class probabilities."""
-    p = np.clip(np.asarray(probabilities, np.float64), 0.0, 1.0)
-    k = p.shape[0]
-    if k < 2:
-        return np.zeros(p.shape[1:], np.float32)
-    plogp = np.zeros_like(p)
-    np.multiply(p, np.log(p, where=p > 0, out=np.zeros_like(p)), out=plogp)
-    entropy = -plogp.sum(axis=0) / np.log(k)
-    return np.clip(entropy, 0.0, 1.0).astype(np.float32)
-
-
-def predict_volumes(
-    scene: Any,
-    volumes: Sequence[Any],
-    predictor: Callable[[np.ndarray, Geometry], tuple[np.ndarray, np.ndarray | None]],
-    label_names: dict[int, str],
-    model_info: dict[str, str] | None = None,
-    node: Any = None,
-    uncertainty: bool = False,
-    name: str | None = None,
-) -> tuple[Any, Any]:
-    """Segment channel volumes in-process and put the result in a segmentation node.
-
-    Args:
-        scene: The MRML scene.
-        volumes: One volume node per channel (same geometry).
-        predictor: ``f(images (C, z, y, x) float32, geometry) -> (labels, probabilities)``
-            such as ``functools.partial(NNSegLib.predict.predict_array, model=...)``.
-        label_names: ``{value: name}`` of the model.
-        model_info: Tags (``name``, ``version``).
-        node: Segmentation node to fill, new if ``None``.
-        uncertainty: Also create a normalized-entropy volume from the probabilities.
-        name: Name of a new segmentation node.
-
-    Returns:
-        ``(segmentation node, uncertainty volume node or None)``.
-    """
-    arrays = []
-    geometry = None
-    for v in volumes:
-        array, geo = array_from_volume_node(v)
-        if geometry is not None and geometry.mismatch(geo):
-            raise NNSegError(f"{_node_label(v)}: geometry differs from the first channel: "
-                             f"{geometry.mismatch(geo)}")
-        geometry = geometry or geo
-        arrays.append(array.astype(np.float32, copy=False))
-    if geometry is None:
-        raise NNSegError("no input volume given")
-    labels, probabilities = predictor(np.stack(arrays), geometry)
-    base = name or f"{volumes[0].GetName()} segmentation"
-    seg = segmentation_from_labels(scene, np.asarray(labels), geometry, label_names,
-                                   reference_volume=volumes[0], model_info=model_info,
-                                   node=node, name=base)
-    unc = None
-    if uncertainty and probabilities is not None:
-        unc = volume_node_from_array(scene, uncertainty_from_probabilities(probabilities),
-                                     geometry, f"{base} uncertainty")
-    return seg, unc
 
 
 # ----------------------------------------------------------------------------------------
@@ -759,3 +471,10 @@ def training_chart(scene: Any, records: Sequence[dict], chart: Any = None,
             chart.AddAndObservePlotSeriesNodeID(series.GetID())
             chart.SetAttribute(f"NNSeg.Series.{key}", series.GetID())
     return chart
+
+
+__all__ = ["CHART_SERIES", "TAG_LABEL_VALUE", "TAG_MODEL", "TAG_MODEL_VERSION", "SceneContext",
+           "array_from_volume_node", "geometry_from_volume_node", "labels_from_segmentation",
+           "new_scene", "node_label", "read_segmentation", "segment_names", "segment_tag",
+           "segmentation_from_labels", "training_chart", "volume_node_from_array",
+           "write_segmentation"]
