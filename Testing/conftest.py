@@ -81,3 +81,12 @@ def hippocampus() -> Path:
     if not (HIPPOCAMPUS / "dataset.json").is_file():
         pytest.skip(f"real data not available at {HIPPOCAMPUS}")
     return HIPPOCAMPUS
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    """A real MRML scene and logics from slicer-core, one per test module."""
+    pytest.importorskip("slicer", reason="needs slicer-core for real MRML nodes")
+    from NNSegLib import mrml
+
+    return mrml.new_scene()

@@ -18,11 +18,6 @@ from NNSegLib.terminology import TABLE  # noqa: E402
 pytestmark = pytest.mark.slicer
 
 
-@pytest.fixture(scope="module")
-def ctx():
-    return mrml.new_scene()
-
-
 def image_array(seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.normal(100, 20, GEO.shape).astype(np.float32)

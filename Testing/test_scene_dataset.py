@@ -20,11 +20,6 @@ from NNSegLib.io import Geometry, SimpleITKIO  # noqa: E402
 pytestmark = pytest.mark.slicer
 
 
-@pytest.fixture(scope="module")
-def ctx():
-    return mrml.new_scene()
-
-
 def _case(ctx, seed: int, names: list[str], channels: int = 1, name: str = "case"):
     rng = np.random.default_rng(seed)
     vols = [mrml.volume_node_from_array(

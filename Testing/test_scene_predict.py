@@ -16,11 +16,6 @@ from NNSegLib import mrml, scene_predict  # noqa: E402
 pytestmark = pytest.mark.slicer
 
 
-@pytest.fixture(scope="module")
-def ctx():
-    return mrml.new_scene()
-
-
 def test_uncertainty_from_probabilities():
     p = np.zeros((2, 1, 1, 3))
     p[:, 0, 0, 0] = [1.0, 0.0]
