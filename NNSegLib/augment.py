@@ -154,12 +154,15 @@ def _angles(limit_rad: float) -> torch.Tensor:
 
 
 def input_patch_size(patch_size: Sequence[int], rotation_deg: float,
-                     anisotropic: bool = False, out_of_plane_deg: float = 0.0) -> tuple[int, ...]:
-    """Patch to sample so that a rotation by up to ``rotation_deg`` stays inside real data.
+                     anisotropic: bool = False, out_of_plane_deg: float = 0.0,
+                     max_scale: float = 1.0) -> tuple[int, ...]:
+    """Patch to sample so that rotation and scaling stay inside real data.
 
     The extent of the rotated patch box over rotations in the allowed range (about axis 0
     by up to ``rotation_deg``; about axes 1 and 2 by the same, or by ``out_of_plane_deg``
-    when ``anisotropic``). For 2D, ``rotation_deg`` is the in-plane limit.
+    when ``anisotropic``), times ``max_scale`` (a scale ``s > 1`` samples an ``s`` times
+    larger region; not along axis 0 when ``anisotropic``, which is never scaled). For 2D,
+    ``rotation_deg`` is the in-plane limit. nnU-Net enlarges its sampled patch the same way.
     """
     dims = len(patch_size)
     corners = torch.tensor(list(_corners(patch_size)), dtype=torch.float64)
@@ -174,6 +177,10 @@ def input_patch_size(patch_size: Sequence[int], rotation_deg: float,
         grid = torch.cartesian_prod(a0, other, other)
         rot = _rotation(grid)
     extent = torch.einsum("cd,nkd->nck", corners, rot).abs().amax((0, 1))
+    factor = torch.full((dims,), max(1.0, float(max_scale)), dtype=torch.float64)
+    if anisotropic and dims == 3:
+        factor[0] = 1.0
+    extent = extent * factor
     return tuple(max(int(p), int(math.ceil(2 * float(e) - 1e-6)) + 1)
                  for p, e in zip(patch_size, extent))
 

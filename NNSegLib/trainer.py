@@ -196,10 +196,12 @@ class Trainer:
         anisotropic = cfg.spatial_dims == 3 and max(patch) / patch[0] > 3
         aug = AugmentationConfig.for_recipe(self.rc.recipe)
         axis0, _other = aug.rotation_limits(patch, anisotropic)
+        rotates = aug.p_rotation > 0
         self.sample_patch = input_patch_size(
-            patch, axis0 if aug.p_rotation > 0 else 0.0, anisotropic,
-            aug.rotation_deg_out_of_plane_anisotropic if aug.p_rotation > 0 else 0.0) \
-            if aug.p_rotation > 0 or aug.p_scale > 0 or aug.p_elastic > 0 else patch
+            patch, axis0 if rotates else 0.0, anisotropic,
+            aug.rotation_deg_out_of_plane_anisotropic if rotates else 0.0,
+            max(aug.scale_range) if aug.p_scale > 0 else 1.0) \
+            if rotates or aug.p_scale > 0 or aug.p_elastic > 0 else patch
         return Augmenter(aug, cfg.spatial_dims, patch, anisotropic)
 
     def _build_samplers(self) -> tuple[PatchSampler, PatchSampler]:

@@ -204,3 +204,17 @@ def test_2d_rotations_cover_the_full_circle():
     bottom = out_img[:, 0, 11:].sum((1, 2))
     assert int((bottom > top).sum()) >= 16   # about half the samples turn by more than 90°
     assert int((top > bottom).sum()) >= 16
+
+
+def test_input_patch_covers_zoomed_out_samples():
+    """A scale s > 1 reads an s times larger region: the sampled patch grows with it."""
+    assert input_patch_size((20, 20), 0.0, max_scale=1.4) == (28, 28)
+    assert input_patch_size((8, 32, 32), 0.0, anisotropic=True, max_scale=1.4) == (8, 45, 45)
+    # With that margin a zoomed-out sample has no artificial zero border.
+    img = torch.ones(2, 1, 29, 29)
+    seg = torch.zeros(2, 1, 29, 29, dtype=torch.int8)
+    cfg = dataclasses.replace(IDENTITY, p_scale=1.0, scale_range=(1.4, 1.4))
+    out_img, _ = Augmenter(cfg, 2, (20, 20))(img, seg, gen())
+    assert out_img.min().item() > 0.99
+    small, _ = Augmenter(cfg, 2, (20, 20))(torch.ones(2, 1, 20, 20), seg[:, :, :20, :20], gen())
+    assert small.min().item() < 0.5            # without it the corners read padding
