@@ -359,7 +359,7 @@ def main() -> int:
             "- Mirror TTA on for both; nnU-Net `-npp 1 -nps 1`; time per case = process wall time "
             "÷ cases "
             f"(includes start-up and model loading); {args.repeats} repeats, alternating order.\n",
-            "- Caveat: the 2 cores were shared with other engineers' jobs (see load average).\n",
+            bl.load_note(info),
             "| tool | s/case median | s/case min | peak PSS median (MB) | peak RSS tree median "
             "(MB) | Dice (mean per label, mean fg) |",
             "|---|---|---|---|---|---|",

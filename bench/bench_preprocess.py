@@ -267,8 +267,7 @@ def main() -> int:
             "fresh output folders every repeat. NNSeg = fingerprint + plan --recipe v2 + "
             "preprocess; nnU-Net = nnUNetv2_plan_and_preprocess -c 3d_fullres 2d "
             f"-np {args.workers} -npfp {args.workers}.\n",
-            "- Caveat: the 2 cores were shared with other engineers' jobs during the run "
-            "(see load average); compare within the run only.\n",
+            bl.load_note(info),
             "| tool | wall min (s) | wall median (s) | peak PSS tree median (MB) | "
             "peak RSS tree median (MB) | stages median (s) | output on disk (MB) |",
             "|---|---|---|---|---|---|---|",

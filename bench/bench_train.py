@@ -294,7 +294,7 @@ def main() -> int:
             "excluded; time per iteration includes sampling + augmentation + step. nnU-Net: "
             "nnUNet_n_proc_DA=0, nnUNet_compile=f, own short trainer subclass. NNSeg extra args: "
             f"`{' '.join(extra) or '(none)'}`.\n",
-            "- Caveat: the 2 cores were shared with other engineers' jobs (see load average).\n",
+            bl.load_note(info),
             "| tool | s/iter median | s/iter min | iterations/s (median) | n iterations | peak "
             "PSS median (MB) |",
             "|---|---|---|---|---|---|",

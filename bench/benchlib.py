@@ -356,6 +356,19 @@ def machine_md(info: dict) -> str:
     )
 
 
+#: 1-minute load average at the start above which other jobs are said to share the CPUs.
+BUSY_LOAD = 0.5
+
+
+def load_note(info: dict) -> str:
+    """A caveat when other jobs were using the CPUs as the run started, else a plain note."""
+    start = info["loadavg_start"][0]
+    if start > BUSY_LOAD:
+        return (f"- Caveat: other jobs were using the CPUs when the run started (1-min load "
+                f"{start}); compare the tools within this run only.\n")
+    return f"- The machine was otherwise idle when the run started (1-min load {start}).\n"
+
+
 def fresh_dir(path: Path) -> Path:
     if path.exists():
         shutil.rmtree(path)
