@@ -5,9 +5,10 @@ the ``3d_lowres`` stage as one-hot foreground channels ``(B, K-1, *S)``. In trai
 channels are the low-res stage's cross-validation predictions; nnU-Net corrupts them
 further so the network learns to correct, not copy, them (v2: ``MoveSegAsOneHotToData``,
 then ``ApplyRandomBinaryOperatorTransform`` with ``p_per_sample=0.4, strel_size=(1, 8),
-p_per_label=1`` and
+p_per_label=0.5`` and
 ``RemoveRandomConnectedComponentFromOneHotEncodingTransform`` with ``p_per_sample=0.2,
-fill_with_other_class_p=0, dont_do_if_covers_more_than_x_percent=0.15``). This module does
+fill_with_other_class_p=0, dont_do_if_covers_more_than_x_percent=0.15, p_per_label=0.5``
+— the values of nnU-Net v2.8). This module does
 the same on torch tensors: :func:`one_hot_foreground` and :func:`augment_previous_stage`.
 
 Differences from nnU-Net:
@@ -50,9 +51,11 @@ class CascadeAugmentationConfig:
     strel_radius: tuple[int, int] = (1, 8)  # inclusive range of the structuring-element radius
     p_remove_component: float = 0.2  # per sample
     max_component_fraction: float = 0.15  # of the patch voxels; larger components are kept
+    p_per_label: float = 0.5  # each foreground channel of a chosen sample (nnU-Net v2.8)
 
     def __post_init__(self) -> None:
-        for name in ("p_binary_operator", "p_remove_component", "max_component_fraction"):
+        for name in ("p_binary_operator", "p_remove_component", "max_component_fraction",
+                     "p_per_label"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         lo, hi = self.strel_radius
@@ -153,6 +156,11 @@ def _randint(gen: torch.Generator, lo: int, hi: int, n: int = 1) -> list[int]:
     return torch.randint(lo, hi, (n,), generator=gen, device=gen.device).tolist()
 
 
+def _chosen(gen: torch.Generator, n: int, p: float) -> list[bool]:
+    """``n`` independent draws with probability ``p`` (always drawn: stable random stream)."""
+    return (torch.rand(n, generator=gen, device=gen.device) < p).tolist()
+
+
 def augment_previous_stage(onehot: torch.Tensor, config: CascadeAugmentationConfig,
                            generator: torch.Generator) -> torch.Tensor:
     """Randomly apply morphology and remove small components, per sample.
@@ -185,7 +193,10 @@ def augment_previous_stage(onehot: torch.Tensor, config: CascadeAugmentationConf
             order = torch.randperm(channels, generator=generator, device=dev).tolist()
             ops = _randint(generator, 0, len(_OPERATORS), channels)
             radii = _randint(generator, lo, hi + 1, channels)
-            for c, op, r in zip(order, ops, radii):
+            picked = _chosen(generator, channels, config.p_per_label)
+            for c, op, r, use in zip(order, ops, radii, picked):
+                if not use:
+                    continue
                 before = sample[c] > 0.5
                 after = _OPERATORS[op](before, r)
                 gained = after & ~before
@@ -193,7 +204,10 @@ def augment_previous_stage(onehot: torch.Tensor, config: CascadeAugmentationConf
                 sample[c] = after.to(torch.float32)
         if apply_rm[b]:
             order = torch.randperm(channels, generator=generator, device=dev).tolist()
-            for c in order:
+            picked = _chosen(generator, channels, config.p_per_label)
+            for c, use in zip(order, picked):
+                if not use:
+                    continue
                 comp, _ = ndimage.label(sample[c].cpu().numpy() > 0.5, structure)
                 sizes = np.bincount(comp.ravel())
                 valid = np.flatnonzero(sizes[1:] < limit) + 1
