@@ -74,6 +74,13 @@ def export_for_next_stage(labels: np.ndarray, images: np.ndarray, geometry: Geom
     return path
 
 
+def one_hot_channels(seg: np.ndarray, num_classes: int) -> np.ndarray:
+    """One-hot foreground channels ``(K-1, z, y, x)`` float32 of a preprocessed label map
+    (``(z, y, x)`` or ``(1, z, y, x)``): the extra input of a cascade stage."""
+    seg = np.asarray(seg).reshape(np.asarray(seg).shape[-3:])
+    return np.stack([(seg == k).astype(np.float32) for k in range(1, num_classes)])
+
+
 def missing_predictions(folder: Path, cases: Sequence[str]) -> list[str]:
     """Cases of ``cases`` without ``<folder>/<case>.npy``."""
     return [c for c in cases if not (Path(folder) / f"{c}.npy").is_file()]
@@ -105,4 +112,5 @@ def require_previous_stage(folder: Path, cases: Sequence[str], config: Configura
 
 
 __all__ = ["PREDICTED_NEXT_STAGE", "export_for_next_stage", "missing_predictions",
-           "next_stage_folder", "previous_stage_folder", "require_previous_stage"]
+           "next_stage_folder", "one_hot_channels", "previous_stage_folder",
+           "require_previous_stage"]

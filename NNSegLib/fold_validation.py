@@ -66,6 +66,7 @@ def preprocessed_space_validation(trainer: Any, progress: Progress) -> dict:
     """Dice per class of plain sliding-window predictions on the preprocessed arrays."""
     import torch
 
+    from NNSegLib.cascade import one_hot_channels
     from NNSegLib.metrics import case_metrics
     from NNSegLib.sliding_window import SlidingWindowSettings, predict_sliding_window
 
@@ -81,9 +82,8 @@ def preprocessed_space_validation(trainer: Any, progress: Progress) -> dict:
         progress.check_cancelled()
         data = np.load(setup.preprocessed / f"{case_id}.npy", allow_pickle=False)
         if setup.previous_stage is not None:   # cascade: + one-hot previous-stage labels
-            prev = np.load(setup.previous_stage / f"{case_id}.npy", allow_pickle=False)[0]
-            data = np.concatenate([data] + [(prev == k)[None].astype(np.float32)
-                                            for k in range(1, setup.num_classes)])
+            prev = np.load(setup.previous_stage / f"{case_id}.npy", allow_pickle=False)
+            data = np.concatenate([data, one_hot_channels(prev, setup.num_classes)])
         ref = np.load(setup.preprocessed / f"{case_id}_seg.npy", allow_pickle=False)[0]
         with torch.no_grad():
             scores = predict_sliding_window(network, data, setup.num_classes, settings,

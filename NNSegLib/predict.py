@@ -72,12 +72,6 @@ def _with_options(model: LoadedModel, tta: bool | None, step: float | None) -> L
     return dataclasses.replace(model, settings=settings, ensemble=members)
 
 
-def _cascade_channels(seg: np.ndarray, num_classes: int) -> np.ndarray:
-    """One-hot foreground channels ``(K-1, z, y, x)`` float32 of a preprocessed label map."""
-    seg = np.asarray(seg).reshape(np.asarray(seg).shape[-3:])
-    return np.stack([(seg == k).astype(np.float32) for k in range(1, num_classes)])
-
-
 def network_scores(images: np.ndarray, geometry: Geometry, model: LoadedModel,
                    progress=None) -> tuple[Any, dict]:
     """Preprocess a case and return the fold-averaged network output and the properties.
@@ -86,6 +80,7 @@ def network_scores(images: np.ndarray, geometry: Geometry, model: LoadedModel,
         ``(scores, properties)``: ``(K, …)`` float32 CPU tensor on the preprocessed grid
         (probabilities or logits, as ``model.settings.output`` says).
     """
+    from NNSegLib.cascade import one_hot_channels
     from NNSegLib.sliding_window import predict_sliding_window
 
     seg = None
@@ -95,7 +90,7 @@ def network_scores(images: np.ndarray, geometry: Geometry, model: LoadedModel,
     data, pseg, properties = model.pipeline.preprocess(images, geometry, seg=seg)
     if seg is not None:
         data = np.concatenate([np.asarray(data, np.float32),
-                               _cascade_channels(pseg, model.num_classes)])
+                               one_hot_channels(pseg, model.num_classes)])
     total = None
     for _fold, network in model.networks:
         if progress is not None:
