@@ -2,7 +2,7 @@
 
 A thin module: the Widget only wires the four panels (Dataset, Plan, Train, Segment) to
 ``NNSegLogic``; the Logic calls ``NNSegLib`` and runs long stages as a subprocess
-``PythonSlicer -m NNSegLib <command> --progress-json -`` (``NNSegLib.jobs``), so Slicer
+``PythonSlicer -m NNSegLib <command> --progress-json -`` (``NNSegLib.slicer.jobs``), so Slicer
 stays responsive and Cancel really stops the work.
 """
 
@@ -265,7 +265,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.timer.stop()
 
     def onEvent(self, key: str, event: dict) -> None:
-        from NNSegLib.jobs import estimate_eta, format_eta
+        from NNSegLib.slicer.jobs import estimate_eta, format_eta
 
         bar = {"plan": self.ui.planProgressBar, "train": self.ui.trainProgressBar,
                "segment": self.ui.segmentProgressBar}[key]
@@ -291,7 +291,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             label.text = event.get("message", "")
 
     def finishMessage(self, job, label, what: str) -> bool:
-        from NNSegLib.jobs import JobStatus
+        from NNSegLib.slicer.jobs import JobStatus
 
         if job.status is JobStatus.OK:
             label.text = f"{what} completed in {job.elapsed:.0f} s"
@@ -418,7 +418,7 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def missingRequirements(requirementsPath: pathlib.Path) -> List[str]:
         """Requirement lines of ``requirements.txt`` whose module cannot be imported."""
-        from NNSegLib.dependencies import missing_requirements
+        from NNSegLib.slicer.dependencies import missing_requirements
 
         return missing_requirements(requirementsPath, skip=SLICER_OWNED)
 
@@ -447,13 +447,13 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
 
     # -- jobs ----------------------------------------------------------------------------
     def startJobs(self, steps: List[List[str]], cwd: Optional[str] = None):
-        from NNSegLib.jobs import JobChain
+        from NNSegLib.slicer.jobs import JobChain
 
         return JobChain(steps, python=self.python, cwd=cwd)
 
     @staticmethod
     def parseFolds(text: str) -> List[str]:
-        from NNSegLib.jobs import parse_folds
+        from NNSegLib.slicer.jobs import parse_folds
 
         return parse_folds(text)
 
@@ -465,7 +465,7 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
     def planSteps(dataset, work, recipe: str, memoryGB: float,
                   configurations: str) -> List[List[str]]:
         """Commands of the Plan panel: fingerprint, then plan with the overrides."""
-        from NNSegLib.jobs import plan_commands
+        from NNSegLib.slicer.jobs import plan_commands
 
         return plan_commands(dataset, work, recipe, memoryGB, configurations)
 
@@ -473,14 +473,14 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
     def trainSteps(dataset, work, configuration: str, folds: str, maxEpochs: int,
                    device: str, resume: bool) -> List[List[str]]:
         """Commands of the Train panel: preprocess, then one training run per fold."""
-        from NNSegLib.jobs import train_commands
+        from NNSegLib.slicer.jobs import train_commands
 
         return train_commands(dataset, work, configuration, folds, maxEpochs, device, resume)
 
     # -- dataset -------------------------------------------------------------------------
     @staticmethod
     def segmentNames(segmentationNode) -> List[str]:
-        from NNSegLib import mrml
+        from NNSegLib.slicer import mrml
 
         return mrml.segment_names(segmentationNode)
 
@@ -491,8 +491,8 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
 
     def describeLabels(self, scene, pairs: Sequence[dict]) -> str:
         """Unified labels and every conflict, as shown under the table."""
-        from NNSegLib.gui_summaries import describe_training_set
-        from NNSegLib.scene_dataset import collect_training_pairs
+        from NNSegLib.slicer.gui_summaries import describe_training_set
+        from NNSegLib.slicer.scene_dataset import collect_training_pairs
 
         if not pairs:
             return "No cases yet."
@@ -500,8 +500,8 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
 
     def exportDataset(self, scene, pairs: Sequence[dict], outDir, channelNames: List[str]) -> str:
         """Write the nnU-Net raw dataset and return the dataset check's report."""
-        from NNSegLib.check import check_dataset
-        from NNSegLib.scene_dataset import export_dataset
+        from NNSegLib.data.check import check_dataset
+        from NNSegLib.slicer.scene_dataset import export_dataset
 
         out = export_dataset(scene, self._pairs(scene, pairs), outDir, channelNames)
         return check_dataset(out, workers=1).format()
@@ -509,37 +509,37 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
     def loadCasesFromFolder(self, scene, folder) -> list:
         """Load ``<case>.nii.gz``/``.nrrd`` + ``<case>.seg.nrrd`` pairs, or an nnU-Net raw
         dataset (``imagesTr``/``labelsTr``); needs the Slicer application (file readers)."""
-        from NNSegLib.scene_dataset import load_cases_from_folder
+        from NNSegLib.slicer.scene_dataset import load_cases_from_folder
 
         return load_cases_from_folder(scene, folder, slicer.util.loadVolume)
 
     # -- plan / train results ------------------------------------------------------------
     @staticmethod
     def workspace(work):
-        from NNSegLib.workspace import Workspace
+        from NNSegLib.util.workspace import Workspace
 
         return Workspace(pathlib.Path(work))
 
     def plansTable(self, work) -> tuple:
         """``(header, rows)`` of the plan: one column per configuration."""
-        from NNSegLib.gui_summaries import plans_table
+        from NNSegLib.slicer.gui_summaries import plans_table
 
         return plans_table(work)
 
     def updateChart(self, scene, records: List[dict], chartNode=None):
-        from NNSegLib import mrml
+        from NNSegLib.slicer import mrml
 
         return mrml.training_chart(scene, records, chartNode)
 
     @staticmethod
     def describeEpoch(event: dict, maxEpochs: int) -> str:
-        from NNSegLib.gui_summaries import describe_epoch
+        from NNSegLib.slicer.gui_summaries import describe_epoch
 
         return describe_epoch(event, maxEpochs)
 
     def crossValidationSummary(self, work, configuration: str) -> str:
         """Mean foreground Dice of each fold's final validation, and their mean."""
-        from NNSegLib.gui_summaries import cross_validation_summary
+        from NNSegLib.slicer.gui_summaries import cross_validation_summary
 
         return cross_validation_summary(work, configuration)
 
@@ -550,27 +550,27 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def modelInfo(path) -> dict:
         """Channels, labels and a one-line description of a model folder (or zip)."""
-        from NNSegLib.gui_summaries import model_info
+        from NNSegLib.slicer.gui_summaries import model_info
 
         return model_info(path)
 
     def prepareSegmentation(self, volumes, modelPath, folds: str, device: str, tta: bool,
                             uncertainty: bool) -> dict:
         """Write the input volumes to a temporary folder and build the job's commands."""
-        from NNSegLib.scene_predict import prepare_predict_job
+        from NNSegLib.slicer.scene_predict import prepare_predict_job
 
         return prepare_predict_job(volumes, modelPath, folds, device, tta, uncertainty)
 
     def loadSegmentationResult(self, scene, run: dict, referenceVolume, node=None) -> tuple:
         """Read the prediction written by the job into a segmentation node (+ uncertainty)."""
-        from NNSegLib.scene_predict import load_predict_job_result
+        from NNSegLib.slicer.scene_predict import load_predict_job_result
 
         return load_predict_job_result(scene, run, referenceVolume, node)
 
     def segmentInProcess(self, scene, volumes, modelPath, device: str = "auto", tta: bool = True,
                          folds: str = "", node=None, uncertainty: bool = False) -> tuple:
         """Segment in this process (blocking; scripts and tests)."""
-        from NNSegLib.scene_predict import segment_in_process
+        from NNSegLib.slicer.scene_predict import segment_in_process
 
         start = time.time()
         result = segment_in_process(scene, volumes, modelPath, device, tta, folds, node,
@@ -597,9 +597,9 @@ class NNSegTest(ScriptedLoadableModuleTest):
 
         import numpy as np
 
-        from NNSegLib import mrml
-        from NNSegLib.io import Geometry
-        from NNSegLib.scene_predict import predict_volumes
+        from NNSegLib.data.io import Geometry
+        from NNSegLib.slicer import mrml
+        from NNSegLib.slicer.scene_predict import predict_volumes
 
         self.delayDisplay("Building a tiny case")
         scene = slicer.mrmlScene

@@ -1,31 +1,37 @@
 """The ``nnseg`` command: one subcommand per stage, from an explicit registry.
 
-Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``. Modules are
-imported only when their command runs, so ``nnseg --help`` stays fast.
+Each command module defines ``add_arguments(parser)`` and ``run(args, progress) -> int``; the
+CLI builds the progress reporter (tqdm, JSON lines, cancel on SIGINT/SIGTERM) and hands it
+to the command, so no stage imports this module. Modules are imported only when their
+command runs, so ``nnseg --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from NNSegLib import __version__
+from NNSegLib.util.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK, NNSegError
 
 #: name → (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "sample-data": ("NNSegLib.sample_data", "write the built-in synthetic sample dataset"),
-    "check": ("NNSegLib.check", "check a raw dataset and report every problem"),
-    "fingerprint": ("NNSegLib.fingerprint", "extract the dataset fingerprint"),
-    "plan": ("NNSegLib.planner", "derive plans.json (configurations, patch, batch, net)"),
-    "preprocess": ("NNSegLib.preprocess", "crop, resample and normalize for each configuration"),
-    "train": ("NNSegLib.train", "train one configuration and fold"),
-    "find-best": ("NNSegLib.find_best", "choose configuration/ensemble and postprocessing"),
-    "predict": ("NNSegLib.predict", "segment new images with a trained model"),
-    "evaluate": ("NNSegLib.evaluate", "compare predictions with references"),
-    "export-model": ("NNSegLib.model_package", "pack a trained model into a zip"),
-    "import-model": ("NNSegLib.model_package", "unpack and verify a model zip"),
+    "sample-data": ("NNSegLib.data.sample_data", "write the built-in synthetic sample dataset"),
+    "check": ("NNSegLib.data.check", "check a raw dataset and report every problem"),
+    "fingerprint": ("NNSegLib.planning.fingerprint", "extract the dataset fingerprint"),
+    "plan": ("NNSegLib.planning.planner", "derive plans.json (configurations, patch, batch, net)"),
+    "preprocess": ("NNSegLib.preprocessing.preprocess",
+                   "crop, resample and normalize for each configuration"),
+    "train": ("NNSegLib.training.train", "train one configuration and fold"),
+    "find-best": ("NNSegLib.postprocessing.find_best",
+                  "choose configuration/ensemble and postprocessing"),
+    "predict": ("NNSegLib.inference.predict", "segment new images with a trained model"),
+    "evaluate": ("NNSegLib.evaluation.evaluate", "compare predictions with references"),
+    "export-model": ("NNSegLib.inference.model_package", "pack a trained model into a zip"),
+    "import-model": ("NNSegLib.inference.model_package", "unpack and verify a model zip"),
     "demo": ("NNSegLib.demo", "run the whole pipeline on the sample dataset"),
 }
 
@@ -70,8 +76,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def make_progress(args: argparse.Namespace):
-    """Build the :class:`~NNSegLib.progress.Progress` the command's options ask for."""
-    from NNSegLib.progress import (
+    """Build the :class:`~NNSegLib.util.progress.Progress` the command's options ask for."""
+    from NNSegLib.util.progress import (
         CancelToken,
         JsonLinesWriter,
         TqdmProgress,
@@ -90,6 +96,35 @@ def make_progress(args: argparse.Namespace):
     return TqdmProgress(token, listeners, disable=True if quiet else None)
 
 
+def run_command(run: Callable[..., int | None], args: argparse.Namespace, prog: str) -> int:
+    """Run a command: build its progress reporter, turn user errors into one line + exit code.
+
+    This is the CLI's error boundary: stages raise :class:`~NNSegLib.util.errors.NNSegError`
+    (or a subclass) for anything the user can fix and never print or exit themselves.
+    """
+    from NNSegLib.util.progress import Cancelled
+
+    try:
+        progress = make_progress(args)
+        code = run(args, progress)
+        return EXIT_OK if code is None else int(code)
+    except Cancelled as e:
+        _emit(args, "error", f"{prog}: cancelled ({e}); work done so far is kept")
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        _emit(args, "error", f"{prog}: interrupted")
+        return EXIT_CANCELLED
+    except (NNSegError, FileNotFoundError) as e:
+        _emit(args, "error", f"{prog}: error: {e}")
+        return EXIT_BAD_INPUT
+
+
+def _emit(args: argparse.Namespace, kind: str, text: str) -> None:
+    print(text, file=sys.stderr)
+    if getattr(args, "progress_json", None) == "-":
+        print(json.dumps({"event": kind, "message": text}), flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``nnseg``. Returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -101,9 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub_parser, run = _command_parser(name)
     args = sub_parser.parse_args(rest)
     args.command = name
-    from NNSegLib.errors import report_errors
-
-    return report_errors(run, args, f"nnseg {name}")
+    return run_command(run, args, f"nnseg {name}")
 
 
 if __name__ == "__main__":

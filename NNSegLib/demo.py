@@ -13,7 +13,8 @@ import argparse
 import time
 from pathlib import Path
 
-from NNSegLib.errors import NNSegError
+from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.progress import Progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +53,7 @@ def _step(name: str, argv: list[str]) -> None:
 def _train(dataset: Path, work: Path, cfg: str, fold: int, args: argparse.Namespace,
            quiet: list[str]) -> None:
     """Train one fold, continuing an interrupted run and skipping a finished one."""
-    from NNSegLib.workspace import Workspace
+    from NNSegLib.util.workspace import Workspace
 
     run_dir = Workspace(work).run_dir(cfg, fold)
     if (run_dir / "checkpoint_final.pt").is_file() and (run_dir / "validation").is_dir():
@@ -67,8 +68,8 @@ def _train(dataset: Path, work: Path, cfg: str, fold: int, args: argparse.Namesp
     ])
 
 
-def run(args: argparse.Namespace) -> int:
-    from NNSegLib.sample_data import generate_sample_dataset
+def run(args: argparse.Namespace, progress: Progress) -> int:
+    from NNSegLib.data.sample_data import generate_sample_dataset
 
     out: Path = args.out.resolve()
     dataset = out / "Dataset900_Sample"

@@ -16,7 +16,7 @@ HIPPOCAMPUS = SHARED / "data" / "Dataset004_Hippocampus"
 def write_image(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0),
                 direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)) -> Path:
     """Write a numpy-order ``(z, y, x)`` array with ITK geometry (spacing in numpy order)."""
-    from NNSegLib.io import Geometry, SimpleITKIO
+    from NNSegLib.data.io import Geometry, SimpleITKIO
 
     geo = Geometry(tuple(array.shape), tuple(float(s) for s in spacing),
                    tuple(float(o) for o in origin), tuple(float(d) for d in direction))
@@ -87,6 +87,6 @@ def hippocampus() -> Path:
 def ctx():
     """A real MRML scene and logics from slicer-core, one per test module."""
     pytest.importorskip("slicer", reason="needs slicer-core for real MRML nodes")
-    from NNSegLib import mrml
+    from NNSegLib.slicer import mrml
 
     return mrml.new_scene()

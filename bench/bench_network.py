@@ -44,8 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from NNSegLib.device import configure_threads, pick_device  # noqa: E402
-from NNSegLib.network import (  # noqa: E402
+from NNSegLib.network.network import (  # noqa: E402
     NNUNET_LIKE,
     NetworkOptions,
     autocast_context,
@@ -53,7 +52,8 @@ from NNSegLib.network import (  # noqa: E402
     count_parameters,
     prepare_network,
 )
-from NNSegLib.plans import ConfigurationPlan  # noqa: E402
+from NNSegLib.planning.plans import ConfigurationPlan  # noqa: E402
+from NNSegLib.util.device import configure_threads, pick_device  # noqa: E402
 
 
 def _plan(name: str, patch, batch, strides, kernels, feats) -> ConfigurationPlan:

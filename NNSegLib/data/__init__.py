@@ -1,0 +1,5 @@
+"""Raw datasets (METHOD §0): image I/O and geometry, ``dataset.json`` and the file
+layout, ``nnseg check``, the 5-fold splits and the built-in sample-data generator.
+
+May import ``util``.
+"""

@@ -1,0 +1,112 @@
+"""Cross-validation splits (METHOD §4): made once, saved as ``splits_final.json``, reused.
+
+The file is a JSON list with one ``{"train": [...], "val": [...]}`` object per fold (the
+layout nnU-Net uses, so its splits files can be dropped in). Folds are deterministic: the
+sorted case identifiers are shuffled with a fixed seed and dealt round-robin into folds.
+Fold ``"all"`` trains on every case and has no validation cases.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from NNSegLib.util.atomic import write_json
+from NNSegLib.util.errors import NNSegError
+
+DEFAULT_FOLDS = 5
+DEFAULT_SEED = 12345
+
+
+def make_splits(case_ids: Sequence[str], n_folds: int = DEFAULT_FOLDS,
+                seed: int = DEFAULT_SEED) -> list[dict[str, list[str]]]:
+    """Deterministic ``n_folds``-fold splits of ``case_ids`` (order of input irrelevant).
+
+    Raises:
+        NNSegError: with fewer cases than folds.
+    """
+    ids = sorted(set(case_ids))
+    if len(ids) < n_folds:
+        raise NNSegError(f"{len(ids)} training cases are too few for {n_folds}-fold "
+                         "cross-validation; train fold 'all' instead")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    shuffled = [ids[i] for i in order]
+    splits = []
+    for k in range(n_folds):
+        val = sorted(shuffled[k::n_folds])
+        val_set = set(val)
+        splits.append({"train": [c for c in ids if c not in val_set], "val": val})
+    return splits
+
+
+def load_splits(path: Path | str) -> list[dict[str, list[str]]]:
+    """Read a splits file, checking its structure.
+
+    Raises:
+        NNSegError: when the file is not a list of ``{"train", "val"}`` objects.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise NNSegError(f"{path}: cannot read splits ({e})") from e
+    ok = isinstance(data, list) and data and all(
+        isinstance(f, dict) and isinstance(f.get("train"), list) and isinstance(f.get("val"), list)
+        for f in data)
+    if not ok:
+        raise NNSegError(f"{path}: expected a JSON list of {{\"train\": [...], \"val\": [...]}}")
+    return [{"train": [str(c) for c in f["train"]], "val": [str(c) for c in f["val"]]}
+            for f in data]
+
+
+def load_or_create_splits(path: Path | str, case_ids: Sequence[str],
+                          n_folds: int = DEFAULT_FOLDS,
+                          seed: int = DEFAULT_SEED) -> list[dict[str, list[str]]]:
+    """Reuse ``path`` if it exists (checking its cases exist), else create and save it.
+
+    Raises:
+        NNSegError: when saved splits name cases that are not in ``case_ids``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        splits = make_splits(case_ids, n_folds, seed)
+        write_json(path, splits)
+        return splits
+    splits = load_splits(path)
+    known = set(case_ids)
+    missing = sorted({c for f in splits for c in f["train"] + f["val"]} - known)
+    if missing:
+        raise NNSegError(f"{path}: names cases without preprocessed data: {missing[:5]}"
+                         f"{' …' if len(missing) > 5 else ''}; delete the file to re-split")
+    return splits
+
+
+def parse_fold(text: str | int) -> int | str:
+    """``"0"`` → 0, ``"all"`` → ``"all"``; anything else raises :class:`NNSegError`."""
+    if isinstance(text, int) or str(text).isdigit():
+        return int(text)
+    if str(text) == "all":
+        return "all"
+    raise NNSegError(f"fold must be a non-negative integer or 'all', got {text!r}")
+
+
+def fold_cases(splits: list[dict[str, list[str]]], fold: int | str,
+               case_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Training and validation case ids of ``fold`` (``"all"``: every case, no validation).
+
+    Raises:
+        NNSegError: for a fold index the splits do not have.
+    """
+    if fold == "all":
+        return sorted(case_ids), []
+    if not isinstance(fold, int) or not 0 <= fold < len(splits):
+        raise NNSegError(f"fold {fold!r} does not exist; the splits have folds "
+                         f"0..{len(splits) - 1} (or use 'all')")
+    return list(splits[fold]["train"]), list(splits[fold]["val"])
+
+
+__all__ = ["DEFAULT_FOLDS", "DEFAULT_SEED", "fold_cases", "load_or_create_splits",
+           "load_splits", "make_splits", "parse_fold"]

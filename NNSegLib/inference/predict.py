@@ -1,0 +1,491 @@
+"""METHOD §5: segment new images with a trained model (``nnseg predict``).
+
+Per case: preprocess with the model's plan (plus the upsampled, one-hot low-resolution
+prediction for a cascade), sliding-window inference of every fold with mirror TTA in the
+same batches, average over folds, restore to the input grid, argmax, postprocess, write the
+label map with exactly the input's geometry and file format.
+
+Uncertainty (``--uncertainty``) is the *normalized entropy* of the averaged softmax,
+``H = -Σ_k p_k ln p_k / ln K`` in ``[0, 1]``: 0 where every fold and mirror agrees with full
+confidence, 1 where the average is uniform over the K classes. It is saved as
+``<case>_uncertainty<ending>`` (float32) in the input geometry.
+
+Python API for the GUI: :func:`predict_array` (arrays in, arrays out, no files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from NNSegLib.data.io import SUPPORTED_ENDINGS, Geometry, file_ending
+from NNSegLib.inference.loaded_model import LoadedModel
+from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.progress import Progress
+
+PROBABILITIES_KEY = "probabilities"
+
+
+@dataclass(frozen=True)
+class CasePrediction:
+    """One case's result on the input grid.
+
+    Attributes:
+        labels: ``(z, y, x)`` label map (uint8, or uint16 with more than 255 classes).
+        probabilities: ``(K, z, y, x)`` float32 averaged softmax, when asked for.
+        uncertainty: ``(z, y, x)`` float32 normalized entropy, when asked for.
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
+
+
+def normalized_entropy(probabilities) -> np.ndarray:
+    """``-Σ p ln p / ln K`` over axis 0 of ``(K, …)`` probabilities, float32 in ``[0, 1]``."""
+    import torch
+
+    p = torch.as_tensor(np.asarray(probabilities), dtype=torch.float32)
+    k = p.shape[0]
+    h = torch.zeros(p.shape[1:], dtype=torch.float32)
+    for c in range(k):   # class by class: no (K, …) temporary
+        pc = p[c].clamp_min(1e-12)
+        h -= pc * torch.log(pc)
+    return (h / float(np.log(k))).clamp_(0.0, 1.0).numpy() if k > 1 else h.numpy()
+
+
+def _with_options(model: LoadedModel, tta: bool | None, step: float | None) -> LoadedModel:
+    settings = model.settings
+    if tta is not None:
+        all_axes = tuple(range(len(settings.patch_size)))
+        axes = tuple(model.extra.get("mirror_axes", all_axes)) if tta else ()
+        settings = dataclasses.replace(settings, mirror_axes=tuple(axes))
+    if step is not None:
+        settings = dataclasses.replace(settings, step=float(step))
+    members = [_with_options(m, tta, step) for m in model.ensemble]
+    if settings == model.settings and all(a is b for a, b in zip(members, model.ensemble)):
+        return model
+    return dataclasses.replace(model, settings=settings, ensemble=members)
+
+
+def network_scores(images: np.ndarray, geometry: Geometry, model: LoadedModel,
+                   progress=None) -> tuple[Any, dict]:
+    """Preprocess a case and return the fold-averaged network output and the properties.
+
+    Returns:
+        ``(scores, properties)``: ``(K, …)`` float32 CPU tensor on the preprocessed grid
+        (probabilities or logits, as ``model.settings.output`` says).
+    """
+    from NNSegLib.inference.cascade import one_hot_channels
+    from NNSegLib.inference.sliding_window import predict_sliding_window
+
+    seg = None
+    if model.previous_stage is not None:
+        seg = predict_case(images, geometry, model.previous_stage, postprocess=False,
+                           progress=progress).labels
+    data, pseg, properties = model.pipeline.preprocess(images, geometry, seg=seg)
+    if seg is not None:
+        data = np.concatenate([np.asarray(data, np.float32),
+                               one_hot_channels(pseg, model.num_classes)])
+    total = None
+    for _fold, network in model.networks:
+        if progress is not None:
+            progress.check_cancelled()
+        scores = predict_sliding_window(network, data, model.num_classes, model.settings,
+                                        device=model.device, progress=progress,
+                                        channels_last=model.channels_last)
+        total = scores if total is None else total.add_(scores)
+    total /= len(model.networks)
+    return total, properties
+
+
+def ensemble_probabilities(images: np.ndarray, geometry: Geometry,
+                           members: Sequence[LoadedModel], progress=None) -> np.ndarray:
+    """Mean of the members' probabilities on the original grid (configuration ensemble)."""
+    total = None
+    for member in members:
+        scores, properties = network_scores(images, geometry, member, progress)
+        probs = member.pipeline.restore_probabilities(scores, properties)
+        del scores
+        if total is None:
+            total = probs
+        else:
+            total += probs
+            del probs
+    total /= len(members)
+    return total
+
+
+def _label_dtype(num_classes: int):
+    return np.uint8 if num_classes <= 256 else np.uint16
+
+
+def predict_case(images: np.ndarray, geometry: Geometry, model: LoadedModel, *,
+                 probabilities: bool = False, uncertainty: bool = False,
+                 postprocess: bool = True, progress=None) -> CasePrediction:
+    """Segment one case given as arrays.
+
+    Args:
+        images: ``(C, z, y, x)`` image channels in numpy order.
+        geometry: The images' geometry (the result is on exactly this grid).
+        model: A :class:`~NNSegLib.inference.loaded_model.LoadedModel`.
+        probabilities: Also return the averaged softmax on the input grid.
+        uncertainty: Also return the normalized entropy map.
+        postprocess: Apply the model's postprocessing rules (if it has any).
+        progress: Progress sink (per patch) with cancellation.
+
+    Raises:
+        NNSegError: when the number of channels does not match the model.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[0] != model.num_input_channels:
+        raise NNSegError(f"expected {model.num_input_channels} image channel(s) as a "
+                         f"(C, z, y, x) array, got shape {images.shape}")
+    probs = None
+    if model.ensemble:
+        probs = ensemble_probabilities(images, geometry, [model, *model.ensemble], progress)
+        labels = np.argmax(probs, axis=0)
+    else:
+        scores, properties = network_scores(images, geometry, model, progress)
+        if probabilities or uncertainty:
+            probs = model.pipeline.restore_probabilities(scores, properties)
+            labels = np.argmax(probs, axis=0)
+        else:
+            labels = model.pipeline.restore_labels(scores, properties)
+        del scores
+    labels = np.asarray(labels).astype(_label_dtype(model.num_classes), copy=False)
+    if tuple(labels.shape) != tuple(geometry.shape):
+        raise NNSegError(f"internal error: restored shape {labels.shape} != input shape "
+                         f"{tuple(geometry.shape)}")
+    if postprocess and model.postprocessing is not None:
+        from NNSegLib.postprocessing.postprocess import apply_postprocessing
+
+        labels = apply_postprocessing(labels, model.postprocessing)
+    entropy = normalized_entropy(probs) if uncertainty else None
+    return CasePrediction(labels, probs if probabilities else None, entropy)
+
+
+def predict_array(images: np.ndarray, geometry: Geometry, model: LoadedModel, *,
+                  tta: bool = True, step: float = 0.5, progress=None,
+                  return_probabilities: bool = False,
+                  postprocess: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Segment ``images`` ``(C, z, y, x)`` with ``model``; no files (the GUI's entry point).
+
+    Args:
+        images: Image channels in numpy order.
+        geometry: Their geometry.
+        model: A loaded model.
+        tta: Mirror test-time augmentation.
+        step: Sliding-window step (fraction of the patch).
+        progress: :class:`~NNSegLib.util.progress.Progress`; cancel through its token
+            (raises :class:`~NNSegLib.util.progress.Cancelled`).
+        return_probabilities: Also return ``(K, z, y, x)`` float32 probabilities.
+        postprocess: Apply the model's postprocessing.
+
+    Returns:
+        ``(labels, probabilities or None)``.
+    """
+    result = predict_case(images, geometry, _with_options(model, tta, step),
+                          probabilities=return_probabilities, postprocess=postprocess,
+                          progress=progress)
+    return result.labels, result.probabilities
+
+
+# --- files ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InputCase:
+    """One input case: its channel files in channel order."""
+
+    identifier: str
+    images: tuple[Path, ...]
+
+    @property
+    def ending(self) -> str:
+        return file_ending(self.images[0])
+
+
+def _supported(path: Path) -> bool:
+    return path.is_file() and file_ending(path) in SUPPORTED_ENDINGS
+
+
+def collect_cases(inputs: Sequence[Path | str], num_channels: int) -> list[InputCase]:
+    """Group input files (or the supported files of input folders) into cases.
+
+    Files named ``<case>_XXXX<ending>`` are channels of ``<case>``; other files are
+    single-channel cases.
+
+    Raises:
+        NNSegError: for missing inputs, no images, or a case whose channels are not
+            exactly ``0 .. num_channels-1``.
+    """
+    from NNSegLib.data.dataset import CHANNEL_RE
+
+    files: list[Path] = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            files += sorted(p for p in item.iterdir() if _supported(p))
+        elif _supported(item):
+            files.append(item)
+        else:
+            raise NNSegError(f"{item}: not found or not a supported image "
+                             f"({', '.join(SUPPORTED_ENDINGS)})")
+    grouped: dict[str, dict[int, Path]] = {}
+    for f in files:
+        stem = f.name[: -len(file_ending(f))]
+        m = CHANNEL_RE.match(stem)
+        case, channel = (m["case"], int(m["channel"])) if m else (stem, 0)
+        if channel in grouped.setdefault(case, {}):
+            raise NNSegError(f"{f}: case {case!r} has channel {channel} twice")
+        grouped[case][channel] = f
+    if not grouped:
+        raise NNSegError(f"no input images found in {', '.join(str(p) for p in inputs)}")
+    cases = []
+    for case in sorted(grouped):
+        channels = grouped[case]
+        if sorted(channels) != list(range(num_channels)):
+            raise NNSegError(f"case {case!r} ({channels[min(channels)]}): channels "
+                             f"{sorted(channels)} found, the model needs 0..{num_channels - 1}"
+                             " (files <case>_0000, <case>_0001, …)")
+        cases.append(InputCase(case, tuple(channels[c] for c in range(num_channels))))
+    return cases
+
+
+def write_case(result: CasePrediction, geometry: Geometry, out_dir: Path, identifier: str,
+               ending: str) -> list[Path]:
+    """Write labels (``<case><ending>``) and any probabilities / uncertainty of a case."""
+    from NNSegLib.data.io import SimpleITKIO
+    from NNSegLib.util.atomic import save_npz
+
+    io = SimpleITKIO()
+    written = [out_dir / f"{identifier}{ending}"]
+    io.write(result.labels, geometry, written[0])
+    if result.probabilities is not None:
+        written.append(out_dir / f"{identifier}_probabilities.npz")
+        save_npz(written[-1], **{PROBABILITIES_KEY: result.probabilities.astype(np.float16)})
+    if result.uncertainty is not None:
+        written.append(out_dir / f"{identifier}_uncertainty{ending}")
+        io.write(result.uncertainty.astype(np.float32), geometry, written[-1])
+    return written
+
+
+def predict_files(cases: Sequence[InputCase], out_dir: Path, model: LoadedModel, *,
+                  probabilities: bool = False, uncertainty: bool = False,
+                  postprocess: bool = True, progress=None) -> list[Path]:
+    """Predict every case and write its outputs into ``out_dir``; returns written files."""
+    from NNSegLib.data.io import read_channels
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    patches = _child_progress(progress)
+    written: list[Path] = []
+    if progress is not None:
+        progress.start("predict", len(cases))
+    for case in cases:
+        if progress is not None:
+            progress.check_cancelled()
+        images, geometry = read_channels(list(case.images))
+        result = predict_case(images, geometry, model, probabilities=probabilities,
+                              uncertainty=uncertainty, postprocess=postprocess,
+                              progress=patches)
+        written += write_case(result, geometry, out_dir, case.identifier, case.ending)
+        if progress is not None:
+            progress.advance(case=case.identifier)
+    if patches is not None:
+        patches.close()
+    if progress is not None:
+        progress.done(written=len(written))
+    return written
+
+
+def _child_progress(progress):
+    """A second progress sink for patches: a nested tqdm bar for the CLI, else the same."""
+    from NNSegLib.util.progress import TqdmProgress
+
+    if progress is None or not isinstance(progress, TqdmProgress):
+        return progress
+    return _NestedTqdm(progress.cancel_token, progress.listeners,
+                       disable=getattr(progress, "_disable", None))
+
+
+class _NestedTqdm:
+    """Per-patch tqdm bar under the per-case bar, reused for every case and fold."""
+
+    def __init__(self, token, listeners, disable=None) -> None:
+
+        self._base = Progress(token, listeners)
+        self._bar = None
+        self._disable = disable
+
+    def start(self, stage: str, total: int | None = None, **info: Any) -> None:
+        import sys
+
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=total, desc=stage, unit="patch", file=sys.stderr,
+                             leave=False, position=1, disable=self._disable,
+                             dynamic_ncols=True)
+        else:
+            self._bar.reset(total=total)
+        self._base.start(stage, total, **info)
+
+    def advance(self, n: int = 1, **info: Any) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+        self._base.advance(n, **info)
+
+    def done(self, **info: Any) -> None:
+        self._base.done(**info)
+
+    def check_cancelled(self) -> None:
+        self._base.check_cancelled()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def predict_validation(model_dir: Path | str, configuration: str, fold: int | str,
+                       dataset: Path | str, work: Path | str | None = None, *,
+                       device: Any = "auto", tta: bool = True, step: float = 0.5,
+                       progress=None) -> list[Path]:
+    """Predict a fold's validation cases for ``find-best``.
+
+    Writes ``results/<config>/fold_<k>/validation/<case><ending>`` (no postprocessing) and
+    ``<case>_probabilities.npz`` (key ``probabilities``, float16, ``(K, z, y, x)`` on the
+    original grid). A cascade's low-resolution stage also writes each segmentation on the
+    next stage's grid (:func:`NNSegLib.inference.cascade.export_for_next_stage`). Returns the label
+    files written.
+    """
+    from NNSegLib.data.dataset import list_cases as list_dataset_cases
+    from NNSegLib.data.dataset import load_dataset_json
+    from NNSegLib.data.io import read_channels
+    from NNSegLib.data.splits import fold_cases, load_splits, parse_fold
+    from NNSegLib.inference.model_loader import load_model
+    from NNSegLib.util.workspace import Workspace
+
+    ws = Workspace.for_dataset(dataset, work)
+    spec = load_dataset_json(dataset)
+    by_id = {c.identifier: c for c in list_dataset_cases(spec)}
+    fold = parse_fold(fold)
+    _, val = fold_cases(load_splits(ws.splits), fold, sorted(by_id))
+    missing = [c for c in val if c not in by_id]
+    if missing:
+        raise NNSegError(f"{ws.splits}: validation cases {missing[:5]} are not in {dataset}")
+    model = load_model(model_dir, configuration, [fold], device, tta=tta, step=step,
+                       use_postprocessing=False)
+    out_dir = Path(model_dir) / configuration / f"fold_{fold}" / "validation"
+    next_stage = model.config.next_stage
+    if next_stage and next_stage not in model.plans.configurations:
+        next_stage = None
+    patches = _child_progress(progress)
+    if progress is not None:
+        progress.start("validation", len(val))
+    written = []
+    for case_id in val:
+        images, geometry = read_channels(list(by_id[case_id].images))
+        result = predict_case(images, geometry, model, probabilities=True, postprocess=False,
+                              progress=patches)
+        written.append(write_case(result, geometry, out_dir, case_id, spec.file_ending)[0])
+        if next_stage:
+            from NNSegLib.inference.cascade import export_for_next_stage, next_stage_folder
+
+            export_for_next_stage(result.labels, images, geometry, model.plans,
+                                  model.plans.configuration(next_stage),
+                                  next_stage_folder(model_dir, configuration, next_stage),
+                                  case_id)
+        if progress is not None:
+            progress.advance(case=case_id)
+    if patches is not None and patches is not progress:
+        patches.close()
+    if progress is not None:
+        progress.done()
+    return written
+
+
+# --- CLI --------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``nnseg predict``."""
+    parser.add_argument("-i", "--input", nargs="+", required=True, type=Path,
+                        help="image files or folders (channels as <case>_0000, _0001, …)")
+    parser.add_argument("-o", "--output", required=True, type=Path,
+                        help="output folder for <case><ending> label maps")
+    parser.add_argument("-m", "--model", required=True, type=Path,
+                        help="model folder (WORK/results) or an nnU-Net v2 results folder")
+    parser.add_argument("-f", "--folds", nargs="+", default=None,
+                        help="folds to ensemble (default: every trained fold)")
+    parser.add_argument("-c", "--config", "--configuration", dest="configuration", default=None,
+                        help="configuration (default: best_configuration.json, else "
+                             "3d_fullres, else what exists)")
+    parser.add_argument("--no-tta", action="store_true",
+                        help="no mirror test-time augmentation (about 8x faster in 3D)")
+    parser.add_argument("--step", type=float, default=0.5,
+                        help="sliding-window step as a fraction of the patch (default 0.5)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                        help="compute device (default: cuda, else mps, else cpu)")
+    parser.add_argument("--save-probabilities", action="store_true",
+                        help="also write <case>_probabilities.npz (float16, K×z×y×x)")
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="also write <case>_uncertainty<ending>: normalized entropy of "
+                             "the averaged softmax (0 = certain, 1 = uniform)")
+    parser.add_argument("--no-postprocessing", action="store_true",
+                        help="do not apply postprocessing.json")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="network arithmetic (default auto: bf16 on CPUs with native bf16 "
+                             "units and fp16 on CUDA; nnU-Net v2 models stay fp32 on CPU)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for torch (default: all this process may use)")
+
+
+def run(args: argparse.Namespace, progress: Progress) -> int:
+    """``nnseg predict``."""
+    from NNSegLib.inference.model_loader import load_model
+    from NNSegLib.util.device import configure_threads
+
+    configure_threads(args.threads)
+    try:
+        model = load_model(args.model, args.configuration, args.folds, args.device,
+                           tta=not args.no_tta, step=args.step,
+                           use_postprocessing=not args.no_postprocessing,
+                           precision=args.precision)
+    except RuntimeError as e:   # device not available
+        raise NNSegError(str(e)) from e
+    cases = collect_cases(args.input, model.num_input_channels)
+    try:
+        progress.message(f"model {args.model} ({model.kind}), configuration(s) "
+                         f"{'+'.join(model.configurations)}, folds {model.folds}, "
+                         f"device {model.device}, "
+                         f"TTA {'on' if model.settings.mirror_axes else 'off'}")
+        predict_files(cases, args.output, model, probabilities=args.save_probabilities,
+                      uncertainty=args.uncertainty,
+                      postprocess=not args.no_postprocessing, progress=progress)
+    finally:
+        progress.close()
+    return 0
+
+
+__all__ = [
+    "CasePrediction",
+    "InputCase",
+    "PROBABILITIES_KEY",
+    "add_arguments",
+    "collect_cases",
+    "ensemble_probabilities",
+    "network_scores",
+    "normalized_entropy",
+    "predict_array",
+    "predict_case",
+    "predict_files",
+    "predict_validation",
+    "run",
+    "write_case",
+]

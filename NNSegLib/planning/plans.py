@@ -1,0 +1,250 @@
+"""The plan: a typed, versioned, human-readable document (``plans.json``).
+
+A plan fully determines preprocessing, the network and training defaults of every
+configuration. All spatial tuples are in numpy axis order ``(z, y, x)`` (see
+:mod:`NNSegLib.data.io`); 2D configurations have 2-tuples ``(y, x)`` for patch, kernels and
+strides, while ``spacing`` and ``median_shape`` stay 3D.
+
+Plans are frozen dataclasses: change them with :func:`dataclasses.replace` (or
+:func:`apply_overrides`, which also records the change in ``Plans.overrides``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from NNSegLib.util.atomic import write_json
+
+PLANS_VERSION = 1
+
+RECIPES = ("paper", "v2")
+
+
+@dataclass(frozen=True)
+class IntensityProperties:
+    """Foreground intensity statistics of one channel (from the fingerprint)."""
+
+    mean: float
+    std: float
+    percentile_00_5: float
+    percentile_99_5: float
+    min: float = 0.0
+    max: float = 0.0
+    median: float = 0.0
+
+
+@dataclass(frozen=True)
+class ConfigurationPlan:
+    """One configuration (``2d``, ``3d_fullres``, ``3d_lowres``, ``3d_cascade_fullres``).
+
+    Attributes:
+        name: Configuration name.
+        spatial_dims: 2 or 3.
+        data_identifier: Folder name of its preprocessed data (the cascade's full-res stage
+            shares ``3d_fullres``'s data).
+        spacing: Target spacing ``(z, y, x)`` in mm.
+        median_shape: Median image shape at target spacing ``(z, y, x)``.
+        patch_size: Patch size (2 or 3 values).
+        batch_size: Batch size.
+        strides: Per stage down-sampling stride (first stage all ones).
+        kernel_sizes: Per stage convolution kernel size.
+        features_per_stage: Channels per encoder stage.
+        n_conv_per_stage: Convolutions per encoder stage.
+        n_conv_per_stage_decoder: Convolutions per decoder stage.
+        batch_dice: Dice over the whole batch (True) or per sample (False).
+        normalization: Per-channel scheme, ``"ct"`` or ``"zscore"`` or ``"none"``.
+        use_mask_for_norm: Per channel: normalize only inside the nonzero mask.
+        anisotropy_axis: Low-resolution axis handled separately when resampling, or None.
+        resample_order_image: Spline order for images.
+        resample_order_label: 0 = nearest, 1 = per-class linear then argmax.
+        resample_order_z: Order along ``anisotropy_axis`` (images and labels).
+        estimated_memory_gb: The planner's memory estimate for one training step.
+        previous_stage: For a cascade stage: the configuration it takes as extra input.
+        next_stage: For ``3d_lowres``: the cascade stage that follows.
+    """
+
+    name: str
+    spatial_dims: int
+    data_identifier: str
+    spacing: tuple[float, ...]
+    median_shape: tuple[int, ...]
+    patch_size: tuple[int, ...]
+    batch_size: int
+    strides: tuple[tuple[int, ...], ...]
+    kernel_sizes: tuple[tuple[int, ...], ...]
+    features_per_stage: tuple[int, ...]
+    n_conv_per_stage: int = 2
+    n_conv_per_stage_decoder: int = 2
+    batch_dice: bool = False
+    normalization: tuple[str, ...] = ("zscore",)
+    use_mask_for_norm: tuple[bool, ...] = (False,)
+    anisotropy_axis: int | None = None
+    resample_order_image: int = 3
+    resample_order_label: int = 1
+    resample_order_z: int = 0
+    estimated_memory_gb: float = 0.0
+    previous_stage: str | None = None
+    next_stage: str | None = None
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.strides)
+
+    @property
+    def is_cascade(self) -> bool:
+        return self.previous_stage is not None
+
+
+@dataclass(frozen=True)
+class Plans:
+    """The whole plan of a dataset.
+
+    Attributes:
+        version: Schema version (:data:`PLANS_VERSION`).
+        dataset_name: Name from ``dataset.json``.
+        recipe: ``"paper"`` or ``"v2"``.
+        memory_budget_gb: Memory budget the patch/batch were fitted to.
+        channel_names: Channel index (as string) → name.
+        labels: Label name → value (background 0).
+        intensity_properties: Per channel (index as string) foreground statistics.
+        configurations: Name → :class:`ConfigurationPlan`.
+        overrides: Changes made by users after planning, in order
+            (``{"field": "3d_fullres.batch_size", "old": 2, "new": 4}``).
+    """
+
+    dataset_name: str
+    recipe: str
+    memory_budget_gb: float
+    channel_names: dict[str, str]
+    labels: dict[str, int]
+    intensity_properties: dict[str, IntensityProperties]
+    configurations: dict[str, ConfigurationPlan]
+    overrides: tuple[dict, ...] = ()
+    version: int = PLANS_VERSION
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channel_names)
+
+    @property
+    def num_classes(self) -> int:
+        return max(self.labels.values()) + 1
+
+    def configuration(self, name: str) -> ConfigurationPlan:
+        """Return configuration ``name`` or raise a ``KeyError`` listing the known ones."""
+        try:
+            return self.configurations[name]
+        except KeyError:
+            raise KeyError(
+                f"configuration {name!r} is not in the plan; it has {sorted(self.configurations)}"
+            ) from None
+
+    # --- JSON round trip -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return _to_jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plans:
+        version = d.get("version")
+        if version != PLANS_VERSION:
+            raise ValueError(
+                f"plans version {version!r} is not supported (this NNSeg reads {PLANS_VERSION});"
+                " re-run `nnseg plan`"
+            )
+        configs = {k: _config_from_dict(v) for k, v in d["configurations"].items()}
+        intensity = {
+            str(k): IntensityProperties(**v) for k, v in d.get("intensity_properties", {}).items()
+        }
+        return cls(
+            dataset_name=d["dataset_name"],
+            recipe=d["recipe"],
+            memory_budget_gb=float(d["memory_budget_gb"]),
+            channel_names={str(k): str(v) for k, v in d["channel_names"].items()},
+            labels={str(k): int(v) for k, v in d["labels"].items()},
+            intensity_properties=intensity,
+            configurations=configs,
+            overrides=tuple(d.get("overrides", ())),
+            version=version,
+        )
+
+    def save(self, path: Path | str) -> None:
+        """Write ``plans.json`` atomically."""
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path | str) -> Plans:
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: not a valid NNSeg plans file ({e})") from e
+
+
+def _to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    return obj
+
+
+def _tuplify(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(_tuplify(x) for x in v)
+    return v
+
+
+def _config_from_dict(d: dict[str, Any]) -> ConfigurationPlan:
+    names = {f.name for f in dataclasses.fields(ConfigurationPlan)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown configuration fields {sorted(unknown)}")
+    return ConfigurationPlan(**{k: _tuplify(v) for k, v in d.items()})
+
+
+def apply_overrides(plans: Plans, assignments: list[str]) -> Plans:
+    """Apply ``"CONFIG.FIELD=VALUE"`` overrides (VALUE is JSON) and record each one.
+
+    ``CONFIG`` may be ``*`` for every configuration. Examples:
+    ``3d_fullres.batch_size=4``, ``*.patch_size=[32,48,32]``.
+
+    Raises:
+        ValueError: for an unknown configuration or field, or an unparsable value.
+    """
+    configs = dict(plans.configurations)
+    records = list(plans.overrides)
+    field_names = {f.name for f in dataclasses.fields(ConfigurationPlan)}
+    for assignment in assignments:
+        key, sep, value_text = assignment.partition("=")
+        cfg_name, dot, field_name = key.strip().partition(".")
+        if not sep or not dot:
+            raise ValueError(f"override {assignment!r}: expected CONFIG.FIELD=VALUE")
+        if field_name not in field_names or field_name == "name":
+            raise ValueError(f"override {assignment!r}: unknown field {field_name!r}")
+        try:
+            value = _tuplify(json.loads(value_text))
+        except json.JSONDecodeError:
+            value = value_text
+        targets = sorted(configs) if cfg_name == "*" else [cfg_name]
+        for name in targets:
+            if name not in configs:
+                raise ValueError(f"override {assignment!r}: no configuration {name!r}")
+            old = getattr(configs[name], field_name)
+            configs[name] = dataclasses.replace(configs[name], **{field_name: value})
+            records.append({"field": f"{name}.{field_name}", "old": _to_jsonable(old),
+                            "new": _to_jsonable(value)})
+    return dataclasses.replace(plans, configurations=configs, overrides=tuple(records))
+
+
+__all__ = [
+    "PLANS_VERSION",
+    "RECIPES",
+    "ConfigurationPlan",
+    "IntensityProperties",
+    "Plans",
+    "apply_overrides",
+]

@@ -1,0 +1,464 @@
+"""METHOD §3: crop, normalize, resample and store each case (``nnseg preprocess``).
+
+Per case: crop to the nonzero box of all channels (:mod:`.cropping`), normalize
+per channel (:mod:`.normalize`; statistics from the original voxels, so no
+interpolated value takes part), resample to the configuration's spacing
+(:mod:`.resample`; skipped when the shape would not change, e.g. Hippocampus at
+1 mm), and store per the contract in ``NNSegLib/README.md``::
+
+    preprocessed/<data_identifier>/<case>.npy         float32 (C, z, y, x)
+    preprocessed/<data_identifier>/<case>_seg.npy     int8    (1, z, y, x)
+    preprocessed/<data_identifier>/<case>_locs.npz    class_<k>: int32 (N, 3)
+    preprocessed/<data_identifier>/<case>.json        properties (written last = done)
+    preprocessed/<data_identifier>/dataset_properties.json
+
+Configurations sharing a ``data_identifier`` (``2d``, ``3d_fullres``,
+``3d_cascade_fullres``) are written once; each case is read once for all identifiers.
+Cases run in a process pool (``fork`` where available; workers import no torch), every
+file is written atomically and finished cases are skipped unless ``--overwrite`` (or the
+plan's preprocessing settings changed).
+
+Inference uses :func:`preprocess_case`, :func:`restore_to_original` and
+:func:`restore_labels`; the latter resample class by class (numpy with SciPy, torch
+tensors on their own device) so at most one extra full-size class map exists at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import zlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from NNSegLib.data.io import Geometry
+from NNSegLib.planning.plans import ConfigurationPlan, Plans
+from NNSegLib.preprocessing.cropping import bbox_of, crop, nonzero_mask
+from NNSegLib.preprocessing.normalize import normalize
+from NNSegLib.preprocessing.resample import (
+    compute_new_shape,
+    resample_images,
+    resample_labels,
+    resample_torch,
+    resample_volume,
+    separate_axis,
+)
+from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.progress import Progress
+
+MAX_LOCATIONS_PER_CLASS = 10000
+
+
+def _config(plans: Plans, config: ConfigurationPlan | str) -> ConfigurationPlan:
+    return plans.configuration(config) if isinstance(config, str) else config
+
+
+def _labels_to_int8(seg: np.ndarray, num_classes: int) -> np.ndarray:
+    rounded = np.rint(seg) if np.issubdtype(seg.dtype, np.floating) else seg
+    if rounded.size and (rounded.min() < 0 or rounded.max() >= num_classes):
+        raise NNSegError(
+            f"label values {sorted(np.unique(rounded).astype(int).tolist())[:10]} outside "
+            f"0..{num_classes - 1} declared in dataset.json"
+        )
+    if num_classes > 127:
+        raise NNSegError(f"{num_classes} classes do not fit the int8 label arrays (max 127)")
+    return rounded.astype(np.int8)
+
+
+def class_locations(seg: np.ndarray, num_classes: int, seed: int,
+                    max_per_class: int = MAX_LOCATIONS_PER_CLASS) -> dict[str, np.ndarray]:
+    """Up to ``max_per_class`` random voxel indices ``(N, 3)`` per foreground class present."""
+    rng = np.random.default_rng(seed)
+    flat = seg.reshape(-1)
+    out = {}
+    for k in range(1, num_classes):
+        idx = np.flatnonzero(flat == k)
+        if idx.size == 0:
+            continue
+        if idx.size > max_per_class:
+            idx = np.sort(rng.choice(idx, max_per_class, replace=False))
+        out[f"class_{k}"] = np.stack(np.unravel_index(idx, seg.shape), axis=1).astype(np.int32)
+    return out
+
+
+def preprocess_case(
+    images: np.ndarray,
+    geometry: Geometry,
+    plans: Plans,
+    config: ConfigurationPlan | str,
+    seg: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """Crop, normalize and resample one case for ``config``.
+
+    Args:
+        images: ``(C, z, y, x)`` (a 3D array is taken as one channel).
+        geometry: The images' geometry (``geometry.shape`` = spatial shape).
+        plans: The plan (intensity statistics, classes).
+        config: Configuration or its name.
+        seg: Optional label map ``(z, y, x)`` or ``(1, z, y, x)`` on the same grid.
+
+    Returns:
+        ``data`` float32 ``(C, z, y, x)``, ``seg`` int8 ``(1, z, y, x)`` or ``None``, and the
+        properties dict needed by :func:`restore_to_original`.
+    """
+    cfg = _config(plans, config)
+    images = _as_channels(images, geometry)
+    bbox, crop_shape, new_shape, axis = _target_grid(images, geometry, cfg)
+    data = crop(images, bbox)
+    mask = nonzero_mask(data) if any(cfg.use_mask_for_norm) else None
+    data = normalize(data, cfg.normalization, cfg.use_mask_for_norm, plans.intensity_properties,
+                     mask)
+    if seg is not None:
+        seg = _labels_to_grid(seg, geometry, bbox, new_shape, axis, cfg, plans.num_classes)
+    if new_shape != crop_shape:
+        data = resample_images(data, new_shape, cfg.resample_order_image, axis,
+                               cfg.resample_order_z)
+    properties = {
+        "original_geometry": geometry.to_dict(),
+        "bbox": bbox,
+        "shape_after_crop": list(crop_shape),
+        "shape_after_resample": list(new_shape),
+        "spacing": list(cfg.spacing),
+        "separate_axis": axis,
+        "data_identifier": cfg.data_identifier,
+    }
+    return data, (seg[None] if seg is not None else None), properties
+
+
+def preprocess_labels(seg: np.ndarray, images: np.ndarray, geometry: Geometry, plans: Plans,
+                      config: ConfigurationPlan | str) -> np.ndarray:
+    """A label map on the grid :func:`preprocess_case` gives ``images`` (no image work).
+
+    Used to hand a cascade's full-resolution stage the low-resolution prediction exactly as
+    inference does (``preprocess_case(images, geometry, plans, config, seg=...)``), without
+    normalizing or resampling the images.
+
+    Returns:
+        int8 ``(1, z, y, x)``.
+    """
+    cfg = _config(plans, config)
+    images = _as_channels(images, geometry)
+    bbox, _crop_shape, new_shape, axis = _target_grid(images, geometry, cfg)
+    return _labels_to_grid(seg, geometry, bbox, new_shape, axis, cfg, plans.num_classes)[None]
+
+
+def _as_channels(images: np.ndarray, geometry: Geometry) -> np.ndarray:
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 3:
+        images = images[None]
+    if tuple(images.shape[1:]) != tuple(geometry.shape):
+        raise NNSegError(f"image shape {images.shape[1:]} != geometry shape {geometry.shape}")
+    return images
+
+
+def _target_grid(images: np.ndarray, geometry: Geometry, cfg: ConfigurationPlan
+                 ) -> tuple[list[list[int]], tuple[int, ...], tuple[int, ...], int | None]:
+    """Crop box, cropped shape, resampled shape and separate (anisotropic) axis of a case."""
+    bbox = bbox_of(nonzero_mask(images))
+    crop_shape = tuple(int(hi - lo) for lo, hi in bbox)
+    new_shape = tuple(compute_new_shape(crop_shape, geometry.spacing, cfg.spacing))
+    axis = None
+    if new_shape != crop_shape:
+        axis = separate_axis(geometry.spacing, cfg.spacing, cfg.anisotropy_axis)
+    return bbox, crop_shape, new_shape, axis
+
+
+def _labels_to_grid(seg: np.ndarray, geometry: Geometry, bbox: list[list[int]],
+                    new_shape: tuple[int, ...], axis: int | None, cfg: ConfigurationPlan,
+                    num_classes: int) -> np.ndarray:
+    """Crop, check and resample a label map ``(z, y, x)`` (or ``(1, z, y, x)``) → int8."""
+    seg = np.asarray(seg)
+    seg = seg[0] if seg.ndim == 4 else seg
+    if tuple(seg.shape) != tuple(geometry.shape):
+        raise NNSegError(f"label shape {seg.shape} != image shape {geometry.shape}")
+    seg = _labels_to_int8(crop(seg, bbox), num_classes)
+    if tuple(new_shape) != tuple(seg.shape):
+        seg = resample_labels(seg, new_shape, cfg.resample_order_label, axis,
+                              cfg.resample_order_z)
+    return seg
+
+
+# --- back to the original grid --------------------------------------------------------
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _restore_class(volume: Any, properties: dict, order_z: int) -> Any:
+    shape = tuple(properties["shape_after_crop"])
+    axis = properties.get("separate_axis")
+    if _is_torch(volume):
+        return resample_torch(volume, shape, axis, order_z)
+    return resample_volume(np.asarray(volume, dtype=np.float32), shape, 1, axis, order_z)
+
+
+def _check_shape(probabilities: Any, properties: dict) -> tuple[int, ...]:
+    expected = tuple(properties["shape_after_resample"])
+    if tuple(probabilities.shape[1:]) != expected:
+        raise NNSegError(f"probabilities of shape {tuple(probabilities.shape[1:])} do not match "
+                         f"the preprocessed shape {expected}")
+    return tuple(Geometry.from_dict(properties["original_geometry"]).shape)
+
+
+def _box(properties: dict) -> tuple[slice, ...]:
+    return tuple(slice(lo, hi) for lo, hi in properties["bbox"])
+
+
+def restore_to_original(probabilities: Any, properties: dict,
+                        config: ConfigurationPlan | None = None) -> np.ndarray:
+    """Class probabilities ``(K, ...)`` on the original grid (background 1 outside the box)."""
+    order_z = config.resample_order_z if config is not None else 0
+    shape = _check_shape(probabilities, properties)
+    out = np.zeros((probabilities.shape[0],) + shape, dtype=np.float32)
+    out[0] = 1.0
+    box = _box(properties)
+    for k in range(probabilities.shape[0]):
+        r = _restore_class(probabilities[k], properties, order_z)
+        out[k][box] = r.detach().cpu().numpy() if _is_torch(r) else r
+    return out
+
+
+def restore_labels(probabilities: Any, properties: dict,
+                   config: ConfigurationPlan | None = None) -> np.ndarray:
+    """Label map on the original grid: running argmax over classes resampled one by one."""
+    order_z = config.resample_order_z if config is not None else 0
+    shape = _check_shape(probabilities, properties)
+    best = _restore_class(probabilities[0], properties, order_z)
+    best = best.clone() if _is_torch(best) else best.copy()
+    labels = best.new_zeros(best.shape, dtype=_torch_int16()) if _is_torch(best) \
+        else np.zeros(best.shape, np.int16)
+    for k in range(1, probabilities.shape[0]):
+        r = _restore_class(probabilities[k], properties, order_z)
+        better = r > best
+        labels[better] = k
+        best[better] = r[better]
+    if _is_torch(labels):
+        labels = labels.cpu().numpy()
+    dtype = np.uint8 if probabilities.shape[0] <= 256 else np.int16
+    out = np.zeros(shape, dtype=dtype)
+    out[_box(properties)] = labels
+    return out
+
+
+def _torch_int16():
+    import torch
+
+    return torch.int16
+
+
+# --- one case on disk ------------------------------------------------------------------
+def case_seed(identifier: str) -> int:
+    """A fixed seed per case for location sampling."""
+    return zlib.crc32(identifier.encode("utf-8"))
+
+
+def case_done(folder: Path, identifier: str) -> bool:
+    return (folder / f"{identifier}.json").is_file()
+
+
+def write_case(folder: Path, identifier: str, data: np.ndarray, seg: np.ndarray | None,
+               properties: dict, num_classes: int) -> None:
+    """Write one case's files atomically; the properties JSON comes last (marks it done)."""
+    from NNSegLib.util.atomic import save_npy, save_npz, write_json
+
+    save_npy(folder / f"{identifier}.npy", data.astype(np.float32, copy=False))
+    props = dict(properties, case=identifier)
+    if seg is not None:
+        save_npy(folder / f"{identifier}_seg.npy", seg.astype(np.int8, copy=False))
+        locs = class_locations(seg[0], num_classes, case_seed(identifier))
+        save_npz(folder / f"{identifier}_locs.npz", **locs)
+        props["class_locations"] = {k: int(v.shape[0]) for k, v in locs.items()}
+        props["class_voxels"] = {str(k): int(c) for k, c in
+                                 enumerate(np.bincount(seg.reshape(-1), minlength=num_classes))
+                                 if k > 0}
+    write_json(folder / f"{identifier}.json", props)
+
+
+# --- the whole dataset -----------------------------------------------------------------
+PREPROCESSING_FIELDS = ("spacing", "normalization", "use_mask_for_norm", "anisotropy_axis",
+                        "resample_order_image", "resample_order_label", "resample_order_z")
+
+
+def preprocessing_key(plans: Plans, cfg: ConfigurationPlan) -> dict[str, Any]:
+    """Everything that determines a configuration's preprocessed data."""
+    key: dict[str, Any] = {f: _jsonable(getattr(cfg, f)) for f in PREPROCESSING_FIELDS}
+    if "ct" in cfg.normalization:
+        key["intensity_properties"] = {
+            k: [v.mean, v.std, v.percentile_00_5, v.percentile_99_5]
+            for k, v in sorted(plans.intensity_properties.items())
+        }
+    return key
+
+
+def _jsonable(v: Any) -> Any:
+    return [_jsonable(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+
+def group_by_data(plans: Plans, configurations: Sequence[str]) -> dict[str, ConfigurationPlan]:
+    """data_identifier → one configuration that produces it (others must agree)."""
+    groups: dict[str, ConfigurationPlan] = {}
+    for name in configurations:
+        cfg = plans.configuration(name)
+        first = groups.setdefault(cfg.data_identifier, cfg)
+        if preprocessing_key(plans, first) != preprocessing_key(plans, cfg):
+            raise NNSegError(
+                f"configurations {first.name!r} and {name!r} share data_identifier "
+                f"{cfg.data_identifier!r} but preprocess differently; give one its own"
+            )
+    return groups
+
+
+def _process_case(task: tuple) -> str:
+    """Pool job: read one case once, write it for every data identifier it lacks."""
+    import SimpleITK as sitk
+
+    from NNSegLib.data.io import SimpleITKIO, read_channels
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)   # parallel over cases instead
+    identifier, image_paths, label_path, targets, plans = task
+    images, geometry = read_channels([Path(p) for p in image_paths])
+    seg = None
+    if label_path is not None:
+        seg, label_geo = SimpleITKIO().read(Path(label_path))
+        problem = geometry.mismatch(label_geo)
+        if problem:
+            raise NNSegError(f"{label_path}: label geometry differs from the image: {problem}")
+    for folder, cfg in targets:
+        try:
+            data, s, props = preprocess_case(images, geometry, plans, cfg, seg)
+        except NNSegError as e:
+            raise NNSegError(f"case {identifier} ({label_path or image_paths[0]}): {e}") from None
+        write_case(Path(folder), identifier, data, s, props, plans.num_classes)
+    return identifier
+
+
+def _prepare_folder(folder: Path, key: dict, configs: list[str], overwrite: bool,
+                    progress: Any) -> bool:
+    """Write the pending summary; returns True when existing cases must be redone."""
+    from NNSegLib.util.atomic import read_json, write_json
+
+    summary_path = folder / "dataset_properties.json"
+    redo = overwrite
+    if not redo and summary_path.is_file():
+        if read_json(summary_path).get("preprocessing") != key:
+            progress.message(f"{folder}: plan changed since the last run; redoing every case")
+            redo = True
+    write_json(summary_path, {"data_identifier": folder.name, "configurations": configs,
+                              "preprocessing": key, "complete": False})
+    return redo
+
+
+def preprocess_dataset(
+    dataset: Path,
+    workspace: Any,
+    plans: Plans,
+    configurations: Sequence[str] | None = None,
+    workers: int = 2,
+    overwrite: bool = False,
+    progress: Any = None,
+) -> dict[str, dict]:
+    """Preprocess every labelled training case for ``configurations`` (default: all).
+
+    Returns:
+        data_identifier → the summary written to its ``dataset_properties.json``.
+    """
+    from NNSegLib.data.dataset import list_cases, load_dataset_json
+    from NNSegLib.util.atomic import write_json
+
+    progress = progress or Progress()
+    spec = load_dataset_json(dataset)
+    cases = [c for c in list_cases(spec) if c.label is not None]
+    if not cases:
+        raise NNSegError(f"{spec.root}: no labelled training cases in imagesTr/labelsTr")
+    names = list(configurations) if configurations else list(plans.configurations)
+    groups = group_by_data(plans, names)
+    folders = {ident: workspace.preprocessed(ident) for ident in groups}
+    redo = {}
+    for ident, cfg in groups.items():
+        configs = [n for n in names if plans.configuration(n).data_identifier == ident]
+        redo[ident] = _prepare_folder(folders[ident], preprocessing_key(plans, cfg), configs,
+                                      overwrite, progress)
+    tasks = []
+    for case in cases:
+        targets = [(str(folders[i]), cfg) for i, cfg in groups.items()
+                   if redo[i] or not case_done(folders[i], case.identifier)]
+        if targets:
+            tasks.append((case.identifier, [str(p) for p in case.images], str(case.label),
+                          targets, plans))
+    skipped = len(cases) - len(tasks)
+    if skipped:
+        progress.message(f"{skipped} of {len(cases)} cases already preprocessed; skipping them")
+    _run_tasks(tasks, workers, progress)
+    summaries = {}
+    for ident, cfg in groups.items():
+        summaries[ident] = {
+            "data_identifier": ident,
+            "configurations": [n for n in names if plans.configuration(n).data_identifier == ident],
+            "preprocessing": preprocessing_key(plans, cfg),
+            "num_channels": plans.num_channels, "num_classes": plans.num_classes,
+            "num_cases": len(cases), "cases": [c.identifier for c in cases], "complete": True,
+        }
+        write_json(folders[ident] / "dataset_properties.json", summaries[ident])
+    return summaries
+
+
+def _run_tasks(tasks: list, workers: int, progress: Any) -> None:
+    from NNSegLib.util.parallel import map_ordered
+
+    map_ordered(_process_case, [(task,) for task in tasks], workers, progress, "preprocess")
+
+
+# --- CLI -------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", type=Path, help="raw dataset folder (nnU-Net v2 layout)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="work folder (default ./nnseg_work/<dataset folder name>)")
+    parser.add_argument("--configurations", nargs="+", default=None,
+                        help="configurations to preprocess (default: all in plans.json)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="worker processes (default 2; 1 = in this process)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo cases that are already preprocessed")
+
+
+def run(args: argparse.Namespace, progress: Progress) -> int:
+    from NNSegLib.util.workspace import Workspace
+
+    ws = Workspace.for_dataset(args.dataset, args.work)
+    if not ws.plans.is_file():
+        raise NNSegError(f"{ws.plans}: no plan; run `nnseg plan` first")
+    try:
+        plans = Plans.load(ws.plans)
+    except ValueError as e:
+        raise NNSegError(str(e)) from e
+    if args.configurations:
+        for name in args.configurations:
+            if name not in plans.configurations:
+                raise NNSegError(f"configuration {name!r} is not in {ws.plans}; it has "
+                                 f"{sorted(plans.configurations)}")
+    try:
+        summaries = preprocess_dataset(args.dataset, ws, plans, args.configurations,
+                                       args.workers, args.overwrite, progress)
+    finally:
+        progress.close()
+    for ident, s in summaries.items():
+        used_by = ", ".join(s["configurations"])
+        print(f"{ws.preprocessed(ident)}: {s['num_cases']} cases for {used_by}")
+    return 0
+
+
+__all__ = [
+    "MAX_LOCATIONS_PER_CLASS",
+    "add_arguments",
+    "group_by_data",
+    "preprocess_dataset",
+    "preprocessing_key",
+    "run",
+    "case_done",
+    "class_locations",
+    "preprocess_case",
+    "restore_labels",
+    "restore_to_original",
+    "write_case",
+]
+

@@ -1,0 +1,110 @@
+"""Texts and tables the Slicer module's panels show, computed from the work folder's files.
+
+Plain Python (no ``qt``, no MRML): the Slicer module (``NNSeg/NNSeg.py``) only puts these
+strings into its labels and table widgets, so they are tested without Slicer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from NNSegLib.planning.plans import Plans
+from NNSegLib.slicer.jobs import format_eta
+from NNSegLib.util.workspace import Workspace
+
+if TYPE_CHECKING:
+    from NNSegLib.slicer.scene_dataset import TrainingSet
+
+#: Rows of :func:`plans_table`: title → ``ConfigurationPlan`` attribute.
+PLAN_FIELDS = (("spacing (mm)", "spacing"), ("median shape", "median_shape"),
+               ("patch size", "patch_size"), ("batch size", "batch_size"),
+               ("stages", "num_stages"), ("features", "features_per_stage"),
+               ("batch Dice", "batch_dice"), ("memory (GB)", "estimated_memory_gb"))
+
+
+def describe_training_set(training: TrainingSet) -> str:
+    """Case count, unified labels and every warning (⚠) and problem (✖), one per line."""
+    labels = ", ".join(f"{v}: {k}" for k, v in training.labels.items())
+    lines = [f"{len(training.pairs)} case(s); labels {labels}"]
+    lines += [f"⚠ {w}" for w in training.warnings] + [f"✖ {p}" for p in training.problems]
+    return "\n".join(lines)
+
+
+def _plan_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, (tuple, list)):
+        return "×".join(_plan_value(x) for x in v)
+    return str(v)
+
+
+def plans_table(work: Path | str) -> tuple[list[str], list[list[str]]]:
+    """The plan of a work folder as ``(header, rows)``: one column per configuration.
+
+    Args:
+        work: The work folder (its ``plans.json`` is read).
+
+    Returns:
+        ``header`` is ``["", <configuration names>]``; each row starts with its title
+        (see :data:`PLAN_FIELDS`), floats with 3 significant digits, shapes as ``40×56×40``.
+    """
+    plans = Plans.load(Workspace(Path(work)).plans)
+    names = list(plans.configurations)
+    rows = [[title] + [_plan_value(getattr(plans.configurations[n], attr, "")) for n in names]
+            for title, attr in PLAN_FIELDS]
+    return ["", *names], rows
+
+
+def describe_epoch(event: dict, max_epochs: int) -> str:
+    """One line on a training ``epoch`` event: epoch (1-based), loss, EMA pseudo Dice, ETA."""
+    dice = event.get("ema_pseudo_dice")
+    dice_text = "–" if dice is None else f"{dice:.3f}"
+    return (f"epoch {event.get('epoch', 0) + 1}/{max_epochs}, train loss "
+            f"{event.get('train_loss', float('nan')):.4f}, pseudo Dice (EMA) {dice_text}, "
+            f"ETA {format_eta(event.get('eta_seconds'))}")
+
+
+def cross_validation_summary(work: Path | str, configuration: str) -> str:
+    """Mean foreground Dice of each fold's final validation, and their mean.
+
+    Reads ``results/<configuration>/fold_*/validation_summary.json`` of the work folder,
+    e.g. ``"CV Dice 0.850 (fold_0: 0.800, fold_1: 0.900)"``.
+    """
+    folder = Workspace(Path(work)).results / configuration
+    dice = {}
+    for summary in sorted(folder.glob("fold_*/validation_summary.json")):
+        value = json.loads(summary.read_text()).get("foreground_mean", {}).get("dice")
+        if value is not None:
+            dice[summary.parent.name] = value
+    if not dice:
+        return "No cross-validation results yet."
+    per_fold = ", ".join(f"{k}: {v:.3f}" for k, v in dice.items())
+    return f"CV Dice {sum(dice.values()) / len(dice):.3f} ({per_fold})"
+
+
+def model_info(path: Path | str) -> dict:
+    """Channels, labels and a one-line description of a model folder (or zip).
+
+    Returns:
+        For a folder with ``dataset.json``: ``channels`` (names in channel order),
+        ``labels`` (``{value: name}``), ``name`` and ``description``; otherwise only a
+        ``description`` (a zip is read when segmenting, anything else is no model).
+    """
+    path = Path(str(path))
+    meta = path / "dataset.json"
+    if not meta.is_file():
+        return {"description": "Zip package: imported when segmenting." if path.suffix == ".zip"
+                else "No model here (dataset.json missing)."}
+    raw = json.loads(meta.read_text())
+    channels = [v for _, v in sorted(raw.get("channel_names", {"0": "image"}).items(),
+                                     key=lambda kv: int(kv[0]))]
+    labels = {int(v): k for k, v in raw.get("labels", {}).items()}
+    names = ", ".join(n for v, n in sorted(labels.items()) if v)
+    return {"channels": channels, "labels": labels, "name": raw.get("name", path.name),
+            "description": f"{raw.get('name', path.name)}: channels {channels}; labels {names}"}
+
+
+__all__ = ["PLAN_FIELDS", "cross_validation_summary", "describe_epoch", "describe_training_set",
+           "model_info", "plans_table"]

@@ -1,0 +1,204 @@
+"""Segment volumes of the scene: in this process, or through an ``nnseg predict`` job.
+
+In process (scripts, tests): :func:`segment_in_process` loads a model and calls
+:func:`predict_volumes`, which takes any predictor. Through a job (the Slicer module, which
+stays responsive): :func:`prepare_predict_job` writes the volumes to a temporary folder and
+builds the job's commands (run them with :class:`NNSegLib.slicer.jobs.JobChain`), then
+:func:`load_predict_job_result` reads the result into a segmentation node. Never imports
+``slicer``: nodes are converted by :mod:`NNSegLib.slicer.mrml`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from NNSegLib.data.io import Geometry
+from NNSegLib.slicer import mrml
+from NNSegLib.util.errors import NNSegError
+
+
+def uncertainty_from_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """Normalized entropy (0 = certain, 1 = uniform) of ``(K, z, y, x)`` class probabilities."""
+    p = np.clip(np.asarray(probabilities, np.float64), 0.0, 1.0)
+    k = p.shape[0]
+    if k < 2:
+        return np.zeros(p.shape[1:], np.float32)
+    plogp = np.zeros_like(p)
+    np.multiply(p, np.log(p, where=p > 0, out=np.zeros_like(p)), out=plogp)
+    entropy = -plogp.sum(axis=0) / np.log(k)
+    return np.clip(entropy, 0.0, 1.0).astype(np.float32)
+
+
+def predict_volumes(
+    scene: Any,
+    volumes: Sequence[Any],
+    predictor: Callable[[np.ndarray, Geometry], tuple[np.ndarray, np.ndarray | None]],
+    label_names: dict[int, str],
+    model_info: dict[str, str] | None = None,
+    node: Any = None,
+    uncertainty: bool = False,
+    name: str | None = None,
+) -> tuple[Any, Any]:
+    """Segment channel volumes in-process and put the result in a segmentation node.
+
+    Args:
+        scene: The MRML scene.
+        volumes: One volume node per channel (same geometry).
+        predictor: ``f(images (C, z, y, x) float32, geometry) -> (labels, probabilities)``
+            such as ``functools.partial(NNSegLib.inference.predict.predict_array, model=...)``.
+        label_names: ``{value: name}`` of the model.
+        model_info: Tags (``name``, ``version``).
+        node: Segmentation node to fill, new if ``None``.
+        uncertainty: Also create a normalized-entropy volume from the probabilities.
+        name: Name of a new segmentation node.
+
+    Returns:
+        ``(segmentation node, uncertainty volume node or None)``.
+    """
+    arrays = []
+    geometry = None
+    for v in volumes:
+        array, geo = mrml.array_from_volume_node(v)
+        if geometry is not None and geometry.mismatch(geo):
+            raise NNSegError(f"{mrml.node_label(v)}: geometry differs from the first channel: "
+                             f"{geometry.mismatch(geo)}")
+        geometry = geometry or geo
+        arrays.append(array.astype(np.float32, copy=False))
+    if geometry is None:
+        raise NNSegError("no input volume given")
+    labels, probabilities = predictor(np.stack(arrays), geometry)
+    base = name or f"{volumes[0].GetName()} segmentation"
+    seg = mrml.segmentation_from_labels(scene, np.asarray(labels), geometry, label_names,
+                                        reference_volume=volumes[0], model_info=model_info,
+                                        node=node, name=base)
+    unc = None
+    if uncertainty and probabilities is not None:
+        unc = mrml.volume_node_from_array(scene, uncertainty_from_probabilities(probabilities),
+                                          geometry, f"{base} uncertainty")
+    return seg, unc
+
+
+def segment_in_process(
+    scene: Any,
+    volumes: Sequence[Any],
+    model_path: Path | str,
+    device: str = "auto",
+    tta: bool = True,
+    folds: str = "",
+    node: Any = None,
+    uncertainty: bool = False,
+) -> tuple[Any, Any]:
+    """Load a model and segment channel volumes with it in this process (blocking).
+
+    Args:
+        scene: The MRML scene.
+        volumes: One volume node per channel of the model.
+        model_path: Model folder (NNSeg or nnU-Net v2 results) as
+            :func:`~NNSegLib.inference.model_loader.load_model` takes it; its folder name becomes
+            the segments' model tag.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        tta: Mirror test-time augmentation.
+        folds: Folds to use as typed in the GUI (``"0-2,4"``); all when empty.
+        node: Segmentation node to fill, new if ``None``.
+        uncertainty: Also create the normalized-entropy volume.
+
+    Returns:
+        ``(segmentation node, uncertainty volume node or None)``.
+    """
+    from NNSegLib import __version__
+    from NNSegLib.inference.model_loader import load_model
+    from NNSegLib.inference.predict import predict_array
+    from NNSegLib.slicer.jobs import parse_folds
+
+    model = load_model(model_path, folds=parse_folds(folds) or None, device=device, tta=tta)
+
+    def predictor(images, geometry):
+        return predict_array(images, geometry, model, tta=tta,
+                             return_probabilities=uncertainty)
+
+    labels = {v: k for k, v in model.labels.items()}
+    return predict_volumes(scene, volumes, predictor, labels,
+                           {"name": Path(str(model_path)).name, "version": __version__},
+                           node=node, uncertainty=uncertainty)
+
+
+def prepare_predict_job(
+    volumes: Sequence[Any],
+    model_path: Path | str,
+    folds: str,
+    device: str,
+    tta: bool,
+    uncertainty: bool,
+) -> dict:
+    """Write the input volumes to a new temporary folder and build the job's commands.
+
+    Channel ``c`` is written as ``<tmp>/input/case_<c:04d>.nii.gz``; the job writes
+    ``<tmp>/output/case.*`` (and ``case_uncertainty.*``) and imports a zip model into
+    ``<tmp>/model``. The caller removes ``<tmp>`` when done.
+
+    Returns:
+        The run: ``tmp`` (folder), ``model`` (folder the result's labels are read from),
+        ``steps`` (command lines for :class:`NNSegLib.slicer.jobs.JobChain`), ``uncertainty``
+        and ``started`` (``time.time()``).
+    """
+    from NNSegLib.data.io import SimpleITKIO
+    from NNSegLib.slicer.jobs import predict_commands
+
+    tmp = Path(tempfile.mkdtemp(prefix="nnseg_"))
+    for c, volume in enumerate(volumes):
+        array, geometry = mrml.array_from_volume_node(volume)
+        SimpleITKIO().write(array, geometry, tmp / "input" / f"case_{c:04d}.nii.gz")
+    model = Path(str(model_path))
+    steps = predict_commands(tmp / "input", tmp / "output", model, folds, device, tta,
+                             uncertainty, import_dir=tmp / "model")
+    model = tmp / "model" if model.suffix.lower() == ".zip" else model
+    return {"tmp": tmp, "model": model, "steps": steps, "uncertainty": uncertainty,
+            "started": time.time()}
+
+
+def load_predict_job_result(scene: Any, run: dict, reference_volume: Any,
+                            node: Any = None) -> tuple[Any, Any]:
+    """Read the prediction written by a job into a segmentation node (+ uncertainty volume).
+
+    Args:
+        scene: The MRML scene.
+        run: What :func:`prepare_predict_job` returned (after the job finished).
+        reference_volume: The channel-0 input volume (names and reference geometry).
+        node: Segmentation node to fill, new if ``None``.
+
+    Returns:
+        ``(segmentation node, uncertainty volume node or None)``.
+
+    Raises:
+        RuntimeError: when the job wrote no label map.
+    """
+    from NNSegLib import __version__
+    from NNSegLib.data.io import SimpleITKIO
+    from NNSegLib.slicer.gui_summaries import model_info
+
+    info = model_info(run["model"])
+    outputs = sorted((run["tmp"] / "output").glob("case.*"))
+    if not outputs:
+        raise RuntimeError(f"{run['tmp'] / 'output'}: the prediction wrote no label map")
+    labels, geometry = SimpleITKIO().read(outputs[0])
+    seg = mrml.segmentation_from_labels(
+        scene, labels.astype("int32"), geometry, info["labels"],
+        reference_volume=reference_volume, node=node,
+        model_info={"name": info["name"], "version": __version__},
+        name=f"{reference_volume.GetName()} segmentation")
+    unc = None
+    unc_path = next((run["tmp"] / "output").glob("case_uncertainty.*"), None)
+    if run.get("uncertainty") and unc_path is not None:
+        array, geo = SimpleITKIO().read(unc_path)
+        unc = mrml.volume_node_from_array(scene, array, geo,
+                                          f"{reference_volume.GetName()} uncertainty")
+    return seg, unc
+
+
+__all__ = ["load_predict_job_result", "predict_volumes", "prepare_predict_job",
+           "segment_in_process", "uncertainty_from_probabilities"]

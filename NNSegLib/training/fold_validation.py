@@ -1,0 +1,109 @@
+"""Full-image validation of a fold at the end of training (``validation_summary.json``).
+
+When :func:`NNSegLib.inference.predict.predict_validation` is available, the fold's validation cases
+are segmented exactly as ``nnseg predict`` would (original geometry, files in
+``fold_<k>/validation/``) and evaluated against ``labelsTr`` with
+:func:`NNSegLib.evaluation.evaluate.evaluate_folder`. Otherwise a simpler check runs: a sliding
+window without Gaussian weighting or mirroring over the *preprocessed* arrays, Dice
+against the preprocessed labels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from NNSegLib.util.atomic import write_json
+from NNSegLib.util.progress import Progress
+from NNSegLib.util.workspace import Workspace
+
+SUMMARY_NAME = "validation_summary.json"
+
+
+def validate_fold(trainer: Any, ws: Workspace, dataset: Path | str | None, configuration: str,
+                  fold: int | str, progress: Progress) -> dict:
+    """Segment and score the fold's validation cases; write ``validation_summary.json``."""
+    try:
+        from NNSegLib.inference.predict import predict_validation
+    except ImportError:
+        predict_validation = None
+    labels_dir = Path(dataset) / "labelsTr" if dataset is not None else None
+    if predict_validation is not None and labels_dir is not None and labels_dir.is_dir():
+        summary = _with_predict(predict_validation, trainer, ws, dataset, configuration, fold,
+                                progress)
+    else:
+        summary = preprocessed_space_validation(trainer, progress)
+    write_json(trainer.setup.run_dir / SUMMARY_NAME, summary)
+    dice = summary.get("foreground_mean", {}).get("dice")
+    if dice is not None:
+        progress.message(f"validation ({summary['method']}): mean foreground Dice {dice:.4f}")
+    return summary
+
+
+def _with_predict(predict_validation: Any, trainer: Any, ws: Workspace, dataset: Path | str,
+                  configuration: str, fold: int | str, progress: Progress) -> dict:
+    from NNSegLib.evaluation.evaluate import evaluate_folder
+
+    setup = trainer.setup
+    predict_validation(ws.results, configuration, fold, dataset, ws.root,
+                       device=str(setup.device), progress=progress)
+    spec_labels = _labels(dataset)
+    summary = evaluate_folder(Path(dataset) / "labelsTr", setup.run_dir / "validation",
+                              spec_labels, cases=list(setup.val_cases), workers=1,
+                              compute_hd95=False)
+    return {"method": "predict_validation", **summary.to_dict()}
+
+
+def _labels(dataset: Path | str) -> dict[str, int]:
+    from NNSegLib.data.dataset import load_dataset_json
+
+    return load_dataset_json(dataset).labels
+
+
+def preprocessed_space_validation(trainer: Any, progress: Progress) -> dict:
+    """Dice per class of plain sliding-window predictions on the preprocessed arrays."""
+    import torch
+
+    from NNSegLib.evaluation.metrics import case_metrics
+    from NNSegLib.inference.cascade import one_hot_channels
+    from NNSegLib.inference.sliding_window import SlidingWindowSettings, predict_sliding_window
+
+    setup = trainer.setup
+    settings = SlidingWindowSettings(patch_size=tuple(setup.config.patch_size),
+                                     use_gaussian=False)
+    classes = list(range(1, setup.num_classes))
+    network = trainer.network
+    network.eval()
+    per_case: dict[str, dict[str, float]] = {}
+    progress.start("validation", len(setup.val_cases))
+    for case_id in setup.val_cases:
+        progress.check_cancelled()
+        data = np.load(setup.preprocessed / f"{case_id}.npy", allow_pickle=False)
+        if setup.previous_stage is not None:   # cascade: + one-hot previous-stage labels
+            prev = np.load(setup.previous_stage / f"{case_id}.npy", allow_pickle=False)
+            data = np.concatenate([data, one_hot_channels(prev, setup.num_classes)])
+        ref = np.load(setup.preprocessed / f"{case_id}_seg.npy", allow_pickle=False)[0]
+        with torch.no_grad():
+            scores = predict_sliding_window(network, data, setup.num_classes, settings,
+                                            device=setup.device)
+        pred = scores.argmax(0).numpy().astype(ref.dtype)
+        metrics = case_metrics(np.maximum(ref, 0), pred, classes, setup.config.spacing,
+                               compute_hd95=False)
+        per_case[case_id] = {str(k): m.dice for k, m in metrics.items()}
+        progress.advance(case=case_id)
+    progress.done()
+    network.train()
+    means = {str(k): _nanmean([c[str(k)] for c in per_case.values()]) for k in classes}
+    return {"method": "preprocessed-space sliding window (no Gaussian, no mirroring)",
+            "foreground_mean": {"dice": _nanmean(list(means.values()))},
+            "mean": {k: {"dice": v} for k, v in means.items()}, "cases": per_case}
+
+
+def _nanmean(values: list[float]) -> float | None:
+    finite = [v for v in values if v is not None and not np.isnan(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+__all__ = ["SUMMARY_NAME", "preprocessed_space_validation", "validate_fold"]

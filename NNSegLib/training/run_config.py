@@ -1,0 +1,225 @@
+"""Every hyperparameter of one training run (METHOD §4), as a versioned frozen dataclass.
+
+A :class:`RunConfig` is written to the fold folder as ``run_config.json`` and read back on
+``--continue``/``--extend``. Values come from the recipe (:data:`RECIPE_DEFAULTS`) and can be
+changed from the CLI (``nnseg train --lr 1e-3`` or the generic ``--set FIELD=VALUE``).
+
+Recipe ``paper`` (default): Adam, lr 3e-4, weight decay 3e-5, plateau schedule on exponential
+moving averages of the losses. The loss EMAs use ``loss_ema_alpha`` = 0.93 (new value weighs
+7 %: an average over roughly the last 14 epochs, smooth enough that 30/60-epoch patience
+windows compare trends, not noise); the pseudo-Dice EMA that picks the best checkpoint uses
+``dice_ema_alpha`` = 0.9. Recipe ``v2``: SGD with Nesterov momentum 0.99, lr 1e-2, weight
+decay 3e-5, poly decay (exponent 0.9) over 1000 epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from NNSegLib.util.atomic import write_json
+from NNSegLib.util.errors import NNSegError
+
+RUN_CONFIG_VERSION = 1
+
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("plateau", "poly")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+SWITCHES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Hyperparameters of one training run.
+
+    Attributes:
+        recipe: ``"paper"`` or ``"v2"`` (also selects the augmentation recipe).
+        max_epochs: Hard cap on epochs.
+        iterations_per_epoch: Training batches per epoch.
+        val_iterations: Validation batches per epoch (pseudo-Dice, validation loss).
+        optimizer: ``"adam"`` or ``"sgd"``.
+        lr: Initial learning rate.
+        weight_decay: L2 weight decay.
+        momentum: SGD momentum (ignored by Adam).
+        nesterov: SGD Nesterov momentum.
+        lr_schedule: ``"plateau"`` (paper) or ``"poly"`` (v2).
+        poly_exponent: Exponent of the poly schedule.
+        loss_ema_alpha: Weight of the old value in the train/validation loss EMAs.
+        dice_ema_alpha: Weight of the old value in the pseudo-Dice EMA.
+        plateau_threshold: Minimum EMA improvement that counts.
+        lr_patience: Epochs without train-EMA improvement before ``lr *= lr_factor``.
+        lr_factor: Learning-rate multiplier on a plateau (0.2 = divide by 5).
+        stop_patience: Epochs without validation-EMA improvement before stopping.
+        min_lr: Stop once the learning rate falls below this.
+        batch_size: Batch size; ``None`` = the plan's.
+        patch_size: Patch size; ``None`` = the plan's.
+        oversample_foreground: Minimum share of each batch centred on foreground.
+        deep_supervision: Train with deep-supervision heads.
+        grad_clip: Gradient-norm clip (0 = off).
+        seed: Seed of every random stream (sampling, augmentation, initialisation).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        num_threads: Torch intra-op threads (0 = all CPUs available to the process).
+        compile: Wrap the network in ``torch.compile``.
+        amp: Mixed precision: ``auto`` (bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else
+            off), ``off``, ``bf16``, ``fp16``.
+        channels_last: Channels-last memory format: ``auto`` (the network's choice, see
+            :func:`NNSegLib.network.network.resolve_memory_format`), ``on``, ``off``.
+        loader_threads: Background threads extracting patches.
+        prefetch: Batches prepared ahead of the network.
+        final_validation: Segment the fold's validation cases at the end.
+        version: Schema version.
+    """
+
+    recipe: str = "paper"
+    max_epochs: int = 1000
+    iterations_per_epoch: int = 250
+    val_iterations: int = 50
+    optimizer: str = "adam"
+    lr: float = 3e-4
+    weight_decay: float = 3e-5
+    momentum: float = 0.99
+    nesterov: bool = True
+    lr_schedule: str = "plateau"
+    poly_exponent: float = 0.9
+    loss_ema_alpha: float = 0.93
+    dice_ema_alpha: float = 0.9
+    plateau_threshold: float = 5e-3
+    lr_patience: int = 30
+    lr_factor: float = 0.2
+    stop_patience: int = 60
+    min_lr: float = 1e-6
+    batch_size: int | None = None
+    patch_size: tuple[int, ...] | None = None
+    oversample_foreground: float = 0.33
+    deep_supervision: bool = True
+    grad_clip: float = 12.0
+    seed: int = 12345
+    device: str = "auto"
+    num_threads: int = 0
+    compile: bool = False
+    amp: str = "auto"
+    channels_last: str = "auto"
+    loader_threads: int = 1
+    prefetch: int = 3
+    final_validation: bool = True
+    version: int = RUN_CONFIG_VERSION
+
+    @classmethod
+    def for_recipe(cls, recipe: str, **overrides: Any) -> RunConfig:
+        """The defaults of ``recipe`` with ``overrides`` applied (validated)."""
+        if recipe not in RECIPE_DEFAULTS:
+            raise NNSegError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPE_DEFAULTS)}")
+        values = {**RECIPE_DEFAULTS[recipe], **overrides, "recipe": recipe}
+        return cls(**values).validated()
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with ``changes`` applied (validated)."""
+        return dataclasses.replace(self, **changes).validated()
+
+    def validated(self) -> RunConfig:
+        """Return ``self`` or raise :class:`NNSegError` naming every invalid field."""
+        problems = []
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer {self.optimizer!r} not in {OPTIMIZERS}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"lr_schedule {self.lr_schedule!r} not in {LR_SCHEDULES}")
+        if self.amp not in AMP_MODES:
+            problems.append(f"amp {self.amp!r} not in {AMP_MODES}")
+        if self.channels_last not in SWITCHES:
+            problems.append(f"channels_last {self.channels_last!r} not in {SWITCHES}")
+        for name in ("max_epochs", "iterations_per_epoch", "loader_threads", "prefetch"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1")
+        if self.val_iterations < 0:
+            problems.append("val_iterations must be >= 0")
+        if not 0.0 <= self.oversample_foreground <= 1.0:
+            problems.append("oversample_foreground must be in [0, 1]")
+        if self.lr <= 0:
+            problems.append("lr must be > 0")
+        if self.batch_size is not None and self.batch_size < 1:
+            problems.append("batch_size must be >= 1")
+        if problems:
+            raise NNSegError("invalid run configuration: " + "; ".join(problems))
+        return self
+
+    # --- JSON round trip -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if d["patch_size"] is not None:
+            d["patch_size"] = list(d["patch_size"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        version = d.get("version")
+        if version != RUN_CONFIG_VERSION:
+            raise NNSegError(f"run config version {version!r} is not supported "
+                             f"(this NNSeg reads {RUN_CONFIG_VERSION})")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise NNSegError(f"unknown run config fields {unknown}")
+        d = dict(d)
+        if d.get("patch_size") is not None:
+            d["patch_size"] = tuple(int(v) for v in d["patch_size"])
+        return cls(**d).validated()
+
+    def save(self, path: Path | str) -> None:
+        """Write ``run_config.json`` atomically."""
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path | str) -> RunConfig:
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError, TypeError) as e:
+            raise NNSegError(f"{path}: not a readable NNSeg run config ({e})") from e
+        except NNSegError as e:
+            raise NNSegError(f"{path}: {e}") from e
+
+
+#: Recipe name → field values that differ from the dataclass defaults.
+RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "v2": {
+        "optimizer": "sgd",
+        "lr": 1e-2,
+        "weight_decay": 3e-5,
+        "momentum": 0.99,
+        "nesterov": True,
+        "lr_schedule": "poly",
+        "max_epochs": 1000,
+    },
+}
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse ``FIELD=VALUE`` (VALUE as JSON, else as a string) for ``--set``.
+
+    Raises:
+        NNSegError: for a missing ``=`` or an unknown field.
+    """
+    key, sep, value_text = text.partition("=")
+    key = key.strip().replace("-", "_")
+    names = {f.name for f in dataclasses.fields(RunConfig)} - {"version", "recipe"}
+    if not sep or key not in names:
+        raise NNSegError(f"--set {text!r}: expected FIELD=VALUE with FIELD one of {sorted(names)}")
+    try:
+        value = json.loads(value_text)
+    except json.JSONDecodeError:
+        value = value_text
+    if isinstance(value, list):
+        value = tuple(value)
+    return key, value
+
+
+__all__ = [
+    "RECIPE_DEFAULTS",
+    "RUN_CONFIG_VERSION",
+    "RunConfig",
+    "parse_assignment",
+]

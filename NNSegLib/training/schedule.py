@@ -1,0 +1,168 @@
+"""Learning-rate schedules and stopping rules (METHOD §4), with plain-dict state.
+
+Two schedules, chosen by ``RunConfig.lr_schedule`` from :data:`SCHEDULES`:
+
+- :class:`PlateauSchedule` (recipe ``paper``): exponential moving averages of the train and
+  validation loss; if the train EMA has not improved by ``threshold`` within ``lr_patience``
+  epochs the learning rate is multiplied by ``lr_factor``; training stops when the
+  validation EMA has not improved by ``threshold`` within ``stop_patience`` epochs or the
+  learning rate falls below ``min_lr``.
+- :class:`PolySchedule` (recipe ``v2``): ``lr = lr0 * (1 - epoch / max_epochs) ** 0.9``.
+
+Both stop at ``max_epochs``. Call :meth:`lr_at_start` before each epoch and
+:meth:`end_epoch` after it; the returned :class:`Decision` says whether to go on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from NNSegLib.training.run_config import RunConfig
+
+
+class EMA:
+    """Exponential moving average ``v = alpha * v + (1 - alpha) * x`` (first ``x`` starts it)."""
+
+    def __init__(self, alpha: float, value: float | None = None) -> None:
+        self.alpha = float(alpha)
+        self.value = value
+
+    def update(self, x: float) -> float:
+        x = float(x)
+        self.value = x if self.value is None else self.alpha * self.value + (1 - self.alpha) * x
+        return self.value
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the schedule decided at the end of an epoch."""
+
+    stop: bool
+    reason: str = ""
+    lr_changed: bool = False
+
+
+class Schedule:
+    """Base class: holds ``max_epochs``; subclasses set the learning rate and stop rules."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.base_lr = config.lr
+        self.max_epochs = config.max_epochs
+
+    def lr_at_start(self, epoch: int) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def end_epoch(self, epoch: int, train_loss: float, val_loss: float | None) -> Decision:
+        """Record epoch ``epoch`` (0-based) and decide whether to stop after it."""
+        if epoch + 1 >= self.max_epochs:
+            return Decision(True, f"reached max_epochs={self.max_epochs}")
+        return Decision(False)
+
+    def extend(self, epochs_done: int, extra: int) -> None:
+        """Allow ``extra`` more epochs after ``epochs_done`` (clears early-stop state)."""
+        self.max_epochs = epochs_done + extra
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"max_epochs": self.max_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.max_epochs = int(state["max_epochs"])
+
+
+class PolySchedule(Schedule):
+    """Polynomial decay to 0 at ``max_epochs`` (nnU-Net v2's schedule)."""
+
+    def lr_at_start(self, epoch: int) -> float:
+        # After extend() the decay is stretched over the new max_epochs.
+        frac = min(epoch / max(self.max_epochs, 1), 1.0)
+        return self.base_lr * (1.0 - frac) ** self.config.poly_exponent
+
+
+class PlateauSchedule(Schedule):
+    """The 2018 paper's schedule: EMA plateaus reduce the lr and stop training."""
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(config)
+        self.lr = config.lr
+        self.train_ema = EMA(config.loss_ema_alpha)
+        self.val_ema = EMA(config.loss_ema_alpha)
+        self.best_train = math.inf
+        self.best_train_epoch = -1
+        self.best_val = math.inf
+        self.best_val_epoch = -1
+
+    def lr_at_start(self, epoch: int) -> float:
+        return self.lr
+
+    def end_epoch(self, epoch: int, train_loss: float, val_loss: float | None) -> Decision:
+        cfg = self.config
+        t = self.train_ema.update(train_loss)
+        v = self.val_ema.update(train_loss if val_loss is None else val_loss)
+        lr_changed = False
+        if t < self.best_train - cfg.plateau_threshold:
+            self.best_train, self.best_train_epoch = t, epoch
+        elif epoch - self.best_train_epoch >= cfg.lr_patience:
+            self.lr *= cfg.lr_factor
+            lr_changed = True
+            # The patience window restarts; the reference level stays the best EMA so far.
+            self.best_train_epoch = epoch
+        if v < self.best_val - cfg.plateau_threshold:
+            self.best_val, self.best_val_epoch = v, epoch
+        elif epoch - self.best_val_epoch >= cfg.stop_patience:
+            return Decision(True, f"validation loss EMA did not improve by "
+                                  f"{cfg.plateau_threshold:g} in {cfg.stop_patience} epochs",
+                            lr_changed)
+        if self.lr < cfg.min_lr:
+            return Decision(True, f"learning rate {self.lr:.3g} fell below {cfg.min_lr:g}",
+                            lr_changed)
+        base = super().end_epoch(epoch, train_loss, val_loss)
+        return Decision(base.stop, base.reason, lr_changed)
+
+    def extend(self, epochs_done: int, extra: int) -> None:
+        """More epochs after an early stop: patience windows restart now, lr ≥ ``min_lr``."""
+        super().extend(epochs_done, extra)
+        last = epochs_done - 1
+        self.best_train_epoch = max(self.best_train_epoch, last)
+        self.best_val_epoch = max(self.best_val_epoch, last)
+        self.lr = max(self.lr, self.config.min_lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "lr": self.lr,
+            "train_ema": self.train_ema.value,
+            "val_ema": self.val_ema.value,
+            "best_train": self.best_train,
+            "best_train_epoch": self.best_train_epoch,
+            "best_val": self.best_val,
+            "best_val_epoch": self.best_val_epoch,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.lr = float(state["lr"])
+        self.train_ema.value = state["train_ema"]
+        self.val_ema.value = state["val_ema"]
+        self.best_train = float(state["best_train"])
+        self.best_train_epoch = int(state["best_train_epoch"])
+        self.best_val = float(state["best_val"])
+        self.best_val_epoch = int(state["best_val_epoch"])
+
+
+#: ``RunConfig.lr_schedule`` → schedule class.
+SCHEDULES: dict[str, type[Schedule]] = {
+    "plateau": PlateauSchedule,
+    "poly": PolySchedule,
+}
+
+
+def build_schedule(config: RunConfig) -> Schedule:
+    """The schedule named by ``config.lr_schedule``."""
+    return SCHEDULES[config.lr_schedule](config)
+
+
+__all__ = ["EMA", "SCHEDULES", "Decision", "PlateauSchedule", "PolySchedule", "Schedule",
+           "build_schedule"]

@@ -1,0 +1,424 @@
+"""``nnseg train DATASET CONFIG FOLD|all``: one training run (METHOD §4), start to finish.
+
+This module resolves *what* to train (plan, splits, run config, device, resume state) and
+hands it to :class:`NNSegLib.training.trainer.Trainer`. The fold folder
+``Workspace.run_dir(config, fold)`` ends up holding ``run_config.json``,
+``checkpoint_latest.pt`` / ``checkpoint_best.pt`` / ``checkpoint_final.pt``, ``log.jsonl``,
+``progress.png`` and, after the full-image validation of the fold's validation cases,
+``validation/`` and ``validation_summary.json``.
+
+Modes: a new run (refused if the folder already has one, unless ``--fresh``);
+``--continue`` resumes from ``checkpoint_latest.pt`` exactly where it stopped;
+``--extend N`` adds N epochs to a finished (or early-stopped) run; ``--validate-only``
+re-runs the final validation of a finished run.
+
+A cascade stage (``3d_cascade_fullres``) trains on the previous stage's cross-validation
+segmentations (:mod:`NNSegLib.inference.cascade`): train the five ``3d_lowres`` folds first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from NNSegLib.network import checkpoint as ckpt
+from NNSegLib.planning.plans import ConfigurationPlan, Plans
+from NNSegLib.training import distributed as dist
+from NNSegLib.training.run_config import (
+    AMP_MODES,
+    OPTIMIZERS,
+    RECIPE_DEFAULTS,
+    SWITCHES,
+    RunConfig,
+    parse_assignment,
+)
+from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.progress import Progress
+from NNSegLib.util.workspace import Workspace
+
+RUN_CONFIG_NAME = "run_config.json"
+SUMMARY_NAME = "validation_summary.json"
+MODES = ("new", "fresh", "continue", "extend", "validate")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :func:`train_fold`."""
+
+    run_dir: Path
+    epochs: int
+    stop_reason: str
+    best_ema_pseudo_dice: float | None
+    validation: dict | None = None
+
+
+def load_plans(ws: Workspace) -> Plans:
+    """The work folder's plan, or a :class:`NNSegError` saying to run ``nnseg plan``."""
+    if not ws.plans.is_file():
+        raise NNSegError(f"{ws.plans}: missing; run `nnseg plan` and `nnseg preprocess` first")
+    try:
+        return Plans.load(ws.plans)
+    except ValueError as e:
+        raise NNSegError(str(e)) from e
+
+
+def resolve_configuration(plans: Plans, name: str, rc: RunConfig) -> ConfigurationPlan:
+    """The plan's configuration with the run's batch/patch overrides applied."""
+    try:
+        config = plans.configuration(name)
+    except KeyError as e:
+        raise NNSegError(str(e.args[0])) from None
+    changes: dict[str, Any] = {}
+    if rc.batch_size is not None:
+        changes["batch_size"] = rc.batch_size
+    if rc.patch_size is not None:
+        if len(rc.patch_size) != config.spatial_dims:
+            raise NNSegError(f"patch size {rc.patch_size} has {len(rc.patch_size)} values; "
+                             f"{name} is {config.spatial_dims}D")
+        changes["patch_size"] = tuple(rc.patch_size)
+    return replace(config, **changes)
+
+
+def resolve_run_config(run_dir: Path, plans: Plans, mode: str, overrides: dict[str, Any]
+                       ) -> RunConfig:
+    """A new run's config (recipe defaults + overrides) or the saved one (+ overrides)."""
+    saved = run_dir / RUN_CONFIG_NAME
+    overrides = dict(overrides)
+    if mode in ("continue", "extend", "validate"):
+        if not saved.is_file():
+            raise NNSegError(f"{saved}: missing; there is no run to {mode}")
+        overrides.pop("recipe", None)
+        return RunConfig.load(saved).replace(**overrides) if overrides else RunConfig.load(saved)
+    if mode == "new" and (run_dir / ckpt.LATEST).is_file():
+        raise NNSegError(f"{run_dir}: already holds a training run; use --continue, "
+                         "--extend N, or --fresh to start over")
+    recipe = overrides.pop("recipe", None) or plans.recipe
+    return RunConfig.for_recipe(recipe, **overrides)
+
+
+def copy_model_files(ws: Workspace, dataset: Path | None) -> None:
+    """Put ``plans.json`` and ``dataset.json`` into the model folder (first run only)."""
+    ws.results.mkdir(parents=True, exist_ok=True)
+    if not (ws.results / "plans.json").is_file():
+        shutil.copyfile(ws.plans, ws.results / "plans.json")
+    target = ws.results / "dataset.json"
+    if not target.is_file():
+        for source in (ws.dataset_json, (dataset / "dataset.json") if dataset else None):
+            if source is not None and Path(source).is_file():
+                shutil.copyfile(source, target)
+                break
+
+
+def _fold_split(ws: Workspace, config: ConfigurationPlan, fold: int | str,
+                ctx: dist.DistContext) -> tuple[Path, list[str], list[str]]:
+    from NNSegLib.data.splits import fold_cases, load_or_create_splits, load_splits, make_splits
+    from NNSegLib.training.sampler import list_preprocessed_cases
+
+    folder = ws.preprocessed(config.data_identifier)
+    case_ids = list_preprocessed_cases(folder)
+    if not case_ids:
+        raise NNSegError(f"{folder}: no preprocessed cases; run `nnseg preprocess` first")
+    if fold == "all":
+        return folder, case_ids, []
+    if ctx.is_main:
+        splits = load_or_create_splits(ws.splits, case_ids)
+    else:  # only rank 0 writes; the splits are deterministic
+        splits = load_splits(ws.splits) if ws.splits.is_file() else make_splits(case_ids)
+    train, val = fold_cases(splits, fold, case_ids)
+    return folder, train, val
+
+
+def _previous_stage(ws: Workspace, plans: Plans, config: ConfigurationPlan,
+                    cases: list[str]) -> Path:
+    """A cascade stage's folder of previous-stage segmentations, checked to be complete."""
+    from NNSegLib.data.splits import load_splits
+    from NNSegLib.inference.cascade import previous_stage_folder, require_previous_stage
+
+    prev = config.previous_stage
+    if prev not in plans.configurations or plans.configurations[prev].next_stage != config.name:
+        raise NNSegError(f"{ws.plans}: {config.name} needs {prev!r} with next_stage "
+                         f"{config.name!r} in the plan; re-run `nnseg plan`")
+    folder = previous_stage_folder(ws.results, config)
+    splits = load_splits(ws.splits) if ws.splits.is_file() else None
+    require_previous_stage(folder, cases, config, splits)
+    return folder
+
+
+def _device_and_threads(rc: RunConfig) -> tuple[Any, dist.DistContext]:
+    import os
+
+    from NNSegLib.util.device import configure_threads, pick_device
+
+    try:
+        device = pick_device(rc.device)
+    except RuntimeError as e:
+        raise NNSegError(str(e)) from e
+    ctx, device = dist.init_distributed(device)
+    threads = rc.num_threads
+    if threads <= 0 and ctx.enabled and device.type == "cpu":
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
+        threads = max(1, len(os.sched_getaffinity(0)) // per_node)
+    configure_threads(threads)
+    return device, ctx
+
+
+def train_fold(dataset: Path | str | None, work: Path | str | None, configuration: str,
+               fold: int | str, *, overrides: dict[str, Any] | None = None, mode: str = "new",
+               extend_epochs: int = 0, time_budget_minutes: float | None = None,
+               progress: Progress | None = None) -> TrainResult:
+    """Train (or resume/extend) one configuration and fold.
+
+    Args:
+        dataset: Raw dataset folder (for ``dataset.json`` and the final validation).
+        work: Work folder (default ``./nnseg_work/<dataset name>``).
+        configuration: Configuration name in the plan.
+        fold: Fold index or ``"all"``.
+        overrides: :class:`RunConfig` field values (``recipe`` included).
+        mode: ``new``, ``fresh`` (overwrite an existing run), ``continue``, ``extend`` or
+            ``validate`` (final validation of a finished run only).
+        extend_epochs: Epochs to add in mode ``extend``.
+        time_budget_minutes: Stop cleanly (final checkpoint) after this much wall-clock.
+        progress: Progress sink (cancellation via its token).
+
+    Raises:
+        NNSegError: for missing inputs or an impossible request.
+        Cancelled: when cancelled (``checkpoint_latest.pt`` is written first).
+    """
+    from NNSegLib.data.splits import parse_fold
+    from NNSegLib.training.trainer import Trainer, TrainSetup
+
+    if mode not in MODES:
+        raise NNSegError(f"mode {mode!r} not in {MODES}")
+    progress = progress or Progress()
+    fold = parse_fold(fold)
+    ws = Workspace.for_dataset(dataset or ".", work)
+    plans = load_plans(ws)
+    run_dir = ws.run_dir(configuration, fold)
+    rc = resolve_run_config(run_dir, plans, mode, overrides or {})
+    config = resolve_configuration(plans, configuration, rc)
+    device, ctx = _device_and_threads(rc)
+    try:
+        folder, train_cases, val_cases = _fold_split(ws, config, fold, ctx)
+        in_channels, previous = plans.num_channels, None
+        if config.is_cascade:
+            previous = _previous_stage(ws, plans, config, train_cases + val_cases)
+            in_channels += plans.num_classes - 1
+        state = _load_state(run_dir, mode)
+        if mode == "extend":
+            rc = rc.replace(max_epochs=int(state["trainer"]["epoch"]) + extend_epochs)
+        if ctx.is_main and mode != "validate":
+            if mode == "fresh":
+                _clear_run(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            copy_model_files(ws, Path(dataset) if dataset else None)
+            rc.save(run_dir / RUN_CONFIG_NAME)
+        budget = None if time_budget_minutes is None else 60.0 * time_budget_minutes
+        setup = TrainSetup(config, rc, run_dir, folder, tuple(train_cases), tuple(val_cases),
+                           fold, in_channels, plans.num_classes, device, ctx, budget, previous)
+        trainer = Trainer(setup, progress if ctx.is_main else Progress(progress.cancel_token))
+        if mode == "validate":
+            return _validate_only(trainer, state, ws, dataset, configuration, fold, progress)
+        if state is not None:
+            _resume(trainer, state, run_dir, configuration, fold, mode, extend_epochs, progress)
+        reason = trainer.run()
+        return _finish(trainer, ws, dataset, configuration, fold, reason, progress)
+    finally:
+        dist.shutdown(ctx)
+
+
+def _load_state(run_dir: Path, mode: str) -> dict | None:
+    if mode in ("continue", "extend"):
+        return ckpt.load_checkpoint(run_dir / ckpt.LATEST)
+    if mode == "validate":
+        if not (run_dir / ckpt.FINAL).is_file():
+            raise NNSegError(f"{run_dir / ckpt.FINAL}: missing; the run has not finished "
+                             "(resume it with --continue)")
+        return ckpt.load_checkpoint(run_dir / ckpt.FINAL)
+    return None
+
+
+def _validate_only(trainer: Any, state: dict, ws: Workspace, dataset: Path | str | None,
+                   configuration: str, fold: int | str, progress: Progress) -> TrainResult:
+    """Re-run the final validation of a finished run (``--validate-only``)."""
+    from NNSegLib.training.fold_validation import validate_fold
+
+    if not trainer.setup.val_cases:
+        raise NNSegError(f"fold {fold} has no validation cases")
+    trainer.network.load_state_dict(state["network"])
+    validation = None
+    if trainer.setup.ctx.is_main:
+        validation = validate_fold(trainer, ws, dataset, configuration, fold, progress)
+    t = state["trainer"]
+    return TrainResult(trainer.setup.run_dir, int(t["epoch"]), str(t["stop_reason"]),
+                       _finite(t["best_ema_dice"]), validation)
+
+
+def _clear_run(run_dir: Path) -> None:
+    """Remove the files of an earlier run (``--fresh``)."""
+    from NNSegLib.training.training_log import LOG_NAME, PLOT_NAME
+
+    for name in (ckpt.LATEST, ckpt.BEST, ckpt.FINAL, LOG_NAME, PLOT_NAME, SUMMARY_NAME,
+                 "training_summary.json"):
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def _resume(trainer: Any, state: dict, run_dir: Path, configuration: str, fold: int | str,
+            mode: str, extend_epochs: int, progress: Progress) -> None:
+    meta = state["meta"]
+    if meta.get("configuration") != configuration or str(meta.get("fold")) != str(fold):
+        raise NNSegError(f"{run_dir / ckpt.LATEST}: belongs to {meta.get('configuration')} "
+                         f"fold {meta.get('fold')}, not {configuration} fold {fold}")
+    trainer.load_state_dict(state)
+    trainer.schedule.max_epochs = trainer.rc.max_epochs  # --epochs may change on --continue
+    if mode == "extend":
+        if extend_epochs < 1:
+            raise NNSegError("--extend needs a positive number of epochs")
+        trainer.extend(extend_epochs)
+    elif trainer.state.finished:
+        raise NNSegError(f"{run_dir}: training already finished "
+                         f"({trainer.state.stop_reason}); use --extend N to train longer")
+    progress.message(f"resuming {configuration} fold {fold} at epoch {trainer.state.epoch}, "
+                     f"iteration {trainer.state.iteration}")
+
+
+def _finish(trainer: Any, ws: Workspace, dataset: Path | str | None, configuration: str,
+            fold: int | str, reason: str, progress: Progress) -> TrainResult:
+    """Final checkpoint, DDP consistency check, full-image validation."""
+    setup = trainer.setup
+    ctx = setup.ctx
+    checksums = dist.gather_floats(dist.parameter_checksum(trainer.network), ctx)
+    if ctx.enabled and len(set(checksums)) != 1:
+        raise NNSegError(f"ranks ended with different weights (checksums {checksums})")
+    if trainer.state.finished:
+        trainer.save(ckpt.FINAL)
+    validation = None
+    if ctx.is_main:
+        from NNSegLib.util.atomic import write_json
+
+        write_json(setup.run_dir / "training_summary.json", {
+            "epochs": trainer.state.epoch, "stop_reason": reason,
+            "finished": trainer.state.finished, "best_ema_pseudo_dice": _finite(
+                trainer.state.best_ema_dice), "world_size": ctx.world_size,
+            "rank_parameter_checksums": checksums})
+        progress.message(f"{configuration} fold {fold}: stopped after "
+                         f"{trainer.state.epoch} epochs ({reason})")
+        if setup.run_config.final_validation and setup.val_cases:
+            from NNSegLib.training.fold_validation import validate_fold
+
+            validation = validate_fold(trainer, ws, dataset, configuration, fold, progress)
+    return TrainResult(setup.run_dir, trainer.state.epoch, reason,
+                       _finite(trainer.state.best_ema_dice), validation)
+
+
+def _finite(v: float) -> float | None:
+    return None if v is None or v == float("-inf") else float(v)
+
+
+# --- CLI ---------------------------------------------------------------------------------
+#: CLI option → (RunConfig field, type, help)
+_OPTIONS: dict[str, tuple[str, Any, str]] = {
+    "--recipe": ("recipe", str, "training recipe: paper (Adam + plateau) or v2 (SGD + poly); "
+                                "default: the plan's"),
+    "--epochs": ("max_epochs", int, "maximum number of epochs"),
+    "--iterations-per-epoch": ("iterations_per_epoch", int, "training batches per epoch"),
+    "--val-iterations": ("val_iterations", int, "validation batches per epoch (0 = none)"),
+    "--lr": ("lr", float, "initial learning rate"),
+    "--optimizer": ("optimizer", str, "adam or sgd"),
+    "--weight-decay": ("weight_decay", float, "weight decay"),
+    "--momentum": ("momentum", float, "SGD momentum"),
+    "--batch-size": ("batch_size", int, "batch size (default: the plan's)"),
+    "--oversample-foreground": ("oversample_foreground", float,
+                                "minimum share of foreground-centred patches per batch"),
+    "--seed": ("seed", int, "random seed of sampling, augmentation and initialisation"),
+    "--device": ("device", str, "auto, cpu, cuda, cuda:N or mps"),
+    "--num-threads": ("num_threads", int, "torch CPU threads (0 = all available)"),
+    "--amp": ("amp", str, "mixed precision: auto (CUDA, or CPU with native bf16), off, bf16, fp16"),
+    "--channels-last": ("channels_last", str, "channels-last: auto (network default), on, off"),
+    "--loader-threads": ("loader_threads", int, "background patch-extraction threads"),
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "recipe": tuple(RECIPE_DEFAULTS), "optimizer": OPTIMIZERS, "amp": AMP_MODES,
+    "channels_last": SWITCHES,
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``nnseg train``."""
+    parser.add_argument("dataset", type=Path, help="raw dataset folder (nnU-Net v2 layout)")
+    parser.add_argument("configuration", help="configuration of the plan, e.g. 3d_fullres")
+    parser.add_argument("fold", help="fold 0-4, or 'all' to train on every case")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="work folder (default ./nnseg_work/<dataset folder name>)")
+    for flag, (field, typ, help_text) in _OPTIONS.items():
+        parser.add_argument(flag, type=typ, default=None, help=help_text,
+                            choices=_CHOICES.get(field))
+    parser.add_argument("--patch-size", type=int, nargs="+", default=None,
+                        help="patch size, 2 or 3 values (default: the plan's)")
+    parser.add_argument("--compile", action="store_true", default=None,
+                        help="compile the network with torch.compile")
+    parser.add_argument("--no-deep-supervision", action="store_true",
+                        help="train without deep-supervision heads")
+    parser.add_argument("--no-final-validation", action="store_true",
+                        help="skip segmenting the fold's validation cases at the end")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="set any run_config.json field (JSON value); repeatable")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--continue", dest="continue_", action="store_true",
+                      help="resume an interrupted run from checkpoint_latest.pt")
+    mode.add_argument("--extend", type=int, default=None, metavar="N",
+                      help="train a finished (or early-stopped) run N more epochs")
+    mode.add_argument("--fresh", action="store_true",
+                      help="start over even if the fold folder already holds a run")
+    mode.add_argument("--validate-only", action="store_true",
+                      help="only segment the fold's validation cases again with the final "
+                           "checkpoint (a 3d_lowres fold also rewrites the cascade's inputs)")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                        help="stop cleanly (final checkpoint) after this many minutes")
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """RunConfig field values given on the command line (only those given)."""
+    out: dict[str, Any] = {}
+    for flag, (field, _typ, _help) in _OPTIONS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            out[field] = value
+    if args.patch_size is not None:
+        out["patch_size"] = tuple(args.patch_size)
+    if args.compile:
+        out["compile"] = True
+    if args.no_deep_supervision:
+        out["deep_supervision"] = False
+    if args.no_final_validation:
+        out["final_validation"] = False
+    for assignment in args.set:
+        key, value = parse_assignment(assignment)
+        out[key] = value
+    return out
+
+
+def run(args: argparse.Namespace, progress: Progress) -> int:
+    """Entry point of ``nnseg train``."""
+
+    mode = ("continue" if args.continue_ else "extend" if args.extend is not None
+            else "fresh" if args.fresh else "validate" if args.validate_only else "new")
+    try:
+        result = train_fold(args.dataset, args.work, args.configuration, args.fold,
+                            overrides=overrides_from_args(args), mode=mode,
+                            extend_epochs=args.extend or 0,
+                            time_budget_minutes=args.time_budget, progress=progress)
+    finally:
+        progress.close()
+    progress.event("done", stage="train", run_dir=str(result.run_dir), epochs=result.epochs,
+                   stop_reason=result.stop_reason,
+                   best_ema_pseudo_dice=result.best_ema_pseudo_dice)
+    return 0
+
+
+__all__ = ["TrainResult", "add_arguments", "copy_model_files", "load_plans",
+           "overrides_from_args", "resolve_configuration", "resolve_run_config", "run",
+           "train_fold"]

@@ -1,0 +1,65 @@
+"""Where each stage reads and writes: one work folder per dataset, given as a ``Path``.
+
+Layout (all paths below ``root``)::
+
+    dataset.json                      copy of the raw dataset.json (written by fingerprint)
+    dataset_fingerprint.json          nnseg fingerprint
+    plans.json                        nnseg plan
+    preprocessed/<data_identifier>/   nnseg preprocess: <case>.npy, <case>_seg.npy,
+                                      <case>.json (properties), <case>_locs.npz
+    splits_final.json                 5-fold splits (written once by nnseg train)
+    results/                          the *model folder* (what ``nnseg predict -m`` takes)
+        plans.json, dataset.json
+        <config>/fold_<k>/            one training run (see NNSegLib.training.train)
+        postprocessing.json           nnseg find-best
+        best_configuration.json       nnseg find-best
+
+No environment variables: every command takes ``DATASET`` and ``--work DIR`` (default
+``./nnseg_work/<dataset folder name>``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths of one dataset's work folder."""
+
+    root: Path
+
+    @classmethod
+    def for_dataset(cls, dataset: Path | str, work: Path | str | None = None) -> Workspace:
+        """The work folder for ``dataset``: ``work`` or ``./nnseg_work/<dataset name>``."""
+        if work is not None:
+            return cls(Path(work))
+        return cls(Path.cwd() / "nnseg_work" / Path(dataset).resolve().name)
+
+    @property
+    def dataset_json(self) -> Path:
+        return self.root / "dataset.json"
+
+    @property
+    def fingerprint(self) -> Path:
+        return self.root / "dataset_fingerprint.json"
+
+    @property
+    def plans(self) -> Path:
+        return self.root / "plans.json"
+
+    @property
+    def splits(self) -> Path:
+        return self.root / "splits_final.json"
+
+    def preprocessed(self, data_identifier: str) -> Path:
+        return self.root / "preprocessed" / data_identifier
+
+    @property
+    def results(self) -> Path:
+        """The model folder."""
+        return self.root / "results"
+
+    def run_dir(self, configuration: str, fold: int | str) -> Path:
+        return self.results / configuration / f"fold_{fold}"

@@ -1,0 +1,280 @@
+"""Static checks of the Slicer module (NNSeg/NNSeg.py + NNSeg.ui) without a Slicer app."""
+
+from __future__ import annotations
+
+import ast
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE = REPO / "NNSeg" / "NNSeg.py"
+UI = REPO / "NNSeg" / "Resources" / "UI" / "NNSeg.ui"
+
+
+@pytest.fixture(scope="module")
+def tree() -> ast.Module:
+    return ast.parse(MODULE.read_text(encoding="utf-8"), feature_version=(3, 9))
+
+
+@pytest.fixture(scope="module")
+def ui() -> ET.Element:
+    return ET.parse(UI).getroot()
+
+
+def widgets(ui: ET.Element) -> dict[str, ET.Element]:
+    return {w.get("name"): w for w in ui.iter("widget")}
+
+
+def string_prop(widget: ET.Element, name: str) -> str | None:
+    for p in widget.findall("property"):
+        if p.get("name") == name:
+            child = p[0]
+            return child.text
+    return None
+
+
+def parameter_fields(tree: ast.Module) -> dict[str, ast.AnnAssign]:
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and any(
+                getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list):
+            return {s.target.id: s for s in node.body if isinstance(s, ast.AnnAssign)}
+    raise AssertionError("no @parameterNodeWrapper class in NNSeg.py")
+
+
+def test_module_compiles_for_python_39(tree):
+    compile(tree, str(MODULE), "exec")
+    # @parameterNodeWrapper evaluates annotations at runtime: no PEP 604 unions, no
+    # postponed evaluation that would hide them.
+    future = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
+    assert not future
+    unions = [ast.unparse(n.annotation) for n in ast.walk(tree)
+              if isinstance(n, (ast.AnnAssign, ast.arg)) and n.annotation is not None
+              and any(isinstance(b, ast.BinOp) for b in ast.walk(n.annotation))]
+    assert not unions, unions
+
+
+def test_ui_is_valid_and_names_are_unique(ui):
+    assert ui.tag == "ui"
+    root = ui.find("widget")
+    assert root.get("class") == "qMRMLWidget" and root.get("name") == "NNSeg"
+    names = [w.get("name") for w in ui.iter("widget")]
+    assert len(names) == len(set(names)), "duplicate objectName in NNSeg.ui"
+    panels = [w for w in ui.iter("widget") if w.get("class") == "ctkCollapsibleButton"]
+    assert [string_prop(p, "text") for p in panels] == [
+        "1. Dataset", "2. Plan", "3. Train", "4. Segment"]
+    declared = {c.findtext("class") for c in ui.iter("customwidget")}
+    used = {w.get("class") for w in ui.iter("widget")}
+    assert {c for c in used if c.startswith(("ctk", "qMRML"))} <= declared
+    # every MRML selector gets the scene from the root widget
+    selectors = {w.get("name") for w in ui.iter("widget") if w.get("class", "").startswith(
+        "qMRML") and w.get("class") != "qMRMLWidget"}
+    connected = {c.findtext("receiver") for c in ui.iter("connection")
+                 if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"}
+    assert selectors == connected
+
+
+def test_every_ui_attribute_used_exists(tree, ui):
+    used = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "ui" and isinstance(node.value.value, ast.Name)
+                and node.value.value.id == "self"):
+            used.add(node.attr)
+    missing = sorted(used - set(widgets(ui)))
+    assert used and not missing, f"self.ui.<name> not in NNSeg.ui: {missing}"
+
+
+def test_parameter_fields_map_to_widgets(tree, ui):
+    fields = parameter_fields(tree)
+    bound: dict[str, list[str]] = {}
+    for name, w in widgets(ui).items():
+        param = string_prop(w, "SlicerParameterName")
+        if param:
+            bound.setdefault(param, []).append(name)
+    assert set(fields) == set(bound), (
+        f"fields without widget: {sorted(set(fields) - set(bound))}; "
+        f"widgets naming unknown fields: {sorted(set(bound) - set(fields))}")
+    assert all(len(v) == 1 for v in bound.values()), bound
+    expected_class = {"vtkMRMLScalarVolumeNode": "qMRMLNodeComboBox",
+                      "vtkMRMLSegmentationNode": "qMRMLNodeComboBox",
+                      "pathlib.Path": "ctkPathLineEdit", "bool": "QCheckBox", "str": "QLineEdit"}
+    for name, stmt in fields.items():
+        widget = widgets(ui)[bound[name][0]]
+        annotation = ast.unparse(stmt.annotation)
+        if annotation in expected_class:
+            assert widget.get("class") == expected_class[annotation], (name, annotation)
+        if annotation.startswith("Annotated[str, Choice("):
+            choices = ast.literal_eval(_resolve(stmt.annotation.slice.elts[1].args[0], tree))
+            items = [i.findtext("property/string") for i in widget.findall("item")]
+            assert widget.get("class") == "QComboBox" and items == choices, (name, items)
+            assert stmt.value is not None and ast.literal_eval(stmt.value) == choices[0]
+
+
+def _resolve(node: ast.AST, tree: ast.Module) -> str:
+    """Source of a literal, following one module-level name (``CONFIGURATIONS``)."""
+    if isinstance(node, ast.Name):
+        for stmt in tree.body:
+            if isinstance(stmt, ast.Assign) and any(
+                    getattr(t, "id", None) == node.id for t in stmt.targets):
+                return ast.unparse(stmt.value)
+    return ast.unparse(node)
+
+
+def test_widget_defaults_match_parameter_defaults(tree, ui):
+    fields = parameter_fields(tree)
+    w = widgets(ui)
+    assert ast.literal_eval(fields["memoryBudgetGB"].value) == float(
+        w["memoryBudgetSpinBox"].find("property[@name='value']/double").text) == 8.0
+    assert ast.literal_eval(fields["maxEpochs"].value) == int(
+        w["maxEpochsSpinBox"].find("property[@name='value']/number").text) == 1000
+    assert ast.literal_eval(fields["tta"].value) is True
+    assert w["ttaCheckBox"].find("property[@name='checked']/bool").text == "true"
+    ranges = {"memoryBudgetGB": ("memoryBudgetSpinBox", "double"),
+              "maxEpochs": ("maxEpochsSpinBox", "number")}
+    for field, (widget, kind) in ranges.items():
+        call = fields[field].annotation.slice.elts[1]
+        lo, hi = (ast.literal_eval(a) for a in call.args)
+        assert float(w[widget].find(f"property[@name='minimum']/{kind}").text) == lo
+        assert float(w[widget].find(f"property[@name='maximum']/{kind}").text) == hi
+
+
+def test_module_shape_and_lazy_heavy_imports(tree):
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    assert {"NNSeg", "NNSegParameterNode", "NNSegWidget", "NNSegLogic", "NNSegTest"} <= set(
+        classes)
+    init = next(f for f in classes["NNSeg"].body if getattr(f, "name", "") == "__init__")
+    src = ast.unparse(init)
+    assert "self.parent.categories = ['Segmentation']" in src
+    assert "self.parent.title = 'NNSeg'" in src
+    top_imports = set()
+    for n in tree.body:
+        if isinstance(n, ast.Import):
+            top_imports |= {a.name.split(".")[0] for a in n.names}
+        elif isinstance(n, ast.ImportFrom):
+            top_imports.add((n.module or "").split(".")[0])
+    assert not top_imports & {"torch", "numpy", "NNSegLib", "SimpleITK", "qt", "ctk"}, top_imports
+    # the Widget never runs library work itself: it only goes through self.logic
+    widget_src = ast.unparse(classes["NNSegWidget"])
+    for forbidden in ("mrml.export_dataset", "load_model", "predict_array", "subprocess"):
+        assert forbidden not in widget_src, forbidden
+    # Apply buttons double as Cancel buttons while a job runs
+    for handler in ("onPlan", "onTrain", "onSegment"):
+        fn = next(f for f in classes["NNSegWidget"].body if getattr(f, "name", "") == handler)
+        assert "self.cancelJob(" in ast.unparse(fn), handler
+
+
+# ------------------------------------------------------------------ the Logic, headless
+@pytest.fixture
+def module(monkeypatch):
+    """Import NNSeg.py with the few Slicer-application modules stubbed (real MRML)."""
+    import importlib.util
+    import sys
+    import types
+
+    pytest.importorskip("slicer", reason="needs slicer-core for real MRML nodes")
+    from NNSegLib.slicer import mrml
+
+    pnw = types.ModuleType("slicer.parameterNodeWrapper")
+    pnw.parameterNodeWrapper = lambda cls: cls
+    pnw.Choice = pnw.WithinRange = lambda *a, **k: None
+    slm = types.ModuleType("slicer.ScriptedLoadableModule")
+
+    class _Base:
+        def __init__(self, *args, **kwargs):
+            pass
+
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic",
+                 "ScriptedLoadableModuleTest", "ScriptedLoadableModuleWidget"):
+        setattr(slm, name, type(name, (_Base,), {}))
+    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", pnw)
+    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", slm)
+    spec = importlib.util.spec_from_file_location("NNSeg", MODULE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod, mrml.new_scene().scene
+
+
+def test_logic_export_and_load_prediction(module, tmp_path):
+    import json
+
+    import numpy as np
+
+    from NNSegLib.data.io import Geometry, SimpleITKIO
+    from NNSegLib.slicer import mrml
+
+    mod, scene = module
+    logic = mod.NNSegLogic()
+    geo = Geometry((5, 6, 7), (2.5, 1.0, 0.8), (1.0, 2.0, 3.0), (0, 1, 0, -1, 0, 0, 0, 0, 1))
+    image = np.arange(np.prod(geo.shape), dtype=np.float32).reshape(geo.shape)
+    volume = mrml.volume_node_from_array(scene, image, geo, "vol")
+    labels = (image % 3).astype(np.uint8)
+    seg = mrml.segmentation_from_labels(scene, labels, geo, {0: "bg", 1: "Liver", 2: "tumor"},
+                                        reference_volume=volume)
+    pairs = [{"volumes": [volume.GetID()], "segmentation": seg.GetID()}]
+    assert logic.describeLabels(scene, pairs).startswith(
+        "1 case(s); labels 0: background, 1: Liver, 2: tumor")
+    report = logic.exportDataset(scene, pairs, tmp_path / "Dataset005_X", ["CT"])
+    assert report.splitlines()[-1].startswith("OK:")
+    # a model folder with dataset.json; the "job" output is written by hand here
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "dataset.json").write_text(json.dumps({
+        "name": "Dataset005_X", "channel_names": {"0": "CT"},
+        "labels": {"background": 0, "Liver": 1, "tumor": 2}}))
+    info = logic.modelInfo(model)
+    assert info["channels"] == ["CT"] and info["labels"] == {0: "background", 1: "Liver",
+                                                             2: "tumor"}
+    run = logic.prepareSegmentation([volume], model, "0-1", "cpu", False, True)
+    written, wgeo = SimpleITKIO().read(run["tmp"] / "input" / "case_0000.nii.gz")
+    np.testing.assert_array_equal(written, image)
+    assert run["steps"][-1][:3] == ["predict", "-i", str(run["tmp"] / "input")]
+    assert run["steps"][-1][-3:] == ["--folds", "0", "1"] and "--no-tta" in run["steps"][-1]
+    SimpleITKIO().write(labels, wgeo, run["tmp"] / "output" / "case.nii.gz")
+    SimpleITKIO().write(np.full(geo.shape, 0.25, np.float32), wgeo,
+                        run["tmp"] / "output" / "case_uncertainty.nii.gz")
+    out, unc = logic.loadSegmentationResult(scene, run, volume)
+    assert mrml.segment_names(out) == ["Liver", "tumor"]
+    back, _ = mrml.labels_from_segmentation(scene, out, {"Liver": 1, "tumor": 2}, volume)
+    np.testing.assert_array_equal(back, labels)
+    u, ugeo = mrml.array_from_volume_node(unc)
+    assert float(u.min()) == float(u.max()) == 0.25
+    assert ugeo.mismatch(geo) is None
+
+
+def test_logic_plan_table_and_cv_summary(module, tmp_path):
+    import json
+
+    mod, _scene = module
+    logic = mod.NNSegLogic()
+    summary = logic.crossValidationSummary(tmp_path, "3d_fullres")
+    assert summary == "No cross-validation results yet."
+    for fold, dice in ((0, 0.8), (1, 0.9)):
+        d = tmp_path / "results" / "3d_fullres" / f"fold_{fold}"
+        d.mkdir(parents=True)
+        (d / "validation_summary.json").write_text(
+            json.dumps({"foreground_mean": {"dice": dice}}))
+    assert logic.crossValidationSummary(tmp_path, "3d_fullres") == (
+        "CV Dice 0.850 (fold_0: 0.800, fold_1: 0.900)")
+    assert logic.trainSteps("D", tmp_path, "2d", "1", 5, "cpu", False)[1][:4] == [
+        "train", "D", "2d", "1"]
+
+
+def test_logic_plans_table(module, tmp_path):
+    from NNSegLib.planning.plans import ConfigurationPlan, IntensityProperties, Plans
+
+    mod, _scene = module
+    config = ConfigurationPlan(
+        name="3d_fullres", spatial_dims=3, data_identifier="d", spacing=(1.0, 0.5, 0.5),
+        median_shape=(36, 50, 35), patch_size=(40, 56, 40), batch_size=9,
+        strides=((1, 1, 1), (2, 2, 2)), kernel_sizes=((3, 3, 3), (3, 3, 3)),
+        features_per_stage=(30, 60))
+    Plans("D", "paper", 8.0, {"0": "MRI"}, {"background": 0, "a": 1},
+          {"0": IntensityProperties(1.0, 2.0, 0.0, 3.0)},
+          {"3d_fullres": config}).save(tmp_path / "plans.json")
+    header, rows = mod.NNSegLogic().plansTable(tmp_path)
+    assert header == ["", "3d_fullres"]
+    table = {r[0]: r[1] for r in rows}
+    assert table["patch size"] == "40×56×40" and table["batch size"] == "9"
+    assert table["spacing (mm)"] == "1×0.5×0.5" and table["stages"] == "2"

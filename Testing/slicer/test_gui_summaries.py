@@ -1,0 +1,101 @@
+"""NNSegLib.slicer.gui_summaries: the texts and tables of the Slicer module's panels (no Slicer)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from NNSegLib.planning.plans import ConfigurationPlan, IntensityProperties, Plans
+from NNSegLib.slicer.gui_summaries import (
+    cross_validation_summary,
+    describe_epoch,
+    describe_training_set,
+    model_info,
+    plans_table,
+)
+from NNSegLib.slicer.scene_dataset import TrainingPair, TrainingSet
+
+
+def test_describe_training_set_lists_labels_warnings_and_problems():
+    ts = TrainingSet([TrainingPair([], None, "a"), TrainingPair([], None, "b")],
+                     {"background": 0, "Liver": 1, "tumor": 2},
+                     problems=["segment 'cyst' is not in the label list"],
+                     warnings=["segment 'liver ' treated as 'Liver'"])
+    assert describe_training_set(ts) == (
+        "2 case(s); labels 0: background, 1: Liver, 2: tumor\n"
+        "⚠ segment 'liver ' treated as 'Liver'\n"
+        "✖ segment 'cyst' is not in the label list")
+    assert describe_training_set(TrainingSet([], {"background": 0})) == (
+        "0 case(s); labels 0: background")
+
+
+def _config(name: str, spacing, patch, batch: int, features) -> ConfigurationPlan:
+    return ConfigurationPlan(
+        name=name, spatial_dims=len(patch), data_identifier=name, spacing=spacing,
+        median_shape=(36, 50, 35)[-len(patch):], patch_size=patch, batch_size=batch,
+        strides=((1,) * len(patch), (2,) * len(patch)),
+        kernel_sizes=((3,) * len(patch), (3,) * len(patch)), features_per_stage=features)
+
+
+def test_plans_table_one_column_per_configuration(tmp_path):
+    configs = {"3d_fullres": _config("3d_fullres", (1.0, 0.5, 0.5), (40, 56, 40), 9, (30, 60)),
+               "2d": _config("2d", (0.123456, 0.5), (64, 48), 12, (32, 64))}
+    Plans("D", "paper", 8.0, {"0": "MRI"}, {"background": 0, "a": 1},
+          {"0": IntensityProperties(1.0, 2.0, 0.0, 3.0)}, configs).save(tmp_path / "plans.json")
+    header, rows = plans_table(tmp_path)
+    assert header == ["", "3d_fullres", "2d"]
+    assert [r[0] for r in rows] == ["spacing (mm)", "median shape", "patch size", "batch size",
+                                    "stages", "features", "batch Dice", "memory (GB)"]
+    table = {r[0]: r[1:] for r in rows}
+    assert table["spacing (mm)"] == ["1×0.5×0.5", "0.123×0.5"]
+    assert table["patch size"] == ["40×56×40", "64×48"]
+    assert table["batch size"] == ["9", "12"]
+    assert table["stages"] == ["2", "2"]
+    assert table["features"] == ["30×60", "32×64"]
+    assert all(len(r) == 3 for r in rows)
+
+
+def test_describe_epoch():
+    event = {"epoch": 4, "train_loss": -0.51234, "ema_pseudo_dice": 0.81239, "eta_seconds": 3725}
+    assert describe_epoch(event, 1000) == (
+        "epoch 5/1000, train loss -0.5123, pseudo Dice (EMA) 0.812, ETA 1:02:05")
+    text = describe_epoch({"epoch": 0}, 10)
+    assert text == "epoch 1/10, train loss nan, pseudo Dice (EMA) –, ETA –"
+    assert math.isnan(float(text.split("train loss ")[1].split(",")[0]))
+
+
+def test_cross_validation_summary(tmp_path):
+    assert cross_validation_summary(tmp_path, "3d_fullres") == "No cross-validation results yet."
+    for fold, summary in ((0, {"foreground_mean": {"dice": 0.8}}),
+                          (1, {"foreground_mean": {"dice": 0.9}}),
+                          (2, {"foreground_mean": {}}),  # no Dice: left out
+                          (3, {"foreground_mean": {"dice": 0.7}})):
+        d = tmp_path / "results" / "3d_fullres" / f"fold_{fold}"
+        d.mkdir(parents=True)
+        (d / "validation_summary.json").write_text(json.dumps(summary))
+    assert cross_validation_summary(str(tmp_path), "3d_fullres") == (
+        "CV Dice 0.800 (fold_0: 0.800, fold_1: 0.900, fold_3: 0.700)")
+    assert cross_validation_summary(tmp_path, "2d") == "No cross-validation results yet."
+
+
+def test_model_info_of_folder_zip_and_nothing(tmp_path):
+    (tmp_path / "dataset.json").write_text(json.dumps({
+        "name": "Dataset007_Brain",
+        "channel_names": {"10": "FLAIR", "2": "T2", "0": "T1"},
+        "labels": {"background": 0, "tumor": 2, "edema": 1}}))
+    info = model_info(tmp_path)
+    assert info == {
+        "channels": ["T1", "T2", "FLAIR"],  # numeric channel order, not text order
+        "labels": {0: "background", 2: "tumor", 1: "edema"},
+        "name": "Dataset007_Brain",
+        "description": "Dataset007_Brain: channels ['T1', 'T2', 'FLAIR']; labels edema, tumor",
+    }
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "dataset.json").write_text("{}")
+    assert model_info(str(bare)) == {"channels": ["image"], "labels": {}, "name": "bare",
+                                     "description": "bare: channels ['image']; labels "}
+    assert model_info(tmp_path / "model.zip") == {
+        "description": "Zip package: imported when segmenting."}
+    assert model_info(tmp_path / "nothing") == {
+        "description": "No model here (dataset.json missing)."}

@@ -1,0 +1,113 @@
+"""The package's import rule, checked on the source: floors that only import downwards.
+
+NNSegLib's subpackages form floors (``FLOORS``, lowest first). A module may import its own
+subpackage and any lower floor, never a higher one; the CLI and the demo at the top may
+import anything, and nothing imports them. Lazy imports inside functions count too.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+LIB = Path(__file__).resolve().parents[1] / "NNSegLib"
+
+#: Lowest first. Keep in step with NNSegLib/README.md.
+FLOORS = ("util", "data", "planning", "preprocessing", "network", "evaluation",
+          "postprocessing", "inference", "training", "slicer")
+TOP = {"cli", "demo", "__main__"}
+
+
+def _imports(path: Path) -> list[tuple[str, int]]:
+    """Every ``NNSegLib…`` module name ``path`` imports (module-level and lazy), with lines."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "NNSegLib":
+                found += [(f"NNSegLib.{a.name}", node.lineno) for a in node.names]
+            elif node.module.startswith("NNSegLib."):
+                found.append((node.module, node.lineno))
+        elif isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names if a.name.startswith("NNSegLib")]
+    return found
+
+
+def _owner(module: str) -> str:
+    """``NNSegLib.training.trainer`` → ``training``; ``NNSegLib.cli`` → ``cli``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in LIB.rglob("*.py"))
+
+
+def test_every_subpackage_has_a_floor():
+    packages = {p.name for p in LIB.iterdir() if (p / "__init__.py").is_file()}
+    assert packages == set(FLOORS), packages ^ set(FLOORS)
+    top = {p.stem for p in LIB.glob("*.py")} - {"__init__"}
+    assert top == TOP, top ^ TOP
+
+
+def test_imports_point_down_only():
+    upward = []
+    for path in _modules():
+        rel = path.relative_to(LIB)
+        here = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        if here in TOP or here == "__init__":
+            continue
+        for module, line in _imports(path):
+            there = _owner(module)
+            if there in ("__version__", "__init__"):
+                continue
+            if there in TOP or FLOORS.index(there) > FLOORS.index(here):
+                upward.append(f"{rel}:{line} imports {module} ({here} → {there})")
+    assert not upward, "imports that point up a floor:\n" + "\n".join(upward)
+
+
+def test_no_import_cycle_between_modules():
+    graph = {}
+    for path in _modules():
+        name = ".".join(("NNSegLib", *path.relative_to(LIB).with_suffix("").parts))
+        graph[name.removesuffix(".__init__")] = {m for m, _ in _imports(path)}
+    state: dict[str, int] = {}
+    cycle: list[str] = []
+
+    def visit(node: str, stack: list[str]) -> bool:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in graph:
+                continue
+            if state.get(nxt) == 1:
+                cycle.extend(stack[stack.index(nxt):] + [node, nxt] if nxt in stack
+                             else [node, nxt])
+                return True
+            if state.get(nxt) is None and visit(nxt, [*stack, node]):
+                return True
+        state[node] = 2
+        return False
+
+    for node in sorted(graph):
+        if state.get(node) is None and visit(node, []):
+            break
+    assert not cycle, "import cycle: " + " → ".join(cycle)
+
+
+def test_errors_module_imports_nothing_of_the_project():
+    assert _imports(LIB / "util" / "errors.py") == []
+
+
+@pytest.mark.parametrize("forbidden", ["qt", "slicer", "nnunetv2"])
+def test_only_the_slicer_bridge_imports_slicer_and_nothing_imports_qt(forbidden):
+    offenders = []
+    for path in _modules():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == forbidden or n.startswith(forbidden + ".") for n in names):
+                offenders.append(str(path.relative_to(LIB)))
+    allowed = {"slicer": {"slicer/mrml.py"}}.get(forbidden, set())
+    assert set(offenders) <= allowed, offenders

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from NNSegLib.training.run_config import RunConfig, parse_assignment
+from NNSegLib.training.schedule import EMA, PlateauSchedule, PolySchedule, build_schedule
+from NNSegLib.util.errors import NNSegError
+
+
+def run(schedule, train, val):
+    """Feed loss curves; return (lrs used per epoch, stop epoch or None, reason)."""
+    lrs = []
+    for epoch, (t, v) in enumerate(zip(train, val)):
+        lrs.append(schedule.lr_at_start(epoch))
+        decision = schedule.end_epoch(epoch, t, v)
+        if decision.stop:
+            return lrs, epoch, decision.reason
+    return lrs, None, ""
+
+
+def test_ema():
+    e = EMA(0.9)
+    assert e.update(1.0) == 1.0
+    assert e.update(0.0) == pytest.approx(0.9)
+    assert e.update(0.0) == pytest.approx(0.81)
+
+
+def test_run_config_round_trip_and_recipes(tmp_path):
+    v2 = RunConfig.for_recipe("v2", max_epochs=5, patch_size=(8, 8, 8))
+    assert (v2.optimizer, v2.lr, v2.lr_schedule, v2.momentum) == ("sgd", 1e-2, "poly", 0.99)
+    v2.save(tmp_path / "rc.json")
+    assert RunConfig.load(tmp_path / "rc.json") == v2
+    paper = RunConfig.for_recipe("paper")
+    assert (paper.optimizer, paper.lr, paper.lr_schedule) == ("adam", 3e-4, "plateau")
+    assert parse_assignment("lr_patience=10") == ("lr_patience", 10)
+    assert parse_assignment("patch-size=[8,16]") == ("patch_size", (8, 16))
+    with pytest.raises(NNSegError, match="optimizer"):
+        RunConfig(optimizer="rmsprop").validated()
+    with pytest.raises(NNSegError):
+        parse_assignment("nope=1")
+
+
+def test_plateau_reduces_lr_after_patience():
+    cfg = RunConfig(loss_ema_alpha=0.0, lr_patience=30, stop_patience=60, lr=1e-3)
+    s = PlateauSchedule(cfg)
+    # Improves by 0.01/epoch for 10 epochs, then flat: lr drops at epoch 9 + 30 = 39.
+    train = [1.0 - 0.01 * min(e, 9) for e in range(50)]
+    val = [1.0 - 0.01 * e for e in range(50)]  # keeps improving: no stop
+    lrs, stop, _ = run(s, train, val)
+    assert stop is None
+    assert lrs[39] == pytest.approx(1e-3) and lrs[40] == pytest.approx(2e-4)
+    assert lrs[49] == pytest.approx(2e-4)
+
+
+def test_plateau_small_improvements_do_not_count():
+    cfg = RunConfig(loss_ema_alpha=0.0, lr_patience=5, stop_patience=1000, lr=1e-3)
+    s = PlateauSchedule(cfg)
+    train = [1.0 - 0.001 * e for e in range(12)]  # 1e-3 < 5e-3 per epoch
+    lrs, _, _ = run(s, train, [1.0 - 0.01 * e for e in range(12)])
+    # best fixed at epoch 0 (5 epochs accumulate 5e-3, not strictly more than threshold)
+    assert lrs[5] == pytest.approx(1e-3)
+    assert lrs[6] == pytest.approx(2e-4)
+    assert lrs[11] == pytest.approx(2e-4)  # window restarted at epoch 5
+    s2 = PlateauSchedule(cfg)
+    lrs2, _, _ = run(s2, train[:7] + [0.5] * 5, [0.0] * 12)
+    assert lrs2[7] == pytest.approx(2e-4) and lrs2[11] == pytest.approx(2e-4)
+
+
+def test_plateau_stops_on_validation_plateau():
+    cfg = RunConfig(loss_ema_alpha=0.0, stop_patience=60, lr_patience=1000)
+    s = PlateauSchedule(cfg)
+    train = [1.0 - 0.01 * e for e in range(200)]
+    val = [1.0 - 0.02 * min(e, 20) for e in range(200)]
+    _, stop, reason = run(s, train, val)
+    assert stop == 80 and "validation" in reason
+
+
+def test_plateau_stops_when_lr_too_small():
+    cfg = RunConfig(loss_ema_alpha=0.0, lr_patience=2, stop_patience=10_000, lr=1e-4,
+                    min_lr=1e-6)
+    s = PlateauSchedule(cfg)
+    lrs, stop, reason = run(s, [1.0] * 100, [1.0 - 0.01 * e for e in range(100)])
+    # 1e-4 * 0.2**k < 1e-6 first at k=3; reductions at epochs 2, 4, 6
+    assert stop == 6 and "learning rate" in reason
+
+
+def test_plateau_ema_smooths_noise():
+    cfg = RunConfig(loss_ema_alpha=0.93, lr_patience=30, stop_patience=60)
+    s = PlateauSchedule(cfg)
+    noisy = [0.5 + (0.2 if e % 2 else -0.2) for e in range(40)]
+    run(s, noisy, noisy)
+    assert abs(s.train_ema.value - 0.5) < 0.02
+
+
+def test_max_epochs_and_state_round_trip():
+    cfg = RunConfig(loss_ema_alpha=0.5, max_epochs=10)
+    s = PlateauSchedule(cfg)
+    _, stop, reason = run(s, [1.0 - 0.1 * e for e in range(20)], [1.0 - 0.1 * e for e in range(20)])
+    assert stop == 9 and "max_epochs" in reason
+    t = PlateauSchedule(cfg)
+    t.load_state_dict(s.state_dict())
+    assert t.state_dict() == s.state_dict()
+    t.extend(10, 5)
+    assert t.max_epochs == 15 and not t.end_epoch(10, 0.0, 0.0).stop
+
+
+def test_extend_after_early_stop_restarts_patience():
+    cfg = RunConfig(loss_ema_alpha=0.0, stop_patience=3, lr_patience=100)
+    s = PlateauSchedule(cfg)
+    _, stop, _ = run(s, [1.0] * 10, [1.0] * 10)
+    assert stop == 3
+    s.extend(4, 3)
+    assert [s.end_epoch(e, 1.0, 1.0).stop for e in (4, 5, 6)] == [False, False, True]
+
+
+def test_poly():
+    cfg = RunConfig.for_recipe("v2", max_epochs=100)
+    s = build_schedule(cfg)
+    assert isinstance(s, PolySchedule)
+    assert s.lr_at_start(0) == pytest.approx(1e-2)
+    assert s.lr_at_start(50) == pytest.approx(1e-2 * 0.5 ** 0.9)
+    assert s.lr_at_start(99) == pytest.approx(1e-2 * 0.01 ** 0.9)
+    assert not s.end_epoch(98, 1.0, 1.0).stop and s.end_epoch(99, 1.0, 1.0).stop
+    assert math.isclose(build_schedule(RunConfig()).lr_at_start(0), 3e-4)
