@@ -55,11 +55,11 @@ def _train(dataset: Path, work: Path, cfg: str, fold: int, args: argparse.Namesp
     """Train one fold, continuing an interrupted run and skipping a finished one."""
     from NNSegLib.util.workspace import Workspace
 
-    run_dir = Workspace(work).run_dir(cfg, fold)
-    if (run_dir / "checkpoint_final.pt").is_file() and (run_dir / "validation").is_dir():
-        print(f"=== train fold {fold}: already trained ({run_dir})")
+    run = Workspace(work).run(cfg, fold)
+    if run.is_finished and run.validation.is_dir():
+        print(f"=== train fold {fold}: already trained ({run.path})")
         return
-    resume = ["--continue"] if (run_dir / "run_config.json").is_file() else []
+    resume = ["--continue"] if run.run_config.is_file() else []
     _step(f"train fold {fold}", [
         "train", str(dataset), cfg, str(fold), "--work", str(work),
         "--epochs", str(args.epochs), "--iterations-per-epoch", str(args.iterations_per_epoch),

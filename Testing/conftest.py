@@ -90,3 +90,52 @@ def ctx():
     from NNSegLib.slicer import mrml
 
     return mrml.new_scene()
+
+
+# --- a small trained-looking model folder (random weights) ---------------------------
+
+MODEL_DATASET_JSON = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "a": 1, "b": 2},
+           "numTraining": 6, "file_ending": ".nii.gz"}
+
+
+def model_config(name="3d_fullres", patch=(16, 16, 16)):
+    """A tiny configuration plan (2 stages, 4-8 features) for model-folder tests."""
+    from NNSegLib.planning.plans import ConfigurationPlan
+
+    lowres = name == "3d_lowres"
+    return ConfigurationPlan(
+        name=name, spatial_dims=len(patch), data_identifier=name,
+        spacing=(2.0, 2.0, 2.0) if lowres else (1.0, 1.0, 1.0),
+        median_shape=(24, 32, 32), patch_size=patch, batch_size=2,
+        strides=((1,) * len(patch), (2,) * len(patch)), kernel_sizes=((3,) * len(patch),) * 2,
+        features_per_stage=(4, 8),
+        previous_stage="3d_lowres" if name == "3d_cascade_fullres" else None,
+        next_stage="3d_cascade_fullres" if lowres else None)
+
+
+def make_model_folder(root: Path, folds=("0", "1"), configs=("3d_fullres",),
+                      checkpoint="checkpoint_final.pt") -> Path:
+    """A model folder with random-weight checkpoints for ``folds`` of ``configs``."""
+    import torch
+
+    from NNSegLib.network.checkpoint import make_meta, save_checkpoint
+    from NNSegLib.network.network import build_network
+    from NNSegLib.planning.plans import IntensityProperties, Plans
+
+    cfgs = {c: model_config(c, (16, 16) if c == "2d" else (16, 16, 16)) for c in configs}
+    plans = Plans(dataset_name="T", recipe="v2", memory_budget_gb=1.0,
+                  channel_names={"0": "MRI"}, labels=dict(MODEL_DATASET_JSON["labels"]),
+                  intensity_properties={"0": IntensityProperties(100, 20, 50, 250)},
+                  configurations=cfgs)
+    root.mkdir(parents=True, exist_ok=True)
+    plans.save(root / "plans.json")
+    (root / "dataset.json").write_text(json.dumps(MODEL_DATASET_JSON))
+    for c, cfg in cfgs.items():
+        for i, fold in enumerate(folds):
+            torch.manual_seed(i)
+            channels = 3 if cfg.previous_stage else 1
+            net = build_network(cfg, channels, 3)
+            state = {"network": net.state_dict(),
+                     "meta": make_meta(c, fold, channels, 3, epoch=1), "optimizer": {}}
+            save_checkpoint(root / c / f"fold_{fold}" / checkpoint, state)
+    return root

@@ -8,7 +8,6 @@ Fold ``"all"`` trains on every case and has no validation cases.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from NNSegLib.util.atomic import write_json
 from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.json_files import read_json
 
 DEFAULT_FOLDS = 5
 DEFAULT_SEED = 12345
@@ -49,10 +49,7 @@ def load_splits(path: Path | str) -> list[dict[str, list[str]]]:
         NNSegError: when the file is not a list of ``{"train", "val"}`` objects.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise NNSegError(f"{path}: cannot read splits ({e})") from e
+    data = read_json(path, hint="nnseg train")
     ok = isinstance(data, list) and data and all(
         isinstance(f, dict) and isinstance(f.get("train"), list) and isinstance(f.get("val"), list)
         for f in data)

@@ -6,7 +6,6 @@ Kept apart from :mod:`.evaluate` (which computes it) so that :mod:`.report` and 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, Sequence
 
 from NNSegLib.evaluation.metrics import NAN_RULES, ClassMetrics, foreground_mean, mean_metrics
 from NNSegLib.util.atomic import write_json
+from NNSegLib.util.json_files import load_document
 
 SUMMARY_VERSION = 1
 
@@ -92,7 +92,8 @@ class Summary:
 
     @classmethod
     def load(cls, path: Path | str) -> Summary:
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        return load_document(path, cls.from_dict, what="evaluation summary",
+                             hint="nnseg evaluate")
 
 
 def _clean(d: dict[str, float]) -> dict[str, Any]:

@@ -7,8 +7,8 @@ map goes back to the original grid and is preprocessed like a label map for stag
 input, from a model that has *not* seen the case, so:
 
 * when a ``3d_lowres`` fold finishes, the segmentations of its validation cases (made by the
-  normal inference path, :func:`NNSegLib.inference.predict.predict_validation`) are written on stage
-  2's preprocessed grid by :func:`export_for_next_stage` (same code as inference:
+  normal inference path, :func:`NNSegLib.training.fold_validation.predict_validation`) are
+  written on stage 2's preprocessed grid by :func:`export_for_next_stage` (same code as inference:
   :func:`NNSegLib.preprocessing.preprocess.preprocess_labels`) to
   ``results/3d_lowres/predicted_next_stage/3d_cascade_fullres/<case>.npy`` (int8
   ``(1, z, y, x)``, like ``<case>_seg.npy``);
@@ -32,20 +32,6 @@ from NNSegLib.data.io import Geometry
 from NNSegLib.planning.plans import ConfigurationPlan, Plans
 from NNSegLib.util.errors import NNSegError
 
-PREDICTED_NEXT_STAGE = "predicted_next_stage"
-
-
-def next_stage_folder(model_dir: Path | str, configuration: str, next_stage: str) -> Path:
-    """Where ``configuration``'s cross-validation predictions for ``next_stage`` live."""
-    return Path(model_dir) / configuration / PREDICTED_NEXT_STAGE / next_stage
-
-
-def previous_stage_folder(model_dir: Path | str, config: ConfigurationPlan) -> Path:
-    """The folder of low-res predictions a cascade configuration trains on."""
-    if not config.previous_stage:
-        raise NNSegError(f"configuration {config.name!r} is not a cascade stage")
-    return next_stage_folder(model_dir, config.previous_stage, config.name)
-
 
 def export_for_next_stage(labels: np.ndarray, images: np.ndarray, geometry: Geometry,
                           plans: Plans, next_config: ConfigurationPlan | str, folder: Path,
@@ -58,7 +44,7 @@ def export_for_next_stage(labels: np.ndarray, images: np.ndarray, geometry: Geom
         geometry: Their geometry.
         plans: The plan.
         next_config: The cascade stage (or its name).
-        folder: :func:`next_stage_folder`.
+        folder: :meth:`~NNSegLib.util.model_folder.ModelFolder.next_stage_dir`.
         case_id: Case identifier.
 
     Returns:
@@ -91,7 +77,8 @@ def require_previous_stage(folder: Path, cases: Sequence[str], config: Configura
     """Raise a :class:`NNSegError` that says what to run when predictions are missing.
 
     Args:
-        folder: :func:`previous_stage_folder`.
+        folder: :meth:`~NNSegLib.util.model_folder.ModelFolder.next_stage_dir` of the
+            previous stage.
         cases: Every case the cascade fold trains or validates on.
         config: The cascade configuration.
         splits: The cross-validation splits (to name the low-res folds to train).
@@ -111,6 +98,5 @@ def require_previous_stage(folder: Path, cases: Sequence[str], config: Configura
         f"every case, and {len(missing)} of {len(cases)} are missing ({shown}); {hint}")
 
 
-__all__ = ["PREDICTED_NEXT_STAGE", "export_for_next_stage", "missing_predictions",
-           "next_stage_folder", "one_hot_channels", "previous_stage_folder",
+__all__ = ["export_for_next_stage", "missing_predictions", "one_hot_channels",
            "require_previous_stage"]

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from NNSegLib.inference.loaded_model import LoadedModel
-from NNSegLib.inference.nnseg_model import best_configurations, load_nnseg_model
+from NNSegLib.inference.nnseg_model import load_nnseg_model
 from NNSegLib.inference.nnunet_model import load_nnunet_model
 from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.model_folder import ModelFolder
 
 
 def is_nnunet_model(model_dir: Path) -> bool:
@@ -58,7 +59,8 @@ def load_model(model_dir: Path | str, configuration: str | None = None,
         raise NNSegError(f"{model_dir}: model folder not found")
     if not hasattr(device, "type"):
         device = pick_device(str(device))
-    best = [] if configuration or is_nnunet_model(model_dir) else best_configurations(model_dir)
+    best = ([] if configuration or is_nnunet_model(model_dir)
+            else ModelFolder(model_dir).best_configurations())
     if len(best) > 1:   # find-best chose an ensemble of configurations
         members = [load_model(model_dir, c, folds, device, tta, step, use_postprocessing,
                               precision) for c in best]

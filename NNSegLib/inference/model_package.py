@@ -30,13 +30,20 @@ from typing import Any, Sequence
 from NNSegLib import __version__
 from NNSegLib.util.atomic import atomic_path
 from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.model_folder import (
+    BEST_CONFIGURATION,
+    CHECKPOINT_FINAL,
+    DATASET_JSON,
+    PLANS,
+    POSTPROCESSING,
+    ModelFolder,
+)
 from NNSegLib.util.progress import Progress
 
 PACKAGE_FORMAT = "nnseg-model"
 PACKAGE_VERSION = 1
 MANIFEST = "manifest.json"
-TOP_LEVEL_FILES = ("plans.json", "dataset.json", "postprocessing.json",
-                   "best_configuration.json")
+TOP_LEVEL_FILES = (PLANS, DATASET_JSON, POSTPROCESSING, BEST_CONFIGURATION)
 CHECKPOINT_RE = re.compile(r"^[A-Za-z0-9_.-]+/fold_[A-Za-z0-9]+/checkpoint_final\.pt$")
 _CHUNK = 1 << 20
 
@@ -74,12 +81,12 @@ def _weights_bytes(checkpoint: Path, fold: str, configuration: str) -> bytes:
 
 def _configurations_to_export(model_dir: Path, configurations: Sequence[str] | None
                               ) -> list[str]:
-    from NNSegLib.inference.nnseg_model import best_configurations, default_configuration
     from NNSegLib.planning.plans import Plans
 
-    chosen = list(configurations or best_configurations(model_dir)
-                  or [default_configuration(model_dir)])
-    plans = Plans.load(model_dir / "plans.json")
+    folder = ModelFolder(model_dir)
+    chosen = list(configurations or folder.best_configurations()
+                  or [folder.default_configuration()])
+    plans = Plans.load(folder.plans, hint=None)
     for name in list(chosen):   # a cascade needs its low-resolution stage
         prev = plans.configuration(name).previous_stage if name in plans.configurations else None
         if prev and prev not in chosen:
@@ -102,31 +109,27 @@ def export_model(model_dir: Path | str, out_zip: Path | str,
     Raises:
         NNSegError: for a missing model folder, file, configuration or fold.
     """
+    from NNSegLib.inference.loaded_model import choose_folds
     from NNSegLib.inference.model_loader import is_nnunet_model
-    from NNSegLib.inference.nnseg_model import find_checkpoint, trained_folds
 
     model_dir = Path(model_dir)
+    folder = ModelFolder(model_dir)
     if is_nnunet_model(model_dir):
         raise NNSegError(f"{model_dir}: an nnU-Net v2 folder; export-model packs NNSeg model "
                          "folders (predict with -m on the nnU-Net folder directly)")
-    for name in ("plans.json", "dataset.json"):
-        if not (model_dir / name).is_file():
-            raise NNSegError(f"{model_dir / name}: missing; is {model_dir} a model folder?")
+    for path in (folder.plans, folder.dataset_json):
+        if not path.is_file():
+            raise NNSegError(f"{path}: missing; is {model_dir} a model folder?")
     files: dict[str, bytes] = {}
     for name in TOP_LEVEL_FILES:
         if (model_dir / name).is_file():
             files[name] = (model_dir / name).read_bytes()
     exported: dict[str, list[str]] = {}
     for cfg in _configurations_to_export(model_dir, configurations):
-        available = trained_folds(model_dir, cfg)
-        wanted = [str(f) for f in folds] if folds else available
-        missing = [f for f in wanted if f not in available]
-        if missing or not wanted:
-            raise NNSegError(f"{model_dir / cfg}: no checkpoint for fold(s) "
-                             f"{missing or ['any']}; trained: {available or 'none'}")
+        wanted = choose_folds(folder.trained_folds(cfg), folds, model_dir / cfg)
         for fold in wanted:
-            ckpt = find_checkpoint(model_dir / cfg / f"fold_{fold}")
-            files[f"{cfg}/fold_{fold}/checkpoint_final.pt"] = _weights_bytes(ckpt, fold, cfg)
+            ckpt = folder.run(cfg, fold).checkpoint()
+            files[f"{cfg}/fold_{fold}/{CHECKPOINT_FINAL}"] = _weights_bytes(ckpt, fold, cfg)
         exported[cfg] = wanted
     manifest = {
         "format": PACKAGE_FORMAT, "package_version": PACKAGE_VERSION,
@@ -201,7 +204,7 @@ def verify_package(zip_path: Path | str) -> dict[str, Any]:
         raise NNSegError(f"{zip_path}: file(s) not in the manifest {sorted(present - listed)}")
     if listed - present:
         raise NNSegError(f"{zip_path}: manifest lists missing file(s) {sorted(listed - present)}")
-    for required in ("plans.json", "dataset.json"):
+    for required in (PLANS, DATASET_JSON):
         if required not in present:
             raise NNSegError(f"{zip_path}: package lacks {required}")
     return manifest

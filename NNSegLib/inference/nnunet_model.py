@@ -23,7 +23,6 @@ labels are refused with an :class:`~NNSegLib.util.errors.NNSegError`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,6 +31,7 @@ import numpy as np
 from NNSegLib.inference.nnunet_pipeline import NNUNetPipeline
 from NNSegLib.planning.plans import ConfigurationPlan, IntensityProperties, Plans
 from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.json_files import read_json
 
 SUPPORTED_ARCHITECTURES = ("dynamic_network_architectures.architectures.unet.PlainConvUNet",)
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_best.pth")
@@ -202,16 +202,10 @@ def map_weights(nnunet_weights: dict, our_names: Sequence[str], path: Path) -> d
 # --- the model folder ---------------------------------------------------------------------
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
+    if not path.exists():
         raise NNSegError(f"{path}: missing; an nnU-Net model folder needs plans.json and "
                          "dataset.json")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise NNSegError(f"{path}: unreadable ({e})") from e
-    if not isinstance(data, dict):
-        raise NNSegError(f"{path}: expected a JSON object")
-    return data
+    return read_json(path, expect=dict)
 
 
 def nnunet_folds(model_dir: Path) -> dict[str, Path]:

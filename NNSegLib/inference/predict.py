@@ -283,7 +283,7 @@ def predict_files(cases: Sequence[InputCase], out_dir: Path, model: LoadedModel,
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    patches = _child_progress(progress)
+    patches = child_progress(progress)
     written: list[Path] = []
     if progress is not None:
         progress.start("predict", len(cases))
@@ -304,7 +304,7 @@ def predict_files(cases: Sequence[InputCase], out_dir: Path, model: LoadedModel,
     return written
 
 
-def _child_progress(progress):
+def child_progress(progress):
     """A second progress sink for patches: a nested tqdm bar for the CLI, else the same."""
     from NNSegLib.util.progress import TqdmProgress
 
@@ -351,64 +351,6 @@ class _NestedTqdm:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-
-
-def predict_validation(model_dir: Path | str, configuration: str, fold: int | str,
-                       dataset: Path | str, work: Path | str | None = None, *,
-                       device: Any = "auto", tta: bool = True, step: float = 0.5,
-                       progress=None) -> list[Path]:
-    """Predict a fold's validation cases for ``find-best``.
-
-    Writes ``results/<config>/fold_<k>/validation/<case><ending>`` (no postprocessing) and
-    ``<case>_probabilities.npz`` (key ``probabilities``, float16, ``(K, z, y, x)`` on the
-    original grid). A cascade's low-resolution stage also writes each segmentation on the
-    next stage's grid (:func:`NNSegLib.inference.cascade.export_for_next_stage`). Returns the label
-    files written.
-    """
-    from NNSegLib.data.dataset import list_cases as list_dataset_cases
-    from NNSegLib.data.dataset import load_dataset_json
-    from NNSegLib.data.io import read_channels
-    from NNSegLib.data.splits import fold_cases, load_splits, parse_fold
-    from NNSegLib.inference.model_loader import load_model
-    from NNSegLib.util.workspace import Workspace
-
-    ws = Workspace.for_dataset(dataset, work)
-    spec = load_dataset_json(dataset)
-    by_id = {c.identifier: c for c in list_dataset_cases(spec)}
-    fold = parse_fold(fold)
-    _, val = fold_cases(load_splits(ws.splits), fold, sorted(by_id))
-    missing = [c for c in val if c not in by_id]
-    if missing:
-        raise NNSegError(f"{ws.splits}: validation cases {missing[:5]} are not in {dataset}")
-    model = load_model(model_dir, configuration, [fold], device, tta=tta, step=step,
-                       use_postprocessing=False)
-    out_dir = Path(model_dir) / configuration / f"fold_{fold}" / "validation"
-    next_stage = model.config.next_stage
-    if next_stage and next_stage not in model.plans.configurations:
-        next_stage = None
-    patches = _child_progress(progress)
-    if progress is not None:
-        progress.start("validation", len(val))
-    written = []
-    for case_id in val:
-        images, geometry = read_channels(list(by_id[case_id].images))
-        result = predict_case(images, geometry, model, probabilities=True, postprocess=False,
-                              progress=patches)
-        written.append(write_case(result, geometry, out_dir, case_id, spec.file_ending)[0])
-        if next_stage:
-            from NNSegLib.inference.cascade import export_for_next_stage, next_stage_folder
-
-            export_for_next_stage(result.labels, images, geometry, model.plans,
-                                  model.plans.configuration(next_stage),
-                                  next_stage_folder(model_dir, configuration, next_stage),
-                                  case_id)
-        if progress is not None:
-            progress.advance(case=case_id)
-    if patches is not None and patches is not progress:
-        patches.close()
-    if progress is not None:
-        progress.done()
-    return written
 
 
 # --- CLI --------------------------------------------------------------------------------
@@ -485,7 +427,6 @@ __all__ = [
     "predict_array",
     "predict_case",
     "predict_files",
-    "predict_validation",
     "run",
     "write_case",
 ]

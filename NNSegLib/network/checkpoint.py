@@ -28,10 +28,6 @@ from NNSegLib import __version__
 from NNSegLib.util.atomic import atomic_path
 from NNSegLib.util.errors import NNSegError
 
-LATEST = "checkpoint_latest.pt"
-BEST = "checkpoint_best.pt"
-FINAL = "checkpoint_final.pt"
-
 
 def make_meta(configuration: str, fold: int | str, num_input_channels: int, num_classes: int,
               epoch: int, **extra: Any) -> dict[str, Any]:
@@ -107,5 +103,5 @@ def _to_tuples(obj: Any) -> Any:
     return tuple(_to_tuples(v) for v in obj) if isinstance(obj, list) else obj
 
 
-__all__ = ["BEST", "FINAL", "LATEST", "capture_rng_state", "load_checkpoint", "make_meta",
+__all__ = ["capture_rng_state", "load_checkpoint", "make_meta",
            "restore_rng_state", "save_checkpoint"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 from NNSegLib.planning.plans import IntensityProperties
 from NNSegLib.util.atomic import write_bytes, write_json
 from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.json_files import load_document
 from NNSegLib.util.progress import Progress
 
 FINGERPRINT_VERSION = 1
@@ -138,14 +138,7 @@ class Fingerprint:
 
     @classmethod
     def load(cls, path: Path | str) -> Fingerprint:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no fingerprint; run `nnseg fingerprint` first")
-        try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, KeyError, TypeError) as e:
-            raise NNSegError(f"{path}: not a usable fingerprint ({e}); run `nnseg fingerprint` "
-                             "again") from e
+        return load_document(path, cls.from_dict, what="fingerprint", hint="nnseg fingerprint")
 
 
 # -- computation -----------------------------------------------------------------------------

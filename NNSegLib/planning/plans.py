@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from NNSegLib.util.atomic import write_json
+from NNSegLib.util.json_files import load_document
 
 PLANS_VERSION = 1
 
@@ -176,12 +177,14 @@ class Plans:
         write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: Path | str) -> Plans:
-        path = Path(path)
-        try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{path}: not a valid NNSeg plans file ({e})") from e
+    def load(cls, path: Path | str, hint: str | None = "nnseg plan") -> Plans:
+        """Read ``plans.json``.
+
+        Raises:
+            NNSegError: naming the file when it is missing or not a valid plan (``hint`` is the
+                command that writes it).
+        """
+        return load_document(path, cls.from_dict, what="NNSeg plans file", hint=hint)
 
 
 def _to_jsonable(obj: Any) -> Any:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -45,6 +44,7 @@ from NNSegLib.postprocessing.postprocess import (
 )
 from NNSegLib.util.atomic import write_json
 from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.json_files import read_json
 from NNSegLib.util.parallel import map_ordered
 from NNSegLib.util.progress import Progress
 from NNSegLib.util.workspace import Workspace
@@ -57,12 +57,12 @@ CV_SUMMARY = "cv_summary.json"
 def candidate_configurations(ws: Workspace) -> list[str]:
     """Configurations of the plan (model folder's, else the work folder's) that have runs."""
     names: list[str] = []
-    for plans in (ws.results / "plans.json", ws.plans):
+    for plans in (ws.model.plans, ws.plans):
         if plans.is_file():
-            try:
-                names = list(json.loads(plans.read_text(encoding="utf-8"))["configurations"])
-            except (ValueError, KeyError, TypeError) as e:
-                raise NNSegError(f"{plans}: unreadable plan ({e})") from e
+            configurations = read_json(plans, expect=dict).get("configurations")
+            if not isinstance(configurations, dict):
+                raise NNSegError(f"{plans}: no 'configurations' object; re-run `nnseg plan`")
+            names = list(configurations)
             break
     if not names and ws.results.is_dir():
         names = sorted(p.name for p in ws.results.iterdir() if p.is_dir())
@@ -76,7 +76,7 @@ def cv_predictions(ws: Workspace, configuration: str, splits: list[dict], folds:
     found: dict[str, Path] = {}
     missing: list[str] = []
     for fold in folds:
-        folder = ws.run_dir(configuration, fold) / "validation"
+        folder = ws.run(configuration, fold).validation
         absent = []
         for case in splits[fold]["val"]:
             path = folder / f"{case}{ending}"
@@ -295,7 +295,7 @@ def find_best(workspace: Workspace | Path | str, dataset: Path | str,
     pairs = [(c, refs[c], p) for c, p in sorted(candidates[best].items())]
     classes = [v for v in spec.labels.values() if v != 0]
     rules, before, after = decide_postprocessing(pairs, classes, workers, progress)
-    rules.save(ws.results / "postprocessing.json")
+    rules.save(ws.model.postprocessing)
     result = {
         "configurations": best.split("__"),
         "folds": [int(f) for f in folds],
@@ -305,7 +305,7 @@ def find_best(workspace: Workspace | Path | str, dataset: Path | str,
         "predictions": str(ws.results / "ensembles" / best) if "__" in best else None,
     }
     result = _nan_free(result)
-    write_json(ws.results / "best_configuration.json", result)
+    write_json(ws.model.best_configuration_file, result)
     return result
 
 
@@ -364,8 +364,8 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     finally:
         progress.close()
     print(summary_table(result))
-    print(f"wrote {ws.results / 'best_configuration.json'} and "
-          f"{ws.results / 'postprocessing.json'}")
+    print(f"wrote {ws.model.best_configuration_file} and "
+          f"{ws.model.postprocessing}")
     return 0
 
 

@@ -13,7 +13,6 @@ Which rules to use is decided on cross-validation predictions by
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
@@ -22,7 +21,7 @@ import numpy as np
 
 from NNSegLib.postprocessing.connected_components import largest_component
 from NNSegLib.util.atomic import write_json
-from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.json_files import load_document
 
 POSTPROCESSING_VERSION = 1
 
@@ -120,13 +119,8 @@ class PostprocessingRules:
         Raises:
             NNSegError: naming the file when it is missing or invalid.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise NNSegError(f"{path}: missing (run `nnseg find-best` to create it)")
-        try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
-            raise NNSegError(f"{path}: not a valid postprocessing file ({e})") from e
+        return load_document(path, cls.from_dict, what="postprocessing file",
+                             hint="nnseg find-best")
 
 
 def apply_postprocessing(labels: np.ndarray, rules: PostprocessingRules) -> np.ndarray:

@@ -335,7 +335,8 @@ def _process_case(task: tuple) -> str:
 def _prepare_folder(folder: Path, key: dict, configs: list[str], overwrite: bool,
                     progress: Any) -> bool:
     """Write the pending summary; returns True when existing cases must be redone."""
-    from NNSegLib.util.atomic import read_json, write_json
+    from NNSegLib.util.atomic import write_json
+    from NNSegLib.util.json_files import read_json
 
     summary_path = folder / "dataset_properties.json"
     redo = overwrite

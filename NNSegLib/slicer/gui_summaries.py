@@ -6,12 +6,13 @@ strings into its labels and table widgets, so they are tested without Slicer.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from NNSegLib.planning.plans import Plans
 from NNSegLib.slicer.jobs import format_eta
+from NNSegLib.util.json_files import read_json
+from NNSegLib.util.model_folder import ModelFolder
 from NNSegLib.util.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -72,12 +73,14 @@ def cross_validation_summary(work: Path | str, configuration: str) -> str:
     Reads ``results/<configuration>/fold_*/validation_summary.json`` of the work folder,
     e.g. ``"CV Dice 0.850 (fold_0: 0.800, fold_1: 0.900)"``.
     """
-    folder = Workspace(Path(work)).results / configuration
     dice = {}
-    for summary in sorted(folder.glob("fold_*/validation_summary.json")):
-        value = json.loads(summary.read_text()).get("foreground_mean", {}).get("dice")
+    for run in Workspace(Path(work)).model.runs(configuration):
+        if not run.validation_summary.is_file():
+            continue
+        summary = read_json(run.validation_summary, expect=dict)
+        value = summary.get("foreground_mean", {}).get("dice")
         if value is not None:
-            dice[summary.parent.name] = value
+            dice[run.path.name] = value
     if not dice:
         return "No cross-validation results yet."
     per_fold = ", ".join(f"{k}: {v:.3f}" for k, v in dice.items())
@@ -93,11 +96,11 @@ def model_info(path: Path | str) -> dict:
         ``description`` (a zip is read when segmenting, anything else is no model).
     """
     path = Path(str(path))
-    meta = path / "dataset.json"
+    meta = ModelFolder(path).dataset_json
     if not meta.is_file():
         return {"description": "Zip package: imported when segmenting." if path.suffix == ".zip"
                 else "No model here (dataset.json missing)."}
-    raw = json.loads(meta.read_text())
+    raw = read_json(meta, expect=dict)
     channels = [v for _, v in sorted(raw.get("channel_names", {"0": "image"}).items(),
                                      key=lambda kv: int(kv[0]))]
     labels = {int(v): k for k, v in raw.get("labels", {}).items()}

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import IO, Sequence
 
-from NNSegLib.util.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK
+from NNSegLib.util.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK, NNSegError
+from NNSegLib.util.model_folder import RunFolder
 
 
 class JobStatus(enum.Enum):
@@ -398,13 +399,12 @@ def train_commands(dataset: Path | str, work: Path | str | None, configuration: 
     commands = []
     previous = _previous_stage(dataset, work, configuration)
     if previous is not None:
-        name, run_dirs = previous
+        name, runs = previous
         commands.append(["preprocess", str(dataset), *w, "--configurations", name])
-        for fold, run_dir in enumerate(run_dirs):
-            if not (run_dir / "checkpoint_final.pt").is_file():
-                commands.append(_train_command(
-                    dataset, w, name, str(fold), max_epochs, device,
-                    (run_dir / "checkpoint_latest.pt").is_file()))
+        for fold, run in enumerate(runs):
+            if not run.is_finished:
+                commands.append(_train_command(dataset, w, name, str(fold), max_epochs, device,
+                                               run.latest.is_file()))
     commands.append(["preprocess", str(dataset), *w, "--configurations", configuration])
     for fold in parse_folds(folds) or ["0"]:
         commands.append(_train_command(dataset, w, configuration, fold, max_epochs, device,
@@ -421,8 +421,8 @@ def _train_command(dataset: Path | str, w: list[str], configuration: str, fold: 
 
 
 def _previous_stage(dataset: Path | str, work: Path | str | None, configuration: str
-                    ) -> tuple[str, list[Path]] | None:
-    """``(previous stage, its fold folders)`` when the plan makes ``configuration`` a
+                    ) -> tuple[str, list[RunFolder]] | None:
+    """``(previous stage, its run folders)`` when the plan makes ``configuration`` a
     cascade stage, else ``None`` (also when there is no plan yet)."""
     from NNSegLib.data.splits import DEFAULT_FOLDS, load_splits
     from NNSegLib.planning.plans import Plans
@@ -433,15 +433,15 @@ def _previous_stage(dataset: Path | str, work: Path | str | None, configuration:
         return None
     try:
         prev = Plans.load(ws.plans).configuration(configuration).previous_stage
-    except (KeyError, ValueError):
+    except (KeyError, NNSegError):
         return None
     if not prev:
         return None
     try:
         n_folds = len(load_splits(ws.splits)) if ws.splits.is_file() else DEFAULT_FOLDS
-    except Exception:   # a broken splits file is reported by the training command itself
+    except NNSegError:   # a broken splits file is reported by the training command itself
         n_folds = DEFAULT_FOLDS
-    return prev, [ws.run_dir(prev, k) for k in range(n_folds)]
+    return prev, [ws.run(prev, k) for k in range(n_folds)]
 
 
 def predict_commands(input_dir: Path | str, output_dir: Path | str, model: Path | str,

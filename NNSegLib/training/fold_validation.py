@@ -1,7 +1,7 @@
 """Full-image validation of a fold at the end of training (``validation_summary.json``).
 
-When :func:`NNSegLib.inference.predict.predict_validation` is available, the fold's validation cases
-are segmented exactly as ``nnseg predict`` would (original geometry, files in
+When the raw dataset's labels are at hand, :func:`predict_validation` segments the fold's
+validation cases exactly as ``nnseg predict`` would (original geometry, files in
 ``fold_<k>/validation/``) and evaluated against ``labelsTr`` with
 :func:`NNSegLib.evaluation.evaluate.evaluate_folder`. Otherwise a simpler check runs: a sliding
 window without Gaussian weighting or mirroring over the *preprocessed* arrays, Dice
@@ -16,41 +16,94 @@ from typing import Any
 import numpy as np
 
 from NNSegLib.util.atomic import write_json
+from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.model_folder import ModelFolder
 from NNSegLib.util.progress import Progress
 from NNSegLib.util.workspace import Workspace
 
-SUMMARY_NAME = "validation_summary.json"
+
+def predict_validation(model_dir: Path | str, configuration: str, fold: int | str,
+                       dataset: Path | str, work: Path | str | None = None, *,
+                       device: Any = "auto", tta: bool = True, step: float = 0.5,
+                       progress=None) -> list[Path]:
+    """Predict a fold's validation cases for ``find-best``.
+
+    Writes ``results/<config>/fold_<k>/validation/<case><ending>`` (no postprocessing) and
+    ``<case>_probabilities.npz`` (key ``probabilities``, float16, ``(K, z, y, x)`` on the
+    original grid). A cascade's low-resolution stage also writes each segmentation on the
+    next stage's grid (:func:`~NNSegLib.inference.cascade.export_for_next_stage`). Returns the label
+    files written.
+    """
+    from NNSegLib.data.dataset import list_cases as list_dataset_cases
+    from NNSegLib.data.dataset import load_dataset_json
+    from NNSegLib.data.io import read_channels
+    from NNSegLib.data.splits import fold_cases, load_splits, parse_fold
+    from NNSegLib.inference.model_loader import load_model
+    from NNSegLib.inference.predict import child_progress, predict_case, write_case
+
+    ws = Workspace.for_dataset(dataset, work)
+    spec = load_dataset_json(dataset)
+    by_id = {c.identifier: c for c in list_dataset_cases(spec)}
+    fold = parse_fold(fold)
+    _, val = fold_cases(load_splits(ws.splits), fold, sorted(by_id))
+    missing = [c for c in val if c not in by_id]
+    if missing:
+        raise NNSegError(f"{ws.splits}: validation cases {missing[:5]} are not in {dataset}")
+    model = load_model(model_dir, configuration, [fold], device, tta=tta, step=step,
+                       use_postprocessing=False)
+    folder = ModelFolder(model_dir)
+    out_dir = folder.run(configuration, fold).validation
+    next_stage = model.config.next_stage
+    if next_stage and next_stage not in model.plans.configurations:
+        next_stage = None
+    patches = child_progress(progress)
+    if progress is not None:
+        progress.start("validation", len(val))
+    written = []
+    for case_id in val:
+        images, geometry = read_channels(list(by_id[case_id].images))
+        result = predict_case(images, geometry, model, probabilities=True, postprocess=False,
+                              progress=patches)
+        written.append(write_case(result, geometry, out_dir, case_id, spec.file_ending)[0])
+        if next_stage:
+            from NNSegLib.inference.cascade import export_for_next_stage
+
+            export_for_next_stage(result.labels, images, geometry, model.plans,
+                                  model.plans.configuration(next_stage),
+                                  folder.next_stage_dir(configuration, next_stage), case_id)
+        if progress is not None:
+            progress.advance(case=case_id)
+    if patches is not None and patches is not progress:
+        patches.close()
+    if progress is not None:
+        progress.done()
+    return written
 
 
 def validate_fold(trainer: Any, ws: Workspace, dataset: Path | str | None, configuration: str,
                   fold: int | str, progress: Progress) -> dict:
     """Segment and score the fold's validation cases; write ``validation_summary.json``."""
-    try:
-        from NNSegLib.inference.predict import predict_validation
-    except ImportError:
-        predict_validation = None
     labels_dir = Path(dataset) / "labelsTr" if dataset is not None else None
-    if predict_validation is not None and labels_dir is not None and labels_dir.is_dir():
-        summary = _with_predict(predict_validation, trainer, ws, dataset, configuration, fold,
-                                progress)
+    if labels_dir is not None and labels_dir.is_dir():
+        summary = _with_predict(trainer, ws, dataset, configuration, fold, progress)
     else:
         summary = preprocessed_space_validation(trainer, progress)
-    write_json(trainer.setup.run_dir / SUMMARY_NAME, summary)
+    write_json(ws.run(configuration, fold).validation_summary, summary)
     dice = summary.get("foreground_mean", {}).get("dice")
     if dice is not None:
         progress.message(f"validation ({summary['method']}): mean foreground Dice {dice:.4f}")
     return summary
 
 
-def _with_predict(predict_validation: Any, trainer: Any, ws: Workspace, dataset: Path | str,
-                  configuration: str, fold: int | str, progress: Progress) -> dict:
+def _with_predict(trainer: Any, ws: Workspace, dataset: Path | str, configuration: str,
+                  fold: int | str, progress: Progress) -> dict:
     from NNSegLib.evaluation.evaluate import evaluate_folder
 
     setup = trainer.setup
     predict_validation(ws.results, configuration, fold, dataset, ws.root,
                        device=str(setup.device), progress=progress)
     spec_labels = _labels(dataset)
-    summary = evaluate_folder(Path(dataset) / "labelsTr", setup.run_dir / "validation",
+    summary = evaluate_folder(Path(dataset) / "labelsTr", ws.run(configuration, fold).validation,
                               spec_labels, cases=list(setup.val_cases), workers=1,
                               compute_hd95=False)
     return {"method": "predict_validation", **summary.to_dict()}
@@ -106,4 +159,4 @@ def _nanmean(values: list[float]) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
-__all__ = ["SUMMARY_NAME", "preprocessed_space_validation", "validate_fold"]
+__all__ = ["predict_validation", "preprocessed_space_validation", "validate_fold"]

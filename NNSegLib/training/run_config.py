@@ -22,6 +22,7 @@ from typing import Any
 
 from NNSegLib.util.atomic import write_json
 from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.json_files import load_document
 
 RUN_CONFIG_VERSION = 1
 
@@ -173,13 +174,7 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: Path | str) -> RunConfig:
-        path = Path(path)
-        try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError, TypeError) as e:
-            raise NNSegError(f"{path}: not a readable NNSeg run config ({e})") from e
-        except NNSegError as e:
-            raise NNSegError(f"{path}: {e}") from e
+        return load_document(path, cls.from_dict, what="NNSeg run config")
 
 
 #: Recipe name → field values that differ from the dataclass defaults.

@@ -19,7 +19,6 @@ segmentations (:mod:`NNSegLib.inference.cascade`): train the five ``3d_lowres`` 
 from __future__ import annotations
 
 import argparse
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,11 +35,11 @@ from NNSegLib.training.run_config import (
     parse_assignment,
 )
 from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.model_folder import CHECKPOINT_FINAL, DATASET_JSON, RunFolder
 from NNSegLib.util.progress import Progress
 from NNSegLib.util.workspace import Workspace
 
-RUN_CONFIG_NAME = "run_config.json"
-SUMMARY_NAME = "validation_summary.json"
+TRAINING_SUMMARY = "training_summary.json"
 MODES = ("new", "fresh", "continue", "extend", "validate")
 
 
@@ -53,16 +52,6 @@ class TrainResult:
     stop_reason: str
     best_ema_pseudo_dice: float | None
     validation: dict | None = None
-
-
-def load_plans(ws: Workspace) -> Plans:
-    """The work folder's plan, or a :class:`NNSegError` saying to run ``nnseg plan``."""
-    if not ws.plans.is_file():
-        raise NNSegError(f"{ws.plans}: missing; run `nnseg plan` and `nnseg preprocess` first")
-    try:
-        return Plans.load(ws.plans)
-    except ValueError as e:
-        raise NNSegError(str(e)) from e
 
 
 def resolve_configuration(plans: Plans, name: str, rc: RunConfig) -> ConfigurationPlan:
@@ -82,34 +71,21 @@ def resolve_configuration(plans: Plans, name: str, rc: RunConfig) -> Configurati
     return replace(config, **changes)
 
 
-def resolve_run_config(run_dir: Path, plans: Plans, mode: str, overrides: dict[str, Any]
+def resolve_run_config(run: RunFolder, plans: Plans, mode: str, overrides: dict[str, Any]
                        ) -> RunConfig:
     """A new run's config (recipe defaults + overrides) or the saved one (+ overrides)."""
-    saved = run_dir / RUN_CONFIG_NAME
+    saved = run.run_config
     overrides = dict(overrides)
     if mode in ("continue", "extend", "validate"):
         if not saved.is_file():
             raise NNSegError(f"{saved}: missing; there is no run to {mode}")
         overrides.pop("recipe", None)
         return RunConfig.load(saved).replace(**overrides) if overrides else RunConfig.load(saved)
-    if mode == "new" and (run_dir / ckpt.LATEST).is_file():
-        raise NNSegError(f"{run_dir}: already holds a training run; use --continue, "
+    if mode == "new" and run.latest.is_file():
+        raise NNSegError(f"{run.path}: already holds a training run; use --continue, "
                          "--extend N, or --fresh to start over")
     recipe = overrides.pop("recipe", None) or plans.recipe
     return RunConfig.for_recipe(recipe, **overrides)
-
-
-def copy_model_files(ws: Workspace, dataset: Path | None) -> None:
-    """Put ``plans.json`` and ``dataset.json`` into the model folder (first run only)."""
-    ws.results.mkdir(parents=True, exist_ok=True)
-    if not (ws.results / "plans.json").is_file():
-        shutil.copyfile(ws.plans, ws.results / "plans.json")
-    target = ws.results / "dataset.json"
-    if not target.is_file():
-        for source in (ws.dataset_json, (dataset / "dataset.json") if dataset else None):
-            if source is not None and Path(source).is_file():
-                shutil.copyfile(source, target)
-                break
 
 
 def _fold_split(ws: Workspace, config: ConfigurationPlan, fold: int | str,
@@ -135,13 +111,13 @@ def _previous_stage(ws: Workspace, plans: Plans, config: ConfigurationPlan,
                     cases: list[str]) -> Path:
     """A cascade stage's folder of previous-stage segmentations, checked to be complete."""
     from NNSegLib.data.splits import load_splits
-    from NNSegLib.inference.cascade import previous_stage_folder, require_previous_stage
+    from NNSegLib.inference.cascade import require_previous_stage
 
     prev = config.previous_stage
     if prev not in plans.configurations or plans.configurations[prev].next_stage != config.name:
         raise NNSegError(f"{ws.plans}: {config.name} needs {prev!r} with next_stage "
                          f"{config.name!r} in the plan; re-run `nnseg plan`")
-    folder = previous_stage_folder(ws.results, config)
+    folder = ws.model.next_stage_dir(prev, config.name)
     splits = load_splits(ws.splits) if ws.splits.is_file() else None
     require_previous_stage(folder, cases, config, splits)
     return folder
@@ -195,9 +171,10 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
     progress = progress or Progress()
     fold = parse_fold(fold)
     ws = Workspace.for_dataset(dataset or ".", work)
-    plans = load_plans(ws)
-    run_dir = ws.run_dir(configuration, fold)
-    rc = resolve_run_config(run_dir, plans, mode, overrides or {})
+    plans = Plans.load(ws.plans, hint="nnseg plan")
+    run = ws.run(configuration, fold)
+    run_dir = run.path
+    rc = resolve_run_config(run, plans, mode, overrides or {})
     config = resolve_configuration(plans, configuration, rc)
     device, ctx = _device_and_threads(rc)
     try:
@@ -206,15 +183,16 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
         if config.is_cascade:
             previous = _previous_stage(ws, plans, config, train_cases + val_cases)
             in_channels += plans.num_classes - 1
-        state = _load_state(run_dir, mode)
+        state = _load_state(run, mode)
         if mode == "extend":
             rc = rc.replace(max_epochs=int(state["trainer"]["epoch"]) + extend_epochs)
         if ctx.is_main and mode != "validate":
             if mode == "fresh":
-                _clear_run(run_dir)
+                _clear_run(run)
             run_dir.mkdir(parents=True, exist_ok=True)
-            copy_model_files(ws, Path(dataset) if dataset else None)
-            rc.save(run_dir / RUN_CONFIG_NAME)
+            ws.model.adopt(ws.plans, [ws.dataset_json,
+                                      Path(dataset) / DATASET_JSON if dataset else None])
+            rc.save(run.run_config)
         budget = None if time_budget_minutes is None else 60.0 * time_budget_minutes
         setup = TrainSetup(config, rc, run_dir, folder, tuple(train_cases), tuple(val_cases),
                            fold, in_channels, plans.num_classes, device, ctx, budget, previous)
@@ -222,21 +200,21 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
         if mode == "validate":
             return _validate_only(trainer, state, ws, dataset, configuration, fold, progress)
         if state is not None:
-            _resume(trainer, state, run_dir, configuration, fold, mode, extend_epochs, progress)
+            _resume(trainer, state, run, configuration, fold, mode, extend_epochs, progress)
         reason = trainer.run()
         return _finish(trainer, ws, dataset, configuration, fold, reason, progress)
     finally:
         dist.shutdown(ctx)
 
 
-def _load_state(run_dir: Path, mode: str) -> dict | None:
+def _load_state(run: RunFolder, mode: str) -> dict | None:
     if mode in ("continue", "extend"):
-        return ckpt.load_checkpoint(run_dir / ckpt.LATEST)
+        return ckpt.load_checkpoint(run.latest)
     if mode == "validate":
-        if not (run_dir / ckpt.FINAL).is_file():
-            raise NNSegError(f"{run_dir / ckpt.FINAL}: missing; the run has not finished "
+        if not run.final.is_file():
+            raise NNSegError(f"{run.final}: missing; the run has not finished "
                              "(resume it with --continue)")
-        return ckpt.load_checkpoint(run_dir / ckpt.FINAL)
+        return ckpt.load_checkpoint(run.final)
     return None
 
 
@@ -256,20 +234,20 @@ def _validate_only(trainer: Any, state: dict, ws: Workspace, dataset: Path | str
                        _finite(t["best_ema_dice"]), validation)
 
 
-def _clear_run(run_dir: Path) -> None:
+def _clear_run(run: RunFolder) -> None:
     """Remove the files of an earlier run (``--fresh``)."""
-    from NNSegLib.training.training_log import LOG_NAME, PLOT_NAME
+    from NNSegLib.training.training_log import PLOT_NAME
 
-    for name in (ckpt.LATEST, ckpt.BEST, ckpt.FINAL, LOG_NAME, PLOT_NAME, SUMMARY_NAME,
-                 "training_summary.json"):
-        (run_dir / name).unlink(missing_ok=True)
+    for path in (run.latest, run.best, run.final, run.log, run.path / PLOT_NAME,
+                 run.validation_summary, run.path / TRAINING_SUMMARY):
+        path.unlink(missing_ok=True)
 
 
-def _resume(trainer: Any, state: dict, run_dir: Path, configuration: str, fold: int | str,
+def _resume(trainer: Any, state: dict, run: RunFolder, configuration: str, fold: int | str,
             mode: str, extend_epochs: int, progress: Progress) -> None:
     meta = state["meta"]
     if meta.get("configuration") != configuration or str(meta.get("fold")) != str(fold):
-        raise NNSegError(f"{run_dir / ckpt.LATEST}: belongs to {meta.get('configuration')} "
+        raise NNSegError(f"{run.latest}: belongs to {meta.get('configuration')} "
                          f"fold {meta.get('fold')}, not {configuration} fold {fold}")
     trainer.load_state_dict(state)
     trainer.schedule.max_epochs = trainer.rc.max_epochs  # --epochs may change on --continue
@@ -278,7 +256,7 @@ def _resume(trainer: Any, state: dict, run_dir: Path, configuration: str, fold: 
             raise NNSegError("--extend needs a positive number of epochs")
         trainer.extend(extend_epochs)
     elif trainer.state.finished:
-        raise NNSegError(f"{run_dir}: training already finished "
+        raise NNSegError(f"{run.path}: training already finished "
                          f"({trainer.state.stop_reason}); use --extend N to train longer")
     progress.message(f"resuming {configuration} fold {fold} at epoch {trainer.state.epoch}, "
                      f"iteration {trainer.state.iteration}")
@@ -293,12 +271,12 @@ def _finish(trainer: Any, ws: Workspace, dataset: Path | str | None, configurati
     if ctx.enabled and len(set(checksums)) != 1:
         raise NNSegError(f"ranks ended with different weights (checksums {checksums})")
     if trainer.state.finished:
-        trainer.save(ckpt.FINAL)
+        trainer.save(CHECKPOINT_FINAL)
     validation = None
     if ctx.is_main:
         from NNSegLib.util.atomic import write_json
 
-        write_json(setup.run_dir / "training_summary.json", {
+        write_json(setup.run_dir / TRAINING_SUMMARY, {
             "epochs": trainer.state.epoch, "stop_reason": reason,
             "finished": trainer.state.finished, "best_ema_pseudo_dice": _finite(
                 trainer.state.best_ema_dice), "world_size": ctx.world_size,
@@ -419,6 +397,6 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-__all__ = ["TrainResult", "add_arguments", "copy_model_files", "load_plans",
+__all__ = ["TrainResult", "add_arguments",
            "overrides_from_args", "resolve_configuration", "resolve_run_config", "run",
            "train_fold"]

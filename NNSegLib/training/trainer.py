@@ -31,6 +31,7 @@ from NNSegLib.training.run_config import RunConfig
 from NNSegLib.training.sampler import TRAIN_STREAM, VAL_STREAM, PatchSampler, Prefetcher, batch_rng
 from NNSegLib.training.schedule import EMA, build_schedule
 from NNSegLib.training.training_log import TrainingLog
+from NNSegLib.util.model_folder import CHECKPOINT_BEST, CHECKPOINT_FINAL, CHECKPOINT_LATEST
 from NNSegLib.util.progress import Cancelled, Progress
 
 AUG_STREAM = 2
@@ -56,7 +57,7 @@ class TrainSetup:
         ctx: Distributed context.
         time_budget_s: Wall-clock budget of this invocation (``None`` = unlimited).
         previous_stage: Cascade stage: folder of the previous stage's segmentations
-            (:func:`NNSegLib.inference.cascade.previous_stage_folder`).
+            (:meth:`NNSegLib.util.model_folder.ModelFolder.next_stage_dir`).
     """
 
     config: ConfigurationPlan
@@ -330,7 +331,7 @@ class Trainer:
         """Handle cancellation (raises) and the time budget (returns True) between steps."""
         cancelled, out_of_time = self._should_stop_now()
         if cancelled:
-            self.save(ckpt.LATEST)
+            self.save(CHECKPOINT_LATEST)
             raise Cancelled(f"{self.progress.cancel_token.reason or 'cancelled'}; "
                             f"resume with --continue (epoch {self.state.epoch}, "
                             f"iteration {self.state.iteration} saved)")
@@ -338,8 +339,8 @@ class Trainer:
             self.state.stop_reason = "time budget used"
             if self.setup.ctx.is_main:
                 self.log.maybe_plot(force=True)
-            self.save(ckpt.LATEST)
-            self.save(ckpt.FINAL)
+            self.save(CHECKPOINT_LATEST)
+            self.save(CHECKPOINT_FINAL)
             return True
         return False
 
@@ -482,9 +483,9 @@ class Trainer:
         if self.setup.ctx.is_main:
             self.log.append(record)
             self.log.maybe_plot(force=self.state.finished)
-            self.save(ckpt.LATEST)
+            self.save(CHECKPOINT_LATEST)
             if improved:
-                self.save(ckpt.BEST)
+                self.save(CHECKPOINT_BEST)
         self.progress.done()
         self.progress.event("epoch", **record)
         dice = ", ".join("-" if d is None else f"{d:.3f}" for d in record["pseudo_dice"])

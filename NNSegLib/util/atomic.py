@@ -79,10 +79,9 @@ def write_json(path: Path | str, obj: Any, indent: int | None = 2) -> None:
     write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
 
 
-def read_json(path: Path | str) -> Any:
-    """Read a JSON file."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def copy_file(source: Path | str, path: Path | str) -> None:
+    """Atomically copy ``source`` to ``path`` (content only, normal permissions)."""
+    write_bytes(path, Path(source).read_bytes())
 
 
 def save_npy(path: Path | str, array: np.ndarray) -> None:

@@ -9,10 +9,7 @@ Layout (all paths below ``root``)::
                                       <case>.json (properties), <case>_locs.npz
     splits_final.json                 5-fold splits (written once by nnseg train)
     results/                          the *model folder* (what ``nnseg predict -m`` takes)
-        plans.json, dataset.json
-        <config>/fold_<k>/            one training run (see NNSegLib.training.train)
-        postprocessing.json           nnseg find-best
-        best_configuration.json       nnseg find-best
+        (layout: NNSegLib.util.model_folder)
 
 No environment variables: every command takes ``DATASET`` and ``--work DIR`` (default
 ``./nnseg_work/<dataset folder name>``).
@@ -22,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from NNSegLib.util.model_folder import ModelFolder, RunFolder
 
 
 @dataclass(frozen=True)
@@ -58,8 +57,17 @@ class Workspace:
 
     @property
     def results(self) -> Path:
-        """The model folder."""
+        """The model folder's path."""
         return self.root / "results"
 
+    @property
+    def model(self) -> ModelFolder:
+        """The model folder (:class:`~NNSegLib.util.model_folder.ModelFolder`)."""
+        return ModelFolder(self.results)
+
+    def run(self, configuration: str, fold: int | str) -> RunFolder:
+        """One training run's folder."""
+        return self.model.run(configuration, fold)
+
     def run_dir(self, configuration: str, fold: int | str) -> Path:
-        return self.results / configuration / f"fold_{fold}"
+        return self.run(configuration, fold).path

@@ -12,16 +12,12 @@ import torch
 from conftest import make_case, write_dataset
 
 from NNSegLib.data.io import Geometry
-from NNSegLib.inference.cascade import (
-    missing_predictions,
-    next_stage_folder,
-    previous_stage_folder,
-    require_previous_stage,
-)
+from NNSegLib.inference.cascade import missing_predictions, require_previous_stage
 from NNSegLib.network import checkpoint as ckpt
 from NNSegLib.planning.plans import ConfigurationPlan, IntensityProperties, Plans
 from NNSegLib.preprocessing.preprocess import preprocess_case, preprocess_labels
 from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.model_folder import CHECKPOINT_FINAL, ModelFolder
 from NNSegLib.util.workspace import Workspace
 
 FAST = {"max_epochs": 2, "iterations_per_epoch": 3, "val_iterations": 1, "num_threads": 1,
@@ -63,8 +59,7 @@ def test_preprocess_labels_matches_preprocess_case():
 
 def test_missing_predictions_name_the_low_res_folds(tmp_path: Path):
     config = cascade_plans().configuration("3d_cascade_fullres")
-    folder = previous_stage_folder(tmp_path / "results", config)
-    assert folder == next_stage_folder(tmp_path / "results", "3d_lowres", "3d_cascade_fullres")
+    folder = ModelFolder(tmp_path / "results").next_stage_dir(config.previous_stage, config.name)
     assert folder == tmp_path / "results/3d_lowres/predicted_next_stage/3d_cascade_fullres"
     folder.mkdir(parents=True)
     np.save(folder / "a.npy", np.zeros((1, 2, 2, 2), np.int8))
@@ -74,8 +69,6 @@ def test_missing_predictions_name_the_low_res_folds(tmp_path: Path):
     with pytest.raises(NNSegError, match=r"2 of 3 are missing \(b, c\).*fold\(s\) 1, 2"):
         require_previous_stage(folder, ["a", "b", "c"], config, splits)
     require_previous_stage(folder, ["a"], config, splits)   # complete: no error
-    with pytest.raises(NNSegError, match="not a cascade"):
-        previous_stage_folder(tmp_path, cascade_plans().configuration("3d_lowres"))
 
 
 def _prepared_work(tmp_path: Path) -> tuple[Path, Workspace, Plans]:
@@ -109,7 +102,7 @@ def test_cascade_trains_on_low_res_cross_validation(tmp_path: Path):
 
     for fold in range(5):
         _train(dataset, ws, "3d_lowres", fold)
-    folder = next_stage_folder(ws.results, "3d_lowres", "3d_cascade_fullres")
+    folder = ws.model.next_stage_dir("3d_lowres", "3d_cascade_fullres")
     assert sorted(p.stem for p in folder.glob("*.npy")) == cases
     splits = json.loads(ws.splits.read_text())
     for case in cases:
@@ -124,7 +117,7 @@ def test_cascade_trains_on_low_res_cross_validation(tmp_path: Path):
 
     result = _train(dataset, ws, "3d_cascade_fullres", 0)
     run_dir = ws.run_dir("3d_cascade_fullres", 0)
-    state = ckpt.load_checkpoint(run_dir / ckpt.FINAL)
+    state = ckpt.load_checkpoint(run_dir / CHECKPOINT_FINAL)
     assert state["meta"]["num_input_channels"] == 1 + 2     # image + one-hot c1, c2
     first = [v for k, v in state["network"].items() if v.ndim == 5][0]
     assert first.shape[1] == 3
@@ -148,7 +141,7 @@ def test_validate_only_rewrites_next_stage_inputs(tmp_path: Path):
     with pytest.raises(NNSegError, match="no run to validate"):
         _train(dataset, ws, "3d_lowres", 1, mode="validate")
     _train(dataset, ws, "3d_lowres", 1)
-    folder = next_stage_folder(ws.results, "3d_lowres", "3d_cascade_fullres")
+    folder = ws.model.next_stage_dir("3d_lowres", "3d_cascade_fullres")
     val = json.loads(ws.splits.read_text())[1]["val"]
     written = sorted(p.stem for p in folder.glob("*.npy"))
     assert written == sorted(val)

@@ -7,56 +7,17 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import write_dataset, write_image
+from conftest import make_model_folder, write_image
 
 from NNSegLib.cli import main
 from NNSegLib.inference.model_loader import load_model
-from NNSegLib.inference.nnseg_model import default_configuration, trained_folds
-from NNSegLib.inference.predict import predict_array, predict_validation
-from NNSegLib.network.checkpoint import make_meta, save_checkpoint
-from NNSegLib.network.network import build_network
-from NNSegLib.planning.plans import ConfigurationPlan, IntensityProperties, Plans
+from NNSegLib.inference.predict import predict_array
+from NNSegLib.network.checkpoint import save_checkpoint
 from NNSegLib.util.atomic import write_json
 from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.model_folder import ModelFolder
 
 ROTATED = (0.0, -1.0, 0.0, 0.866025403784, 0.0, -0.5, 0.5, 0.0, 0.866025403784)
-DATASET = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "a": 1, "b": 2},
-           "numTraining": 6, "file_ending": ".nii.gz"}
-
-
-def _config(name="3d_fullres", patch=(16, 16, 16)) -> ConfigurationPlan:
-    lowres = name == "3d_lowres"
-    return ConfigurationPlan(
-        name=name, spatial_dims=len(patch), data_identifier=name,
-        spacing=(2.0, 2.0, 2.0) if lowres else (1.0, 1.0, 1.0),
-        median_shape=(24, 32, 32), patch_size=patch, batch_size=2,
-        strides=((1,) * len(patch), (2,) * len(patch)), kernel_sizes=((3,) * len(patch),) * 2,
-        features_per_stage=(4, 8),
-        previous_stage="3d_lowres" if name == "3d_cascade_fullres" else None,
-        next_stage="3d_cascade_fullres" if lowres else None)
-
-
-def make_model_folder(root: Path, folds=("0", "1"), configs=("3d_fullres",),
-                      checkpoint="checkpoint_final.pt") -> Path:
-    cfgs = {c: _config(c, (16, 16) if c == "2d" else (16, 16, 16)) for c in configs}
-    plans = Plans(dataset_name="T", recipe="v2", memory_budget_gb=1.0,
-                  channel_names={"0": "MRI"}, labels=dict(DATASET["labels"]),
-                  intensity_properties={"0": IntensityProperties(100, 20, 50, 250)},
-                  configurations=cfgs)
-    root.mkdir(parents=True, exist_ok=True)
-    plans.save(root / "plans.json")
-    (root / "dataset.json").write_text(json.dumps(DATASET))
-    for c, cfg in cfgs.items():
-        for i, fold in enumerate(folds):
-            torch.manual_seed(i)
-            channels = 3 if cfg.previous_stage else 1
-            net = build_network(cfg, channels, 3)
-            state = {"network": net.state_dict(),
-                     "meta": make_meta(c, fold, channels, 3, epoch=1), "optimizer": {}}
-            save_checkpoint(root / c / f"fold_{fold}" / checkpoint, state)
-    return root
-
-
 def test_load_model_defaults_and_weights(tmp_path: Path):
     root = make_model_folder(tmp_path / "results")
     model = load_model(root, device="cpu")
@@ -74,18 +35,18 @@ def test_load_model_defaults_and_weights(tmp_path: Path):
 
 def test_configuration_choice(tmp_path: Path):
     root = make_model_folder(tmp_path / "r", configs=("2d", "3d_fullres"))
-    assert default_configuration(root) == "3d_fullres"
+    assert ModelFolder(root).default_configuration() == "3d_fullres"
     (root / "best_configuration.json").write_text(json.dumps({"configuration": "2d"}))
-    assert default_configuration(root) == "2d"
+    assert ModelFolder(root).default_configuration() == "2d"
     model = load_model(root, device="cpu")
     assert model.configuration == "2d" and model.settings.patch_size == (16, 16)
     only2d = make_model_folder(tmp_path / "s", configs=("2d",))
-    assert default_configuration(only2d) == "2d"
+    assert ModelFolder(only2d).default_configuration() == "2d"
 
 
 def test_checkpoint_fallback_and_errors(tmp_path: Path):
     root = make_model_folder(tmp_path / "r", folds=("0",), checkpoint="checkpoint_best.pt")
-    assert trained_folds(root, "3d_fullres") == ["0"]
+    assert ModelFolder(root).trained_folds("3d_fullres") == ["0"]
     assert load_model(root, device="cpu").folds == ["0"]
     with pytest.raises(NNSegError, match="fold"):
         load_model(root, folds=["3"], device="cpu")
@@ -153,26 +114,6 @@ def test_cli_errors_exit_2(tmp_path: Path):
     assert code == 2
     assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "-m",
                  str(tmp_path / "none"), "--quiet"]) == 2
-
-
-def test_predict_validation_writes_labels_and_probabilities(tmp_path: Path):
-    dataset = write_dataset(tmp_path / "Dataset001_T", num_cases=5, shape=(12, 16, 16))
-    work = tmp_path / "work"
-    root = make_model_folder(work / "results", folds=("0",))
-    splits = [{"train": ["case_001", "case_002", "case_003", "case_004"], "val": ["case_000"]}]
-    write_json(work / "splits_final.json", splits)
-    written = predict_validation(work / "results", "3d_fullres", 0, dataset, work,
-                                 device="cpu", tta=False)
-    out = root / "3d_fullres" / "fold_0" / "validation"
-    assert written == [out / "case_000.nii.gz"]
-    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(written[0])))
-    ref = sitk.ReadImage(str(dataset / "imagesTr" / "case_000_0000.nii.gz"))
-    assert labels.shape == sitk.GetArrayFromImage(ref).shape
-    with np.load(out / "case_000_probabilities.npz", allow_pickle=False) as f:
-        probs = f["probabilities"]
-    assert probs.dtype == np.float16 and probs.shape == (3, *labels.shape)
-    agree = (probs.astype(np.float32).argmax(0) == labels).mean()
-    assert agree > 0.99
 
 
 def test_cascade_feeds_low_resolution_prediction(tmp_path: Path, monkeypatch):

@@ -21,6 +21,7 @@ from NNSegLib.training.distributed import (
     parameter_checksum,
     unwrap,
 )
+from NNSegLib.util.model_folder import CHECKPOINT_FINAL
 
 
 def test_single_process_helpers_are_identity():
@@ -71,7 +72,7 @@ def test_torchrun_two_ranks_gloo(tmp_path):
     assert summary["world_size"] == 2 and summary["epochs"] == 2
     checksums = summary["rank_parameter_checksums"]
     assert len(checksums) == 2 and checksums[0] == checksums[1]
-    state = ckpt.load_checkpoint(run_dir / ckpt.FINAL)
+    state = ckpt.load_checkpoint(run_dir / CHECKPOINT_FINAL)
     assert state["meta"]["epoch"] == 2 and "optimizer" in state
     assert not any(k.startswith("module.") for k in state["network"])
     from NNSegLib.network.network import build_network

@@ -16,6 +16,7 @@ from NNSegLib.training.run_config import RunConfig
 from NNSegLib.training.train import train_fold
 from NNSegLib.training.trainer import confusion_counts, dice_from_counts
 from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.model_folder import CHECKPOINT_BEST, CHECKPOINT_FINAL, CHECKPOINT_LATEST
 from NNSegLib.util.progress import Cancelled, CancelToken, Progress
 from NNSegLib.util.workspace import Workspace
 
@@ -57,8 +58,8 @@ def test_tiny_plan_trains_and_loss_decreases(tmp_path):
     result = _train(ws, overrides={"max_epochs": 5, "iterations_per_epoch": 8, "lr": 3e-3})
     run_dir = ws.run_dir("3d_fullres", 0)
     assert result.epochs == 5 and "max_epochs" in result.stop_reason
-    for name in ("run_config.json", ckpt.LATEST, ckpt.BEST, ckpt.FINAL, "log.jsonl",
-                 "progress.png", "validation_summary.json"):
+    for name in ("run_config.json", CHECKPOINT_LATEST, CHECKPOINT_BEST, CHECKPOINT_FINAL,
+                 "log.jsonl", "progress.png", "validation_summary.json"):
         assert (run_dir / name).is_file(), name
     assert (ws.results / "plans.json").is_file() and (ws.results / "dataset.json").is_file()
     assert (ws.splits).is_file()
@@ -69,7 +70,7 @@ def test_tiny_plan_trains_and_loss_decreases(tmp_path):
     assert 0.0 < log[0]["augment_share"] < 1.0
     rc = RunConfig.load(run_dir / "run_config.json")
     assert rc.max_epochs == 5 and rc.recipe == plans.recipe
-    state = ckpt.load_checkpoint(run_dir / ckpt.FINAL)
+    state = ckpt.load_checkpoint(run_dir / CHECKPOINT_FINAL)
     assert state["meta"]["configuration"] == "3d_fullres" and state["meta"]["epoch"] == 5
     assert state["meta"]["num_classes"] == 3 and state["meta"]["num_input_channels"] == 1
     summary = json.loads((run_dir / "validation_summary.json").read_text())
@@ -86,7 +87,7 @@ def test_tiny_plan_trains_and_loss_decreases(tmp_path):
     with torch.no_grad():
         out = net(x)
     net2 = build_network(plans.configuration("3d_fullres"), 1, 3, deep_supervision=False)
-    net2.load_state_dict(ckpt.load_checkpoint(run_dir / ckpt.FINAL)["network"])
+    net2.load_state_dict(ckpt.load_checkpoint(run_dir / CHECKPOINT_FINAL)["network"])
     net2.eval()
     with torch.no_grad():
         assert torch.equal(net2(x), out)
@@ -124,12 +125,12 @@ def test_cancel_mid_epoch_then_continue_is_exact(tmp_path):
     progress = Progress(token, [_CancelAt(token, 1, 2)])
     with pytest.raises(Cancelled, match="--continue"):
         _train(ws_b, progress=progress, **kw)
-    latest = ckpt.load_checkpoint(ws_b.run_dir("3d_fullres", 0) / ckpt.LATEST)
+    latest = ckpt.load_checkpoint(ws_b.run_dir("3d_fullres", 0) / CHECKPOINT_LATEST)
     assert latest["meta"]["epoch"] == 1 and latest["meta"]["iteration"] == 2
     assert len(latest["trainer"]["epoch_losses"]) == 2
     _train(ws_b, mode="continue", **kw)
-    a = ckpt.load_checkpoint(ws_a.run_dir("3d_fullres", 0) / ckpt.FINAL)
-    b = ckpt.load_checkpoint(ws_b.run_dir("3d_fullres", 0) / ckpt.FINAL)
+    a = ckpt.load_checkpoint(ws_a.run_dir("3d_fullres", 0) / CHECKPOINT_FINAL)
+    b = ckpt.load_checkpoint(ws_b.run_dir("3d_fullres", 0) / CHECKPOINT_FINAL)
     for k, v in a["network"].items():
         assert torch.equal(v, b["network"][k]), k
     log_a = (ws_a.run_dir("3d_fullres", 0) / "log.jsonl").read_text().splitlines()
@@ -142,13 +143,13 @@ def test_fold_all_2d_and_time_budget(tmp_path):
     ws, _ = make_work(tmp_path, spatial_dims=2, patch=(16, 16))
     result = _train(ws, fold="all", config="2d", overrides={"max_epochs": 1})
     run_dir = ws.run_dir("2d", "all")
-    assert result.epochs == 1 and (run_dir / ckpt.FINAL).is_file()
+    assert result.epochs == 1 and (run_dir / CHECKPOINT_FINAL).is_file()
     assert not (run_dir / "validation_summary.json").exists()
     assert not ws.splits.exists()
     budget = _train(ws, fold=1, config="2d", time_budget_minutes=1e-6,
                     overrides={"max_epochs": 50})
     assert budget.stop_reason == "time budget used"
-    state = ckpt.load_checkpoint(ws.run_dir("2d", 1) / ckpt.FINAL)
+    state = ckpt.load_checkpoint(ws.run_dir("2d", 1) / CHECKPOINT_FINAL)
     assert state["meta"]["epoch"] == 0 and state["meta"]["iteration"] == 1
     with pytest.raises(NNSegError, match="fold 7 does not exist"):
         _train(ws, fold=7, config="2d")
@@ -173,7 +174,7 @@ def test_cli_sigterm_mid_epoch_then_continue(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "cancelled" in err and "--continue" in err
-    state = ckpt.load_checkpoint(ws.run_dir("3d_fullres", 0) / ckpt.LATEST)
+    state = ckpt.load_checkpoint(ws.run_dir("3d_fullres", 0) / CHECKPOINT_LATEST)
     assert state["meta"]["epoch"] == 0 and state["meta"]["iteration"] >= 2
     done = subprocess.run(cmd[:12] + ["4"] + cmd[13:] + ["--continue"], capture_output=True,
                           text=True, timeout=300)

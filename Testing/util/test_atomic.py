@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from NNSegLib.util.atomic import FILE_MODE, atomic_path, read_json, save_npy, write_json
+from NNSegLib.util.atomic import FILE_MODE, atomic_path, save_npy, write_json
+from NNSegLib.util.json_files import read_json
 
 
 def test_written_files_get_normal_permissions_and_no_temp_leftovers(tmp_path):
