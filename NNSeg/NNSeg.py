@@ -26,7 +26,11 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-CONFIGURATIONS = ["3d_fullres", "2d", "3d_lowres", "3d_cascade_fullres"]
+#: The Train panel's choices, the usual one first: NNSegLib.planning.plans.CONFIGURATIONS
+#: reordered (spelled out so the module loads before NNSegLib's dependencies are installed;
+#: Testing/extension/test_slicer_module.py checks that the two hold the same names).
+TRAIN_CONFIGURATIONS = ["3d_fullres", "2d", "3d_lowres", "3d_cascade_fullres"]
+
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 #: Packages Slicer ships: never (re)installed by this module.
 SLICER_OWNED = ("numpy", "simpleitk", "vtk", "torch")
@@ -76,7 +80,7 @@ class NNSegParameterNode:
     memoryBudgetGB: Annotated[float, WithinRange(1.0, 200.0)] = 8.0
     configurations: str = ""
     # Train
-    trainConfiguration: Annotated[str, Choice(CONFIGURATIONS)] = "3d_fullres"
+    trainConfiguration: Annotated[str, Choice(TRAIN_CONFIGURATIONS)] = "3d_fullres"
     folds: str = "0"
     maxEpochs: Annotated[int, WithinRange(1, 10000)] = 1000
     device: Annotated[str, Choice(DEVICES)] = "auto"
@@ -453,9 +457,9 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def parseFolds(text: str) -> List[str]:
-        from NNSegLib.slicer.jobs import parse_folds
+        from NNSegLib.data.splits import parse_folds
 
-        return parse_folds(text)
+        return [str(f) for f in parse_folds(text)]
 
     @staticmethod
     def parseChannelNames(text: str) -> List[str]:

@@ -83,11 +83,44 @@ def load_or_create_splits(path: Path | str, case_ids: Sequence[str],
 
 def parse_fold(text: str | int) -> int | str:
     """``"0"`` → 0, ``"all"`` → ``"all"``; anything else raises :class:`NNSegError`."""
-    if isinstance(text, int) or str(text).isdigit():
+    if isinstance(text, int) and text >= 0 or str(text).isdigit():
         return int(text)
     if str(text) == "all":
         return "all"
     raise NNSegError(f"fold must be a non-negative integer or 'all', got {text!r}")
+
+
+def parse_folds(folds: str | Sequence[str | int] | None) -> list[int | str]:
+    """Folds as given on the CLI (``["0", "2"]``) or typed in the GUI (``"0-2, 4"``).
+
+    ``"all"`` is kept; empty → ``[]`` (callers read that as "every fold").
+
+    Raises:
+        NNSegError: naming the part that is not a fold, or a fold given twice.
+    """
+    if folds is None:
+        return []
+    if isinstance(folds, str):
+        parts = [p for p in folds.replace(";", ",").replace(" ", ",").split(",") if p]
+    else:
+        parts = [str(f) for f in folds]
+    result: list[int | str] = []
+    for part in parts:
+        if "-" in part and part.count("-") == 1 and all(x.isdigit() for x in part.split("-")):
+            first, last = (int(x) for x in part.split("-"))
+            if first > last:
+                raise NNSegError(f"folds: range {part!r} runs backwards")
+            result += list(range(first, last + 1))
+        else:
+            try:
+                result.append(parse_fold(part))
+            except NNSegError:
+                raise NNSegError(f"folds: {part!r} is not a fold number, range (0-4) or "
+                                 "'all'") from None
+    twice = sorted({str(f) for f in result if result.count(f) > 1})
+    if twice:
+        raise NNSegError(f"folds: {', '.join(twice)} given more than once")
+    return result
 
 
 def fold_cases(splits: list[dict[str, list[str]]], fold: int | str,
@@ -106,4 +139,4 @@ def fold_cases(splits: list[dict[str, list[str]]], fold: int | str,
 
 
 __all__ = ["DEFAULT_FOLDS", "DEFAULT_SEED", "fold_cases", "load_or_create_splits",
-           "load_splits", "make_splits", "parse_fold"]
+           "load_splits", "make_splits", "parse_fold", "parse_folds"]

@@ -60,11 +60,35 @@ def export_for_next_stage(labels: np.ndarray, images: np.ndarray, geometry: Geom
     return path
 
 
+def one_hot_foreground(labels, num_classes: int):
+    """One-hot encode the foreground classes of a label map.
+
+    Args:
+        labels: ``(B, 1, *S)`` integer-valued labels ``0..num_classes-1`` (any dtype).
+        num_classes: ``K``, background included.
+
+    Returns:
+        ``(B, K-1, *S)`` float32 on ``labels.device``; channel ``k-1`` is ``labels == k``.
+    """
+    import torch
+
+    if labels.dim() < 3 or labels.shape[1] != 1:
+        raise ValueError(f"labels must be (B, 1, *S), got {tuple(labels.shape)}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    ks = torch.arange(1, num_classes, device=labels.device)
+    ks = ks.view(1, -1, *([1] * (labels.dim() - 2)))
+    return (labels == ks).to(torch.float32)
+
+
 def one_hot_channels(seg: np.ndarray, num_classes: int) -> np.ndarray:
-    """One-hot foreground channels ``(K-1, z, y, x)`` float32 of a preprocessed label map
+    """One-hot foreground channels ``(K-1, z, y, x)`` float32 of one preprocessed label map
     (``(z, y, x)`` or ``(1, z, y, x)``): the extra input of a cascade stage."""
-    seg = np.asarray(seg).reshape(np.asarray(seg).shape[-3:])
-    return np.stack([(seg == k).astype(np.float32) for k in range(1, num_classes)])
+    import torch
+
+    seg = np.asarray(seg)
+    labels = torch.from_numpy(np.ascontiguousarray(seg.reshape(1, 1, *seg.shape[-3:])))
+    return one_hot_foreground(labels, num_classes)[0].numpy()
 
 
 def missing_predictions(folder: Path, cases: Sequence[str]) -> list[str]:
@@ -98,5 +122,5 @@ def require_previous_stage(folder: Path, cases: Sequence[str], config: Configura
         f"every case, and {len(missing)} of {len(cases)} are missing ({shown}); {hint}")
 
 
-__all__ = ["export_for_next_stage", "missing_predictions", "one_hot_channels",
+__all__ = ["export_for_next_stage", "missing_predictions", "one_hot_channels", "one_hot_foreground",
            "require_previous_stage"]

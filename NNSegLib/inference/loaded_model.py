@@ -101,7 +101,9 @@ def choose_folds(available: Sequence[str], folds: Sequence[str | int] | None,
     Raises:
         NNSegError: naming ``where`` and the missing folds.
     """
-    chosen = [str(f) for f in folds] if folds else list(available)
+    from NNSegLib.data.splits import parse_folds
+
+    chosen = [str(f) for f in parse_folds(folds)] or list(available)
     missing = [f for f in chosen if f not in available]
     if missing or not chosen:
         raise NNSegError(f"{where}: no checkpoint for fold(s) {missing or ['any']}; "

@@ -25,6 +25,7 @@ import numpy as np
 
 from NNSegLib.data.io import SUPPORTED_ENDINGS, Geometry, file_ending
 from NNSegLib.inference.loaded_model import LoadedModel
+from NNSegLib.inference.uncertainty import normalized_entropy
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress
 
@@ -44,19 +45,6 @@ class CasePrediction:
     labels: np.ndarray
     probabilities: np.ndarray | None = None
     uncertainty: np.ndarray | None = None
-
-
-def normalized_entropy(probabilities) -> np.ndarray:
-    """``-Σ p ln p / ln K`` over axis 0 of ``(K, …)`` probabilities, float32 in ``[0, 1]``."""
-    import torch
-
-    p = torch.as_tensor(np.asarray(probabilities), dtype=torch.float32)
-    k = p.shape[0]
-    h = torch.zeros(p.shape[1:], dtype=torch.float32)
-    for c in range(k):   # class by class: no (K, …) temporary
-        pc = p[c].clamp_min(1e-12)
-        h -= pc * torch.log(pc)
-    return (h / float(np.log(k))).clamp_(0.0, 1.0).numpy() if k > 1 else h.numpy()
 
 
 def _with_options(model: LoadedModel, tta: bool | None, step: float | None) -> LoadedModel:
@@ -423,7 +411,6 @@ __all__ = [
     "collect_cases",
     "ensemble_probabilities",
     "network_scores",
-    "normalized_entropy",
     "predict_array",
     "predict_case",
     "predict_files",

@@ -38,12 +38,10 @@ import numpy as np
 
 from NNSegLib.planning.fingerprint import Fingerprint
 from NNSegLib.planning.memory import MemoryModel, estimate_memory_gb
-from NNSegLib.planning.plans import ConfigurationPlan, Plans, apply_overrides
+from NNSegLib.planning.plans import CONFIGURATIONS, ConfigurationPlan, Plans, apply_overrides
 from NNSegLib.planning.topology import Topology, plan_topology
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress
-
-CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
 
 
 @dataclass(frozen=True)
@@ -280,7 +278,7 @@ def plan_dataset(
     configs: dict[str, ConfigurationPlan] = {}
     if "2d" in wanted:
         configs["2d"] = _plan_2d(spacing, shapes, ctx, common)
-    if not is_2d_data and any(c in wanted for c in CONFIGURATIONS[1:]):
+    if not is_2d_data and any(c in wanted for c in CONFIGURATIONS if c != "2d"):
         full = _plan_3d("3d_fullres", spacing, shapes, ctx, common, "3d_fullres", False)
         if "3d_fullres" in wanted:
             configs["3d_fullres"] = full

@@ -20,6 +20,9 @@ from typing import Any
 from NNSegLib.util.atomic import write_json
 from NNSegLib.util.json_files import load_document
 
+#: Every configuration a plan can hold, in the order they are planned and shown.
+CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
+
 PLANS_VERSION = 1
 
 RECIPES = ("paper", "v2")

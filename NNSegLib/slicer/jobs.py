@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import IO, Sequence
 
+from NNSegLib.data.splits import parse_folds
 from NNSegLib.util.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK, NNSegError
 from NNSegLib.util.model_folder import RunFolder
 
@@ -347,30 +348,6 @@ class JobChain:
 # ----------------------------------------------------------------------------------------
 # Command lines of the Slicer module's panels (built here so they are tested headless)
 # ----------------------------------------------------------------------------------------
-def parse_folds(text: str) -> list[str]:
-    """``"0-2, 4"`` → ``["0", "1", "2", "4"]``; ``"all"`` is kept; empty → ``[]``.
-
-    Raises:
-        ValueError: naming the part that is not a fold.
-    """
-    folds: list[str] = []
-    for part in str(text).replace(";", ",").replace(" ", ",").split(","):
-        if not part:
-            continue
-        try:
-            if part == "all":
-                folds.append(part)
-            elif "-" in part:
-                a, b = part.split("-", 1)
-                folds += [str(i) for i in range(int(a), int(b) + 1)]
-            else:
-                folds.append(str(int(part)))
-        except ValueError:
-            raise ValueError(
-                f"folds: {part!r} is not a fold number, range (0-4) or 'all'") from None
-    return list(dict.fromkeys(folds))
-
-
 def _work_args(work: Path | str | None) -> list[str]:
     return ["--work", str(work)] if work is not None and str(work) not in ("", ".") else []
 
@@ -406,7 +383,7 @@ def train_commands(dataset: Path | str, work: Path | str | None, configuration: 
                 commands.append(_train_command(dataset, w, name, str(fold), max_epochs, device,
                                                run.latest.is_file()))
     commands.append(["preprocess", str(dataset), *w, "--configurations", configuration])
-    for fold in parse_folds(folds) or ["0"]:
+    for fold in [str(f) for f in parse_folds(folds)] or ["0"]:
         commands.append(_train_command(dataset, w, configuration, fold, max_epochs, device,
                                        resume))
     return commands
@@ -460,7 +437,7 @@ def predict_commands(input_dir: Path | str, output_dir: Path | str, model: Path 
            "--device", device]
     cmd += [] if tta else ["--no-tta"]
     cmd += ["--uncertainty"] if uncertainty else []
-    fold_list = parse_folds(folds)
+    fold_list = [str(f) for f in parse_folds(folds)]
     cmd += ["--folds", *fold_list] if fold_list else []
     commands.append(cmd)
     return commands

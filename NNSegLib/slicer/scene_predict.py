@@ -18,20 +18,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from NNSegLib.data.io import Geometry
+from NNSegLib.inference.uncertainty import normalized_entropy
 from NNSegLib.slicer import mrml
 from NNSegLib.util.errors import NNSegError
-
-
-def uncertainty_from_probabilities(probabilities: np.ndarray) -> np.ndarray:
-    """Normalized entropy (0 = certain, 1 = uniform) of ``(K, z, y, x)`` class probabilities."""
-    p = np.clip(np.asarray(probabilities, np.float64), 0.0, 1.0)
-    k = p.shape[0]
-    if k < 2:
-        return np.zeros(p.shape[1:], np.float32)
-    plogp = np.zeros_like(p)
-    np.multiply(p, np.log(p, where=p > 0, out=np.zeros_like(p)), out=plogp)
-    entropy = -plogp.sum(axis=0) / np.log(k)
-    return np.clip(entropy, 0.0, 1.0).astype(np.float32)
 
 
 def predict_volumes(
@@ -78,7 +67,7 @@ def predict_volumes(
                                         node=node, name=base)
     unc = None
     if uncertainty and probabilities is not None:
-        unc = mrml.volume_node_from_array(scene, uncertainty_from_probabilities(probabilities),
+        unc = mrml.volume_node_from_array(scene, normalized_entropy(probabilities),
                                           geometry, f"{base} uncertainty")
     return seg, unc
 
@@ -111,11 +100,12 @@ def segment_in_process(
         ``(segmentation node, uncertainty volume node or None)``.
     """
     from NNSegLib import __version__
+    from NNSegLib.data.splits import parse_folds
     from NNSegLib.inference.model_loader import load_model
     from NNSegLib.inference.predict import predict_array
-    from NNSegLib.slicer.jobs import parse_folds
 
-    model = load_model(model_path, folds=parse_folds(folds) or None, device=device, tta=tta)
+    chosen = [str(f) for f in parse_folds(folds)] or None
+    model = load_model(model_path, folds=chosen, device=device, tta=tta)
 
     def predictor(images, geometry):
         return predict_array(images, geometry, model, tta=tta,
@@ -201,4 +191,4 @@ def load_predict_job_result(scene: Any, run: dict, reference_volume: Any,
 
 
 __all__ = ["load_predict_job_result", "predict_volumes", "prepare_predict_job",
-           "segment_in_process", "uncertainty_from_probabilities"]
+           "segment_in_process"]

@@ -9,7 +9,8 @@ p_per_label=0.5`` and
 ``RemoveRandomConnectedComponentFromOneHotEncodingTransform`` with ``p_per_sample=0.2,
 fill_with_other_class_p=0, dont_do_if_covers_more_than_x_percent=0.15, p_per_label=0.5``
 — the values of nnU-Net v2.8). This module does
-the same on torch tensors: :func:`one_hot_foreground` and :func:`augment_previous_stage`.
+the same on torch tensors: :func:`~NNSegLib.inference.cascade.one_hot_foreground` (shared with
+inference) and :func:`augment_previous_stage`.
 
 Differences from nnU-Net:
 
@@ -40,7 +41,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-__all__ = ["CascadeAugmentationConfig", "one_hot_foreground", "augment_previous_stage"]
+__all__ = ["CascadeAugmentationConfig", "augment_previous_stage"]
 
 
 @dataclass(frozen=True)
@@ -79,25 +80,6 @@ class CascadeAugmentationConfig:
     def identity(cls) -> CascadeAugmentationConfig:
         """Every probability 0: the channels pass through unchanged."""
         return cls(p_binary_operator=0.0, p_remove_component=0.0)
-
-
-def one_hot_foreground(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """One-hot encode the foreground classes of a label map.
-
-    Args:
-        labels: ``(B, 1, *S)`` integer-valued labels ``0..num_classes-1`` (any dtype).
-        num_classes: ``K``, background included.
-
-    Returns:
-        ``(B, K-1, *S)`` float32 on ``labels.device``; channel ``k-1`` is ``labels == k``.
-    """
-    if labels.dim() < 3 or labels.shape[1] != 1:
-        raise ValueError(f"labels must be (B, 1, *S), got {tuple(labels.shape)}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    ks = torch.arange(1, num_classes, device=labels.device)
-    ks = ks.view(1, -1, *([1] * (labels.dim() - 2)))
-    return (labels == ks).to(torch.float32)
 
 
 def _or_shifted(dst: torch.Tensor, src: torch.Tensor, axis: int) -> None:
@@ -167,7 +149,7 @@ def augment_previous_stage(onehot: torch.Tensor, config: CascadeAugmentationConf
 
     Args:
         onehot: ``(B, K-1, *S)`` 0/1 foreground channels, 2D or 3D spatial, at most one 1
-            per voxel (e.g. from :func:`one_hot_foreground`).
+            per voxel (e.g. from :func:`~NNSegLib.inference.cascade.one_hot_foreground`).
         config: Probabilities and ranges.
         generator: The only source of randomness.
 

@@ -381,10 +381,10 @@ class Trainer:
         """
         if seg.shape[1] == 1:
             return images, seg
+        from NNSegLib.inference.cascade import one_hot_foreground
         from NNSegLib.training.cascade_augment import (
             CascadeAugmentationConfig,
             augment_previous_stage,
-            one_hot_foreground,
         )
 
         onehot = one_hot_foreground(seg[:, 1:], self.setup.num_classes)

@@ -4,7 +4,13 @@ import json
 
 import pytest
 
-from NNSegLib.data.splits import fold_cases, load_or_create_splits, make_splits, parse_fold
+from NNSegLib.data.splits import (
+    fold_cases,
+    load_or_create_splits,
+    make_splits,
+    parse_fold,
+    parse_folds,
+)
 from NNSegLib.util.errors import NNSegError
 
 
@@ -46,3 +52,17 @@ def test_fold_cases_and_parse():
         fold_cases(s, 5, ids)
     with pytest.raises(NNSegError, match="too few"):
         make_splits(ids[:3])
+
+
+def test_parse_folds_from_the_cli_and_the_gui():
+    assert parse_folds("0-2, 4") == [0, 1, 2, 4]
+    assert parse_folds(["3", "all"]) == [3, "all"]
+    assert parse_folds("all") == ["all"] and parse_folds("") == [] and parse_folds(None) == []
+    with pytest.raises(NNSegError, match="'x' is not a fold"):
+        parse_folds("0,x")
+    with pytest.raises(NNSegError, match="1 given more than once"):
+        parse_folds("1,1;3")
+    with pytest.raises(NNSegError, match="0 given more than once"):
+        parse_folds(["0", "0"])
+    with pytest.raises(NNSegError, match="runs backwards"):
+        parse_folds("3-1")

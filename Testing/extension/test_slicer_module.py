@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from NNSegLib.planning.plans import CONFIGURATIONS
+
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "NNSeg" / "NNSeg.py"
 UI = REPO / "NNSeg" / "Resources" / "UI" / "NNSeg.ui"
@@ -113,13 +115,18 @@ def test_parameter_fields_map_to_widgets(tree, ui):
 
 
 def _resolve(node: ast.AST, tree: ast.Module) -> str:
-    """Source of a literal, following one module-level name (``CONFIGURATIONS``)."""
+    """Source of a choice list, following one module-level name (``TRAIN_CONFIGURATIONS``)."""
     if isinstance(node, ast.Name):
         for stmt in tree.body:
             if isinstance(stmt, ast.Assign) and any(
                     getattr(t, "id", None) == node.id for t in stmt.targets):
                 return ast.unparse(stmt.value)
     return ast.unparse(node)
+
+
+def test_train_choices_are_the_plan_configurations(tree):
+    source = _resolve(ast.Name("TRAIN_CONFIGURATIONS"), tree)
+    assert sorted(ast.literal_eval(source)) == sorted(CONFIGURATIONS)
 
 
 def test_widget_defaults_match_parameter_defaults(tree, ui):

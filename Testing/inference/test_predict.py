@@ -12,12 +12,12 @@ from NNSegLib.data.io import Geometry, SimpleITKIO
 from NNSegLib.inference.loaded_model import LoadedModel
 from NNSegLib.inference.predict import (
     collect_cases,
-    normalized_entropy,
     predict_array,
     predict_case,
     predict_files,
 )
 from NNSegLib.inference.sliding_window import SlidingWindowSettings
+from NNSegLib.inference.uncertainty import normalized_entropy
 from NNSegLib.planning.plans import ConfigurationPlan, IntensityProperties, Plans
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Cancelled, Progress
@@ -120,9 +120,11 @@ def test_ensemble_is_mean_of_fold_softmaxes():
 
 
 def test_uncertainty_is_normalized_entropy():
-    p = np.array([[1.0, 0.5, 1 / 3], [0.0, 0.5, 1 / 3], [0.0, 0.0, 1 / 3]], np.float32)
+    p = np.array([[1.0, 0.5, 1 / 3, 0.9], [0.0, 0.5, 1 / 3, 0.1], [0.0, 0.0, 1 / 3, 0.0]],
+                 np.float32)
     h = normalized_entropy(p)
-    np.testing.assert_allclose(h, [0.0, np.log(2) / np.log(3), 1.0], atol=1e-5)
+    two = -(0.9 * np.log(0.9) + 0.1 * np.log(0.1)) / np.log(3)
+    np.testing.assert_allclose(h, [0.0, np.log(2) / np.log(3), 1.0, two], atol=1e-5)
     image = np.zeros((1, 8, 16, 16), np.float32)
     geo = Geometry((8, 16, 16), (1.0,) * 3, (0.0,) * 3, (1, 0, 0, 0, 1, 0, 0, 0, 1))
     model = make_model([Constant([0.0, 0.0, 0.0])])

@@ -18,7 +18,6 @@ from NNSegLib.slicer.jobs import (
     estimate_eta,
     format_eta,
     library_root,
-    parse_folds,
     parse_line,
     plan_commands,
     predict_commands,
@@ -165,15 +164,6 @@ def _parse(cmd: list[str]):
 
     parser, _run = _command_parser(cmd[0])
     return parser.parse_args(cmd[1:])
-
-
-def test_parse_folds():
-    assert parse_folds("0-2, 4") == ["0", "1", "2", "4"]
-    assert parse_folds("all") == ["all"]
-    assert parse_folds("1,1;3") == ["1", "3"]
-    assert parse_folds("") == []
-    with pytest.raises(ValueError, match="'x'"):
-        parse_folds("0,x")
 
 
 def test_panel_commands_parse_with_the_real_cli(tmp_path):

@@ -11,19 +11,10 @@ slicer = pytest.importorskip(
 from test_ras_geometry import GEO, assert_geometry_close  # noqa: E402
 from test_scene_dataset import _case  # noqa: E402
 
+from NNSegLib.inference.uncertainty import normalized_entropy  # noqa: E402
 from NNSegLib.slicer import mrml, scene_predict  # noqa: E402
 
 pytestmark = pytest.mark.slicer
-
-
-def test_uncertainty_from_probabilities():
-    p = np.zeros((2, 1, 1, 3))
-    p[:, 0, 0, 0] = [1.0, 0.0]
-    p[:, 0, 0, 1] = [0.5, 0.5]
-    p[:, 0, 0, 2] = [0.9, 0.1]
-    u = scene_predict.uncertainty_from_probabilities(p)
-    h = -(0.9 * np.log(0.9) + 0.1 * np.log(0.1)) / np.log(2)
-    np.testing.assert_allclose(u[0, 0], [0.0, 1.0, h], atol=1e-6)
 
 
 def test_predict_volumes_with_stub_predictor(ctx):
@@ -85,7 +76,7 @@ def test_predict_volumes_with_tiny_untrained_network(ctx):
                                             reference_volume=vols[0])
     np.testing.assert_array_equal(back, labels)
     u, _ = mrml.array_from_volume_node(unc)
-    np.testing.assert_allclose(u, scene_predict.uncertainty_from_probabilities(probs), atol=1e-6)
+    np.testing.assert_allclose(u, normalized_entropy(probs), atol=1e-6)
 
 
 

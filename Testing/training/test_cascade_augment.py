@@ -8,13 +8,13 @@ import math
 import pytest
 import torch
 
+from NNSegLib.inference.cascade import one_hot_foreground
 from NNSegLib.training.cascade_augment import (
     _OPERATORS,
     CascadeAugmentationConfig,
     _dilate,
     _erode,
     augment_previous_stage,
-    one_hot_foreground,
 )
 
 DILATE, ERODE, CLOSE, OPEN = _OPERATORS
