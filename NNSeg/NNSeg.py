@@ -469,7 +469,7 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
     def planSteps(dataset, work, recipe: str, memoryGB: float,
                   configurations: str) -> List[List[str]]:
         """Commands of the Plan panel: fingerprint, then plan with the overrides."""
-        from NNSegLib.slicer.jobs import plan_commands
+        from NNSegLib.slicer.panel_commands import plan_commands
 
         return plan_commands(dataset, work, recipe, memoryGB, configurations)
 
@@ -477,7 +477,7 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
     def trainSteps(dataset, work, configuration: str, folds: str, maxEpochs: int,
                    device: str, resume: bool) -> List[List[str]]:
         """Commands of the Train panel: preprocess, then one training run per fold."""
-        from NNSegLib.slicer.jobs import train_commands
+        from NNSegLib.slicer.panel_commands import train_commands
 
         return train_commands(dataset, work, configuration, folds, maxEpochs, device, resume)
 

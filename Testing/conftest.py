@@ -139,3 +139,73 @@ def make_model_folder(root: Path, folds=("0", "1"), configs=("3d_fullres",),
                      "meta": make_meta(c, fold, channels, 3, epoch=1), "optimizer": {}}
             save_checkpoint(root / c / f"fold_{fold}" / checkpoint, state)
     return root
+
+
+# --- preprocessed cases and tiny plans ----------------------------------------------
+
+def write_preprocessed(folder: Path, num_cases: int = 6, shape=(20, 24, 24), num_classes: int = 3,
+                       seed: int = 0) -> list[str]:
+    """Write ``num_cases`` preprocessed cases per the contract in NNSegLib/README.md."""
+    from NNSegLib.util.atomic import save_npy, save_npz
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = []
+    for i in range(num_cases):
+        image, label = make_case(rng, shape, num_classes)
+        image = (image - image.mean()) / image.std()
+        ident = f"case_{i:03d}"
+        save_npy(folder / f"{ident}.npy", image[None].astype(np.float32))
+        save_npy(folder / f"{ident}_seg.npy", label[None].astype(np.int8))
+        locs = {f"class_{k}": np.argwhere(label == k).astype(np.int32)
+                for k in range(1, num_classes) if (label == k).any()}
+        save_npz(folder / f"{ident}_locs.npz", **locs)
+        (folder / f"{ident}.json").write_text(json.dumps({
+            "spacing": [1.0, 1.0, 1.0], "shape_after_crop": list(shape),
+            "shape_after_resample": list(shape),
+            "bbox": [[0, s] for s in shape]}))
+        ids.append(ident)
+    return ids
+
+
+def tiny_plans(patch=(16, 16, 16), batch_size=2, num_classes=3, spatial_dims=3,
+               recipe="paper"):
+    """A plan with one tiny configuration (3d_fullres or 2d)."""
+    from NNSegLib.planning.plans import ConfigurationPlan, IntensityProperties, Plans
+
+    nd = spatial_dims
+    name = "3d_fullres" if nd == 3 else "2d"
+    cfg = ConfigurationPlan(
+        name=name, spatial_dims=nd, data_identifier="3d_fullres", spacing=(1.0, 1.0, 1.0),
+        median_shape=(20, 24, 24), patch_size=tuple(patch), batch_size=batch_size,
+        strides=((1,) * nd, (2,) * nd, (2,) * nd), kernel_sizes=((3,) * nd,) * 3,
+        features_per_stage=(4, 8, 16), batch_dice=nd == 2)
+    labels = {"background": 0, **{f"c{k}": k for k in range(1, num_classes)}}
+    return Plans(dataset_name="Tiny", recipe=recipe, memory_budget_gb=1.0,
+                 channel_names={"0": "MRI"}, labels=labels,
+                 intensity_properties={"0": IntensityProperties(0.0, 1.0, -3.0, 3.0)},
+                 configurations={name: cfg})
+
+
+def cascade_plans(num_classes: int = 3):
+    """A tiny plan with 3d_fullres, 3d_lowres (spacing ×2) and 3d_cascade_fullres."""
+    import dataclasses
+
+    from NNSegLib.planning.plans import ConfigurationPlan, IntensityProperties, Plans
+
+    full = ConfigurationPlan(
+        name="3d_fullres", spatial_dims=3, data_identifier="3d_fullres",
+        spacing=(2.0, 1.0, 1.0), median_shape=(24, 32, 32), patch_size=(16, 16, 16),
+        batch_size=2, strides=((1, 1, 1), (2, 2, 2), (2, 2, 2)),
+        kernel_sizes=((3, 3, 3),) * 3, features_per_stage=(4, 8, 16))
+    low = dataclasses.replace(full, name="3d_lowres", data_identifier="3d_lowres",
+                              spacing=(4.0, 2.0, 2.0), median_shape=(12, 16, 16),
+                              patch_size=(8, 16, 16), batch_dice=True,
+                              next_stage="3d_cascade_fullres")
+    cascade = dataclasses.replace(full, name="3d_cascade_fullres", previous_stage="3d_lowres")
+    labels = {"background": 0, **{f"c{k}": k for k in range(1, num_classes)}}
+    return Plans(dataset_name="Tiny", recipe="paper", memory_budget_gb=1.0,
+                 channel_names={"0": "MRI"}, labels=labels,
+                 intensity_properties={"0": IntensityProperties(100.0, 20.0, 50.0, 250.0)},
+                 configurations={"3d_fullres": full, "3d_lowres": low,
+                                 "3d_cascade_fullres": cascade})

@@ -27,7 +27,7 @@ from NNSegLib.data.io import SUPPORTED_ENDINGS, Geometry, file_ending
 from NNSegLib.inference.loaded_model import LoadedModel
 from NNSegLib.inference.uncertainty import normalized_entropy
 from NNSegLib.util.errors import NNSegError
-from NNSegLib.util.progress import Progress
+from NNSegLib.util.progress import Progress, child_progress
 
 PROBABILITIES_KEY = "probabilities"
 
@@ -290,55 +290,6 @@ def predict_files(cases: Sequence[InputCase], out_dir: Path, model: LoadedModel,
     if progress is not None:
         progress.done(written=len(written))
     return written
-
-
-def child_progress(progress):
-    """A second progress sink for patches: a nested tqdm bar for the CLI, else the same."""
-    from NNSegLib.util.progress import TqdmProgress
-
-    if progress is None or not isinstance(progress, TqdmProgress):
-        return progress
-    return _NestedTqdm(progress.cancel_token, progress.listeners,
-                       disable=getattr(progress, "_disable", None))
-
-
-class _NestedTqdm:
-    """Per-patch tqdm bar under the per-case bar, reused for every case and fold."""
-
-    def __init__(self, token, listeners, disable=None) -> None:
-
-        self._base = Progress(token, listeners)
-        self._bar = None
-        self._disable = disable
-
-    def start(self, stage: str, total: int | None = None, **info: Any) -> None:
-        import sys
-
-        from tqdm import tqdm
-
-        if self._bar is None:
-            self._bar = tqdm(total=total, desc=stage, unit="patch", file=sys.stderr,
-                             leave=False, position=1, disable=self._disable,
-                             dynamic_ncols=True)
-        else:
-            self._bar.reset(total=total)
-        self._base.start(stage, total, **info)
-
-    def advance(self, n: int = 1, **info: Any) -> None:
-        if self._bar is not None:
-            self._bar.update(n)
-        self._base.advance(n, **info)
-
-    def done(self, **info: Any) -> None:
-        self._base.done(**info)
-
-    def check_cancelled(self) -> None:
-        self._base.check_cancelled()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 # --- CLI --------------------------------------------------------------------------------

@@ -137,7 +137,7 @@ def prepare_predict_job(
         and ``started`` (``time.time()``).
     """
     from NNSegLib.data.io import SimpleITKIO
-    from NNSegLib.slicer.jobs import predict_commands
+    from NNSegLib.slicer.panel_commands import predict_commands
 
     tmp = Path(tempfile.mkdtemp(prefix="nnseg_"))
     for c, volume in enumerate(volumes):

@@ -39,7 +39,8 @@ def predict_validation(model_dir: Path | str, configuration: str, fold: int | st
     from NNSegLib.data.io import read_channels
     from NNSegLib.data.splits import fold_cases, load_splits, parse_fold
     from NNSegLib.inference.model_loader import load_model
-    from NNSegLib.inference.predict import child_progress, predict_case, write_case
+    from NNSegLib.inference.predict import predict_case, write_case
+    from NNSegLib.util.progress import child_progress
 
     ws = Workspace.for_dataset(dataset, work)
     spec = load_dataset_json(dataset)

@@ -143,6 +143,52 @@ class TqdmProgress(Progress):
             self._bar = None
 
 
+def child_progress(progress):
+    """A second progress sink for patches: a nested tqdm bar for the CLI, else the same."""
+    if progress is None or not isinstance(progress, TqdmProgress):
+        return progress
+    return NestedTqdmProgress(progress.cancel_token, progress.listeners,
+                              disable=getattr(progress, "_disable", None))
+
+
+class NestedTqdmProgress:
+    """Per-patch tqdm bar under the per-case bar, reused for every case and fold."""
+
+    def __init__(self, token, listeners, disable=None) -> None:
+        self._base = Progress(token, listeners)
+        self._bar = None
+        self._disable = disable
+
+    def start(self, stage: str, total: int | None = None, **info: Any) -> None:
+        import sys
+
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=total, desc=stage, unit="patch", file=sys.stderr,
+                             leave=False, position=1, disable=self._disable,
+                             dynamic_ncols=True)
+        else:
+            self._bar.reset(total=total)
+        self._base.start(stage, total, **info)
+
+    def advance(self, n: int = 1, **info: Any) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+        self._base.advance(n, **info)
+
+    def done(self, **info: Any) -> None:
+        self._base.done(**info)
+
+    def check_cancelled(self) -> None:
+        self._base.check_cancelled()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
 class JsonLinesWriter:
     """A listener writing each event as one JSON line (flushed) to a stream."""
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import make_case, write_dataset
+from conftest import cascade_plans, make_case, write_dataset
 
 from NNSegLib.data.io import Geometry
 from NNSegLib.inference.cascade import missing_predictions, require_previous_stage
 from NNSegLib.network import checkpoint as ckpt
-from NNSegLib.planning.plans import ConfigurationPlan, IntensityProperties, Plans
+from NNSegLib.planning.plans import Plans
 from NNSegLib.preprocessing.preprocess import preprocess_case, preprocess_labels
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.model_folder import CHECKPOINT_FINAL, ModelFolder
@@ -22,26 +21,6 @@ from NNSegLib.util.workspace import Workspace
 
 FAST = {"max_epochs": 2, "iterations_per_epoch": 3, "val_iterations": 1, "num_threads": 1,
         "device": "cpu", "batch_size": 2}
-
-
-def cascade_plans(num_classes: int = 3) -> Plans:
-    """A tiny plan with 3d_fullres, 3d_lowres (spacing ×2) and 3d_cascade_fullres."""
-    full = ConfigurationPlan(
-        name="3d_fullres", spatial_dims=3, data_identifier="3d_fullres",
-        spacing=(2.0, 1.0, 1.0), median_shape=(24, 32, 32), patch_size=(16, 16, 16),
-        batch_size=2, strides=((1, 1, 1), (2, 2, 2), (2, 2, 2)),
-        kernel_sizes=((3, 3, 3),) * 3, features_per_stage=(4, 8, 16))
-    low = dataclasses.replace(full, name="3d_lowres", data_identifier="3d_lowres",
-                              spacing=(4.0, 2.0, 2.0), median_shape=(12, 16, 16),
-                              patch_size=(8, 16, 16), batch_dice=True,
-                              next_stage="3d_cascade_fullres")
-    cascade = dataclasses.replace(full, name="3d_cascade_fullres", previous_stage="3d_lowres")
-    labels = {"background": 0, **{f"c{k}": k for k in range(1, num_classes)}}
-    return Plans(dataset_name="Tiny", recipe="paper", memory_budget_gb=1.0,
-                 channel_names={"0": "MRI"}, labels=labels,
-                 intensity_properties={"0": IntensityProperties(100.0, 20.0, 50.0, 250.0)},
-                 configurations={"3d_fullres": full, "3d_lowres": low,
-                                 "3d_cascade_fullres": cascade})
 
 
 def test_preprocess_labels_matches_preprocess_case():
@@ -153,7 +132,7 @@ def test_validate_only_rewrites_next_stage_inputs(tmp_path: Path):
 
 
 def test_sampler_cuts_previous_stage_with_the_labels(tmp_path: Path):
-    from test_sampler import write_preprocessed
+    from conftest import write_preprocessed
 
     from NNSegLib.training.sampler import PatchSampler
 
@@ -177,7 +156,7 @@ def test_sampler_cuts_previous_stage_with_the_labels(tmp_path: Path):
 
 
 def test_trainer_turns_previous_stage_into_one_hot_inputs(tmp_path: Path):
-    from test_sampler import write_preprocessed
+    from conftest import write_preprocessed
 
     from NNSegLib.training.run_config import RunConfig
     from NNSegLib.training.trainer import Trainer, TrainSetup

@@ -19,9 +19,6 @@ from NNSegLib.slicer.jobs import (
     format_eta,
     library_root,
     parse_line,
-    plan_commands,
-    predict_commands,
-    train_commands,
 )
 
 EMITTER = """
@@ -156,61 +153,3 @@ def test_chain_runs_steps_in_order_and_stops_on_failure(tmp_path):
     failing.wait(timeout=60)
     assert failing.status is JobStatus.BAD_INPUT and len(failing.jobs) == 1
     assert failing.error_message() == "bad.nii.gz: broken"
-
-
-def _parse(cmd: list[str]):
-    """Parse a command with the real CLI parser of that command (catches wrong flags)."""
-    from NNSegLib.cli import _command_parser
-
-    parser, _run = _command_parser(cmd[0])
-    return parser.parse_args(cmd[1:])
-
-
-def test_panel_commands_parse_with_the_real_cli(tmp_path):
-    ds, work = tmp_path / "Dataset001_X", tmp_path / "work"
-    fp, plan = plan_commands(ds, work, "v2", 11.5, "2d, 3d_fullres")
-    a = _parse(fp)
-    assert a.dataset == ds and a.work == work
-    a = _parse(plan)
-    assert (a.recipe, a.gpu_memory_gb, a.configurations) == ("v2", 11.5, ["2d", "3d_fullres"])
-    assert "--configurations" not in plan_commands(ds, None)[1]
-    pre, t0, t3 = train_commands(ds, work, "3d_fullres", "0,3", 40, "cpu", resume=True)
-    assert _parse(pre).configurations == ["3d_fullres"]
-    a = _parse(t3)
-    assert (a.configuration, a.fold, a.epochs, a.device, a.continue_) == (
-        "3d_fullres", "3", 40, "cpu", True)
-    assert _parse(t0).fold == "0"
-    (pred,) = predict_commands(tmp_path / "in", tmp_path / "out", tmp_path / "model",
-                               "0-1", "cpu", tta=False, uncertainty=True)
-    a = _parse(pred)
-    assert (a.folds, a.no_tta, a.uncertainty, a.device) == (["0", "1"], True, True, "cpu")
-    imp, pred2 = predict_commands("in", "out", tmp_path / "m.zip", import_dir=tmp_path / "imp")
-    assert _parse(imp).dest == tmp_path / "imp"
-    assert _parse(pred2).model == tmp_path / "imp" and "--folds" not in pred2
-
-
-def test_cascade_training_first_trains_the_unfinished_low_res_folds(tmp_path):
-    from test_cascade import cascade_plans
-
-    from NNSegLib.util.workspace import Workspace
-
-    ds, work = tmp_path / "Dataset001_X", tmp_path / "work"
-    ws = Workspace(work)
-    cascade_plans().save(ws.plans)
-    for fold in (0, 1):   # fold 0 finished, fold 1 interrupted
-        ws.run_dir("3d_lowres", fold).mkdir(parents=True)
-        (ws.run_dir("3d_lowres", fold) / "checkpoint_latest.pt").write_bytes(b"")
-    (ws.run_dir("3d_lowres", 0) / "checkpoint_final.pt").write_bytes(b"")
-    commands = train_commands(ds, work, "3d_cascade_fullres", "0", 5, "cpu")
-    parsed = [_parse(c) for c in commands]
-    assert [c[0] for c in commands] == ["preprocess"] + ["train"] * 4 + ["preprocess", "train"]
-    assert parsed[0].configurations == ["3d_lowres"]
-    low = parsed[1:5]
-    assert [(a.configuration, a.fold, a.continue_, a.epochs) for a in low] == [
-        ("3d_lowres", "1", True, 5), ("3d_lowres", "2", False, 5), ("3d_lowres", "3", False, 5),
-        ("3d_lowres", "4", False, 5)]
-    assert parsed[5].configurations == ["3d_cascade_fullres"]
-    assert (parsed[6].configuration, parsed[6].fold) == ("3d_cascade_fullres", "0")
-    # Not a cascade, or no plan yet: only the configuration itself.
-    assert len(train_commands(ds, work, "3d_fullres", "0")) == 2
-    assert len(train_commands(ds, tmp_path / "none", "3d_cascade_fullres", "0")) == 2

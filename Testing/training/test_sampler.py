@@ -1,13 +1,9 @@
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
-from conftest import make_case
+from conftest import write_preprocessed
 
-from NNSegLib.planning.plans import ConfigurationPlan, IntensityProperties, Plans
 from NNSegLib.training.sampler import (
     PatchSampler,
     Prefetcher,
@@ -17,48 +13,7 @@ from NNSegLib.training.sampler import (
     load_case,
     patch_bounds,
 )
-from NNSegLib.util.atomic import save_npy, save_npz
 from NNSegLib.util.errors import NNSegError
-
-
-def write_preprocessed(folder: Path, num_cases: int = 6, shape=(20, 24, 24), num_classes: int = 3,
-                       seed: int = 0) -> list[str]:
-    """Write ``num_cases`` preprocessed cases per the contract in NNSegLib/README.md."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    ids = []
-    for i in range(num_cases):
-        image, label = make_case(rng, shape, num_classes)
-        image = (image - image.mean()) / image.std()
-        ident = f"case_{i:03d}"
-        save_npy(folder / f"{ident}.npy", image[None].astype(np.float32))
-        save_npy(folder / f"{ident}_seg.npy", label[None].astype(np.int8))
-        locs = {f"class_{k}": np.argwhere(label == k).astype(np.int32)
-                for k in range(1, num_classes) if (label == k).any()}
-        save_npz(folder / f"{ident}_locs.npz", **locs)
-        (folder / f"{ident}.json").write_text(json.dumps({
-            "spacing": [1.0, 1.0, 1.0], "shape_after_crop": list(shape),
-            "shape_after_resample": list(shape),
-            "bbox": [[0, s] for s in shape]}))
-        ids.append(ident)
-    return ids
-
-
-def tiny_plans(patch=(16, 16, 16), batch_size=2, num_classes=3, spatial_dims=3,
-               recipe="paper") -> Plans:
-    """A plan with one tiny configuration (3d_fullres or 2d)."""
-    nd = spatial_dims
-    name = "3d_fullres" if nd == 3 else "2d"
-    cfg = ConfigurationPlan(
-        name=name, spatial_dims=nd, data_identifier="3d_fullres", spacing=(1.0, 1.0, 1.0),
-        median_shape=(20, 24, 24), patch_size=tuple(patch), batch_size=batch_size,
-        strides=((1,) * nd, (2,) * nd, (2,) * nd), kernel_sizes=((3,) * nd,) * 3,
-        features_per_stage=(4, 8, 16), batch_dice=nd == 2)
-    labels = {"background": 0, **{f"c{k}": k for k in range(1, num_classes)}}
-    return Plans(dataset_name="Tiny", recipe=recipe, memory_budget_gb=1.0,
-                 channel_names={"0": "MRI"}, labels=labels,
-                 intensity_properties={"0": IntensityProperties(0.0, 1.0, -3.0, 3.0)},
-                 configurations={name: cfg})
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from test_sampler import tiny_plans, write_preprocessed
+from conftest import tiny_plans, write_preprocessed
 
 from NNSegLib.network import checkpoint as ckpt
 from NNSegLib.training.run_config import RunConfig

@@ -1,0 +1,111 @@
+"""The ``nnseg`` command lines the Slicer module's panels run (built here, tested headless).
+
+Each function returns the argument lists of one panel action; the module runs them one
+after the other with :class:`~NNSegLib.slicer.jobs.JobChain`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from NNSegLib.data.splits import parse_folds
+from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.model_folder import RunFolder
+
+
+def _work_args(work: Path | str | None) -> list[str]:
+    return ["--work", str(work)] if work is not None and str(work) not in ("", ".") else []
+
+
+def plan_commands(dataset: Path | str, work: Path | str | None = None, recipe: str = "paper",
+                  memory_gb: float = 8.0, configurations: str = "") -> list[list[str]]:
+    """Fingerprint, then plan with the panel's overrides."""
+    w = _work_args(work)
+    plan = ["plan", str(dataset), *w, "--recipe", recipe, "--gpu-memory-gb", f"{memory_gb:g}"]
+    configs = configurations.replace(",", " ").split()
+    if configs:
+        plan += ["--configurations", *configs]
+    return [["fingerprint", str(dataset), *w], plan]
+
+
+def train_commands(dataset: Path | str, work: Path | str | None, configuration: str,
+                   folds: str = "0", max_epochs: int | None = None, device: str = "auto",
+                   resume: bool = False) -> list[list[str]]:
+    """Preprocess the configuration, then train each fold (``--continue`` to resume).
+
+    A cascade stage (its plan names a ``previous_stage``) first gets the previous stage's
+    cross-validation folds that have not finished (resumed where a checkpoint exists): the cascade
+    trains on their cross-validation segmentations.
+    """
+    w = _work_args(work)
+    commands = []
+    previous = _previous_stage(dataset, work, configuration)
+    if previous is not None:
+        name, runs = previous
+        commands.append(["preprocess", str(dataset), *w, "--configurations", name])
+        for fold, run in enumerate(runs):
+            if not run.is_finished:
+                commands.append(_train_command(dataset, w, name, str(fold), max_epochs, device,
+                                               run.latest.is_file()))
+    commands.append(["preprocess", str(dataset), *w, "--configurations", configuration])
+    for fold in [str(f) for f in parse_folds(folds)] or ["0"]:
+        commands.append(_train_command(dataset, w, configuration, fold, max_epochs, device,
+                                       resume))
+    return commands
+
+
+def _train_command(dataset: Path | str, w: list[str], configuration: str, fold: str,
+                   max_epochs: int | None, device: str, resume: bool) -> list[str]:
+    cmd = ["train", str(dataset), configuration, fold, *w, "--device", device]
+    cmd += ["--epochs", str(max_epochs)] if max_epochs else []
+    cmd += ["--continue"] if resume else []
+    return cmd
+
+
+def _previous_stage(dataset: Path | str, work: Path | str | None, configuration: str
+                    ) -> tuple[str, list[RunFolder]] | None:
+    """``(previous stage, its run folders)`` when the plan makes ``configuration`` a
+    cascade stage, else ``None`` (also when there is no plan yet)."""
+    from NNSegLib.data.splits import DEFAULT_FOLDS, load_splits
+    from NNSegLib.planning.plans import Plans
+    from NNSegLib.util.workspace import Workspace
+
+    ws = Workspace.for_dataset(dataset, work if work not in ("", None) else None)
+    if not ws.plans.is_file():
+        return None
+    try:
+        prev = Plans.load(ws.plans).configuration(configuration).previous_stage
+    except (KeyError, NNSegError):
+        return None
+    if not prev:
+        return None
+    try:
+        n_folds = len(load_splits(ws.splits)) if ws.splits.is_file() else DEFAULT_FOLDS
+    except NNSegError:   # a broken splits file is reported by the training command itself
+        n_folds = DEFAULT_FOLDS
+    return prev, [ws.run(prev, k) for k in range(n_folds)]
+
+
+def predict_commands(input_dir: Path | str, output_dir: Path | str, model: Path | str,
+                     folds: str = "", device: str = "auto", tta: bool = True,
+                     uncertainty: bool = False,
+                     import_dir: Path | str | None = None) -> list[list[str]]:
+    """Predict a folder of ``case_XXXX`` files; a ``.zip`` model is imported first."""
+    commands = []
+    model = Path(model)
+    if model.suffix.lower() == ".zip":
+        if import_dir is None:
+            raise ValueError(f"{model}: a model package needs a folder to import it to")
+        commands.append(["import-model", str(model), "--dest", str(import_dir)])
+        model = Path(import_dir)
+    cmd = ["predict", "-i", str(input_dir), "-o", str(output_dir), "-m", str(model),
+           "--device", device]
+    cmd += [] if tta else ["--no-tta"]
+    cmd += ["--uncertainty"] if uncertainty else []
+    fold_list = [str(f) for f in parse_folds(folds)]
+    cmd += ["--folds", *fold_list] if fold_list else []
+    commands.append(cmd)
+    return commands
+
+
+__all__ = ["plan_commands", "predict_commands", "train_commands"]
