@@ -24,6 +24,7 @@ setup: $(VENV)/.installed
 
 test: setup
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 test-all: setup
@@ -34,6 +35,7 @@ demo: setup
 
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

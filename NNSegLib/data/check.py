@@ -251,7 +251,8 @@ def check_case(case: Case, spec: DatasetSpec, keep_arrays: bool = False) -> Case
             _compare_geometry(reference, geo, path, f"channel {case.images[0].name}", problems)
         _check_finite(array, path, problems)
         images.append(array)
-    label, values = None, ()
+    label: np.ndarray | None = None
+    values: tuple[int, ...] = ()
     if case.label is not None:
         read = _read(io, case.label, problems)
         if read is not None:

@@ -123,7 +123,7 @@ def load_dataset_json(root: Path | str) -> DatasetSpec:
         name=str(raw.get("name", root.name)),
         channel_names=channel_names,
         labels=label_map,
-        file_ending=ending,
+        file_ending=str(ending),
         num_training=num_training,
         raw=raw,
     )

@@ -186,7 +186,7 @@ def generate_case(index: int, kind: str = "mr", seed: int = 0,
     origin = tuple(float(v) for v in np.round(rng.uniform(-150, 150, 3), 3))
     direction = random_direction(rng, 10.0) if index % 3 == 2 else (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)
     coords = [(np.arange(n, dtype=np.float32) - (n - 1) / 2) * s for n, s in zip(shape, spacing)]
-    half = tuple(n * s / 2 for n, s in zip(shape, spacing))
+    half = (shape[0] * spacing[0] / 2, shape[1] * spacing[1] / 2, shape[2] * spacing[2] / 2)
     anatomy = draw_anatomy(rng, half, kind)
     r = 0.85 * min(half[1], half[2])
     image = np.empty(shape, np.int16 if kind == "ct" else np.float32)

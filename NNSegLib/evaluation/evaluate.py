@@ -257,8 +257,8 @@ def _labels_for(args: argparse.Namespace, ending: str | None) -> tuple[dict[str,
 
 def run(args: argparse.Namespace, progress: Progress) -> int:
 
-    labels, ending = _labels_for(args, args.file_ending)
-    ending = ending or None
+    labels, found_ending = _labels_for(args, args.file_ending)
+    ending: str | None = found_ending or None
     cases = None
     if args.only_predicted:
         ending = ending or guess_file_ending(args.ref_dir)

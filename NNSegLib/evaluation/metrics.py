@@ -205,7 +205,8 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
     return tuple(slices)
 
 
-def _union_box(a: slice | None, b: slice | None) -> tuple[slice, ...] | None:
+def _union_box(a: tuple[slice, ...] | None, b: tuple[slice, ...] | None
+               ) -> tuple[slice, ...] | None:
     if a is None:
         return b
     if b is None:

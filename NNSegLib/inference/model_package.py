@@ -129,6 +129,7 @@ def export_model(model_dir: Path | str, out_zip: Path | str,
         wanted = choose_folds(folder.trained_folds(cfg), folds, model_dir / cfg)
         for fold in wanted:
             ckpt = folder.run(cfg, fold).checkpoint()
+            assert ckpt is not None  # choose_folds only returns folds with a checkpoint
             files[f"{cfg}/fold_{fold}/{CHECKPOINT_FINAL}"] = _weights_bytes(ckpt, fold, cfg)
         exported[cfg] = wanted
     manifest = {

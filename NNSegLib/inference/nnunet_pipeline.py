@@ -192,7 +192,7 @@ class NNUNetPipeline:
         shape_before = tuple(data.shape[1:])
         mask = ndimage.binary_fill_holes(np.any(data != 0, axis=0))
         box = _bbox(mask)
-        data = data[(slice(None), *box)]
+        data = data[tuple([slice(None), *box])]
         mask = mask[box]
         target = self._target_spacing(spacing)
         new_shape = [int(round(s / t * n)) for s, t, n in zip(spacing, target, data.shape[1:])]
@@ -227,7 +227,8 @@ class NNUNetPipeline:
         out = np.zeros((*lead, *properties["shape_before_cropping"]), dtype=array.dtype)
         if fill_background:
             out[0] = 1
-        out[(Ellipsis, *[slice(a, b) for a, b in properties["bbox"]])] = array
+        region: tuple = (Ellipsis, *[slice(a, b) for a, b in properties["bbox"]])
+        out[region] = array
         axes = [i + len(lead) for i in self.transpose_backward]
         return out.transpose([*range(len(lead)), *axes])
 

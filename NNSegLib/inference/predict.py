@@ -88,6 +88,7 @@ def network_scores(images: np.ndarray, geometry: Geometry, model: LoadedModel,
                                         device=model.device, progress=progress,
                                         channels_last=model.channels_last)
         total = scores if total is None else total.add_(scores)
+    assert total is not None  # a model has at least one network
     total /= len(model.networks)
     return total, properties
 
@@ -105,6 +106,7 @@ def ensemble_probabilities(images: np.ndarray, geometry: Geometry,
         else:
             total += probs
             del probs
+    assert total is not None  # at least one member
     total /= len(members)
     return total
 

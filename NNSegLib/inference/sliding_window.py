@@ -95,12 +95,11 @@ def gaussian_importance_map(patch_size: Sequence[int], sigma_scale: float = 1.0 
     """
     import torch
 
-    weights = None
+    weights = torch.ones((), dtype=torch.float64)
     for size in patch_size:
         sigma = max(size * sigma_scale, 1e-6)
         pos = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
-        axis = torch.exp(-0.5 * (pos / sigma) ** 2)
-        weights = axis if weights is None else weights[..., None] * axis
+        weights = weights[..., None] * torch.exp(-0.5 * (pos / sigma) ** 2)
     weights = weights / weights.max()
     return weights.clamp_min(floor).to(torch.float32)
 
@@ -112,13 +111,13 @@ def nnunet_style_gaussian(patch_size: Sequence[int], sigma_scale: float = 1.0 / 
     """
     import torch
 
-    weights = None
+    weights = torch.ones((), dtype=torch.float64)
     for size in patch_size:
         sigma = size * sigma_scale
         radius = int(4.0 * sigma + 0.5)
         pos = torch.arange(size, dtype=torch.float64) - size // 2
         axis = torch.exp(-0.5 * (pos / sigma) ** 2) * (pos.abs() <= radius)
-        weights = axis if weights is None else weights[..., None] * axis
+        weights = weights[..., None] * axis
     weights = (weights / weights.max() * 10).to(torch.float16)
     zero = weights == 0
     if zero.any():

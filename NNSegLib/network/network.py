@@ -248,7 +248,7 @@ def prepare_network(net: UNet, device: torch.device | str) -> nn.Module:
     else:
         net.set_memory_format(torch.contiguous_format)
     if net.options.compile:
-        return torch.compile(net)
+        return torch.compile(net)  # type: ignore[return-value]  # a Module at run time
     return net
 
 

@@ -206,6 +206,7 @@ def _fingerprint_job(case, spec, num_samples: int, seed: int):
     checked = check_case(case, spec, keep_arrays=True)
     if not checked.ok or checked.label is None or not checked.images:
         return checked.without_arrays(), None
+    assert checked.geometry is not None  # a case that reads has a geometry
     stats = case_statistics(case.identifier, checked.images, checked.label,
                             checked.geometry.spacing, num_samples, seed)
     return checked.without_arrays(), stats
@@ -258,6 +259,7 @@ def compute_fingerprint(dataset: Path | str, workers: int = 2, progress=None,
         if progress is not None:
             progress.message(problem.format(), level="warning")
     spec = layout.spec
+    assert spec is not None  # raise_if_errors: dataset.json was readable
     ordered = [results[c.identifier] for c in layout.training]
     channels = {}
     for c in range(spec.num_channels):

@@ -312,7 +312,7 @@ def _rows(cfg: ConfigurationPlan) -> dict[str, str]:
     first_kernels = [_x(k) for k in cfg.kernel_sizes[:3]]
     return {
         "data": cfg.data_identifier,
-        "spacing (mm)": _x(round(s, 4) for s in cfg.spacing),
+        "spacing (mm)": _x([round(s, 4) for s in cfg.spacing]),
         "median shape": _x(cfg.median_shape),
         "patch": _x(cfg.patch_size),
         "batch": str(cfg.batch_size),

@@ -132,6 +132,7 @@ def ensemble_case(case: str, sources: Sequence[Path], geometry_from: Path, out: 
             raise NNSegError(f"{src}: probabilities shape {probs.shape} != {total.shape} of "
                              f"{sources[0]}")
         total = probs if total is None else total + probs
+    assert total is not None  # sources is not empty
     _, geometry = io_.read(geometry_from)
     if tuple(total.shape[1:]) != tuple(geometry.shape):
         raise NNSegError(f"{sources[0]}: probabilities grid {total.shape[1:]} != "

@@ -233,7 +233,7 @@ def restore_labels(probabilities: Any, properties: dict,
         labels[better] = k
         best[better] = r[better]
     if _is_torch(labels):
-        labels = labels.cpu().numpy()
+        labels = labels.cpu().numpy()  # type: ignore[union-attr]  # a tensor here
     dtype = np.uint8 if probabilities.shape[0] <= 256 else np.int16
     out = np.zeros(shape, dtype=dtype)
     out[_box(properties)] = labels

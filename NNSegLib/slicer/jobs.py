@@ -100,7 +100,7 @@ class Job:
         child_env.update(env or {})
         kwargs: dict = {}
         if os.name == "nt":  # pragma: no cover - Windows only
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+            kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
         try:
             self.process = subprocess.Popen(
                 self.command,

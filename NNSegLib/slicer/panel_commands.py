@@ -48,8 +48,8 @@ def train_commands(dataset: Path | str, work: Path | str | None, configuration: 
                 commands.append(_train_command(dataset, w, name, str(fold), max_epochs, device,
                                                run.latest.is_file()))
     commands.append(["preprocess", str(dataset), *w, "--configurations", configuration])
-    for fold in [str(f) for f in parse_folds(folds)] or ["0"]:
-        commands.append(_train_command(dataset, w, configuration, fold, max_epochs, device,
+    for name in [str(f) for f in parse_folds(folds)] or ["0"]:
+        commands.append(_train_command(dataset, w, configuration, name, max_epochs, device,
                                        resume))
     return commands
 

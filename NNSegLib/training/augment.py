@@ -104,7 +104,8 @@ class AugmentationConfig:
     @classmethod
     def identity(cls) -> AugmentationConfig:
         """Every probability 0."""
-        zero = {f.name: 0.0 for f in dataclasses.fields(cls) if f.name.startswith("p_")}
+        zero: dict[str, Any] = {f.name: 0.0 for f in dataclasses.fields(cls)
+                                if f.name.startswith("p_")}
         zero["p_blur_per_channel"] = 0.5
         zero["p_lowres_per_channel"] = 0.5
         return cls(recipe="none", **zero)
@@ -119,7 +120,8 @@ class AugmentationConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown augmentation fields {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**values)
 
 
 def _uniform(gen: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:

@@ -11,7 +11,7 @@ against the preprocessed labels.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -52,7 +52,7 @@ def predict_validation(model_dir: Path | str, configuration: str, fold: int | st
         raise NNSegError(f"{ws.splits}: validation cases {missing[:5]} are not in {dataset}")
     model = load_model(model_dir, configuration, [fold], device, tta=tta, step=step,
                        use_postprocessing=False)
-    folder = ModelFolder(model_dir)
+    folder = ModelFolder(Path(model_dir))
     out_dir = folder.run(configuration, fold).validation
     next_stage = model.config.next_stage
     if next_stage and next_stage not in model.plans.configurations:
@@ -84,8 +84,7 @@ def predict_validation(model_dir: Path | str, configuration: str, fold: int | st
 def validate_fold(trainer: Any, ws: Workspace, dataset: Path | str | None, configuration: str,
                   fold: int | str, progress: Progress) -> dict:
     """Segment and score the fold's validation cases; write ``validation_summary.json``."""
-    labels_dir = Path(dataset) / "labelsTr" if dataset is not None else None
-    if labels_dir is not None and labels_dir.is_dir():
+    if dataset is not None and (Path(dataset) / "labelsTr").is_dir():
         summary = _with_predict(trainer, ws, dataset, configuration, fold, progress)
     else:
         summary = preprocessed_space_validation(trainer, progress)
@@ -155,7 +154,7 @@ def preprocessed_space_validation(trainer: Any, progress: Progress) -> dict:
             "mean": {k: {"dice": v} for k, v in means.items()}, "cases": per_case}
 
 
-def _nanmean(values: list[float]) -> float | None:
+def _nanmean(values: Sequence[float | None]) -> float | None:
     finite = [v for v in values if v is not None and not np.isnan(v)]
     return float(np.mean(finite)) if finite else None
 

@@ -48,7 +48,7 @@ def downsample_target(target: torch.Tensor, shape: Sequence[int]) -> torch.Tenso
     if src == shape:
         return target
     if all(a % b == 0 for a, b in zip(src, shape)):
-        index = (Ellipsis, *[slice(None, None, a // b) for a, b in zip(src, shape)])
+        index: tuple = (Ellipsis, *[slice(None, None, a // b) for a, b in zip(src, shape)])
         return target[index]
     return F.interpolate(target.float(), size=shape, mode="nearest").to(target.dtype)
 
@@ -176,6 +176,7 @@ class DeepSupervisionLoss(nn.Module):
                 continue
             term = w * self.loss(logits, downsample_target(target, logits.shape[2:]))
             total = term if total is None else total + term
+        assert total is not None  # at least one output has a weight
         return total
 
 

@@ -119,10 +119,10 @@ def load_case(folder: Path, identifier: str, previous_stage: Path | None = None
 
 def patch_bounds(shape: Sequence[int], patch: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Lowest and highest allowed patch start per axis (padding where the image is small)."""
-    shape, patch = np.asarray(shape), np.asarray(patch)
-    need = np.maximum(patch - shape, 0)
+    shape_a, patch_a = np.asarray(shape), np.asarray(patch)
+    need = np.maximum(patch_a - shape_a, 0)
     lower = -(need // 2)
-    upper = shape + need // 2 + need % 2 - patch
+    upper = shape_a + need // 2 + need % 2 - patch_a
     return lower, upper
 
 

@@ -184,7 +184,7 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
             previous = _previous_stage(ws, plans, config, train_cases + val_cases)
             in_channels += plans.num_classes - 1
         state = _load_state(run, mode)
-        if mode == "extend":
+        if mode == "extend" and state is not None:
             rc = rc.replace(max_epochs=int(state["trainer"]["epoch"]) + extend_epochs)
         if ctx.is_main and mode != "validate":
             if mode == "fresh":
@@ -197,7 +197,7 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
         setup = TrainSetup(config, rc, run_dir, folder, tuple(train_cases), tuple(val_cases),
                            fold, in_channels, plans.num_classes, device, ctx, budget, previous)
         trainer = Trainer(setup, progress if ctx.is_main else Progress(progress.cancel_token))
-        if mode == "validate":
+        if mode == "validate" and state is not None:
             return _validate_only(trainer, state, ws, dataset, configuration, fold, progress)
         if state is not None:
             _resume(trainer, state, run, configuration, fold, mode, extend_epochs, progress)

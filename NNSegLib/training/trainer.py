@@ -171,14 +171,14 @@ class Trainer:
 
         s, rc = self.setup, self.rc
         options = NetworkOptions(memory_format=MEMORY_FORMATS[rc.channels_last])
-        net = build_network(s.config, s.num_input_channels, s.num_classes,
-                            deep_supervision=rc.deep_supervision, options=options)
-        net = prepare_network(net, self.device)
+        plain = build_network(s.config, s.num_input_channels, s.num_classes,
+                              deep_supervision=rc.deep_supervision, options=options)
+        net = prepare_network(plain, self.device)
         # Some heads get no gradient (the lowest deep-supervision output has loss weight 0;
         # without deep supervision only the top head runs): DDP must be told.
         model = dist.wrap(net, s.ctx, self.device, find_unused=True)
         if rc.compile:
-            model = torch.compile(model)
+            model = torch.compile(model)  # type: ignore[assignment]  # a Module at run time
         return net, model
 
     def _build_loss(self) -> Any:
@@ -468,7 +468,7 @@ class Trainer:
             "lr_reduced": decision.lr_changed,
         }
         improved = st.ema_dice is not None and st.ema_dice > st.best_ema_dice
-        if improved:
+        if st.ema_dice is not None and improved:
             st.best_ema_dice = st.ema_dice
         st.epoch += 1
         st.iteration, st.epoch_losses = 0, []

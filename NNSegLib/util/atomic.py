@@ -94,7 +94,7 @@ def save_npz(path: Path | str, **arrays: np.ndarray) -> None:
     """Atomically save named arrays to an uncompressed ``.npz`` (no pickled objects)."""
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub mistypes **kwds
 
 
 def write_with(path: Path | str, writer: Callable[[Path], None], suffix: str = "") -> None:

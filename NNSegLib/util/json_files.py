@@ -54,7 +54,7 @@ def read_json(path: Path | str, *, expect: type | None = None, hint: str | None 
         raise NNSegError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: "
                          f"{e.msg}){_run_hint(hint, again=True)}") from None
     if expect is not None and not isinstance(data, expect):
-        kind = {dict: "object", list: "list"}.get(expect, expect.__name__)
+        kind = "object" if expect is dict else "list" if expect is list else expect.__name__
         raise NNSegError(f"{path}: expected a JSON {kind} at the top level")
     return data
 
