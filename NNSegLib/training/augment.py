@@ -10,9 +10,12 @@ resolution → inverted gamma → gamma → mirroring.
 
 Spatial: rotation, scaling and elastic deformation of a sample are composed into one
 sampling grid; all transformed samples of the batch go through one ``grid_sample`` for the
-images (linear) and one for the labels (nearest; label values are preserved, outside is
-background 0). Samples without a spatial transform are only cropped, and when no sample
-has one, ``grid_sample`` is not called. Scale ``s`` multiplies the sampling coordinates
+images (linear) and one per label value for the labels (each label's indicator linearly,
+then the largest share wins: :func:`resample_labels_on_grid`; outside is background 0).
+The grid uses ``align_corners=False`` and puts the untransformed output exactly on the voxels
+the centre crop takes, so image and label stay aligned to the sub-voxel whatever the margin
+``Q - P``. Samples without a spatial transform are only cropped, and when no sample has one,
+``grid_sample`` is not called. Scale ``s`` multiplies the sampling coordinates
 (``s < 1`` zooms in). Elastic deformation: normal random displacements on a coarse grid
 (one control point every ``elastic_spacing`` voxels) upsampled linearly to the patch.
 Rotation ranges follow nnU-Net: ±30° about every axis in 3D; ±180° in 2D (±15° for
@@ -238,13 +241,11 @@ class Augmenter:
         grid = self._grid(matrix, elastic[idx], gen, images.shape[2:], images.device)
         rows = idx.to(images.device)
         warped = F.grid_sample(images[rows].float(), grid, mode="bilinear",
-                               padding_mode="zeros", align_corners=True)
-        warped_seg = F.grid_sample(seg[rows].float(), grid, mode="nearest",
-                                   padding_mode="zeros", align_corners=True)
+                               padding_mode="zeros", align_corners=False)
         out_img = out_img.clone()
         out_seg = out_seg.clone()
         out_img[rows] = warped.to(images.dtype)
-        out_seg[rows] = warped_seg.round().to(seg.dtype)
+        out_seg[rows] = resample_labels_on_grid(seg[rows], grid).to(seg.dtype)
         return out_img, out_seg
 
     def _matrices(self, rotate: torch.Tensor, scale: torch.Tensor,
@@ -270,15 +271,24 @@ class Augmenter:
 
     def _grid(self, matrix: torch.Tensor, elastic: torch.Tensor, gen: torch.Generator,
               in_shape: Sequence[int], device: torch.device) -> torch.Tensor:
-        """``grid_sample`` grid ``(N, *P, d)`` (last axis in x, y, z order)."""
+        """``grid_sample`` grid ``(N, *P, d)`` (last axis in x, y, z order, align_corners False).
+
+        Output voxel ``i`` sits at ``u = i - (P - 1) / 2`` from the patch centre and reads the
+        input at ``M·u + e(u) + c`` with ``c = (P - 1) / 2 + (Q - P) // 2``: the untransformed
+        grid lands exactly on the voxels :func:`_center_crop` takes (odd or even margin), so
+        transformed and untransformed samples share one convention, to the voxel.
+        """
         axes = [torch.arange(p, dtype=torch.float32, device=device) - (p - 1) / 2
                 for p in self.patch_size]
         base = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1)  # (*P, d)
         coords = torch.einsum("...j,nij->n...i", base, matrix.to(device))
         if bool(elastic.any()):
             coords = coords + self._elastic(elastic, gen, device)
-        half = torch.tensor([(q - 1) / 2 for q in in_shape], device=device).clamp_min(0.5)
-        return (coords / half).flip(-1)
+        centre = torch.tensor([(p - 1) / 2 + (q - p) // 2 for p, q in zip(self.patch_size,
+                                                                        in_shape)],
+                              dtype=torch.float32, device=device)
+        size = torch.tensor(list(in_shape), dtype=torch.float32, device=device)
+        return ((2 * (coords + centre) + 1) / size - 1).flip(-1)
 
     def _elastic(self, elastic: torch.Tensor, gen: torch.Generator,
                  device: torch.device) -> torch.Tensor:
@@ -441,6 +451,42 @@ def _gamma(x, rows, cfg, gen, inverted: bool) -> None:
     x[rows] = -out if inverted else out
 
 
+def resample_labels_on_grid(seg: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Label maps ``(N, L, *Q)`` sampled at ``grid`` without shifting boundaries.
+
+    Each label's indicator is interpolated linearly (as the image is) and every output voxel
+    takes the label with the largest interpolated share (nnU-Net resamples segmentations the
+    same way): the boundary sits where the image's does, unlike nearest-neighbour sampling,
+    which moves it by up to half a voxel wherever the grid falls between voxels. Outside the
+    input counts as label 0. Ties go to the smaller label value.
+
+    Returns:
+        ``(N, L, *P)`` float tensor of label values.
+    """
+    n, channels = seg.shape[:2]
+    out = torch.zeros((n, channels, *grid.shape[1:-1]), dtype=torch.float32, device=seg.device)
+    for c in range(channels):
+        labels = torch.unique(seg[:, c])
+        if 0 not in labels.tolist():
+            labels = torch.cat([labels.new_zeros(1), labels])
+        best = None
+        for value in labels.tolist():
+            share = F.grid_sample((seg[:, c:c + 1] == value).float(), grid, mode="bilinear",
+                                  padding_mode="zeros", align_corners=False)[:, 0]
+            if value == 0:   # the part of the kernel outside the input is background
+                inside = F.grid_sample(torch.ones_like(seg[:, c:c + 1], dtype=torch.float32),
+                                       grid, mode="bilinear", padding_mode="zeros",
+                                       align_corners=False)[:, 0]
+                share = share + (1 - inside)
+            if best is None:
+                best, out[:, c] = share, float(value)
+            else:
+                better = share > best
+                out[:, c][better] = float(value)
+                best = torch.where(better, share, best)
+    return out
+
+
 def _center_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Centre crop of the spatial axes to ``size`` (no-op when equal)."""
     start = [(s - p) // 2 for s, p in zip(x.shape[2:], size)]
@@ -450,4 +496,5 @@ def _center_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return x[index]
 
 
-__all__ = ["AugmentationConfig", "Augmenter", "apply_intensity", "input_patch_size"]
+__all__ = ["AugmentationConfig", "Augmenter", "apply_intensity", "input_patch_size",
+           "resample_labels_on_grid"]
