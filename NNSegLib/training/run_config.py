@@ -30,6 +30,8 @@ OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("plateau", "poly")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")
+HEAD_INITS = ("he", "prior", "prior_zero")
+PLACEMENTS = ("clip", "centre")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,15 @@ class RunConfig:
         batch_size: Batch size; ``None`` = the plan's.
         patch_size: Patch size; ``None`` = the plan's.
         oversample_foreground: Minimum share of each batch centred on foreground.
+        foreground_placement: Where a foreground-centred patch may sit: ``clip`` moves it
+            back inside the allowed range (the image then sits at a fixed place when it is
+            smaller than the patch); ``centre`` keeps the chosen voxel at the patch centre
+            (padding where needed), which shifts the image within the patch.
+        head_init: Segmentation heads at the start: ``he`` (like every conv), ``prior``
+            (biases = log class frequencies of the first training batches) or
+            ``prior_zero`` (the same with zero weights: every head starts at the prior).
+        warmup_iterations: Learning rate ramped linearly from ``lr / N`` to ``lr`` over the
+            first ``N`` iterations (0 = none).
         deep_supervision: Train with deep-supervision heads.
         grad_clip: Gradient-norm clip (0 = off).
         seed: Seed of every random stream (sampling, augmentation, initialisation).
@@ -95,6 +106,9 @@ class RunConfig:
     batch_size: int | None = None
     patch_size: tuple[int, ...] | None = None
     oversample_foreground: float = 0.33
+    foreground_placement: str = "clip"
+    head_init: str = "he"
+    warmup_iterations: int = 0
     deep_supervision: bool = True
     grad_clip: float = 12.0
     seed: int = 12345
@@ -129,6 +143,13 @@ class RunConfig:
             problems.append(f"lr_schedule {self.lr_schedule!r} not in {LR_SCHEDULES}")
         if self.amp not in AMP_MODES:
             problems.append(f"amp {self.amp!r} not in {AMP_MODES}")
+        if self.foreground_placement not in PLACEMENTS:
+            problems.append(f"foreground_placement {self.foreground_placement!r} not in "
+                            f"{PLACEMENTS}")
+        if self.head_init not in HEAD_INITS:
+            problems.append(f"head_init {self.head_init!r} not in {HEAD_INITS}")
+        if self.warmup_iterations < 0:
+            problems.append("warmup_iterations must be >= 0")
         if self.channels_last not in SWITCHES:
             problems.append(f"channels_last {self.channels_last!r} not in {SWITCHES}")
         for name in ("max_epochs", "iterations_per_epoch", "loader_threads", "prefetch"):

@@ -151,11 +151,14 @@ class PatchSampler:
         oversample_foreground: Minimum share of foreground-centred samples per batch.
         previous_stage: Folder of the previous cascade stage's segmentations (adds a
             second label channel to every batch).
+        foreground_placement: ``clip`` (a foreground-centred patch is moved back into the
+            allowed range) or ``centre`` (the chosen voxel stays at the patch centre).
     """
 
     def __init__(self, folder: Path, case_ids: Sequence[str], patch_size: Sequence[int],
                  batch_size: int, oversample_foreground: float = 0.33,
-                 previous_stage: Path | None = None) -> None:
+                 previous_stage: Path | None = None,
+                 foreground_placement: str = "clip") -> None:
         if not case_ids:
             raise NNSegError(f"{folder}: no cases to sample from")
         if len(patch_size) not in (2, 3):
@@ -166,6 +169,10 @@ class PatchSampler:
         self.batch_size = int(batch_size)
         self.num_foreground = int(math.ceil(self.batch_size * oversample_foreground - 1e-9))
         self.previous_stage = Path(previous_stage) if previous_stage is not None else None
+        if foreground_placement not in ("clip", "centre"):
+            raise NNSegError(f"foreground_placement {foreground_placement!r} not in "
+                             "('clip', 'centre')")
+        self.foreground_placement = foreground_placement
         self._cases: dict[str, CaseArrays] = {}
 
     @property
@@ -211,7 +218,9 @@ class PatchSampler:
             start = [int(rng.integers(lo, hi + 1)) for lo, hi in zip(lower, upper)]
         else:
             centred = np.asarray(voxel) - np.asarray(self.patch_size) // 2
-            start = [int(v) for v in np.clip(centred, lower, upper)]
+            if self.foreground_placement == "clip":
+                centred = np.clip(centred, lower, upper)
+            start = [int(v) for v in centred]
         seg_patch = extract_patch(seg, start, self.patch_size)
         if previous is not None:
             seg_patch = np.concatenate([seg_patch,

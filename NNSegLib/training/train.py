@@ -201,6 +201,12 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
             return _validate_only(trainer, state, ws, dataset, configuration, fold, progress)
         if state is not None:
             _resume(trainer, state, run, configuration, fold, mode, extend_epochs, progress)
+        else:
+            heads = trainer.initialise_heads()
+            if heads is not None:
+                freqs = ", ".join(f"{f:.4f}" for f in heads["class_frequencies"])
+                progress.message(f"segmentation heads start at the class prior [{freqs}] "
+                                 f"({heads['head_init']})")
         reason = trainer.run()
         return _finish(trainer, ws, dataset, configuration, fold, reason, progress)
     finally:

@@ -210,7 +210,8 @@ class Trainer:
         s, rc = self.setup, self.rc
         batch = dist.local_batch_size(s.config.batch_size, s.ctx)
         train = PatchSampler(s.preprocessed, s.train_cases, self.sample_patch, batch,
-                             rc.oversample_foreground, s.previous_stage)
+                             rc.oversample_foreground, s.previous_stage,
+                             rc.foreground_placement)
         val = PatchSampler(s.preprocessed, s.val_cases or s.train_cases, s.config.patch_size,
                            batch, rc.oversample_foreground, s.previous_stage)
         return train, val
@@ -305,8 +306,7 @@ class Trainer:
         """Run the rest of the current epoch's iterations; False if interrupted."""
         st, rc = self.state, self.rc
         lr = self.schedule.lr_at_start(st.epoch)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self._set_lr(lr)
         self.progress.start("train", rc.iterations_per_epoch, epoch=st.epoch)
         if st.iteration:
             self.progress.advance(st.iteration)
@@ -316,6 +316,8 @@ class Trainer:
                             st.iteration, rc.iterations_per_epoch, rc.loader_threads, rc.prefetch)
         try:
             for images, seg in loader:
+                if rc.warmup_iterations:
+                    self._set_lr(lr * self._warmup_factor())
                 st.epoch_losses.append(self._train_step(images, seg))
                 st.iteration += 1
                 self.progress.advance(1, loss=st.epoch_losses[-1])
@@ -326,6 +328,29 @@ class Trainer:
             st.epoch_seconds += time.perf_counter() - t0
             loader.close()
         return True
+
+    def _set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _warmup_factor(self) -> float:
+        """``(step + 1) / warmup_iterations`` during the warm-up, then 1."""
+        step = self.state.epoch * self.rc.iterations_per_epoch + self.state.iteration
+        return min(1.0, (step + 1) / self.rc.warmup_iterations)
+
+    def initialise_heads(self) -> dict[str, Any] | None:
+        """A new run's segmentation heads per ``RunConfig.head_init`` (before any step).
+
+        Returns:
+            What was done (``{"head_init", "class_frequencies"}``) or ``None`` for ``he``.
+        """
+        if self.rc.head_init == "he":
+            return None
+        from NNSegLib.training.initialisation import class_frequencies, initialise_heads
+
+        freqs = class_frequencies(self.train_sampler, self.setup.num_classes, self.rc.seed)
+        initialise_heads(self.network, freqs, zero_weights=self.rc.head_init == "prior_zero")
+        return {"head_init": self.rc.head_init, "class_frequencies": freqs.tolist()}
 
     def _interrupt(self) -> bool:
         """Handle cancellation (raises) and the time budget (returns True) between steps."""

@@ -1,0 +1,50 @@
+"""Starting the segmentation heads at the class prior instead of at random (METHOD §4).
+
+With He-initialised heads the first logits are random, the softmax is near uniform and the
+first updates mostly learn the class frequencies: with SGD momentum 0.99 that step overshoots
+into an all-background prediction that the network then needs many iterations to leave
+(measured in ``bench/RESULTS.md``, section "early phase"). Setting every head's biases to the
+log class frequencies of the training patches (``RunConfig.head_init = "prior"``), optionally
+with zero weights (``"prior_zero"``: every head then starts at exactly the prior), removes
+that first, largest gradient, so the early updates go to the features.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from NNSegLib.training.sampler import PatchSampler, batch_rng
+
+#: The random stream the frequency estimate draws from (not used by training itself).
+PRIOR_STREAM = 3
+
+
+def class_frequencies(sampler: PatchSampler, num_classes: int, seed: int,
+                      batches: int = 4) -> np.ndarray:
+    """Share of each class among the voxels of ``batches`` training batches (no augmentation).
+
+    Every class gets at least ``1e-4`` so its log stays finite.
+    """
+    counts = np.zeros(num_classes, np.float64)
+    for b in range(batches):
+        _, seg = sampler.sample(batch_rng(seed, PRIOR_STREAM, 0, b))
+        labels = np.clip(seg[:, 0].astype(np.int64), 0, num_classes - 1)
+        counts += np.bincount(labels.ravel(), minlength=num_classes)[:num_classes]
+    freqs = np.maximum(counts / max(counts.sum(), 1.0), 1e-4)
+    return freqs / freqs.sum()
+
+
+def initialise_heads(network: Any, frequencies: np.ndarray, zero_weights: bool) -> None:
+    """Biases of every segmentation head := log ``frequencies``; weights 0 if asked."""
+    log_prior = torch.as_tensor(np.log(frequencies), dtype=torch.float32)
+    with torch.no_grad():
+        for head in network.decoder.seg_layers:
+            head.bias.copy_(log_prior.to(head.bias.device, head.bias.dtype))
+            if zero_weights:
+                head.weight.zero_()
+
+
+__all__ = ["PRIOR_STREAM", "class_frequencies", "initialise_heads"]
