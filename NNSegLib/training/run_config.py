@@ -69,6 +69,10 @@ class RunConfig:
             ``prior_zero`` (the same with zero weights: every head starts at the prior).
         warmup_iterations: Learning rate ramped linearly from ``lr / N`` to ``lr`` over the
             first ``N`` iterations (0 = none).
+        budget_probe_iterations: With a time budget, iterations timed before the schedule
+            is fitted to the budget.
+        budget_final_fraction: With a time budget, the share of iterations at the end in
+            which the plateau schedule's learning rate falls linearly to 0.
         deep_supervision: Train with deep-supervision heads.
         grad_clip: Gradient-norm clip (0 = off).
         seed: Seed of every random stream (sampling, augmentation, initialisation).
@@ -109,6 +113,8 @@ class RunConfig:
     foreground_placement: str = "clip"
     head_init: str = "he"
     warmup_iterations: int = 0
+    budget_probe_iterations: int = 8
+    budget_final_fraction: float = 0.2
     deep_supervision: bool = True
     grad_clip: float = 12.0
     seed: int = 12345
@@ -150,6 +156,10 @@ class RunConfig:
             problems.append(f"head_init {self.head_init!r} not in {HEAD_INITS}")
         if self.warmup_iterations < 0:
             problems.append("warmup_iterations must be >= 0")
+        if self.budget_probe_iterations < 3:
+            problems.append("budget_probe_iterations must be >= 3")
+        if not 0.0 <= self.budget_final_fraction < 1.0:
+            problems.append("budget_final_fraction must be in [0, 1)")
         if self.channels_last not in SWITCHES:
             problems.append(f"channels_last {self.channels_last!r} not in {SWITCHES}")
         for name in ("max_epochs", "iterations_per_epoch", "loader_threads", "prefetch"):

@@ -9,8 +9,16 @@ Two schedules, chosen by ``RunConfig.lr_schedule`` from :data:`SCHEDULES`:
   learning rate falls below ``min_lr``.
 - :class:`PolySchedule` (recipe ``v2``): ``lr = lr0 * (1 - epoch / max_epochs) ** 0.9``.
 
-Both stop at ``max_epochs``. Call :meth:`lr_at_start` before each epoch and
-:meth:`end_epoch` after it; the returned :class:`Decision` says whether to go on.
+Both stop at ``max_epochs``. Call :meth:`lr_at_start` before each epoch (or :meth:`lr_at`
+before each iteration) and :meth:`end_epoch` after it; the returned :class:`Decision` says
+whether to go on.
+
+A time budget (``nnseg train --time-budget``) *shapes* the schedule instead of cutting it:
+once the trainer knows how long an iteration takes it calls :meth:`Schedule.fit_iterations`
+with the number of iterations that fit, and the schedule ends exactly there. Poly then
+decays per iteration to 0 at that point; the plateau schedule keeps its rules and adds a
+final phase (the last ``budget_final_fraction`` of the iterations) in which the learning
+rate falls linearly to 0.
 """
 
 from __future__ import annotations
@@ -51,9 +59,33 @@ class Schedule:
         self.config = config
         self.base_lr = config.lr
         self.max_epochs = config.max_epochs
+        #: Iterations the run ends after (set by :meth:`fit_iterations`), else ``None``.
+        self.total_iterations: int | None = None
 
     def lr_at_start(self, epoch: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def lr_at(self, epoch: int, iteration: int) -> float:
+        """Learning rate of ``iteration`` (0-based, within ``epoch``)."""
+        return self.lr_at_start(epoch)
+
+    def fit_iterations(self, total: int) -> None:
+        """End the schedule after ``total`` iterations (from the start of the run)."""
+        per_epoch = self.config.iterations_per_epoch
+        self.total_iterations = max(1, int(total))
+        self.max_epochs = -(-self.total_iterations // per_epoch)
+
+    def iterations_in_epoch(self, epoch: int) -> int:
+        """Training iterations of ``epoch`` (the last epoch of a fitted run may be shorter)."""
+        per_epoch = self.config.iterations_per_epoch
+        if self.total_iterations is None:
+            return per_epoch
+        return max(0, min(per_epoch, self.total_iterations - epoch * per_epoch))
+
+    def _progress(self, epoch: int, iteration: int) -> float:
+        """Fraction of the fitted run done before this iteration."""
+        done = epoch * self.config.iterations_per_epoch + iteration
+        return min(done / max(self.total_iterations or 1, 1), 1.0)
 
     def end_epoch(self, epoch: int, train_loss: float, val_loss: float | None) -> Decision:
         """Record epoch ``epoch`` (0-based) and decide whether to stop after it."""
@@ -64,12 +96,15 @@ class Schedule:
     def extend(self, epochs_done: int, extra: int) -> None:
         """Allow ``extra`` more epochs after ``epochs_done`` (clears early-stop state)."""
         self.max_epochs = epochs_done + extra
+        self.total_iterations = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"max_epochs": self.max_epochs}
+        return {"max_epochs": self.max_epochs, "total_iterations": self.total_iterations}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.max_epochs = int(state["max_epochs"])
+        total = state.get("total_iterations")
+        self.total_iterations = None if total is None else int(total)
 
 
 class PolySchedule(Schedule):
@@ -79,6 +114,12 @@ class PolySchedule(Schedule):
         # After extend() the decay is stretched over the new max_epochs.
         frac = min(epoch / max(self.max_epochs, 1), 1.0)
         return self.base_lr * (1.0 - frac) ** self.config.poly_exponent
+
+    def lr_at(self, epoch: int, iteration: int) -> float:
+        """Per epoch like nnU-Net v2; per iteration once fitted to a time budget."""
+        if self.total_iterations is None:
+            return self.lr_at_start(epoch)
+        return self.base_lr * (1.0 - self._progress(epoch, iteration)) ** self.config.poly_exponent
 
 
 class PlateauSchedule(Schedule):
@@ -96,6 +137,14 @@ class PlateauSchedule(Schedule):
 
     def lr_at_start(self, epoch: int) -> float:
         return self.lr
+
+    def lr_at(self, epoch: int, iteration: int) -> float:
+        """The plateau learning rate; in a fitted run's final phase it falls linearly to 0."""
+        if self.total_iterations is None:
+            return self.lr
+        final = self.config.budget_final_fraction
+        left = 1.0 - self._progress(epoch, iteration)
+        return self.lr * min(1.0, left / final) if final > 0 else self.lr
 
     def end_epoch(self, epoch: int, train_loss: float, val_loss: float | None) -> Decision:
         cfg = self.config

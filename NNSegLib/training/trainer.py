@@ -163,6 +163,8 @@ class Trainer:
         self.log = TrainingLog(setup.run_dir)
         self.dice_ema = EMA(rc.dice_ema_alpha)
         self._started = time.monotonic()
+        self._step_times: list[float] = []
+        self._fit_pending = setup.time_budget_s is not None
 
     # --- construction ---------------------------------------------------------------
     def _build_network(self) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -305,29 +307,63 @@ class Trainer:
     def _train_epoch(self) -> bool:
         """Run the rest of the current epoch's iterations; False if interrupted."""
         st, rc = self.state, self.rc
-        lr = self.schedule.lr_at_start(st.epoch)
-        self._set_lr(lr)
-        self.progress.start("train", rc.iterations_per_epoch, epoch=st.epoch)
+        count = self.schedule.iterations_in_epoch(st.epoch)
+        self.progress.start("train", count, epoch=st.epoch)
         if st.iteration:
             self.progress.advance(st.iteration)
         self.model.train()
         t0 = time.perf_counter()
         loader = Prefetcher(lambda i: self._load_batch(TRAIN_STREAM, st.epoch, i),
-                            st.iteration, rc.iterations_per_epoch, rc.loader_threads, rc.prefetch)
+                            st.iteration, count, rc.loader_threads, rc.prefetch)
         try:
             for images, seg in loader:
-                if rc.warmup_iterations:
-                    self._set_lr(lr * self._warmup_factor())
+                lr = self.schedule.lr_at(st.epoch, st.iteration)
+                self._set_lr(lr * self._warmup_factor() if rc.warmup_iterations else lr)
                 st.epoch_losses.append(self._train_step(images, seg))
                 st.iteration += 1
                 self.progress.advance(1, loss=st.epoch_losses[-1])
-                if st.iteration < rc.iterations_per_epoch and self._interrupt():
+                if self.setup.time_budget_s is not None:
+                    self._step_times.append(time.monotonic())
+                    if self.schedule.total_iterations is None or self._fit_pending:
+                        self._maybe_fit_budget()
+                    count = min(count, self.schedule.iterations_in_epoch(st.epoch))
+                if st.iteration >= count:
+                    break
+                if self._interrupt():
                     return False
         finally:
             st.epoch_wait += loader.wait_seconds
             st.epoch_seconds += time.perf_counter() - t0
             loader.close()
         return True
+
+    def _maybe_fit_budget(self) -> None:
+        """After the probe iterations, fit the schedule to the rest of the time budget."""
+        from NNSegLib.training.budget import final_validation_seconds, fitted_iterations
+
+        s, rc, st = self.setup, self.rc, self.state
+        times = self._step_times
+        if len(times) < rc.budget_probe_iterations + 1 or s.time_budget_s is None:
+            return
+        recent = np.diff(times[1:])   # the first step pays for start-up
+        per_iteration = float(np.median(recent))
+        mirrors = 2 ** s.config.spatial_dims
+        final = (final_validation_seconds(len(s.val_cases), s.config.median_shape,
+                                          s.config.patch_size, s.config.batch_size,
+                                          per_iteration, mirrors)
+                 if rc.final_validation and s.val_cases else 0.0)
+        done = st.epoch * rc.iterations_per_epoch + st.iteration
+        total = fitted_iterations(s.time_budget_s, time.monotonic() - self._started, done,
+                                  per_iteration, rc.iterations_per_epoch, rc.val_iterations,
+                                  final)
+        if s.ctx.enabled:   # every rank must stop after the same iteration
+            total = int(min(dist.gather_floats(float(total), s.ctx)))
+        self.schedule.fit_iterations(min(total, rc.max_epochs * rc.iterations_per_epoch))
+        self._fit_pending = False
+        self.progress.message(
+            f"time budget: {per_iteration:.2f} s per iteration here, so the run ends after "
+            f"{self.schedule.total_iterations} iterations ({self.schedule.max_epochs} epochs; "
+            f"{final:.0f} s kept for the final validation)")
 
     def _set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:

@@ -124,3 +124,31 @@ def test_poly():
     assert s.lr_at_start(99) == pytest.approx(1e-2 * 0.01 ** 0.9)
     assert not s.end_epoch(98, 1.0, 1.0).stop and s.end_epoch(99, 1.0, 1.0).stop
     assert math.isclose(build_schedule(RunConfig()).lr_at_start(0), 3e-4)
+
+
+def test_fitted_poly_decays_per_iteration_to_the_budget_end():
+    cfg = RunConfig.for_recipe("v2", max_epochs=1000, iterations_per_epoch=10)
+    s = build_schedule(cfg)
+    assert s.lr_at(3, 7) == s.lr_at_start(3)   # not fitted: per epoch, like nnU-Net
+    s.fit_iterations(25)
+    assert s.max_epochs == 3 and s.total_iterations == 25
+    assert [s.iterations_in_epoch(e) for e in range(4)] == [10, 10, 5, 0]
+    assert s.lr_at(0, 0) == pytest.approx(1e-2)
+    assert s.lr_at(1, 2) == pytest.approx(1e-2 * (1 - 12 / 25) ** 0.9)
+    assert s.lr_at(2, 4) == pytest.approx(1e-2 * (1 / 25) ** 0.9)
+    assert not s.end_epoch(1, 1.0, 1.0).stop and s.end_epoch(2, 1.0, 1.0).stop
+    again = build_schedule(cfg)
+    again.load_state_dict(s.state_dict())
+    assert again.total_iterations == 25 and again.lr_at(1, 2) == s.lr_at(1, 2)
+    again.extend(3, 5)   # --extend leaves the budget's fit behind
+    assert again.total_iterations is None and again.max_epochs == 8
+
+
+def test_fitted_plateau_ends_with_a_linear_low_lr_phase():
+    cfg = RunConfig.for_recipe("paper", iterations_per_epoch=10, budget_final_fraction=0.2)
+    s = build_schedule(cfg)
+    s.fit_iterations(100)
+    assert s.lr_at(0, 0) == pytest.approx(3e-4) and s.lr_at(7, 9) == pytest.approx(3e-4)
+    assert s.lr_at(8, 0) == pytest.approx(3e-4)          # 20 left of 100: phase starts
+    assert s.lr_at(9, 0) == pytest.approx(3e-4 * 0.5)    # 10 left
+    assert s.lr_at(9, 9) == pytest.approx(3e-4 * 0.05)   # 1 left
