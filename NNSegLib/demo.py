@@ -3,8 +3,12 @@
 ``nnseg demo OUT`` generates the synthetic sample dataset (training cases plus a separate
 test set with references), then runs, through the same CLI entry points a user would call:
 check → fingerprint → plan → preprocess → train (short) → find-best → predict → evaluate,
-and prints the Dice table and the report path. Every step is resumable: running it again
-reuses what is already there.
+and prints the Dice table, the report path and the wall time. Every step is resumable:
+running it again reuses what is already there.
+
+Training does a fixed, seeded amount of work (``--epochs × --iterations-per-epoch``, ending
+with the schedule's low learning-rate phase), so the result does not depend on how busy the
+machine is; ``--train-minutes`` instead fits the run to a wall-clock budget.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from pathlib import Path
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress
 
+#: The demo's fixed training work (fold 0): epochs × iterations per epoch.
+DEMO_EPOCHS = 8
+DEMO_ITERATIONS = 20
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, help="folder for sample data, work folder and results")
@@ -25,14 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="configuration to train (default: 3d_fullres)")
     parser.add_argument("--folds", type=int, nargs="+", default=[0],
                         help="folds to train (default: 0; all five for full cross-validation)")
-    parser.add_argument("--epochs", type=int, default=1000,
-                        help="maximum training epochs (default: 1000; the time budget ends it)")
-    parser.add_argument("--iterations-per-epoch", type=int, default=20,
-                        help="training iterations per epoch (default: 20)")
+    parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS,
+                        help=f"training epochs (default: {DEMO_EPOCHS})")
+    parser.add_argument("--iterations-per-epoch", type=int, default=DEMO_ITERATIONS,
+                        help=f"training iterations per epoch (default: {DEMO_ITERATIONS})")
     parser.add_argument("--val-iterations", type=int, default=4,
                         help="validation batches per epoch (default: 4)")
-    parser.add_argument("--train-minutes", type=float, default=6.0,
-                        help="wall-clock training budget per fold in minutes (default: 6)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    parser.add_argument("--train-minutes", type=float, default=None,
+                        help="fit training to this wall-clock budget per fold instead "
+                             "(minutes; the amount of work then depends on the machine)")
     parser.add_argument("--test-cases", type=int, default=4,
                         help="generated test cases to predict and evaluate (default: 4)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -60,10 +70,12 @@ def _train(dataset: Path, work: Path, cfg: str, fold: int, args: argparse.Namesp
         print(f"=== train fold {fold}: already trained ({run.path})")
         return
     resume = ["--continue"] if run.run_config.is_file() else []
+    budget = (["--time-budget", str(args.train_minutes)] if args.train_minutes
+              else ["--set", "final_phase=true"])
     _step(f"train fold {fold}", [
         "train", str(dataset), cfg, str(fold), "--work", str(work),
         "--epochs", str(args.epochs), "--iterations-per-epoch", str(args.iterations_per_epoch),
-        "--val-iterations", str(args.val_iterations), "--time-budget", str(args.train_minutes),
+        "--val-iterations", str(args.val_iterations), "--seed", str(args.seed), *budget,
         "--device", args.device, *resume, *quiet,
     ])
 
@@ -71,6 +83,7 @@ def _train(dataset: Path, work: Path, cfg: str, fold: int, args: argparse.Namesp
 def run(args: argparse.Namespace, progress: Progress) -> int:
     from NNSegLib.data.sample_data import generate_sample_dataset
 
+    started = time.time()
     out: Path = args.out.resolve()
     dataset = out / "Dataset900_Sample"
     test_set = out / "Dataset901_SampleTest"
@@ -99,5 +112,6 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     report = out / "evaluation"
     _step("evaluate", ["evaluate", str(test_set / "labelsTr"), str(predictions),
                        "--labels", str(test_set / "dataset.json"), "-o", str(report), *quiet])
-    print(f"\nDemo finished. Report: {report / 'report.html'}")
+    print(f"\nDemo finished in {(time.time() - started) / 60:.1f} min. "
+          f"Report: {report / 'report.html'}")
     return 0

@@ -65,7 +65,8 @@ def run_one(args: argparse.Namespace, matched: Path, name: str, sets: list[str],
            "--recipe", "v2", "--epochs", str(args.epochs),
            "--iterations-per-epoch", str(args.iterations), "--val-iterations",
            str(args.val_iterations), "--device", "cpu", "--seed", str(seed),
-           "--no-final-validation", "--quiet", "--progress-json", str(events)]
+           "--no-final-validation", "--quiet", "--progress-json", str(events),
+           "--num-threads", str(args.threads)]
     for s in sets:
         cmd += ["--set", s]
     start = time.time()
@@ -80,7 +81,8 @@ def run_one(args: argparse.Namespace, matched: Path, name: str, sets: list[str],
         "benchmark": "early_phase", "variant": name, "sets": sets, "seed": seed,
         "nnseg_code": code_version(), "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "epochs": args.epochs, "iterations_per_epoch": args.iterations,
-        "val_iterations": args.val_iterations, "wall_s": round(time.time() - start, 1),
+        "val_iterations": args.val_iterations, "threads": args.threads,
+        "wall_s": round(time.time() - start, 1),
         "loss_per_iteration": losses,
         "pseudo_dice_per_epoch": [r["pseudo_dice"] for r in log],
         "mean_pseudo_dice_per_epoch": [r["mean_pseudo_dice"] for r in log],
@@ -142,6 +144,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--iterations", type=int, default=25)
     ap.add_argument("--val-iterations", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads per run (same for every variant; default 1)")
     ap.add_argument("--summarize", action="store_true")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)

@@ -71,8 +71,11 @@ class RunConfig:
             first ``N`` iterations (0 = none).
         budget_probe_iterations: With a time budget, iterations timed before the schedule
             is fitted to the budget.
-        budget_final_fraction: With a time budget, the share of iterations at the end in
-            which the plateau schedule's learning rate falls linearly to 0.
+        final_phase_fraction: Share of the iterations at the end of a fitted run (a time
+            budget, or ``final_phase``) in which the plateau schedule's learning rate falls
+            linearly to 0.
+        final_phase: Fit the schedule to ``max_epochs`` from the start, so a fixed-length
+            run also ends with the final low-lr phase (poly is unaffected).
         deep_supervision: Train with deep-supervision heads.
         grad_clip: Gradient-norm clip (0 = off).
         seed: Seed of every random stream (sampling, augmentation, initialisation).
@@ -114,7 +117,8 @@ class RunConfig:
     head_init: str = "he"
     warmup_iterations: int = 0
     budget_probe_iterations: int = 8
-    budget_final_fraction: float = 0.2
+    final_phase_fraction: float = 0.2
+    final_phase: bool = False
     deep_supervision: bool = True
     grad_clip: float = 12.0
     seed: int = 12345
@@ -158,8 +162,8 @@ class RunConfig:
             problems.append("warmup_iterations must be >= 0")
         if self.budget_probe_iterations < 3:
             problems.append("budget_probe_iterations must be >= 3")
-        if not 0.0 <= self.budget_final_fraction < 1.0:
-            problems.append("budget_final_fraction must be in [0, 1)")
+        if not 0.0 <= self.final_phase_fraction < 1.0:
+            problems.append("final_phase_fraction must be in [0, 1)")
         if self.channels_last not in SWITCHES:
             problems.append(f"channels_last {self.channels_last!r} not in {SWITCHES}")
         for name in ("max_epochs", "iterations_per_epoch", "loader_threads", "prefetch"):

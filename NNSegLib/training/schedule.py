@@ -17,7 +17,7 @@ A time budget (``nnseg train --time-budget``) *shapes* the schedule instead of c
 once the trainer knows how long an iteration takes it calls :meth:`Schedule.fit_iterations`
 with the number of iterations that fit, and the schedule ends exactly there. Poly then
 decays per iteration to 0 at that point; the plateau schedule keeps its rules and adds a
-final phase (the last ``budget_final_fraction`` of the iterations) in which the learning
+final phase (the last ``final_phase_fraction`` of the iterations) in which the learning
 rate falls linearly to 0.
 """
 
@@ -142,7 +142,7 @@ class PlateauSchedule(Schedule):
         """The plateau learning rate; in a fitted run's final phase it falls linearly to 0."""
         if self.total_iterations is None:
             return self.lr
-        final = self.config.budget_final_fraction
+        final = self.config.final_phase_fraction
         left = 1.0 - self._progress(epoch, iteration)
         return self.lr * min(1.0, left / final) if final > 0 else self.lr
 

@@ -153,6 +153,8 @@ class Trainer:
         self.network, self.model = self._build_network()
         self.optimizer = build_optimizer(rc, self.network.parameters())
         self.schedule = build_schedule(rc)
+        if rc.final_phase:
+            self.schedule.fit_iterations(rc.max_epochs * rc.iterations_per_epoch)
         self.amp = amp_dtype(rc, self.device)
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.amp == torch.float16 and self.device.type == "cuda")

@@ -145,7 +145,7 @@ def test_fitted_poly_decays_per_iteration_to_the_budget_end():
 
 
 def test_fitted_plateau_ends_with_a_linear_low_lr_phase():
-    cfg = RunConfig.for_recipe("paper", iterations_per_epoch=10, budget_final_fraction=0.2)
+    cfg = RunConfig.for_recipe("paper", iterations_per_epoch=10, final_phase_fraction=0.2)
     s = build_schedule(cfg)
     s.fit_iterations(100)
     assert s.lr_at(0, 0) == pytest.approx(3e-4) and s.lr_at(7, 9) == pytest.approx(3e-4)
