@@ -37,14 +37,40 @@ def class_frequencies(sampler: PatchSampler, num_classes: int, seed: int,
     return freqs / freqs.sum()
 
 
-def initialise_heads(network: Any, frequencies: np.ndarray, zero_weights: bool) -> None:
-    """Biases of every segmentation head := log ``frequencies``; weights 0 if asked."""
+def initialise_heads(network: Any, frequencies: np.ndarray, zero_weights: bool,
+                     mean_logits: list[torch.Tensor] | None = None) -> None:
+    """Biases of every segmentation head := log ``frequencies`` (minus the head's mean
+    logits per class when given: the mean logit then equals the log frequency); weights 0
+    if asked."""
     log_prior = torch.as_tensor(np.log(frequencies), dtype=torch.float32)
     with torch.no_grad():
-        for head in network.decoder.seg_layers:
-            head.bias.copy_(log_prior.to(head.bias.device, head.bias.dtype))
+        for i, head in enumerate(network.decoder.seg_layers):
+            bias = log_prior if mean_logits is None else log_prior - mean_logits[i].cpu()
+            head.bias.copy_(bias.to(head.bias.device, head.bias.dtype))
             if zero_weights:
                 head.weight.zero_()
 
 
-__all__ = ["PRIOR_STREAM", "class_frequencies", "initialise_heads"]
+def mean_head_logits(network: Any, sampler: PatchSampler, seed: int, patch: tuple[int, ...],
+                     device: torch.device, batches: int = 2) -> list[torch.Tensor]:
+    """Mean logit per class of every segmentation head over ``batches`` training batches
+    (centre-cropped to the network's ``patch``, no augmentation), in ``seg_layers`` order."""
+    from NNSegLib.training.augment import _center_crop
+
+    heads = len(network.decoder.seg_layers)
+    sums = [torch.zeros(network.num_classes) for _ in range(heads)]
+    was_training = network.training
+    network.train()   # every deep-supervision head answers; instance norm is the same
+    with torch.no_grad():
+        for b in range(batches):
+            images, _ = sampler.sample(batch_rng(seed, PRIOR_STREAM, 1, b))
+            x = _center_crop(torch.from_numpy(images), patch).to(device)
+            x = x.contiguous(memory_format=network.memory_format)
+            outputs = network.decoder(network.encoder(x), True)
+            for i, out in enumerate(outputs[::-1]):   # the decoder returns highest first
+                sums[i] += out.float().mean(dim=[0, *range(2, out.ndim)]).cpu()
+    network.train(was_training)
+    return [s / batches for s in sums]
+
+
+__all__ = ["PRIOR_STREAM", "class_frequencies", "initialise_heads", "mean_head_logits"]

@@ -30,7 +30,7 @@ OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("plateau", "poly")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")
-HEAD_INITS = ("he", "prior", "prior_zero")
+HEAD_INITS = ("he", "prior", "prior_zero", "calibrated")
 PLACEMENTS = ("clip", "centre")
 
 
@@ -66,7 +66,9 @@ class RunConfig:
             (padding where needed), which shifts the image within the patch.
         head_init: Segmentation heads at the start: ``he`` (like every conv), ``prior``
             (biases = log class frequencies of the first training batches) or
-            ``prior_zero`` (the same with zero weights: every head starts at the prior).
+            ``prior_zero`` (the same with zero weights: every head starts at the prior) or
+            ``calibrated`` (He weights, biases set so that each class's mean logit over the
+            first training batches equals its log frequency).
         warmup_iterations: Learning rate ramped linearly from ``lr / N`` to ``lr`` over the
             first ``N`` iterations (0 = none).
         budget_probe_iterations: With a time budget, iterations timed before the schedule

@@ -384,10 +384,18 @@ class Trainer:
         """
         if self.rc.head_init == "he":
             return None
-        from NNSegLib.training.initialisation import class_frequencies, initialise_heads
+        from NNSegLib.training.initialisation import (
+            class_frequencies,
+            initialise_heads,
+            mean_head_logits,
+        )
 
         freqs = class_frequencies(self.train_sampler, self.setup.num_classes, self.rc.seed)
-        initialise_heads(self.network, freqs, zero_weights=self.rc.head_init == "prior_zero")
+        means = (mean_head_logits(self.network, self.train_sampler, self.rc.seed,
+                                  tuple(self.setup.config.patch_size), self.device)
+                 if self.rc.head_init == "calibrated" else None)
+        initialise_heads(self.network, freqs, zero_weights=self.rc.head_init == "prior_zero",
+                         mean_logits=means)
         return {"head_init": self.rc.head_init, "class_frequencies": freqs.tolist()}
 
     def _interrupt(self) -> bool:
