@@ -13,6 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
+from NNSegLib.util import options
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress
 
@@ -23,20 +24,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sample dataset variant (default: mr)")
     parser.add_argument("--configuration", default="3d_fullres",
                         help="configuration to train (default: 3d_fullres)")
-    parser.add_argument("--folds", type=int, nargs="+", default=[0],
+    parser.add_argument("--folds", type=options.non_negative_int, nargs="+", default=[0],
                         help="folds to train (default: 0; all five for full cross-validation)")
-    parser.add_argument("--epochs", type=int, default=1000,
+    parser.add_argument("--epochs", type=options.positive_int, default=1000,
                         help="maximum training epochs (default: 1000; the time budget ends it)")
-    parser.add_argument("--iterations-per-epoch", type=int, default=20,
+    parser.add_argument("--iterations-per-epoch", type=options.positive_int, default=20,
                         help="training iterations per epoch (default: 20)")
-    parser.add_argument("--val-iterations", type=int, default=4,
+    parser.add_argument("--val-iterations", type=options.non_negative_int, default=4,
                         help="validation batches per epoch (default: 4)")
-    parser.add_argument("--train-minutes", type=float, default=6.0,
+    parser.add_argument("--train-minutes", type=options.positive_number, default=6.0,
                         help="wall-clock training budget per fold in minutes (default: 6)")
-    parser.add_argument("--test-cases", type=int, default=4,
+    parser.add_argument("--test-cases", type=options.non_negative_int, default=4,
                         help="generated test cases to predict and evaluate (default: 4)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes for I/O stages")
+    parser.add_argument("--workers", type=options.positive_int, default=2,
+                        help="worker processes for I/O stages")
 
 
 def _step(name: str, argv: list[str]) -> None:

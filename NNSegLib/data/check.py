@@ -27,6 +27,7 @@ import numpy as np
 
 from NNSegLib.data.dataset import CHANNEL_RE, Case, DatasetError, DatasetSpec, load_dataset_json
 from NNSegLib.data.io import SUPPORTED_ENDINGS, Geometry, ImageReadError, SimpleITKIO, file_ending
+from NNSegLib.util import options
 from NNSegLib.util.errors import EXIT_BAD_INPUT, EXIT_OK, NNSegError
 from NNSegLib.util.parallel import map_cases
 from NNSegLib.util.progress import Progress
@@ -407,7 +408,7 @@ def sort_problems(problems: Sequence[Problem]) -> list[Problem]:
 # -- CLI ---------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path, help="raw dataset folder (with dataset.json)")
-    parser.add_argument("--workers", type=int, default=2,
+    parser.add_argument("--workers", type=options.positive_int, default=2,
                         help="worker processes reading cases (default: 2; 1 = no pool)")
     parser.add_argument("--no-test", action="store_true",
                         help="do not read the imagesTs cases (file names are still checked)")

@@ -32,6 +32,7 @@ from NNSegLib.evaluation.metrics import (
     case_metrics,
 )
 from NNSegLib.evaluation.summary import CaseResult, Summary
+from NNSegLib.util import options
 from NNSegLib.util.atomic import write_text
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.parallel import map_ordered
@@ -225,12 +226,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="imagesTr-like folder (<case>_0000<ending>) shown under the overlays")
     parser.add_argument("--file-ending", default=None,
                         help="file ending such as .nii.gz (default: dataset.json's, else guessed)")
-    parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    parser.add_argument("--workers", type=options.positive_int, default=2,
+                        help="parallel processes (default 2)")
     parser.add_argument("--only-predicted", action="store_true",
                         help="evaluate only the reference cases that have a prediction "
                              "(default: a missing prediction is an error)")
     parser.add_argument("--no-hd95", action="store_true", help="skip the 95%% Hausdorff distance")
-    parser.add_argument("--worst", type=int, default=3,
+    parser.add_argument("--worst", type=options.non_negative_int, default=3,
                         help="number of worst cases shown as overlays in report.html (default 3)")
     parser.add_argument("--no-report", action="store_true", help="do not write report.html")
 

@@ -26,6 +26,7 @@ import numpy as np
 from NNSegLib.data.io import SUPPORTED_ENDINGS, Geometry, file_ending
 from NNSegLib.inference.loaded_model import LoadedModel
 from NNSegLib.inference.uncertainty import normalized_entropy
+from NNSegLib.util import options
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress, child_progress
 
@@ -311,7 +312,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "3d_fullres, else what exists)")
     parser.add_argument("--no-tta", action="store_true",
                         help="no mirror test-time augmentation (about 8x faster in 3D)")
-    parser.add_argument("--step", type=float, default=0.5,
+    parser.add_argument("--step", type=options.number(0.0, 1.0, low_open=True), default=0.5,
                         help="sliding-window step as a fraction of the patch (default 0.5)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                         help="compute device (default: cuda, else mps, else cpu)")
@@ -325,7 +326,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                         help="network arithmetic (default auto: bf16 on CPUs with native bf16 "
                              "units and fp16 on CUDA; nnU-Net v2 models stay fp32 on CPU)")
-    parser.add_argument("--threads", type=int, default=0,
+    parser.add_argument("--threads", type=options.non_negative_int, default=0,
                         help="CPU threads for torch (default: all this process may use)")
 
 

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from NNSegLib.planning.plans import IntensityProperties
+from NNSegLib.util import options
 from NNSegLib.util.atomic import write_bytes, write_json
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.json_files import load_document
@@ -301,12 +302,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path, help="raw dataset folder (with dataset.json)")
     parser.add_argument("--work", type=Path, default=None,
                         help="work folder (default: ./nnseg_work/<dataset folder name>)")
-    parser.add_argument("--workers", type=int, default=2,
+    parser.add_argument("--workers", type=options.positive_int, default=2,
                         help="worker processes reading cases (default: 2; 1 = no pool)")
-    parser.add_argument("--samples-per-case", type=int, default=DEFAULT_SAMPLES_PER_CASE,
+    parser.add_argument("--samples-per-case", type=options.positive_int,
+                        default=DEFAULT_SAMPLES_PER_CASE,
                         help="foreground intensity samples per case and channel "
                              f"(default: {DEFAULT_SAMPLES_PER_CASE})")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    parser.add_argument("--seed", type=options.non_negative_int, default=0,
+                        help="sampling seed (default: 0)")
 
 
 def run(args: argparse.Namespace, progress: Progress) -> int:

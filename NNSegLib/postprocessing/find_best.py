@@ -42,6 +42,7 @@ from NNSegLib.postprocessing.postprocess import (
     PostprocessingRules,
     remove_all_but_largest_component,
 )
+from NNSegLib.util import options
 from NNSegLib.util.atomic import write_json
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.json_files import read_json
@@ -349,9 +350,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="work folder (default ./nnseg_work/<dataset folder name>)")
     parser.add_argument("--configurations", nargs="+", default=None, metavar="CONFIG",
                         help="configurations to compare (default: every one with trained folds)")
-    parser.add_argument("--folds", nargs="+", type=int, default=None, metavar="K",
+    parser.add_argument("--folds", nargs="+", type=options.non_negative_int, default=None,
+                        metavar="K",
                         help="folds whose validation predictions form the CV set (default: all)")
-    parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    parser.add_argument("--workers", type=options.positive_int, default=2,
+                        help="parallel processes (default 2)")
     parser.add_argument("--no-ensembles", action="store_true",
                         help="do not try pair ensembles of configurations")
 

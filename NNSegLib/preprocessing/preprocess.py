@@ -44,6 +44,7 @@ from NNSegLib.preprocessing.resample import (
     resample_volume,
     separate_axis,
 )
+from NNSegLib.util import options
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress
 
@@ -416,7 +417,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="work folder (default ./nnseg_work/<dataset folder name>)")
     parser.add_argument("--configurations", nargs="+", default=None,
                         help="configurations to preprocess (default: all in plans.json)")
-    parser.add_argument("--workers", type=int, default=2,
+    parser.add_argument("--workers", type=options.positive_int, default=2,
                         help="worker processes (default 2; 1 = in this process)")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo cases that are already preprocessed")

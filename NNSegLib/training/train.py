@@ -34,6 +34,7 @@ from NNSegLib.training.run_config import (
     RunConfig,
     parse_assignment,
 )
+from NNSegLib.util import options
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.model_folder import CHECKPOINT_FINAL, DATASET_JSON, RunFolder
 from NNSegLib.util.progress import Progress
@@ -68,7 +69,14 @@ def resolve_configuration(plans: Plans, name: str, rc: RunConfig) -> Configurati
             raise NNSegError(f"patch size {rc.patch_size} has {len(rc.patch_size)} values; "
                              f"{name} is {config.spatial_dims}D")
         changes["patch_size"] = tuple(rc.patch_size)
-    return replace(config, **changes)
+    resolved = replace(config, **changes)
+    problems = resolved.problems()
+    if problems and changes:
+        given = ", ".join(f"{k} {list(v) if isinstance(v, tuple) else v}"
+                          for k, v in changes.items())
+        raise NNSegError(f"--patch-size/--batch-size ({given}) do not fit {name}: "
+                         + "; ".join(problems))
+    return resolved
 
 
 def resolve_run_config(run: RunFolder, plans: Plans, mode: str, overrides: dict[str, Any]
@@ -306,22 +314,27 @@ def _finite(v: float) -> float | None:
 _OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--recipe": ("recipe", str, "training recipe: paper (Adam + plateau) or v2 (SGD + poly); "
                                 "default: the plan's"),
-    "--epochs": ("max_epochs", int, "maximum number of epochs"),
-    "--iterations-per-epoch": ("iterations_per_epoch", int, "training batches per epoch"),
-    "--val-iterations": ("val_iterations", int, "validation batches per epoch (0 = none)"),
-    "--lr": ("lr", float, "initial learning rate"),
+    "--epochs": ("max_epochs", options.positive_int, "maximum number of epochs"),
+    "--iterations-per-epoch": ("iterations_per_epoch", options.positive_int,
+                               "training batches per epoch"),
+    "--val-iterations": ("val_iterations", options.non_negative_int,
+                         "validation batches per epoch (0 = none)"),
+    "--lr": ("lr", options.positive_number, "initial learning rate"),
     "--optimizer": ("optimizer", str, "adam or sgd"),
-    "--weight-decay": ("weight_decay", float, "weight decay"),
-    "--momentum": ("momentum", float, "SGD momentum"),
-    "--batch-size": ("batch_size", int, "batch size (default: the plan's)"),
-    "--oversample-foreground": ("oversample_foreground", float,
+    "--weight-decay": ("weight_decay", options.non_negative_number, "weight decay"),
+    "--momentum": ("momentum", options.fraction, "SGD momentum"),
+    "--batch-size": ("batch_size", options.positive_int, "batch size (default: the plan's)"),
+    "--oversample-foreground": ("oversample_foreground", options.fraction,
                                 "minimum share of foreground-centred patches per batch"),
-    "--seed": ("seed", int, "random seed of sampling, augmentation and initialisation"),
+    "--seed": ("seed", options.non_negative_int,
+               "random seed of sampling, augmentation and initialisation"),
     "--device": ("device", str, "auto, cpu, cuda, cuda:N or mps"),
-    "--num-threads": ("num_threads", int, "torch CPU threads (0 = all available)"),
+    "--num-threads": ("num_threads", options.non_negative_int,
+                      "torch CPU threads (0 = all available)"),
     "--amp": ("amp", str, "mixed precision: auto (CUDA, or CPU with native bf16), off, bf16, fp16"),
     "--channels-last": ("channels_last", str, "channels-last: auto (network default), on, off"),
-    "--loader-threads": ("loader_threads", int, "background patch-extraction threads"),
+    "--loader-threads": ("loader_threads", options.positive_int,
+                         "background patch-extraction threads"),
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -340,7 +353,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, (field, typ, help_text) in _OPTIONS.items():
         parser.add_argument(flag, type=typ, default=None, help=help_text,
                             choices=_CHOICES.get(field))
-    parser.add_argument("--patch-size", type=int, nargs="+", default=None,
+    parser.add_argument("--patch-size", type=options.positive_int, nargs="+", default=None,
                         help="patch size, 2 or 3 values (default: the plan's)")
     parser.add_argument("--compile", action="store_true", default=None,
                         help="compile the network with torch.compile")
@@ -349,18 +362,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-final-validation", action="store_true",
                         help="skip segmenting the fold's validation cases at the end")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        type=options.checked(parse_assignment),
                         help="set any run_config.json field (JSON value); repeatable")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--continue", dest="continue_", action="store_true",
                       help="resume an interrupted run from checkpoint_latest.pt")
-    mode.add_argument("--extend", type=int, default=None, metavar="N",
+    mode.add_argument("--extend", type=options.positive_int, default=None, metavar="N",
                       help="train a finished (or early-stopped) run N more epochs")
     mode.add_argument("--fresh", action="store_true",
                       help="start over even if the fold folder already holds a run")
     mode.add_argument("--validate-only", action="store_true",
                       help="only segment the fold's validation cases again with the final "
                            "checkpoint (a 3d_lowres fold also rewrites the cascade's inputs)")
-    parser.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+    parser.add_argument("--time-budget", type=options.positive_number, default=None,
+                        metavar="MINUTES",
                         help="stop cleanly (final checkpoint) after this many minutes")
 
 
@@ -380,7 +395,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_final_validation:
         out["final_validation"] = False
     for assignment in args.set:
-        key, value = parse_assignment(assignment)
+        key, value = (parse_assignment(assignment) if isinstance(assignment, str)
+                      else assignment)
         out[key] = value
     return out
 
