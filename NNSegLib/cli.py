@@ -15,6 +15,7 @@ naming the file or option; 130 cancelled (work done so far is kept); 1 a bug in 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import sys
@@ -52,7 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (plus where to find the options)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} "
                                   f"(`{self.prog} --help` lists the options)\n")
 
@@ -154,7 +155,11 @@ def run_command(run: Callable[..., int | None], args: argparse.Namespace, prog: 
     except OSError as e:
         if debug:
             raise
-        _emit(args, "error", f"{prog}: error: {describe_os_error(e)}")
+        hint = ""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            hint = ("; free some space and run the command again (files written before are "
+                    "kept; an interrupted training resumes with --continue)")
+        _emit(args, "error", f"{prog}: error: {describe_os_error(e)}{hint}")
         return EXIT_BAD_INPUT
     except MemoryError as e:
         if debug:

@@ -56,7 +56,8 @@ def list_label_files(folder: Path | str, ending: str) -> dict[str, Path]:
     """Case name → file for every ``<case><ending>`` in ``folder`` (hidden files skipped)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise NNSegError(f"{folder}: not a folder")
+        problem = "is a file, expected a folder" if folder.is_file() else "does not exist"
+        raise NNSegError(f"{folder}: {problem}")
     return {p.name[: -len(ending)]: p for p in sorted(folder.iterdir())
             if p.is_file() and p.name.endswith(ending) and not p.name.startswith(".")}
 
@@ -258,7 +259,10 @@ def _labels_for(args: argparse.Namespace, ending: str | None) -> tuple[dict[str,
 
 
 def run(args: argparse.Namespace, progress: Progress) -> int:
+    from NNSegLib.util.files import require_output_dir
 
+    if args.output is not None:
+        require_output_dir(args.output, "-o")
     labels, found_ending = _labels_for(args, args.file_ending)
     ending: str | None = found_ending or None
     cases = None

@@ -242,7 +242,7 @@ def compute_fingerprint(dataset: Path | str, workers: int = 2, progress=None,
     Raises:
         NNSegError: listing every problem when the dataset check finds errors.
     """
-    from NNSegLib.data.check import CheckReport, scan_layout, sort_problems
+    from NNSegLib.data.check import CheckReport, cross_case_problems, scan_layout, sort_problems
     from NNSegLib.util.parallel import map_cases
 
     layout = scan_layout(dataset)
@@ -250,10 +250,13 @@ def compute_fingerprint(dataset: Path | str, workers: int = 2, progress=None,
     results: dict[str, CaseStatistics] = {}
     if layout.spec is not None:
         jobs = [(case, layout.spec, num_samples, seed) for case in layout.training]
+        checks = {}
         for checked, stats in map_cases(_fingerprint_job, jobs, workers, progress, "fingerprint"):
             problems.extend(checked.problems)
+            checks[checked.identifier] = checked
             if stats is not None:
                 results[checked.identifier] = stats
+        problems += cross_case_problems(layout, checks, layout.training)
     report = CheckReport(Path(dataset), tuple(sort_problems(problems)), len(layout.training))
     report.raise_if_errors()
     for problem in report.warnings:

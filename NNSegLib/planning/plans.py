@@ -118,7 +118,7 @@ class ConfigurationPlan:
         if len(self.patch_size) != dims:
             out.append(f"patch_size {list(self.patch_size)} needs {dims} values "
                        f"({self.name} is {dims}D)")
-        if len(self.spacing) != 3:
+        if len(self.spacing) not in (dims, 3):
             out.append(f"spacing {list(self.spacing)} needs 3 values (z, y, x)")
         n = len(self.strides)
         if not n or not len(self.kernel_sizes) == len(self.features_per_stage) == n:

@@ -125,7 +125,7 @@ def ensemble_case(case: str, sources: Sequence[Path], geometry_from: Path, out: 
     total = None
     for src in sources:
         try:
-            with np.load(src) as data:
+            with np.load(src, allow_pickle=False) as data:
                 probs = data["probabilities"].astype(np.float32)
         except (OSError, KeyError, ValueError) as e:
             raise NNSegError(f"{src}: unreadable probabilities ({e})") from e
@@ -307,7 +307,7 @@ def find_best(workspace: Workspace | Path | str, dataset: Path | str,
         "predictions": str(ws.results / "ensembles" / best) if "__" in best else None,
     }
     result = _nan_free(result)
-    write_json(ws.model.best_configuration_file, result)
+    write_json(ws.model.best_configuration_file, result, durable=True)
     return result
 
 

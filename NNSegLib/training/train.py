@@ -19,9 +19,11 @@ segmentations (:mod:`NNSegLib.inference.cascade`): train the five ``3d_lowres`` 
 from __future__ import annotations
 
 import argparse
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from NNSegLib.network import checkpoint as ckpt
 from NNSegLib.planning.plans import ConfigurationPlan, Plans
@@ -172,7 +174,6 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
         Cancelled: when cancelled (``checkpoint_latest.pt`` is written first).
     """
     from NNSegLib.data.splits import parse_fold
-    from NNSegLib.training.trainer import Trainer, TrainSetup
 
     if mode not in MODES:
         raise NNSegError(f"mode {mode!r} not in {MODES}")
@@ -180,9 +181,36 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
     fold = parse_fold(fold)
     ws = Workspace.for_dataset(dataset or ".", work)
     plans = Plans.load(ws.plans, hint="nnseg plan")
+    resolve_configuration(plans, configuration, RunConfig())   # unknown: before any folder
     run = ws.run(configuration, fold)
+    with _run_lock(run, f"nnseg train {configuration} fold {fold}"):
+        return _train(ws, plans, run, dataset, configuration, fold, overrides or {}, mode,
+                      extend_epochs, time_budget_minutes, progress)
+
+
+@contextmanager
+def _run_lock(run: RunFolder, what: str) -> Iterator[None]:
+    """Hold the run folder's lock (rank 0 of a distributed run only) and tidy the folder."""
+    from NNSegLib.util.atomic import clean_stale_temps
+    from NNSegLib.util.locking import folder_lock
+
+    if dist.launched_by_torchrun() and int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    with folder_lock(run.path, what, remove_if_unused=True):
+        clean_stale_temps(run.path)
+        yield
+
+
+def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | None,
+           configuration: str, fold: int | str, overrides: dict[str, Any], mode: str,
+           extend_epochs: int, time_budget_minutes: float | None,
+           progress: Progress) -> TrainResult:
+    """:func:`train_fold` once the run folder is locked."""
+    from NNSegLib.training.trainer import Trainer, TrainSetup
+
     run_dir = run.path
-    rc = resolve_run_config(run, plans, mode, overrides or {})
+    rc = resolve_run_config(run, plans, mode, overrides)
     config = resolve_configuration(plans, configuration, rc)
     device, ctx = _device_and_threads(rc)
     try:

@@ -119,9 +119,13 @@ def atomic_path(path: Path | str, suffix: str = "", durable: bool = False) -> It
         if durable:
             fsync_path(tmp_path)
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
+        if isinstance(e, OSError) and e.errno is not None and (
+                e.filename is None or TEMP_MARK in str(e.filename)):
+            # name the file the user knows, not the temporary one
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
     if durable:
         fsync_path(path.parent)
@@ -165,8 +169,13 @@ def save_npy(path: Path | str, array: np.ndarray) -> None:
         np.save(tmp, np.ascontiguousarray(array), allow_pickle=False)
 
 
-def save_npz(path: Path | str, durable: bool = False, **arrays: np.ndarray) -> None:
+def save_npz(path: Path | str, **arrays: np.ndarray) -> None:
     """Atomically save named arrays to an uncompressed ``.npz`` (no pickled objects)."""
+    save_arrays(path, arrays)
+
+
+def save_arrays(path: Path | str, arrays: dict[str, np.ndarray], durable: bool = False) -> None:
+    """:func:`save_npz` with the arrays as a dict (and optionally durable)."""
     with atomic_path(path, suffix=".npz", durable=durable) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub mistypes **kwds

@@ -40,7 +40,7 @@ _ERRNO_TEXT = {
 def describe_errno(code: int | None, fallback: str = "") -> str:
     """Plain words for an ``errno`` value (``fallback`` or the system text otherwise)."""
     if code in _ERRNO_TEXT:
-        return _ERRNO_TEXT[code]  # type: ignore[index]  # code is not None here
+        return _ERRNO_TEXT[code]
     if code is not None and not fallback:
         return os.strerror(code)
     return fallback or "operating-system error"

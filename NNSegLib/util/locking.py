@@ -103,13 +103,16 @@ def _describe(owner: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: Path | str, what: str) -> Iterator[Path]:
+def folder_lock(folder: Path | str, what: str, remove_if_unused: bool = False
+                ) -> Iterator[Path]:
     """Hold ``folder``'s lock for the ``with`` block (the folder is created if needed).
 
     Args:
         folder: The folder to lock.
         what: What this process does there (``"nnseg train 3d_fullres fold 0"``), recorded
             for the message another process gets.
+        remove_if_unused: When the block leaves nothing but the lock file in a folder it
+            created, remove both (a refused request leaves no empty folder behind).
 
     Yields:
         The lock file's path.
@@ -118,7 +121,7 @@ def folder_lock(folder: Path | str, what: str) -> Iterator[Path]:
         FolderLocked: when another process holds the lock (naming its PID).
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    created = not folder.exists()
     path = folder / LOCK_FILE
     fd = _acquire(path, folder)
     try:
@@ -127,6 +130,11 @@ def folder_lock(folder: Path | str, what: str) -> Iterator[Path]:
         yield path
     finally:
         _HELD.pop(fd, None)
+        if remove_if_unused and created:
+            with contextlib.suppress(OSError):
+                if [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+                    path.unlink()   # still locked: a newcomer gets a new file (see _acquire)
+                    folder.rmdir()
         with contextlib.suppress(OSError):
             _unlock(fd)
         os.close(fd)
@@ -135,7 +143,11 @@ def folder_lock(folder: Path | str, what: str) -> Iterator[Path]:
 def _acquire(path: Path, folder: Path) -> int:
     """Open and lock ``path``; retry when the file was replaced while we waited."""
     for _ in range(10):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileNotFoundError:   # the folder was removed in between: make it again
+            continue
         if not _try_lock(fd):
             os.close(fd)
             owner = read_owner(path)
