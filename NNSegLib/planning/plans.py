@@ -303,22 +303,22 @@ def parse_override(assignment: str) -> tuple[str, str, Any]:
     key, sep, value_text = assignment.partition("=")
     cfg_name, dot, field_name = key.strip().partition(".")
     if not sep or not dot or not cfg_name:
-        raise ValueError(f"override {assignment!r}: expected CONFIG.FIELD=VALUE")
+        raise ValueError(f"{assignment!r}: expected CONFIG.FIELD=VALUE")
     fields = {f.name: f for f in dataclasses.fields(ConfigurationPlan)}
     if field_name not in fields or field_name == "name":
-        raise ValueError(f"override {assignment!r}: unknown field {field_name!r}; fields: "
+        raise ValueError(f"{assignment!r}: unknown field {field_name!r}; fields: "
                          f"{', '.join(sorted(set(fields) - {'name'}))}")
     if cfg_name != "*" and cfg_name not in CONFIGURATIONS:
-        raise ValueError(f"override {assignment!r}: unknown configuration {cfg_name!r}; "
+        raise ValueError(f"{assignment!r}: unknown configuration {cfg_name!r}; "
                          f"choose from {', '.join(CONFIGURATIONS)} or *")
     try:
         value = coerce(_tuplify(parse_json_value(value_text.strip())),
                        str(fields[field_name].type), field_name)
     except ValueError as e:
-        raise ValueError(f"override {assignment!r}: {e}") from None
+        raise ValueError(f"{assignment!r}: {e}") from None
     problems = _field_problems(field_name, value)
     if problems:
-        raise ValueError(f"override {assignment!r}: {field_name} {problems[0]}")
+        raise ValueError(f"{assignment!r}: {field_name} {problems[0]}")
     return cfg_name, field_name, value
 
 
@@ -336,7 +336,10 @@ def apply_overrides(plans: Plans, assignments: list[str]) -> Plans:
     configs = dict(plans.configurations)
     records = list(plans.overrides)
     for assignment in assignments:
-        cfg_name, field_name, value = parse_override(assignment)
+        try:
+            cfg_name, field_name, value = parse_override(assignment)
+        except ValueError as e:
+            raise ValueError(f"override {e}") from None
         targets = sorted(configs) if cfg_name == "*" else [cfg_name]
         for name in targets:
             if name not in configs:

@@ -237,15 +237,14 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     fields = {f.name: f for f in dataclasses.fields(RunConfig)
               if f.name not in ("version", "recipe")}
     if not sep or key not in fields:
-        raise NNSegError(f"--set {text!r}: expected FIELD=VALUE with FIELD one of "
-                         f"{sorted(fields)}")
+        raise NNSegError(f"{text!r}: expected FIELD=VALUE with FIELD one of {sorted(fields)}")
     try:
         value = coerce(parse_json_value(value_text.strip()), str(fields[key].type), key)
     except ValueError as e:
-        raise NNSegError(f"--set {text!r}: {e}") from None
-    problems = [p for p in RunConfig(**{key: value}).problems() if p.startswith(key)]
+        raise NNSegError(f"{text!r}: {e}") from None
+    problems = RunConfig(**{key: value}).problems()   # the defaults are valid
     if problems:
-        raise NNSegError(f"--set {text!r}: {'; '.join(problems)}")
+        raise NNSegError(f"{text!r}: {'; '.join(problems)}")
     return key, value
 
 

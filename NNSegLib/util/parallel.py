@@ -118,7 +118,13 @@ def imap_cases(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int = 2,
 
         def submit() -> None:
             index, job = pending.pop()
-            running[pool.submit(fn, *job)] = index
+            try:
+                running[pool.submit(fn, *job)] = index
+            except BrokenProcessPool:   # another worker died meanwhile
+                if progress is not None:
+                    progress.check_cancelled()
+                raise WorkerDied(f"{stage}: a worker process died (killed, or out of memory: "
+                                 "try fewer --workers)") from None
 
         running: dict = {}
         for _ in range(min(workers, total)):
@@ -130,9 +136,10 @@ def imap_cases(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int = 2,
                     index = running.pop(future)
                     if progress is not None:
                         progress.check_cancelled()
+                    result = _result(future, jobs[index], stage, progress)
                     if pending:
                         submit()
-                    yield index, _result(future, jobs[index], stage, progress)
+                    yield index, result
                     if progress is not None:
                         progress.advance()
         except BaseException:
