@@ -259,10 +259,12 @@ def _labels_for(args: argparse.Namespace, ending: str | None) -> tuple[dict[str,
 
 
 def run(args: argparse.Namespace, progress: Progress) -> int:
+    from NNSegLib.util.atomic import clean_stale_temps
     from NNSegLib.util.files import require_output_dir
 
     if args.output is not None:
         require_output_dir(args.output, "-o")
+    clean_stale_temps(args.output or args.pred_dir)
     labels, found_ending = _labels_for(args, args.file_ending)
     ending: str | None = found_ending or None
     cases = None

@@ -152,9 +152,12 @@ def export_model(model_dir: Path | str, out_zip: Path | str,
         "files": {name: {"sha256": sha256_bytes(data), "size": len(data)}
                   for name, data in sorted(files.items())},
     }
+    from NNSegLib.util.atomic import clean_stale_temps
+
     out_zip = Path(out_zip)
     if out_zip.is_dir():
         raise NNSegError(f"{out_zip}: is a folder; give the zip file to write")
+    clean_stale_temps(out_zip.parent)
     with atomic_path(out_zip, suffix=".zip", durable=True) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(MANIFEST, json.dumps(manifest, indent=2) + "\n")

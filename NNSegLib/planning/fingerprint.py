@@ -294,7 +294,10 @@ def run_fingerprint(dataset: Path | str, workspace, workers: int = 2, progress=N
         workspace: A :class:`~NNSegLib.util.workspace.Workspace`.
         workers, progress, num_samples, seed: As for :func:`compute_fingerprint`.
     """
+    from NNSegLib.util.atomic import clean_stale_temps
+
     fingerprint = compute_fingerprint(dataset, workers, progress, num_samples, seed)
+    clean_stale_temps(workspace.root)
     fingerprint.save(workspace.fingerprint)
     write_bytes(workspace.dataset_json, (Path(dataset) / "dataset.json").read_bytes())
     return fingerprint

@@ -378,11 +378,16 @@ def _checked_override(text: str) -> str:
 
 
 def run(args: argparse.Namespace, progress: Progress) -> int:
+    from NNSegLib.util.atomic import clean_stale_temps
     from NNSegLib.util.workspace import Workspace
 
     ws = Workspace.for_dataset(args.dataset, args.work)
     if not ws.fingerprint.is_file():
         raise NNSegError(f"{ws.fingerprint}: no fingerprint; run `nnseg fingerprint` first")
+    for warning in ws.stale_inputs(args.dataset):
+        if str(ws.plans) not in warning:   # the plan is being made again anyway
+            progress.message(warning, level="warning")
+    clean_stale_temps(ws.root)
     fingerprint = Fingerprint.load(ws.fingerprint)
     plans = plan_dataset(fingerprint, args.recipe, args.gpu_memory_gb, args.configurations)
     if args.override:

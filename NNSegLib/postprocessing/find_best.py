@@ -360,8 +360,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, progress: Progress) -> int:
+    from NNSegLib.util.atomic import clean_stale_temps
 
     ws = Workspace.for_dataset(args.dataset, args.work)
+    clean_stale_temps(ws.results)
     try:
         result = find_best(ws, args.dataset, args.configurations, args.folds, progress,
                            args.workers, ensembles=not args.no_ensembles)

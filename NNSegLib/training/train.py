@@ -199,6 +199,7 @@ def _run_lock(run: RunFolder, what: str) -> Iterator[None]:
         return
     with folder_lock(run.path, what, remove_if_unused=True):
         clean_stale_temps(run.path)
+        clean_stale_temps(run.validation)
         yield
 
 

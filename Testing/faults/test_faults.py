@@ -97,3 +97,45 @@ def test_catalogue_is_consistent() -> None:
 def test_docs_match_the_catalogue() -> None:
     assert DOC.is_file() and DOC.read_text(encoding="utf-8") == render(), (
         "docs/FAULTS.md is out of date: run `python Testing/faults/catalogue.py`")
+
+
+def test_a_2d_dataset_stays_2d_end_to_end(tmp_path: Path, capfd) -> None:
+    """Issue 10, bug 4: 2D images are refused in a 3D dataset, and a 2D dataset is planned,
+    trained and predicted as 2D (the label maps written back as 2D images)."""
+    import json
+
+    import numpy as np
+    import SimpleITK as sitk
+    from conftest import make_case
+
+    from NNSegLib.cli import main
+
+    ds = tmp_path / "Dataset002_Flat"
+    rng = np.random.default_rng(0)
+    for sub in ("imagesTr", "labelsTr"):
+        (ds / sub).mkdir(parents=True)
+    for k in range(5):
+        image, label = make_case(rng, (8, 32, 32))
+        for array, path in ((image[4], ds / "imagesTr" / f"c{k}_0000.nii.gz"),
+                            (label[4], ds / "labelsTr" / f"c{k}.nii.gz")):
+            sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    (ds / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "MRI"}, "labels": {"background": 0, "a": 1, "b": 2},
+        "numTraining": 5, "file_ending": ".nii.gz"}))
+    work = str(tmp_path / "work")
+    with kept_signal_handlers():
+        assert main(["check", str(ds), "--workers", "1", "--quiet"]) == 0
+        assert main(["fingerprint", str(ds), "--work", work, "--workers", "1", "--quiet"]) == 0
+        assert main(["plan", str(ds), "--work", work, "--quiet"]) == 0
+        plans = json.loads((tmp_path / "work" / "plans.json").read_text())
+        assert list(plans["configurations"]) == ["2d"]
+        assert main(["preprocess", str(ds), "--work", work, "--workers", "1", "--quiet"]) == 0
+        assert main(["train", str(ds), "2d", "all", "--work", work, "--epochs", "1",
+                     "--iterations-per-epoch", "1", "--val-iterations", "0", "--device", "cpu",
+                     "--num-threads", "1", "--set", "batch_size=2", "--quiet"]) == 0
+        assert main(["predict", "-i", str(ds / "imagesTr" / "c0_0000.nii.gz"), "-o",
+                     str(tmp_path / "pred"), "-m", str(tmp_path / "work" / "results"),
+                     "--device", "cpu", "--no-tta", "--quiet"]) == 0
+    written = sitk.ReadImage(str(tmp_path / "pred" / "c0.nii.gz"))
+    assert written.GetDimension() == 2 and written.GetSize() == (32, 32)
+    assert "Traceback" not in capfd.readouterr().err
