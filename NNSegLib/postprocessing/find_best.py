@@ -270,6 +270,9 @@ def find_best(workspace: Workspace | Path | str, dataset: Path | str,
     spec = load_dataset_json(dataset)
     splits = load_splits(ws.splits)
     folds = list(range(len(splits)) if folds is None else folds)
+    twice = sorted({int(f) for f in folds if list(folds).count(f) > 1})
+    if twice:
+        raise NNSegError(f"--folds: {', '.join(map(str, twice))} given more than once")
     bad = [f for f in folds if not 0 <= int(f) < len(splits)]
     if bad:
         raise NNSegError(f"{ws.splits}: has folds 0..{len(splits) - 1}, not {bad}")

@@ -102,12 +102,14 @@ def test_kill_9_during_training_then_continue(tmp_path: Path) -> None:
 _POOL_SCRIPT = textwrap.dedent("""
     import os, sys, time
     from NNSegLib.util.parallel import map_ordered
+    from NNSegLib.util.progress import CancelToken, install_signal_handlers
 
     def job(i):
         time.sleep(120)
         return i
 
     if __name__ == "__main__":
+        install_signal_handlers(CancelToken())   # as the nnseg command does
         print(os.getpid(), flush=True)
         try:
             map_ordered(job, [(i,) for i in range(4)], workers=2)
@@ -186,6 +188,7 @@ def _limit_file_size(limit: int):
     return preexec
 
 
+@pytest.mark.slow
 def test_real_write_failure_keeps_the_checkpoint(tmp_path: Path) -> None:
     """The OS refuses the checkpoint write (file size limit, like a full disk): one line
     naming the file, exit 2, and the checkpoints of before unchanged."""
@@ -209,3 +212,34 @@ def test_real_write_failure_keeps_the_checkpoint(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert {p.name: p.read_bytes() for p in (run.latest, run.best, run.final)} == before
     assert not temp_leftovers(ws.root)
+
+
+@pytest.mark.slow
+def test_kill_9_during_preprocess_then_rerun(tmp_path: Path) -> None:
+    """The real command: kill -9 of ``nnseg preprocess`` takes its workers along; the next run
+    removes the dead process's temporary files and finishes what is missing."""
+    import psutil
+    from conftest import tiny_plans, write_dataset
+
+    from NNSegLib.util.workspace import Workspace
+
+    ds = write_dataset(tmp_path / "Dataset003_Big", num_cases=6, shape=(48, 160, 160))
+    ws = Workspace(tmp_path / "work")
+    tiny_plans().save(ws.plans)
+    cmd = _nnseg("preprocess", str(ds), "--work", str(ws.root), "--workers", "2", "--quiet")
+    proc = subprocess.Popen(cmd, env=ENV)
+    parent = psutil.Process(proc.pid)
+    end = time.monotonic() + 60
+    while len(parent.children()) < 2 and time.monotonic() < end:
+        time.sleep(0.05)
+    workers = [w.pid for w in parent.children()]
+    assert len(workers) == 2
+    time.sleep(1.0)
+    proc.kill()
+    proc.wait(timeout=30)
+    for pid in workers:
+        assert _gone(pid, timeout=10), f"worker {pid} outlived its parent"
+    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr
+    folder = ws.preprocessed("3d_fullres")
+    assert len(list(folder.glob("case_*_seg.npy"))) == 6 and not temp_leftovers(ws.root)
