@@ -13,6 +13,7 @@ import abc
 import gzip
 import os
 import struct
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,8 @@ class SimpleITKIO(ImageIO):
         problem = path_problem(path)   # ITK calls all of these "does not exist"
         if problem:
             raise ImageReadError(f"{path}: {problem}")
-        sitk.ProcessObject.SetGlobalWarningDisplay(False)   # one clear line, not ITK's noise
+        if "slicer" not in sys.modules:   # the command: one clear line, not ITK's noise
+            sitk.ProcessObject.SetGlobalWarningDisplay(False)
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError as e:

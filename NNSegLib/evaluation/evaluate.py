@@ -263,7 +263,7 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     from NNSegLib.util.files import require_output_dir
 
     if args.output is not None:
-        require_output_dir(args.output, "-o")
+        require_output_dir(args.output, "-o", create=False)
     clean_stale_temps(args.output or args.pred_dir)
     labels, found_ending = _labels_for(args, args.file_ending)
     ending: str | None = found_ending or None

@@ -302,7 +302,7 @@ def check_output_folder(out_dir: Path, inputs: Sequence[Path | str]) -> None:
         if Path(out_dir).resolve() == folder.resolve():
             raise NNSegError(f"-o {out_dir}: is the input folder {item}; write the label maps "
                              "to another folder (they would be read as images next time)")
-    require_output_dir(out_dir, "-o")
+    require_output_dir(out_dir, "-o", create=False)
 
 
 def predict_files(cases: Sequence[InputCase], out_dir: Path, model: LoadedModel, *,

@@ -102,8 +102,13 @@ def _fold_split(ws: Workspace, config: ConfigurationPlan, fold: int | str,
                 ctx: dist.DistContext) -> tuple[Path, list[str], list[str]]:
     from NNSegLib.data.splits import fold_cases, load_or_create_splits, load_splits, make_splits
     from NNSegLib.training.sampler import list_preprocessed_cases
+    from NNSegLib.util.locking import lock_owner
 
     folder = ws.preprocessed(config.data_identifier)
+    owner = lock_owner(folder)
+    if owner is not None:
+        raise NNSegError(f"{folder}: being preprocessed by process {owner.get('pid', '?')}; "
+                         "train once `nnseg preprocess` has finished")
     case_ids = list_preprocessed_cases(folder)
     if not case_ids:
         raise NNSegError(f"{folder}: no preprocessed cases; run `nnseg preprocess` first")

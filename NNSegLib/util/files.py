@@ -99,8 +99,13 @@ def require_readable_file(path: Path | str, option: str = "") -> Path:
     return path
 
 
-def require_output_dir(path: Path | str, option: str = "") -> Path:
+def require_output_dir(path: Path | str, option: str = "", create: bool = True) -> Path:
     """Create the output folder ``path`` (and parents) or say why that is impossible.
+
+    Args:
+        path: The folder.
+        option: The command-line option it came from (named in the message), if any.
+        create: Create it now; ``False`` only refuses a file in its place.
 
     Raises:
         NNSegError: when ``path`` is a file, lies below a file, or cannot be created.
@@ -109,6 +114,8 @@ def require_output_dir(path: Path | str, option: str = "") -> Path:
     prefix = f"{option} {path}" if option else str(path)
     if path.exists() and not path.is_dir():
         raise NNSegError(f"{prefix}: is a file, expected a folder")
+    if not create:
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:

@@ -439,6 +439,11 @@ FAULTS: tuple[Fault, ...] = (
     Fault("preprocess while another preprocess of the configuration runs", "preprocess", BUG,
           "{WORK}/preprocessed/3d_fullres: in use by process … (nnseg preprocess 3d_fullres)",
           "the other process's output", _held_preprocess),
+    Fault("train while its data is being preprocessed", "train", BUG,
+          "nnseg train: error: {WORK}/preprocessed/3d_fullres: being preprocessed by process …; "
+          "train once `nnseg preprocess` has finished", "the preprocessing and its output",
+          _then(lambda w: w.during.append(_lock(w.pre, "nnseg preprocess 3d_fullres")),
+                lambda w: _train(w, "1"))),
     Fault("a .nii.gz whose voxel data is cut short (valid gzip, half the bytes)", "check", BUG,
           "{DATASET}/imagesTr/case_001_0000.nii.gz: voxel data cut short: … of the … bytes "
           "the header declares", KEEPS_ALL, _truncated),
