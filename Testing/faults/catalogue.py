@@ -15,33 +15,59 @@ matches, so the catalogue and the tests cannot drift. Regenerate it with
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import gzip
-import hashlib
-import json
-import os
-import shutil
 import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
-from unittest import mock
-
-import numpy as np
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from world import (  # noqa: E402
-    TRAIN_FAST,
-    World,
-    chmod_during,
-    dead_pid,
-    file_permissions_apply,
+from breakers import (  # noqa: E402
+    Evil,
+    a_file,
+    absurd_spacing,
+    absurd_spacing_preprocess,
+    check_cmd,
+    checkpoint_bytes,
+    dest_here,
+    dest_not_a_model,
+    dest_reimport,
+    disk_full_checkpoint,
+    disk_full_preprocess,
+    dotdot_zip_name,
+    empty_labels,
+    evil_checkpoint,
+    held_preprocess,
+    held_run,
+    import_cmd,
+    lock,
+    nan_image,
+    nan_input,
+    plan_cmd,
+    plan_older,
+    png,
+    predict_cmd,
+    predict_training,
+    preprocess_cmd,
+    raw_edited,
+    read,
+    stale_temps,
+    symlink_loop,
+    then,
+    train_cmd,
+    truncated,
+    truncated_checkpoint,
+    two_d,
+    undeclared_label,
+    unfinished_fold,
+    unreadable,
+    write,
+    zip_bad_plans,
+    zip_bomb,
+    zip_entry,
+    zip_wrong_weights,
 )
-
-from NNSegLib.util.locking import folder_lock  # noqa: E402
+from world import World  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "FAULTS.md"
@@ -82,383 +108,55 @@ class Fault:
     test: str = ""
 
 
-# --- helpers for the setups -----------------------------------------------------------------
-def _write(path: Path, array: np.ndarray, spacing=(2.0, 1.0, 1.0)) -> None:
-    from conftest import write_image
-
-    write_image(path, array, spacing)
-
-
-def _read(path: Path) -> np.ndarray:
-    from NNSegLib.data.io import SimpleITKIO
-
-    return SimpleITKIO().read(path)[0]
-
-
-def _truncate_nifti(path: Path) -> None:
-    """Rewrite a .nii.gz as a valid gzip stream holding only half of its voxel bytes."""
-    raw = gzip.decompress(path.read_bytes())
-    offset = int(np.frombuffer(raw[108:112], "<f4")[0])
-    keep = offset + (len(raw) - offset) // 2
-    path.write_bytes(gzip.compress(raw[:keep]))
-
-
-def _write_2d(path: Path, like: Path) -> None:
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(_read(like)[_read(like).shape[0] // 2])
-    sitk.WriteImage(image, str(path))
-
-
-@contextlib.contextmanager
-def _chdir(path: Path) -> Iterator[None]:
-    old = Path.cwd()
-    path.mkdir(parents=True, exist_ok=True)
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
-def _lock(folder: Path, what: str):
-    return folder_lock(folder, what)
-
-
-def _repack(zip_path: Path, out: Path, replace: dict[str, bytes]) -> Path:
-    """A copy of a model zip with some files replaced (manifest checksums updated)."""
-    with zipfile.ZipFile(zip_path) as zf:
-        files = {n: zf.read(n) for n in zf.namelist()}
-    manifest = json.loads(files.pop("manifest.json"))
-    files.update(replace)
-    manifest["files"] = {n: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)}
-                         for n, d in files.items()}
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("manifest.json", json.dumps(manifest))
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return out
-
-
-def _checkpoint_bytes(state: dict) -> bytes:
-    import io
-
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()
-
-
-class _Evil:
-    def __reduce__(self):
-        return (print, ("unpickled!",))
-
-
-def _fail_write(error: int, writer: str):
-    """Patch ``writer`` (``numpy.save(file, array)`` or ``torch.save(obj, file)``) to write a
-    little, then fail like a full disk (torch wraps the OSError in a RuntimeError)."""
-
-    def failing(*args, **kwargs):
-        target = args[1] if writer == "torch.save" else args[0]
-        if isinstance(target, (str, Path)):
-            Path(target).write_bytes(b"partial")
-        else:
-            target.write(b"partial")
-        cause = OSError(error, os.strerror(error))
-        if writer == "torch.save":
-            raise RuntimeError("PytorchStreamWriter failed writing file data/0") from cause
-        raise cause
-
-    return mock.patch(writer, side_effect=failing)
-
-
-def _unfinished_fold(w: World, fold: int = 1) -> Path:
-    """A fold that has trained one epoch and has no final checkpoint."""
-    run = w.results / "3d_fullres" / f"fold_{fold}"
-    run.mkdir(parents=True)
-    for name in ("checkpoint_best.pt", "checkpoint_latest.pt", "run_config.json", "log.jsonl"):
-        shutil.copy(w.run0 / name, run / name)
-    return run
-
-
-def _predict(w: World, *extra: str, out: str = "{ROOT}/pred") -> list[str]:
-    return ["predict", "-i", str(w.images), "-o", out.format(ROOT=w.root), "-m",
-            str(w.results), "--device", "cpu", "--no-tta", "--quiet", *extra]
-
-
-def _check(w: World, *extra: str) -> list[str]:
-    return ["check", str(w.ds), "--workers", "1", "--quiet", *extra]
-
-
-def _preprocess(w: World, *extra: str) -> list[str]:
-    return ["preprocess", str(w.ds), "--work", str(w.work), "--workers", "1", "--quiet", *extra]
-
-
-def _train(w: World, fold: str = "0", *extra: str) -> list[str]:
-    return ["train", str(w.ds), "3d_fullres", fold, "--work", str(w.work), *TRAIN_FAST, *extra]
-
-
-def _plan(w: World, *extra: str) -> list[str]:
-    return ["plan", str(w.ds), "--work", str(w.work), "--quiet", *extra]
-
-
-def _import(w: World, *extra: str) -> list[str]:
-    return ["import-model", str(w.zip), "--quiet", *extra]
-
-
-# --- setups (each breaks one thing) ------------------------------------------------------
-def _unreadable(path_of: Callable[[World], Path], argv: Callable[[World], list[str]]):
-    def setup(w: World) -> list[str]:
-        w.during += [chmod_during(path_of(w), 0), file_permissions_apply()]
-        return argv(w)
-    return setup
-
-
-def _symlink_loop(w: World) -> list[str]:
-    w.image(1).unlink()
-    os.symlink(w.image(1).name, w.image(1))
-    return _check(w)
-
-
-def _truncated(w: World) -> list[str]:
-    _truncate_nifti(w.image(1))
-    return _check(w)
-
-
-def _two_d(w: World) -> list[str]:
-    _write_2d(w.image(1), w.image(1))
-    _write_2d(w.label(1), w.label(1))
-    return _check(w)
-
-
-def _absurd_spacing(w: World) -> list[str]:
-    for path in (w.image(1), w.label(1)):
-        _write(path, _read(path), spacing=(1e9, 1.0, 1.0))
-    return _check(w)
-
-
-def _absurd_spacing_preprocess(w: World) -> list[str]:
-    _absurd_spacing(w)
-    return _preprocess(w)
-
-
-def _empty_labels(w: World) -> list[str]:
-    for k in range(5):
-        _write(w.label(k), np.zeros_like(_read(w.label(k))))
-    return _check(w)
-
-
-def _png(w: World) -> list[str]:
-    spec = json.loads((w.ds / "dataset.json").read_text())
-    (w.ds / "dataset.json").write_text(json.dumps({**spec, "file_ending": ".png"}))
-    return _check(w)
-
-
-def _nan_input(w: World) -> list[str]:
-    image = _read(w.images / "case_000_0000.nii.gz").astype(np.float32)
-    image[3, 4, 5] = np.nan
-    _write(w.images / "case_000_0000.nii.gz", image)
-    return _predict(w)
-
-
-def _disk_full_preprocess(w: World) -> list[str]:
-    (w.pre / "case_003.json").unlink()
-    w.during.append(_fail_write(errno.ENOSPC, "numpy.save"))
-    return _preprocess(w)
-
-
-def _disk_full_checkpoint(w: World) -> list[str]:
-    w.during.append(_fail_write(errno.ENOSPC, "torch.save"))
-    return _train(w, "0", "--extend", "1")
-
-
-def _raw_edited(w: World) -> list[str]:
-    image = _read(w.image(2))
-    _write(w.image(2), image + 1)
-    return _preprocess(w)
-
-
-def _plan_older(w: World) -> list[str]:
-    stamp = (w.work / "dataset_fingerprint.json").stat().st_mtime
-    os.utime(w.work / "plans.json", (stamp - 60, stamp - 60))
-    return _preprocess(w)
-
-
-def _stale_temps(w: World) -> list[str]:
-    pid = dead_pid()
-    (w.pre / f".case_000.npy.nnseg-tmp-{pid}-abc.npy").write_bytes(b"half a case")
-    return _preprocess(w)
-
-
-def _zip_bomb(w: World) -> list[str]:
-    data = b" " * (100 << 20)
-    _repack(w.zip, w.root / "bomb.zip", {"postprocessing.json": data})
-    return ["import-model", str(w.root / "bomb.zip"), "--dest", str(w.root / "m"), "--quiet"]
-
-
-def _zip_bad_plans(w: World) -> list[str]:
-    with zipfile.ZipFile(w.zip) as zf:
-        plans = json.loads(zf.read("plans.json"))
-    plans["configurations"]["3d_fullres"]["batch_size"] = 0
-    _repack(w.zip, w.root / "bad.zip", {"plans.json": json.dumps(plans).encode()})
-    return ["import-model", str(w.root / "bad.zip"), "--dest", str(w.root / "m"), "--quiet"]
-
-
-def _zip_wrong_weights(w: World) -> list[str]:
-    import torch
-
-    name = "3d_fullres/fold_0/checkpoint_final.pt"
-    with zipfile.ZipFile(w.zip) as zf:
-        state = torch.load(zf.open(name), weights_only=True)
-    state["network"]["decoder.seg_layers.0.weight"] = torch.zeros(5, 4, 1, 1, 1)
-    _repack(w.zip, w.root / "bad.zip", {name: _checkpoint_bytes(state)})
-    return ["import-model", str(w.root / "bad.zip"), "--dest", str(w.root / "m"), "--quiet"]
-
-
-def _zip_entry(name: str, data: bytes, corrupt: str | None = None):
-    def setup(w: World) -> list[str]:
-        path = _repack(w.zip, w.root / "bad.zip", {name: data})
-        if corrupt:   # keep the manifest, change one byte of the file
-            with zipfile.ZipFile(path) as zf:
-                files = {n: zf.read(n) for n in zf.namelist()}
-            files[corrupt] = files[corrupt][:-1] + b" "
-            with zipfile.ZipFile(path, "w") as zf:
-                for n, d in files.items():
-                    zf.writestr(n, d)
-        return ["import-model", str(path), "--dest", str(w.root / "m"), "--quiet"]
-    return setup
-
-
-def _dest_here(dest: str):
-    def setup(w: World) -> list[str]:
-        home = w.root / "home" / "user"
-        home.mkdir(parents=True)
-        (home / "notes.txt").write_text("mine")
-        w.during.append(_chdir(home))
-        return _import(w, "--dest", dest, "--overwrite")
-    return setup
-
-
-def _dotdot_zip_name(w: World) -> list[str]:
-    shutil.copy(w.zip, w.root / "...zip")
-    w.during.append(_chdir(w.root / "home"))
-    return ["import-model", str(w.root / "...zip"), "--overwrite", "--quiet"]
-
-
-def _dest_not_a_model(w: World) -> list[str]:
-    (w.root / "mydata").mkdir()
-    (w.root / "mydata" / "thesis.tex").write_text("years of work")
-    return _import(w, "--dest", str(w.root / "mydata"), "--overwrite")
-
-
-def _dest_reimport(w: World) -> list[str]:
-    from NNSegLib.inference.model_package import import_model
-
-    import_model(w.zip, w.root / "imported")
-    return _import(w, "--dest", str(w.root / "imported"), "--overwrite")
-
-
-def _a_file(name: str) -> Callable[[World], Path]:
-    def make(w: World) -> Path:
-        path = w.root / name
-        path.write_text("a file")
-        return path
-    return make
-
-
-def _evil_checkpoint(w: World) -> list[str]:
-    import torch
-
-    state = torch.load(w.run0 / "checkpoint_final.pt", weights_only=True)
-    state["meta"] = _Evil()
-    (w.run0 / "checkpoint_final.pt").write_bytes(_checkpoint_bytes(state))
-    return _predict(w)
-
-
-def _truncated_checkpoint(w: World) -> list[str]:
-    path = w.run0 / "checkpoint_final.pt"
-    path.write_bytes(path.read_bytes()[:1000])
-    return _predict(w)
-
-
-def _held_run(fold: int, *extra: str):
-    def setup(w: World) -> list[str]:
-        run = w.run0 if fold == 0 else _unfinished_fold(w, fold)
-        w.during.append(_lock(run, f"nnseg train 3d_fullres fold {fold}"))
-        return _train(w, str(fold), *extra)
-    return setup
-
-
-def _held_preprocess(w: World) -> list[str]:
-    w.during.append(_lock(w.pre, "nnseg preprocess 3d_fullres"))
-    return _preprocess(w, "--overwrite")
-
-
-def _predict_training(*extra: str):
-    def setup(w: World) -> list[str]:
-        run = _unfinished_fold(w)
-        w.during.append(_lock(run, "nnseg train 3d_fullres fold 1"))
-        return _predict(w, *extra)
-    return setup
-
-
-def _then(prepare: Callable[[World], object], argv: Callable[[World], list[str]]):
-    def setup(w: World) -> list[str]:
-        prepare(w)
-        return argv(w)
-    return setup
-
-
 # --- the table -------------------------------------------------------------------------------
 FAULTS: tuple[Fault, ...] = (
     # Bugs of issue 10 ----------------------------------------------------------------------
     Fault("import-model --dest . --overwrite (the current folder)", "import-model", BUG,
           "--dest .: is the current folder or one of its parents; NNSeg never writes a model "
-          "over it", KEEPS_ALL, _dest_here(".")),
+          "over it", KEEPS_ALL, dest_here(".")),
     Fault("import-model --dest .. --overwrite (a parent of the current folder)",
           "import-model", BUG, "--dest ..: is the current folder or one of its parents",
-          KEEPS_ALL, _dest_here("..")),
+          KEEPS_ALL, dest_here("..")),
     Fault("import-model --overwrite onto a folder that is not an imported model",
           "import-model", BUG, "--dest {ROOT}/mydata: exists and is not an imported NNSeg "
           "model (no manifest.json); --overwrite only replaces such folders",
-          KEEPS_ALL, _dest_not_a_model),
+          KEEPS_ALL, dest_not_a_model),
     Fault("import-model --overwrite onto a training's results folder", "import-model", BUG,
           "--dest {MODEL}: exists and is not an imported NNSeg model", KEEPS_ALL,
-          lambda w: _import(w, "--dest", str(w.results), "--overwrite")),
+          lambda w: import_cmd(w, "--dest", str(w.results), "--overwrite")),
     Fault("import-model of a zip named `...zip` (default destination from its stem)",
           "import-model", BUG, "imported into {ROOT}/home/nnseg_models/model",
-          "everything; the model goes to ./nnseg_models/model", _dotdot_zip_name, code=0),
+          "everything; the model goes to ./nnseg_models/model", dotdot_zip_name, code=0),
     Fault("two trainings of the same fold at once", "train", BUG,
           "{MODEL}/3d_fullres/fold_1: in use by process … (nnseg train 3d_fullres fold 1); "
           "wait for it to finish or stop it", "the running training and its run folder",
-          _held_run(1)),
+          held_run(1)),
     Fault("train --continue while the run is still going", "train", BUG,
           "{MODEL}/3d_fullres/fold_0: in use by process … (nnseg train 3d_fullres fold 0)",
-          "the running training and its checkpoints", _held_run(0, "--continue")),
+          "the running training and its checkpoints", held_run(0, "--continue")),
     Fault("preprocess while another preprocess of the configuration runs", "preprocess", BUG,
           "{WORK}/preprocessed/3d_fullres: in use by process … (nnseg preprocess 3d_fullres)",
-          "the other process's output", _held_preprocess),
+          "the other process's output", held_preprocess),
     Fault("train while its data is being preprocessed", "train", BUG,
           "nnseg train: error: {WORK}/preprocessed/3d_fullres: being preprocessed by process …; "
           "train once `nnseg preprocess` has finished", "the preprocessing and its output",
-          _then(lambda w: w.during.append(_lock(w.pre, "nnseg preprocess 3d_fullres")),
-                lambda w: _train(w, "1"))),
+          then(lambda w: w.during.append(lock(w.pre, "nnseg preprocess 3d_fullres")),
+                lambda w: train_cmd(w, "1"))),
     Fault("a .nii.gz whose voxel data is cut short (valid gzip, half the bytes)", "check", BUG,
           "{DATASET}/imagesTr/case_001_0000.nii.gz: voxel data cut short: … of the … bytes "
-          "the header declares", KEEPS_ALL, _truncated),
+          "the header declares", KEEPS_ALL, truncated),
     Fault("a 2D image in a 3D dataset", "check", BUG,
           "{DATASET}/imagesTr/case_001_0000.nii.gz: 2D image in a dataset of 3D images (4 of 5 "
-          "cases); every case must have the same dimension", KEEPS_ALL, _two_d),
+          "cases); every case must have the same dimension", KEEPS_ALL, two_d),
     Fault("absurd spacing (1e9 mm) in one case", "check", BUG,
           "{DATASET}/imagesTr/case_001_0000.nii.gz: spacing (1e+09, 1, 1) is 5e+08× the median "
           "on axis z: resampled to the dataset's median spacing (2, 1, 1), this case would have "
-          "shape …, more than NNSeg can hold", KEEPS_ALL, _absurd_spacing),
+          "shape …, more than NNSeg can hold", KEEPS_ALL, absurd_spacing),
     Fault("absurd spacing reaching preprocessing", "preprocess", BUG,
           "case case_001 ({DATASET}/labelsTr/case_001.nii.gz): resampled from spacing "
           "(1000000000.0, 1.0, 1.0) to (1.0, 1.0, 1.0), the case would have shape …; check the "
           "spacing in the file header", "every preprocessed case (the folder is marked "
-          "incomplete)", _absurd_spacing_preprocess, changes=(PROPERTIES,)),
+          "incomplete)", absurd_spacing_preprocess, changes=(PROPERTIES,)),
     Fault("kill -9 of preprocess (its worker processes)", "preprocess", BUG,
           "(nothing: the workers end within seconds, with their parent)",
           "every finished case; the next run does the rest", code=-9,
@@ -468,36 +166,36 @@ FAULTS: tuple[Fault, ...] = (
           "try fewer --workers)", "every finished case", test="test_workers_obey_sigterm"),
     Fault("unreadable dataset.json (permission denied)", "check", BUG,
           "ERROR: {DATASET}/dataset.json: permission denied", KEEPS_ALL,
-          _unreadable(lambda w: w.ds / "dataset.json", _check)),
+          unreadable(lambda w: w.ds / "dataset.json", check_cmd)),
     Fault("unreadable dataset.json, in a stage", "fingerprint", BUG,
           "nnseg fingerprint: error: {DATASET}: dataset has 1 error(s):\n"
           "ERROR: {DATASET}/dataset.json: permission denied", KEEPS_ALL,
-          _unreadable(lambda w: w.ds / "dataset.json",
+          unreadable(lambda w: w.ds / "dataset.json",
                       lambda w: ["fingerprint", str(w.ds), "--work", str(w.work), "--quiet"])),
     Fault("unreadable labelsTr folder", "check", BUG,
           "ERROR: {DATASET}/labelsTr: cannot list the folder: permission denied", KEEPS_ALL,
-          _unreadable(lambda w: w.ds / "labelsTr", _check)),
+          unreadable(lambda w: w.ds / "labelsTr", check_cmd)),
     Fault("predict -o is a file", "predict", BUG,
           "nnseg predict: error: -o {ROOT}/afile: is a file, expected a folder", KEEPS_ALL,
-          lambda w: _predict(w, out=str(_a_file("afile")(w)))),
+          lambda w: predict_cmd(w, out=str(a_file("afile")(w)))),
     Fault("evaluate -o is a file", "evaluate", BUG,
           "nnseg evaluate: error: -o {ROOT}/afile: is a file, expected a folder", KEEPS_ALL,
           lambda w: ["evaluate", str(w.ds / "labelsTr"), str(w.out), "-o",
-                     str(_a_file("afile")(w)), "--quiet"]),
+                     str(a_file("afile")(w)), "--quiet"]),
     Fault("import-model --dest is a file", "import-model", BUG,
           "--dest {ROOT}/afile: is a file, expected a folder", KEEPS_ALL,
-          lambda w: _import(w, "--dest", str(_a_file("afile")(w)))),
+          lambda w: import_cmd(w, "--dest", str(a_file("afile")(w)))),
     Fault("--progress-json names a folder", "check", BUG,
           "nnseg check: error: --progress-json {ROOT}: is a folder, expected a file", KEEPS_ALL,
-          lambda w: _check(w, "--progress-json", str(w.root))),
+          lambda w: check_cmd(w, "--progress-json", str(w.root))),
     Fault("disk full while preprocessing (ENOSPC)", "preprocess", BUG,
           "nnseg preprocess: error: {WORK}/preprocessed/3d_fullres/case_003.npy: no space left "
           "on device; free some space and run the command again",
           "every case written before, the case's old files (the folder is marked incomplete)",
-          _disk_full_preprocess, changes=(PROPERTIES,)),
+          disk_full_preprocess, changes=(PROPERTIES,)),
     Fault("disk full while saving a checkpoint (ENOSPC)", "train", BUG,
           "nnseg train: error: {MODEL}/3d_fullres/fold_0/checkpoint_latest.pt: no space left on "
-          "device", "the previous checkpoints (final, best, latest)", _disk_full_checkpoint,
+          "device", "the previous checkpoints (final, best, latest)", disk_full_checkpoint,
           changes=("work/results/3d_fullres/fold_0/run_config.json",
                    "work/results/3d_fullres/fold_0/log.jsonl",
                    "work/results/3d_fullres/fold_0/progress.png")),
@@ -506,68 +204,68 @@ FAULTS: tuple[Fault, ...] = (
           "the previous checkpoints", test="test_real_write_failure_keeps_the_checkpoint"),
     Fault("train --set lr=abc", "train", BUG,
           "nnseg train: error: argument --set: 'lr=abc': lr: expected a number, got \"abc\"",
-          KEEPS_ALL, lambda w: _train(w, "1", "--set", "lr=abc")),
+          KEEPS_ALL, lambda w: train_cmd(w, "1", "--set", "lr=abc")),
     Fault("train --patch-size 0 0 0", "train", BUG,
           "nnseg train: error: argument --patch-size: must be an integer >= 1, got '0'",
-          KEEPS_ALL, lambda w: _train(w, "1", "--patch-size", "0", "0", "0")),
+          KEEPS_ALL, lambda w: train_cmd(w, "1", "--patch-size", "0", "0", "0")),
     Fault("unreadable image file", "check", BUG,
           "ERROR: {DATASET}/imagesTr/case_001_0000.nii.gz: permission denied", KEEPS_ALL,
-          _unreadable(lambda w: w.image(1), _check)),
+          unreadable(lambda w: w.image(1), check_cmd)),
     Fault("symbolic link loop instead of an image", "check", BUG,
           "ERROR: {DATASET}/imagesTr/case_001_0000.nii.gz: symbolic link loop", KEEPS_ALL,
-          _symlink_loop),
+          symlink_loop),
     # Weak spots of issue 10 ------------------------------------------------------------------
     Fault("plan --override 3d_fullres.batch_size=abc", "plan", WEAK,
           "nnseg plan: error: argument --override: '3d_fullres.batch_size=abc': batch_size: "
           "expected an integer, got \"abc\"", KEEPS_ALL,
-          lambda w: _plan(w, "--override", "3d_fullres.batch_size=abc")),
+          lambda w: plan_cmd(w, "--override", "3d_fullres.batch_size=abc")),
     Fault("plan --override 3d_fullres.patch_size=[0,0,0]", "plan", WEAK,
           "argument --override: '3d_fullres.patch_size=[0,0,0]': patch_size must be values "
           ">= 1, got [0, 0, 0]", KEEPS_ALL,
-          lambda w: _plan(w, "--override", "3d_fullres.patch_size=[0,0,0]")),
+          lambda w: plan_cmd(w, "--override", "3d_fullres.patch_size=[0,0,0]")),
     Fault("plan --override 3d_fullres.batch_size=-5", "plan", WEAK,
           "argument --override: '3d_fullres.batch_size=-5': batch_size must be >= 1, got -5",
-          KEEPS_ALL, lambda w: _plan(w, "--override", "3d_fullres.batch_size=-5")),
+          KEEPS_ALL, lambda w: plan_cmd(w, "--override", "3d_fullres.batch_size=-5")),
     Fault("plan --override a patch the network cannot divide", "plan", WEAK,
           "nnseg plan: error: override '3d_fullres.patch_size=[5,5,5]': 3d_fullres: patch_size "
           "[5, 5, 5] must be divisible by", KEEPS_ALL,
-          lambda w: _plan(w, "--override", "3d_fullres.patch_size=[5,5,5]")),
+          lambda w: plan_cmd(w, "--override", "3d_fullres.patch_size=[5,5,5]")),
     Fault("train --patch-size the network cannot divide", "train", WEAK,
           "nnseg train: error: --patch-size/--batch-size (patch_size [5, 5, 5]) do not fit "
           "3d_fullres: patch_size [5, 5, 5] must be divisible by [4, 4, 4]", KEEPS_ALL,
-          lambda w: _train(w, "1", "--patch-size", "5", "5", "5")),
+          lambda w: train_cmd(w, "1", "--patch-size", "5", "5", "5")),
     Fault("train --set amp=turbo (not one of the choices)", "train", WEAK,
           "argument --set: 'amp=turbo': amp 'turbo' not in ('auto', 'off', 'bf16', 'fp16')",
-          KEEPS_ALL, lambda w: _train(w, "1", "--set", "amp=turbo")),
+          KEEPS_ALL, lambda w: train_cmd(w, "1", "--set", "amp=turbo")),
     Fault("numeric options out of range (--epochs 0)", "train", WEAK,
           "argument --epochs: must be an integer >= 1, got '0'", KEEPS_ALL,
-          lambda w: _train(w, "1", "--epochs", "0")),
+          lambda w: train_cmd(w, "1", "--epochs", "0")),
     Fault("predict --step 0", "predict", WEAK,
           "nnseg predict: error: argument --step: must be a number > 0 and <= 1, got '0'",
-          KEEPS_ALL, lambda w: _predict(w, "--step", "0")),
+          KEEPS_ALL, lambda w: predict_cmd(w, "--step", "0")),
     Fault("raw image edited after preprocessing", "preprocess", WEAK,
           "1 preprocessed case(s) have raw files that changed since (size or modification "
-          "time); redoing them", "every unchanged case", _raw_edited, code=0,
+          "time); redoing them", "every unchanged case", raw_edited, code=0,
           changes=("work/preprocessed/3d_fullres/case_002*",
                    "work/preprocessed/3d_fullres/dataset_properties.json")),
     Fault("raw data newer than the fingerprint", "preprocess", WEAK,
           "changed after {WORK}/dataset_fingerprint.json was made; run `nnseg fingerprint` and "
-          "`nnseg plan` again", "everything", _raw_edited, code=0,
+          "`nnseg plan` again", "everything", raw_edited, code=0,
           changes=("work/preprocessed/3d_fullres/case_002*",
                    "work/preprocessed/3d_fullres/dataset_properties.json")),
     Fault("plan older than the fingerprint", "preprocess", WEAK,
           "{WORK}/plans.json is older than {WORK}/dataset_fingerprint.json; run `nnseg plan` "
-          "again", "everything", _plan_older, code=0,
+          "again", "everything", plan_older, code=0,
           changes=("work/preprocessed/3d_fullres/dataset_properties.json",)),
     Fault("every label map empty", "check", WEAK,
           "ERROR: {DATASET}/labelsTr: no foreground in any of the 5 label map(s): there is "
-          "nothing to learn", KEEPS_ALL, _empty_labels),
+          "nothing to learn", KEEPS_ALL, empty_labels),
     Fault("file_ending .png in dataset.json", "check", WEAK,
           "ERROR: {DATASET}/dataset.json: 'file_ending' '.png' is not supported; NNSeg reads "
-          ".nii.gz, .nii, .nrrd, .seg.nrrd, .mha, .mhd", KEEPS_ALL, _png),
+          ".nii.gz, .nii, .nrrd, .seg.nrrd, .mha, .mhd", KEEPS_ALL, png),
     Fault("predict -i a .png image", "predict", WEAK,
           "nnseg predict: error: -i {ROOT}/x.png: '.png' images are not supported", KEEPS_ALL,
-          lambda w: ["predict", "-i", str(_a_file("x.png")(w)), "-o", str(w.root / "p"), "-m",
+          lambda w: ["predict", "-i", str(a_file("x.png")(w)), "-o", str(w.root / "p"), "-m",
                      str(w.results), "--quiet"]),
     Fault("find-best --folds 0 0 (a fold twice)", "find-best", WEAK,
           "nnseg find-best: error: --folds: 0 given more than once", KEEPS_ALL,
@@ -575,51 +273,51 @@ FAULTS: tuple[Fault, ...] = (
                      "--workers", "1", "--quiet"]),
     Fault("predict -o equal to -i", "predict", WEAK,
           "nnseg predict: error: -o {IMAGES}: is the input folder {IMAGES}; write the label "
-          "maps to another folder", KEEPS_ALL, lambda w: _predict(w, out=str(w.images))),
+          "maps to another folder", KEEPS_ALL, lambda w: predict_cmd(w, out=str(w.images))),
     Fault("NaN in a predict input", "predict", WEAK,
           "nnseg predict: error: {IMAGES}/case_000_0000.nii.gz: 1 NaN and 0 infinite voxel "
           "value(s) stored in the file (ITK would read them as 0); NNSeg does not segment "
-          "images with missing or non-finite voxels", KEEPS_ALL, _nan_input),
+          "images with missing or non-finite voxels", KEEPS_ALL, nan_input),
     Fault("predict --folds 1 while fold 1 is still training", "predict", WEAK,
           "nnseg predict: error: {MODEL}/3d_fullres: fold 1 is still training (process …, "
           "epoch 1/1); choose finished folds or pass --allow-unfinished", KEEPS_ALL,
-          _predict_training("--folds", "1")),
+          predict_training("--folds", "1")),
     Fault("predict (default folds) while fold 1 is still training", "predict", WEAK,
           "3d_fullres: fold 1 is still training (process …, epoch 1/1): left out "
           "(--allow-unfinished uses it)", "everything; predicts with the finished folds",
-          _predict_training(), code=0),
+          predict_training(), code=0),
     Fault("export-model of a fold that stopped before finishing", "export-model", WEAK,
           "nnseg export-model: error: {MODEL}/3d_fullres: fold 1 stopped before finishing "
           "(epoch 1/1; resume it with `nnseg train … --continue`); choose finished folds or "
           "pass --allow-unfinished", KEEPS_ALL,
-          _then(_unfinished_fold, lambda w: ["export-model", str(w.results),
+          then(unfinished_fold, lambda w: ["export-model", str(w.results),
                                              str(w.root / "x.zip"), "--folds", "1", "--quiet"])),
     Fault("model zip expanding 500-fold (declared honestly in its manifest)", "import-model",
           WEAK, "{ROOT}/bomb.zip: expands …-fold (… MB to … MB), more than the limit of 20",
-          KEEPS_ALL, _zip_bomb),
+          KEEPS_ALL, zip_bomb),
     Fault("model zip over the size limit", "import-model", WEAK,
           "{ZIP}: expands to … MB, more than the limit of 0.01 MB (raise it with --max-size-mb",
-          KEEPS_ALL, lambda w: _import(w, "--dest", str(w.root / "m"), "--max-size-mb", "0.01")),
+          KEEPS_ALL, lambda w: import_cmd(w, "--dest", str(w.root / "m"), "--max-size-mb", "0.01")),
     Fault("package with an invalid plans.json", "import-model", WEAK,
           "{ROOT}/bad.zip: not a usable model: plans.json: not a valid NNSeg plans file "
           "(configuration '3d_fullres': batch_size: must be >= 1, got 0)", KEEPS_ALL,
-          _zip_bad_plans),
+          zip_bad_plans),
     Fault("package with wrong-shape weights", "import-model", WEAK,
           "{ROOT}/bad.zip: not a usable model: 3d_fullres/fold_0/checkpoint_final.pt: weights "
-          "do not match the plan's network", KEEPS_ALL, _zip_wrong_weights),
+          "do not match the plan's network", KEEPS_ALL, zip_wrong_weights),
     Fault("import-model of a missing file", "import-model", WEAK,
           "nnseg import-model: error: {ROOT}/nope.zip: does not exist", KEEPS_ALL,
           lambda w: ["import-model", str(w.root / "nope.zip"), "--quiet"]),
     Fault("temporary files left by kill -9", "preprocess", WEAK,
           "5 of 5 cases already preprocessed", "everything; removes the dead process's "
-          "temporary files", _stale_temps, code=0,
+          "temporary files", stale_temps, code=0,
           changes=("work/preprocessed/3d_fullres/.case_000.npy.nnseg-tmp-*",
                    "work/preprocessed/3d_fullres/dataset_properties.json")),
     Fault("checkpoint holding a pickled object", "predict", WEAK,
           "{MODEL}/3d_fullres/fold_0/checkpoint_final.pt: not a readable NNSeg checkpoint (it "
           "holds Python objects, not only tensors and plain values (Unsupported global: GLOBAL "
           "print was not an allowed global by default); NNSeg does not load such files)",
-          KEEPS_ALL, _evil_checkpoint, absent=("weights_only", "unpickled!", "allowlist")),
+          KEEPS_ALL, evil_checkpoint, absent=("weights_only", "unpickled!", "allowlist")),
     # Kinds that already worked ---------------------------------------------------------------
     Fault("kill -9 during training, then --continue", "train", HELD,
           "resuming 3d_fullres fold 0 at epoch …", "the latest checkpoint; the lock dies with "
@@ -634,55 +332,52 @@ FAULTS: tuple[Fault, ...] = (
           test="test_kill_9_during_training_then_continue"),
     Fault("dataset.json missing", "check", HELD,
           "ERROR: {DATASET}/dataset.json: missing (expected an nnU-Net v2 dataset.json)",
-          KEEPS_ALL, _then(lambda w: (w.ds / "dataset.json").unlink(), _check)),
+          KEEPS_ALL, then(lambda w: (w.ds / "dataset.json").unlink(), check_cmd)),
     Fault("dataset.json not JSON", "check", HELD,
           "ERROR: {DATASET}/dataset.json: malformed JSON", KEEPS_ALL,
-          _then(lambda w: (w.ds / "dataset.json").write_text("{nope"), _check)),
+          then(lambda w: (w.ds / "dataset.json").write_text("{nope"), check_cmd)),
     Fault("a case without its label", "check", HELD,
           "ERROR: {DATASET}/labelsTr/case_001.nii.gz: missing label for case case_001",
-          KEEPS_ALL, _then(lambda w: w.label(1).unlink(), _check)),
+          KEEPS_ALL, then(lambda w: w.label(1).unlink(), check_cmd)),
     Fault("label geometry differs from the image", "check", HELD,
           "ERROR: {DATASET}/labelsTr/case_001.nii.gz: geometry differs from the image: spacing",
-          KEEPS_ALL, _then(lambda w: _write(w.label(1), _read(w.label(1)), (3.0, 1.0, 1.0)),
-                           _check)),
+          KEEPS_ALL, then(lambda w: write(w.label(1), read(w.label(1)), (3.0, 1.0, 1.0)),
+                           check_cmd)),
     Fault("NaN voxels in a training image (NIfTI)", "check", HELD,
           "ERROR: {DATASET}/imagesTr/case_001_0000.nii.gz: 1 NaN and 0 infinite voxel value(s) "
           "stored in the file", KEEPS_ALL,
-          _then(lambda w: _write(w.image(1), np.where(np.arange(_read(w.image(1)).size).reshape(
-              _read(w.image(1)).shape) == 7, np.nan, _read(w.image(1))).astype(np.float32)),
-              _check)),
+          nan_image),
     Fault("undeclared label value", "check", HELD,
           "ERROR: {DATASET}/labelsTr/case_001.nii.gz: label values [7] are not declared",
-          KEEPS_ALL, _then(lambda w: _write(w.label(1), np.full_like(_read(w.label(1)), 7)),
-                           _check)),
+          KEEPS_ALL, undeclared_label),
     Fault("corrupt image file", "check", HELD,
           "ERROR: {DATASET}/imagesTr/case_001_0000.nii.gz: unreadable or corrupt image",
-          KEEPS_ALL, _then(lambda w: w.image(1).write_bytes(b"garbage"), _check)),
+          KEEPS_ALL, then(lambda w: w.image(1).write_bytes(b"garbage"), check_cmd)),
     Fault("preprocess before plan", "preprocess", HELD,
           "nnseg preprocess: error: {WORK}/plans.json: no plan; run `nnseg plan` first",
-          KEEPS_ALL, _then(lambda w: (w.work / "plans.json").unlink(), _preprocess)),
+          KEEPS_ALL, then(lambda w: (w.work / "plans.json").unlink(), preprocess_cmd)),
     Fault("plan before fingerprint", "plan", HELD,
           "nnseg plan: error: {WORK}/dataset_fingerprint.json: no fingerprint; run `nnseg "
           "fingerprint` first", KEEPS_ALL,
-          _then(lambda w: (w.work / "dataset_fingerprint.json").unlink(), _plan)),
+          then(lambda w: (w.work / "dataset_fingerprint.json").unlink(), plan_cmd)),
     Fault("plans.json not JSON", "preprocess", HELD,
           "nnseg preprocess: error: {WORK}/plans.json: not valid JSON (line 1, column 2", KEEPS_ALL,
-          _then(lambda w: (w.work / "plans.json").write_text("{nope"), _preprocess)),
+          then(lambda w: (w.work / "plans.json").write_text("{nope"), preprocess_cmd)),
     Fault("new training over an existing run", "train", HELD,
           "nnseg train: error: {MODEL}/3d_fullres/fold_0: already holds a training run; use "
-          "--continue, --extend N, or --fresh", KEEPS_ALL, lambda w: _train(w, "0")),
+          "--continue, --extend N, or --fresh", KEEPS_ALL, lambda w: train_cmd(w, "0")),
     Fault("train --continue without a run", "train", HELD,
           "nnseg train: error: {MODEL}/3d_fullres/fold_2/run_config.json: missing; there is no "
-          "run to continue", KEEPS_ALL, lambda w: _train(w, "2", "--continue")),
+          "run to continue", KEEPS_ALL, lambda w: train_cmd(w, "2", "--continue")),
     Fault("a fold the splits do not have", "train", HELD,
           "nnseg train: error: fold 7 does not exist; the splits have folds 0..4", KEEPS_ALL,
-          lambda w: _train(w, "7")),
+          lambda w: train_cmd(w, "7")),
     Fault("a configuration the plan does not have", "train", HELD,
           "nnseg train: error: configuration '3d_lowres' is not in the plan", KEEPS_ALL,
           lambda w: ["train", str(w.ds), "3d_lowres", "0", "--work", str(w.work), "--quiet"]),
     Fault("predict --folds 0 0 (a fold twice)", "predict", HELD,
           "nnseg predict: error: folds: 0 given more than once", KEEPS_ALL,
-          lambda w: _predict(w, "--folds", "0", "0")),
+          lambda w: predict_cmd(w, "--folds", "0", "0")),
     Fault("predict with a missing model folder", "predict", HELD,
           "nnseg predict: error: {ROOT}/nomodel: model folder not found", KEEPS_ALL,
           lambda w: ["predict", "-i", str(w.images), "-o", str(w.root / "p"), "-m",
@@ -690,25 +385,25 @@ FAULTS: tuple[Fault, ...] = (
     Fault("truncated checkpoint", "predict", HELD,
           "{MODEL}/3d_fullres/fold_0/checkpoint_final.pt: not a readable NNSeg checkpoint "
           "(PytorchStreamReader failed reading zip archive: failed finding central directory)",
-          KEEPS_ALL, _truncated_checkpoint),
+          KEEPS_ALL, truncated_checkpoint),
     Fault("model zip with a '..' entry", "import-model", HELD,
           "{ROOT}/bad.zip: refusing path with '..' or '.' '../escape.json'", KEEPS_ALL,
-          _zip_entry("../escape.json", b"x")),
+          zip_entry("../escape.json", b"x")),
     Fault("model zip with a checksum mismatch", "import-model", HELD,
           "{ROOT}/bad.zip: checksum mismatch for plans.json", KEEPS_ALL,
-          _zip_entry("dataset.json", b"{}", corrupt="plans.json")),
+          zip_entry("dataset.json", b"{}", corrupt="plans.json")),
     Fault("model zip with a pickled object", "import-model", WEAK,
           "{ROOT}/bad.zip: 3d_fullres/fold_0/checkpoint_final.pt is not a plain weights file (it "
           "holds Python objects", KEEPS_ALL,
-          _zip_entry("3d_fullres/fold_0/checkpoint_final.pt",
-                     _checkpoint_bytes({"network": {}, "meta": _Evil()})),
+          zip_entry("3d_fullres/fold_0/checkpoint_final.pt",
+                     checkpoint_bytes({"network": {}, "meta": Evil()})),
           absent=("weights_only", "unpickled!")),
     Fault("import-model --overwrite onto a model imported there before", "import-model", HELD,
           "imported into {ROOT}/imported", "everything else; the old model stays until the "
-          "new one is complete", _dest_reimport, code=0, changes=("imported/*",)),
+          "new one is complete", dest_reimport, code=0, changes=("imported/*",)),
     Fault("train --set device=\"tpu\" (an unknown device)", "train", WEAK,
           "nnseg train: error: argument --set: 'device=\"tpu\"': device 'tpu' is not auto, cpu, "
-          "cuda, cuda:N or mps", KEEPS_ALL, lambda w: _train(w, "1", "--set", 'device="tpu"')),
+          "cuda, cuda:N or mps", KEEPS_ALL, lambda w: train_cmd(w, "1", "--set", 'device="tpu"')),
 )
 
 
