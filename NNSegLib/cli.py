@@ -4,18 +4,32 @@ Each command module defines ``add_arguments(parser)`` and ``run(args, progress) 
 CLI builds the progress reporter (tqdm, JSON lines, cancel on SIGINT/SIGTERM) and hands it
 to the command, so no stage imports this module. Modules are imported only when their
 command runs, so ``nnseg --help`` stays fast.
+
+Exit codes (:mod:`NNSegLib.util.errors`): 0 done; 2 a problem the user can fix — bad input
+or option, a stage not run yet, a file or folder the system refuses (permission, disk full,
+link loop …), a run folder another process holds, out of memory — reported as one line
+naming the file or option; 130 cancelled (work done so far is kept); 1 a bug in NNSeg
+(one line; ``--debug`` shows the traceback of any error).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import sys
 from typing import Callable, Sequence
 
 from NNSegLib import __version__
-from NNSegLib.util.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK, NNSegError
+from NNSegLib.util.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
+    EXIT_ERROR,
+    EXIT_OK,
+    NNSegError,
+)
+from NNSegLib.util.files import describe_os_error
 
 #: name → (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -36,6 +50,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (plus where to find the options)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} "
+                                  f"(`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnseg",
@@ -51,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _command_parser(name: str) -> tuple[argparse.ArgumentParser, Callable[..., int | None]]:
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"nnseg {name}", description=help_text)
+    parser = _Parser(prog=f"nnseg {name}", description=help_text)
     # A module serving two commands defines add_<cmd>_arguments *and* run_<cmd>; any other
     # module uses add_arguments/run (so a library function named run_<cmd> is not mistaken
     # for the command).
@@ -66,13 +88,15 @@ def _command_parser(name: str) -> tuple[argparse.ArgumentParser, Callable[..., i
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options every command has: machine-readable progress and quiet mode."""
+    """Options every command has: machine-readable progress, quiet and debug mode."""
     group = parser.add_argument_group("progress")
     group.add_argument(
         "--progress-json", metavar="FILE", default=None,
         help="also write progress events as JSON lines to FILE ('-' for stdout)",
     )
     group.add_argument("--quiet", action="store_true", help="no progress bars")
+    group.add_argument("--debug", action="store_true",
+                       help="show the full traceback of an error (for reporting bugs)")
 
 
 def make_progress(args: argparse.Namespace):
@@ -91,19 +115,28 @@ def make_progress(args: argparse.Namespace):
     if target == "-":
         listeners.append(JsonLinesWriter(sys.stdout))
     elif target:
-        listeners.append(JsonLinesWriter(open(target, "a", encoding="utf-8")))  # noqa: SIM115
+        try:
+            stream = open(target, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
+        except OSError as e:
+            raise NNSegError(f"--progress-json {describe_os_error(e, target)}") from None
+        listeners.append(JsonLinesWriter(stream))
     quiet = getattr(args, "quiet", False) or target == "-"
     return TqdmProgress(token, listeners, disable=True if quiet else None)
 
 
 def run_command(run: Callable[..., int | None], args: argparse.Namespace, prog: str) -> int:
-    """Run a command: build its progress reporter, turn user errors into one line + exit code.
+    """Run a command: build its progress reporter, turn every error into one line + exit code.
 
     This is the CLI's error boundary: stages raise :class:`~NNSegLib.util.errors.NNSegError`
-    (or a subclass) for anything the user can fix and never print or exit themselves.
+    (or a subclass) for anything the user can fix and never print or exit themselves. An
+    :class:`OSError` nobody caught (permission denied, disk full, a file where a folder should
+    be …) becomes one line naming the path and the problem, and so does running out of
+    memory; all of these exit with 2. Anything else is a bug: one line and exit code 1,
+    the traceback with ``--debug`` (which re-raises every error).
     """
     from NNSegLib.util.progress import Cancelled
 
+    debug = bool(getattr(args, "debug", False))
     try:
         progress = make_progress(args)
         code = run(args, progress)
@@ -114,9 +147,38 @@ def run_command(run: Callable[..., int | None], args: argparse.Namespace, prog: 
     except KeyboardInterrupt:
         _emit(args, "error", f"{prog}: interrupted")
         return EXIT_CANCELLED
-    except (NNSegError, FileNotFoundError) as e:
+    except NNSegError as e:
+        if debug:
+            raise
         _emit(args, "error", f"{prog}: error: {e}")
         return EXIT_BAD_INPUT
+    except OSError as e:
+        if debug:
+            raise
+        hint = ""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            hint = ("; free some space and run the command again (files written before are "
+                    "kept; an interrupted training resumes with --continue)")
+        _emit(args, "error", f"{prog}: error: {describe_os_error(e)}{hint}")
+        return EXIT_BAD_INPUT
+    except MemoryError as e:
+        if debug:
+            raise
+        detail = f" ({e})" if str(e) else ""
+        _emit(args, "error", f"{prog}: error: out of memory{detail}; use fewer --workers, "
+                             "a smaller batch or patch, or a machine with more memory")
+        return EXIT_BAD_INPUT
+    except Exception as e:  # noqa: BLE001 - the boundary: a bug, reported in one line
+        if debug:
+            raise
+        _emit(args, "error", f"{prog}: internal error: {type(e).__name__}: {_first_line(e)} "
+                             "(a bug in NNSeg; run again with --debug for the traceback)")
+        return EXIT_ERROR
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else "(no message)"
 
 
 def _emit(args: argparse.Namespace, kind: str, text: str) -> None:
@@ -134,7 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     sub_parser, run = _command_parser(name)
-    args = sub_parser.parse_args(rest)
+    try:
+        args = sub_parser.parse_args(rest)
+    except SystemExit as e:   # --help (0) or a bad option (2, message already printed)
+        return EXIT_OK if e.code is None else e.code if isinstance(e.code, int) \
+            else EXIT_BAD_INPUT
     args.command = name
     return run_command(run, args, f"nnseg {name}")
 

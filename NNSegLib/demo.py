@@ -17,6 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
+from NNSegLib.util import options
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress
 
@@ -31,22 +32,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sample dataset variant (default: mr)")
     parser.add_argument("--configuration", default="3d_fullres",
                         help="configuration to train (default: 3d_fullres)")
-    parser.add_argument("--folds", type=int, nargs="+", default=[0],
+    parser.add_argument("--folds", type=options.non_negative_int, nargs="+", default=[0],
                         help="folds to train (default: 0; all five for full cross-validation)")
-    parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS,
+    parser.add_argument("--epochs", type=options.positive_int, default=DEMO_EPOCHS,
                         help=f"training epochs (default: {DEMO_EPOCHS})")
-    parser.add_argument("--iterations-per-epoch", type=int, default=DEMO_ITERATIONS,
+    parser.add_argument("--iterations-per-epoch", type=options.positive_int,
+                        default=DEMO_ITERATIONS,
                         help=f"training iterations per epoch (default: {DEMO_ITERATIONS})")
-    parser.add_argument("--val-iterations", type=int, default=4,
+    parser.add_argument("--val-iterations", type=options.non_negative_int, default=4,
                         help="validation batches per epoch (default: 4)")
-    parser.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
-    parser.add_argument("--train-minutes", type=float, default=None,
+    parser.add_argument("--seed", type=options.non_negative_int, default=0,
+                        help="training seed (default: 0)")
+    parser.add_argument("--train-minutes", type=options.positive_number, default=None,
                         help="fit training to this wall-clock budget per fold instead "
                              "(minutes; the amount of work then depends on the machine)")
-    parser.add_argument("--test-cases", type=int, default=4,
+    parser.add_argument("--test-cases", type=options.non_negative_int, default=4,
                         help="generated test cases to predict and evaluate (default: 4)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes for I/O stages")
+    parser.add_argument("--workers", type=options.positive_int, default=2,
+                        help="worker processes for I/O stages")
 
 
 def _step(name: str, argv: list[str]) -> None:

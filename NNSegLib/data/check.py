@@ -26,8 +26,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from NNSegLib.data.dataset import CHANNEL_RE, Case, DatasetError, DatasetSpec, load_dataset_json
-from NNSegLib.data.io import SUPPORTED_ENDINGS, Geometry, ImageReadError, SimpleITKIO, file_ending
+from NNSegLib.data.io import (
+    SUPPORTED_ENDINGS,
+    Geometry,
+    ImageReadError,
+    SimpleITKIO,
+    file_ending,
+    scan_nifti,
+)
+from NNSegLib.util import options
 from NNSegLib.util.errors import EXIT_BAD_INPUT, EXIT_OK, NNSegError
+from NNSegLib.util.files import describe_errno
 from NNSegLib.util.parallel import map_cases
 from NNSegLib.util.progress import Progress
 
@@ -207,8 +216,14 @@ def _image_files(folder: Path, spec: DatasetSpec, problems: list[Problem]) -> li
     """Files of ``folder`` with the dataset's ending; stray files become problems."""
     if not folder.is_dir():
         return []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as e:
+        problems.append(Problem(str(folder), "cannot list the folder: "
+                                + describe_errno(e.errno, e.strerror or str(e))))
+        return []
     found = []
-    for p in sorted(folder.iterdir()):
+    for p in entries:
         if p.name.startswith("."):
             continue
         if p.is_dir():
@@ -249,7 +264,7 @@ def check_case(case: Case, spec: DatasetSpec, keep_arrays: bool = False) -> Case
             reference = geo
         else:
             _compare_geometry(reference, geo, path, f"channel {case.images[0].name}", problems)
-        _check_finite(array, path, problems)
+        problems.extend(Problem(str(path), m) for m in image_file_problems(path, array))
         images.append(array)
     label: np.ndarray | None = None
     values: tuple[int, ...] = ()
@@ -278,11 +293,37 @@ def _read(io: SimpleITKIO, path: Path, problems: list[Problem]):
     return array, geo
 
 
+def image_file_problems(path: Path, array: np.ndarray) -> list[str]:
+    """What is wrong with the voxel values of an image file ITK has read as ``array``.
+
+    NIfTI voxel bytes are read directly (:func:`~NNSegLib.data.io.scan_nifti`): ITK fills
+    missing voxel data with zeros and reads NaN/inf as 0, so neither shows in ``array``.
+    """
+    out = []
+    try:
+        scan = scan_nifti(path)
+    except (OSError, ImageReadError) as e:
+        return [f"cannot scan the NIfTI voxels: {_strip_path(str(e), path)}"]
+    if scan is not None and scan.truncated:
+        out.append(f"voxel data cut short: {scan.found_bytes} of the {scan.expected_bytes} "
+                   "bytes the header declares (the file is truncated; ITK would fill the rest "
+                   "with zeros)")
+    if array.dtype.kind in "fc" and not np.isfinite(array.sum(dtype=np.float64)):
+        n_nan, n_inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+        out.append(f"{n_nan} NaN and {n_inf} infinite voxel value(s)")
+    elif scan is not None and (scan.nan or scan.inf):
+        out.append(f"{scan.nan} NaN and {scan.inf} infinite voxel value(s) stored in the file "
+                   "(ITK would read them as 0)")
+    return out
+
+
 def _compare_geometry(ref: Geometry, geo: Geometry, path: Path, what: str,
                       problems: list[Problem]) -> None:
     """Add one problem naming every aspect in which ``geo`` differs from ``ref``."""
     diffs = []
-    if tuple(ref.shape) != tuple(geo.shape):
+    if ref.ndim != geo.ndim:
+        diffs.append(f"{geo.ndim}D image, {ref.ndim}D expected")
+    elif tuple(ref.shape) != tuple(geo.shape):
         diffs.append(f"shape {tuple(geo.shape)} != {tuple(ref.shape)}")
     else:
         if not np.allclose(ref.spacing, geo.spacing, rtol=SPACING_RTOL, atol=1e-6):
@@ -295,41 +336,18 @@ def _compare_geometry(ref: Geometry, geo: Geometry, path: Path, what: str,
         problems.append(Problem(str(path), f"geometry differs from {what}: " + "; ".join(diffs)))
 
 
-def _check_finite(array: np.ndarray, path: Path, problems: list[Problem]) -> None:
-    if array.dtype.kind not in "fc":
-        return
-    if np.isfinite(array.sum(dtype=np.float64)):
-        n_nan, n_inf = _nifti_non_finite(path, problems)  # ITK reads them as 0: see bytes
-        if n_nan or n_inf:
-            problems.append(Problem(str(path), f"{n_nan} NaN and {n_inf} infinite voxel "
-                                    "value(s) stored in the file (ITK would read them as 0)"))
-        return
-    n_nan, n_inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
-    if n_nan or n_inf:
-        problems.append(Problem(str(path), f"{n_nan} NaN and {n_inf} infinite voxel value(s)"))
-
-
-def _nifti_non_finite(path: Path, problems: list[Problem]) -> tuple[int, int]:
-    from NNSegLib.data.io import ImageReadError, nifti_non_finite
-
-    try:
-        return nifti_non_finite(path)
-    except (OSError, EOFError, ImageReadError) as e:
-        problems.append(Problem(str(path), f"cannot scan the NIfTI voxels for NaN: {e}"))
-        return 0, 0
-
-
 def _check_label(read, path: Path, spec: DatasetSpec, reference: Geometry | None,
                  problems: list[Problem]) -> tuple[np.ndarray | None, tuple[int, ...]]:
     """Check a label map; return it as an integer array plus its distinct values."""
     array, geo = read
     if reference is not None:
         _compare_geometry(reference, geo, path, "the image", problems)
+    file_problems = image_file_problems(path, array)
+    if any("NaN" in m for m in file_problems):
+        problems.append(Problem(str(path), "label map holds NaN or infinite values"))
+        return None, ()
+    problems.extend(Problem(str(path), m) for m in file_problems)
     if array.dtype.kind in "fc":
-        if not np.isfinite(array.sum(dtype=np.float64)) or any(_nifti_non_finite(path,
-                                                                                 problems)):
-            problems.append(Problem(str(path), "label map holds NaN or infinite values"))
-            return None, ()
         as_int = array.astype(np.int32)
         n_bad = int(np.count_nonzero(as_int != array))
         if n_bad:
@@ -391,12 +409,35 @@ def check_dataset(root: Path | str, workers: int = 2, progress=None,
     if layout.spec is not None:
         cases = list(layout.training) + (list(layout.test) if include_test else [])
         jobs = [(case, layout.spec) for case in cases]
+        results = {}
         for result in map_cases(_check_job, jobs, workers, progress, "check"):
             problems.extend(result.problems)
+            results[result.identifier] = result
+        problems += cross_case_problems(layout, results, cases)
         if progress is not None:
             progress.done(errors=sum(p.severity == ERROR for p in problems))
     return CheckReport(Path(root), tuple(sort_problems(problems)), len(layout.training),
                        len(layout.test))
+
+
+def cross_case_problems(layout: Layout, results: dict[str, CaseCheck],
+                        cases: Sequence[Case]) -> list[Problem]:
+    """Problems across the checked ``cases`` (:mod:`NNSegLib.data.consistency`)."""
+    from NNSegLib.data.consistency import CaseSummary, dataset_problems
+
+    assert layout.spec is not None
+    summaries = []
+    for case in cases:
+        result = results.get(case.identifier)
+        if result is None or not case.images:
+            continue
+        usable = case.label is not None and bool(result.label_values)
+        summaries.append(CaseSummary(str(case.images[0]), result.geometry, len(case.images),
+                                     str(case.label) if case.label else None,
+                                     result.label_values if usable else None))
+    found = dataset_problems(summaries, layout.spec.labels, str(layout.root / "labelsTr"),
+                             str(layout.root / "dataset.json"))
+    return [Problem(path, message, severity) for path, message, severity in found]
 
 
 def sort_problems(problems: Sequence[Problem]) -> list[Problem]:
@@ -407,7 +448,7 @@ def sort_problems(problems: Sequence[Problem]) -> list[Problem]:
 # -- CLI ---------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path, help="raw dataset folder (with dataset.json)")
-    parser.add_argument("--workers", type=int, default=2,
+    parser.add_argument("--workers", type=options.positive_int, default=2,
                         help="worker processes reading cases (default: 2; 1 = no pool)")
     parser.add_argument("--no-test", action="store_true",
                         help="do not read the imagesTs cases (file names are still checked)")

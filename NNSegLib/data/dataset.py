@@ -70,10 +70,20 @@ def load_dataset_json(root: Path | str) -> DatasetSpec:
     Raises:
         DatasetError: when the file is missing, not JSON, or lacks/garbles a required key.
     """
+    from NNSegLib.data.io import SUPPORTED_ENDINGS
+    from NNSegLib.util.files import path_problem
+
     root = Path(root)
     path = root / "dataset.json"
-    if not path.is_file():
+    if not root.is_dir():
+        problem = ("is a file, expected the dataset folder" if root.is_file()
+                   else path_problem(root) or "not a folder")
+        raise DatasetError(f"{root}: {problem}")
+    unreadable = "is a folder, expected a file" if path.is_dir() else path_problem(path)
+    if unreadable == "does not exist":
         raise DatasetError(f"{path}: missing (expected an nnU-Net v2 dataset.json)")
+    if unreadable:
+        raise DatasetError(f"{path}: {unreadable}")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -92,6 +102,10 @@ def load_dataset_json(root: Path | str) -> DatasetSpec:
     ending = raw.get("file_ending")
     if not isinstance(ending, str) or not ending.startswith("."):
         problems.append("'file_ending' must be a string like \".nii.gz\"")
+    elif ending.lower() not in SUPPORTED_ENDINGS:
+        problems.append(f"'file_ending' {ending!r} is not supported; NNSeg reads "
+                        f"{', '.join(SUPPORTED_ENDINGS)} (convert the images, e.g. with "
+                        "SimpleITK)")
     try:
         channel_names = {int(k): str(v) for k, v in channels.items()}
         if channel_names and sorted(channel_names) != list(range(len(channel_names))):

@@ -10,7 +10,11 @@ order, direction row-major 3x3) so that a written image has the input's geometry
 from __future__ import annotations
 
 import abc
+import gzip
 import os
+import struct
+import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -99,15 +103,23 @@ class SimpleITKIO(ImageIO):
     def read(self, path: Path) -> tuple[np.ndarray, Geometry]:
         import SimpleITK as sitk
 
+        from NNSegLib.util.files import path_problem
+
         path = Path(path)
+        problem = path_problem(path)   # ITK calls all of these "does not exist"
+        if problem:
+            raise ImageReadError(f"{path}: {problem}")
+        if "slicer" not in sys.modules:   # the command: one clear line, not ITK's noise
+            sitk.ProcessObject.SetGlobalWarningDisplay(False)
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError as e:
-            first = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown error"
-            raise ImageReadError(f"{path}: unreadable or corrupt image ({first})") from e
+            raise ImageReadError(f"{path}: unreadable or corrupt image ({_itk_reason(e)})"
+                                 ) from e
         return image_to_array(image, path)
 
-    def write(self, array: np.ndarray, geometry: Geometry, path: Path) -> None:
+    def write(self, array: np.ndarray, geometry: Geometry, path: Path,
+              durable: bool = False) -> None:
         import SimpleITK as sitk
 
         from NNSegLib.util.atomic import atomic_path
@@ -117,8 +129,18 @@ class SimpleITKIO(ImageIO):
         if file_ending(path) == ".mhd":
             _write_mhd(image, path)
             return
-        with atomic_path(path, suffix=file_ending(path)) as tmp:
+        with atomic_path(path, suffix=file_ending(path), durable=durable) as tmp:
             sitk.WriteImage(image, str(tmp), useCompression=True)
+
+
+def _itk_reason(error: Exception) -> str:
+    """The useful line of an ITK exception (they span many lines of source locations)."""
+    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+    for line in lines:
+        text = line.split("ERROR:", 1)[1].strip() if "ERROR:" in line else ""
+        if text:
+            return text
+    return lines[-1] if lines else "unknown error"
 
 
 def _write_mhd(image, path: Path) -> None:
@@ -128,12 +150,12 @@ def _write_mhd(image, path: Path) -> None:
     moved into place (data first: the header only appears once its data is complete).
     """
     import shutil
-    import tempfile
 
     import SimpleITK as sitk
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    from NNSegLib.util.atomic import temp_dir
+
+    tmp_dir = temp_dir(path)
     try:
         sitk.WriteImage(image, str(tmp_dir / path.name), useCompression=True)
         header = tmp_dir / path.name
@@ -201,64 +223,117 @@ def _sitk_image(array: np.ndarray):
     return sitk.GetImageFromArray(array)
 
 
-#: NIfTI float datatypes → numpy dtype (ITK's NIfTI reader turns NaN/inf voxels into 0).
+#: NIfTI float datatypes → numpy dtype.
 _NIFTI_FLOATS = {16: "f4", 64: "f8"}
+
+
+@dataclass(frozen=True)
+class NiftiScan:
+    """What the voxel bytes of a NIfTI file hold.
+
+    Attributes:
+        expected_bytes: Voxel bytes the header declares (dimensions × bits per voxel).
+        found_bytes: Voxel bytes actually present (at most ``expected_bytes``).
+        nan: NaN voxels (float types only).
+        inf: Infinite voxels (float types only).
+    """
+
+    expected_bytes: int
+    found_bytes: int
+    nan: int = 0
+    inf: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.found_bytes < self.expected_bytes
+
+
+def is_nifti(path: Path | str) -> bool:
+    name = Path(path).name.lower()
+    return name.endswith(".nii") or name.endswith(".nii.gz")
+
+
+def _header(head: bytes, path: Path) -> tuple[str, int, tuple[int, ...], int, int] | None:
+    """``(byte order, datatype, dims, bits per voxel, voxel offset)`` or ``None``."""
+    if len(head) < 348:
+        raise ImageReadError(f"{path}: too short for a NIfTI header")
+    for order in "<>":
+        size = struct.unpack(order + "i", head[:4])[0]
+        if size in (348, 540):
+            break
+    else:
+        return None
+    if size == 348:
+        dims = struct.unpack(order + "8h", head[40:56])
+        datatype, bitpix = struct.unpack(order + "2h", head[70:74])
+        offset = int(struct.unpack(order + "f", head[108:112])[0])
+    else:
+        if len(head) < 540:
+            raise ImageReadError(f"{path}: too short for a NIfTI-2 header")
+        datatype, bitpix = struct.unpack(order + "2h", head[12:16])
+        dims = struct.unpack(order + "8q", head[16:80])
+        offset = int(struct.unpack(order + "q", head[168:176])[0])
+    return order, datatype, tuple(int(d) for d in dims), int(bitpix), offset
+
+
+def scan_nifti(path: Path | str, chunk_bytes: int = 1 << 24) -> NiftiScan | None:
+    """Count a NIfTI file's voxel bytes (and NaN/inf of float data); ``None`` for other files.
+
+    Raises:
+        ImageReadError: if the file is too short for its header or its gzip stream is
+            broken.
+        OSError: when the file cannot be read.
+    """
+    path = Path(path)
+    if not is_nifti(path):
+        return None
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            return _scan(f, path, chunk_bytes)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise ImageReadError(f"{path}: the gzip data is cut short or corrupt ({e})") from None
+
+
+def _scan(f, path: Path, chunk_bytes: int) -> NiftiScan | None:
+    header = _header(f.read(540), path)
+    if header is None:
+        return None
+    order, datatype, dims, bitpix, offset = header
+    ndim = max(1, min(dims[0], 7))
+    count = int(np.prod([max(1, d) for d in dims[1:1 + ndim]], dtype=np.int64))
+    expected = (count * max(bitpix, 1) + 7) // 8
+    dtype = np.dtype(order + _NIFTI_FLOATS[datatype]) if datatype in _NIFTI_FLOATS else None
+    f.seek(offset)
+    nan = inf = found = 0
+    item = dtype.itemsize if dtype is not None else 1
+    step = max(item, chunk_bytes - chunk_bytes % item)
+    carry = b""
+    while found < expected:
+        data = f.read(min(step, expected - found))
+        if not data:
+            break
+        found += len(data)
+        if dtype is not None:
+            data = carry + data
+            usable = len(data) - len(data) % item
+            values = np.frombuffer(data[:usable], dtype)
+            nan += int(np.count_nonzero(np.isnan(values)))
+            inf += int(np.count_nonzero(np.isinf(values)))
+            carry = data[usable:]
+    return NiftiScan(expected, found, nan, inf)
 
 
 def nifti_non_finite(path: Path | str, chunk_bytes: int = 1 << 24) -> tuple[int, int]:
     """``(NaN, infinite)`` voxel counts stored in a float NIfTI file (0s for other files).
 
-    ITK's NIfTI reader silently replaces NaN and ±inf by 0, so a check on the array it returns
-    never fires for ``.nii``/``.nii.gz``; this reads the voxel bytes directly (NIfTI-1 and
-    NIfTI-2 headers, either byte order, gzip or not), in chunks.
+    ITK's NIfTI reader silently replaces NaN and ±inf by 0 (see :func:`scan_nifti`).
 
     Raises:
         ImageReadError: if the file is too short for its header.
     """
-    import gzip
-    import struct
-
-    path = Path(path)
-    name = path.name.lower()
-    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
-        return 0, 0
-    opener = gzip.open if name.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        head = f.read(540)
-        if len(head) < 348:
-            raise ImageReadError(f"{path}: too short for a NIfTI header")
-        for order in "<>":
-            size = struct.unpack(order + "i", head[:4])[0]
-            if size in (348, 540):
-                break
-        else:
-            return 0, 0
-        if size == 348:
-            dims = struct.unpack(order + "8h", head[40:56])
-            datatype = struct.unpack(order + "h", head[70:72])[0]
-            offset = int(struct.unpack(order + "f", head[108:112])[0])
-        else:
-            datatype = struct.unpack(order + "h", head[12:14])[0]
-            dims = struct.unpack(order + "8q", head[16:80])
-            offset = int(struct.unpack(order + "q", head[168:176])[0])
-        if datatype not in _NIFTI_FLOATS:
-            return 0, 0
-        dtype = np.dtype(order + _NIFTI_FLOATS[datatype])
-        count = int(np.prod([max(1, d) for d in dims[1:1 + max(1, min(dims[0], 7))]]))
-        f.seek(offset)
-        nan = inf = 0
-        remaining = count * dtype.itemsize
-        step = max(dtype.itemsize, chunk_bytes - chunk_bytes % dtype.itemsize)
-        while remaining > 0:
-            data = f.read(min(step, remaining))
-            if not data:
-                break
-            usable = len(data) - len(data) % dtype.itemsize
-            values = np.frombuffer(data[:usable], dtype)
-            nan += int(np.count_nonzero(np.isnan(values)))
-            inf += int(np.count_nonzero(np.isinf(values)))
-            remaining -= len(data)
-        return nan, inf
+    scan = scan_nifti(path, chunk_bytes)
+    return (scan.nan, scan.inf) if scan is not None else (0, 0)
 
 
 def file_ending(path: Path | str) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from NNSegLib.data.io import Geometry, SimpleITKIO
+from NNSegLib.util import options
 from NNSegLib.util.atomic import write_json
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress
@@ -282,9 +283,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, help="dataset folder to write (e.g. Dataset900_Sample)")
     parser.add_argument("--kind", choices=KINDS, default="mr",
                         help="MR-like (bias field, Rician noise) or CT-like (HU) (default: mr)")
-    parser.add_argument("--cases", type=int, default=None,
+    parser.add_argument("--cases", type=options.positive_int, default=None,
                         help="number of training cases (default: 20 small, 3 large)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=options.non_negative_int, default=0,
+                        help="random seed (default: 0)")
     parser.add_argument("--size", choices=tuple(SIZES), default="small",
                         help="small: ~40x72x72 demo cases; large: 512x512x~300 CT-like "
                              "cases for planner checks (default: small)")

@@ -32,6 +32,7 @@ from NNSegLib.evaluation.metrics import (
     case_metrics,
 )
 from NNSegLib.evaluation.summary import CaseResult, Summary
+from NNSegLib.util import options
 from NNSegLib.util.atomic import write_text
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.parallel import map_ordered
@@ -55,7 +56,8 @@ def list_label_files(folder: Path | str, ending: str) -> dict[str, Path]:
     """Case name → file for every ``<case><ending>`` in ``folder`` (hidden files skipped)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise NNSegError(f"{folder}: not a folder")
+        problem = "is a file, expected a folder" if folder.is_file() else "does not exist"
+        raise NNSegError(f"{folder}: {problem}")
     return {p.name[: -len(ending)]: p for p in sorted(folder.iterdir())
             if p.is_file() and p.name.endswith(ending) and not p.name.startswith(".")}
 
@@ -225,12 +227,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="imagesTr-like folder (<case>_0000<ending>) shown under the overlays")
     parser.add_argument("--file-ending", default=None,
                         help="file ending such as .nii.gz (default: dataset.json's, else guessed)")
-    parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    parser.add_argument("--workers", type=options.positive_int, default=2,
+                        help="parallel processes (default 2)")
     parser.add_argument("--only-predicted", action="store_true",
                         help="evaluate only the reference cases that have a prediction "
                              "(default: a missing prediction is an error)")
     parser.add_argument("--no-hd95", action="store_true", help="skip the 95%% Hausdorff distance")
-    parser.add_argument("--worst", type=int, default=3,
+    parser.add_argument("--worst", type=options.non_negative_int, default=3,
                         help="number of worst cases shown as overlays in report.html (default 3)")
     parser.add_argument("--no-report", action="store_true", help="do not write report.html")
 
@@ -256,7 +259,12 @@ def _labels_for(args: argparse.Namespace, ending: str | None) -> tuple[dict[str,
 
 
 def run(args: argparse.Namespace, progress: Progress) -> int:
+    from NNSegLib.util.atomic import clean_stale_temps
+    from NNSegLib.util.files import require_output_dir
 
+    if args.output is not None:
+        require_output_dir(args.output, "-o", create=False)
+    clean_stale_temps(args.output or args.pred_dir)
     labels, found_ending = _labels_for(args, args.file_ending)
     ending: str | None = found_ending or None
     cases = None

@@ -35,7 +35,7 @@ def is_nnunet_model(model_dir: Path) -> bool:
 def load_model(model_dir: Path | str, configuration: str | None = None,
                folds: Sequence[str | int] | None = None, device: Any = "auto",
                tta: bool = True, step: float = 0.5, use_postprocessing: bool = True,
-               precision: str = "auto") -> LoadedModel:
+               precision: str = "auto", allow_unfinished: bool = False) -> LoadedModel:
     """Load ``configuration`` (default: see module doc) of a model folder.
 
     Args:
@@ -48,6 +48,9 @@ def load_model(model_dir: Path | str, configuration: str | None = None,
         use_postprocessing: Load ``postprocessing.json`` when present.
         precision: Network arithmetic, see :class:`SlidingWindowSettings` (``auto``: bf16
             where the device has fast bf16 units; nnU-Net models stay fp32 on CPU).
+        allow_unfinished: Also use folds whose training has not finished (their best,
+            else latest checkpoint); by default such folds are refused when asked for and
+            left out otherwise (``model.extra["notes"]`` says so).
 
     Raises:
         NNSegError: naming the missing or invalid file.
@@ -63,7 +66,7 @@ def load_model(model_dir: Path | str, configuration: str | None = None,
             else ModelFolder(model_dir).best_configurations())
     if len(best) > 1:   # find-best chose an ensemble of configurations
         members = [load_model(model_dir, c, folds, device, tta, step, use_postprocessing,
-                              precision) for c in best]
+                              precision, allow_unfinished) for c in best]
         return dataclasses.replace(members[0], ensemble=members[1:])
     if is_nnunet_model(model_dir):
         model = load_nnunet_model(model_dir, folds=folds, device=device, tta=tta, step=step,
@@ -71,7 +74,7 @@ def load_model(model_dir: Path | str, configuration: str | None = None,
         settings = dataclasses.replace(model.settings, precision=precision)
         return dataclasses.replace(model, settings=settings)
     return load_nnseg_model(model_dir, configuration, folds, device, tta, step,
-                            use_postprocessing, precision)
+                            use_postprocessing, precision, allow_unfinished)
 
 
 __all__ = ["is_nnunet_model", "load_model"]

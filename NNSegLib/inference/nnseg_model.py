@@ -10,6 +10,11 @@ A *model folder* is ``Workspace.results`` (see :mod:`NNSegLib.util.workspace`)::
 Which configuration: the one asked for, else ``best_configuration.json``'s, else
 ``3d_fullres``, else the first that has checkpoints. A cascade configuration loads its
 previous stage as :attr:`LoadedModel.previous_stage`.
+
+Which folds: finished ones (``checkpoint_final.pt``) only. A fold still training (or
+stopped early) is refused when asked for, naming its state ("is still training (process
+123, epoch 12/1000)"), and left out of the default folds; ``allow_unfinished`` uses its
+``checkpoint_best.pt`` (else ``checkpoint_latest.pt``) instead.
 """
 
 from __future__ import annotations
@@ -23,7 +28,12 @@ from NNSegLib.inference.loaded_model import LoadedModel, choose_folds, network_f
 from NNSegLib.inference.sliding_window import SlidingWindowSettings
 from NNSegLib.planning.plans import ConfigurationPlan, Plans
 from NNSegLib.util.errors import NNSegError
-from NNSegLib.util.model_folder import CHECKPOINT_PREFERENCE, ModelFolder, RunFolder
+from NNSegLib.util.model_folder import (
+    CHECKPOINT_FINAL,
+    CHECKPOINT_PREFERENCE,
+    ModelFolder,
+    RunFolder,
+)
 
 
 class NNSegPipeline:
@@ -76,8 +86,45 @@ def _read_labels(folder: ModelFolder) -> tuple[dict[str, int], str]:
     return dict(spec.labels), spec.file_ending
 
 
+def usable_folds(folder: ModelFolder, configuration: str, folds: Sequence[str | int] | None,
+                 allow_unfinished: bool = False) -> tuple[list[str], tuple[str, ...], list[str]]:
+    """The folds to load, the checkpoint names to use and notes about unfinished folds.
+
+    Raises:
+        NNSegError: for a requested fold that is unfinished (unless ``allow_unfinished``)
+            or missing, or when no fold is usable.
+    """
+    from NNSegLib.data.splits import parse_folds
+
+    names = CHECKPOINT_PREFERENCE if allow_unfinished else (CHECKPOINT_FINAL,)
+    where = folder.root / configuration
+    requested = [str(f) for f in parse_folds(folds)]
+    unfinished = {r.fold: r for r in folder.runs(configuration)
+                  if not r.is_finished and r.checkpoint() is not None}
+    notes = []
+    for fold, run in unfinished.items():
+        if requested and fold not in requested:
+            continue
+        used = run.checkpoint()
+        assert used is not None   # ``unfinished`` holds runs with a checkpoint
+        if allow_unfinished:
+            notes.append(f"fold {fold} {run.status()}: using its {used.name}")
+        elif requested:
+            raise NNSegError(f"{where}: fold {fold} {run.status()}; choose finished folds or "
+                             f"pass --allow-unfinished to use its {used.name}")
+        else:
+            notes.append(f"fold {fold} {run.status()}: left out (--allow-unfinished uses it)")
+    available = folder.trained_folds(configuration, names)
+    if not requested and not available and unfinished:
+        fold, run = next(iter(unfinished.items()))
+        raise NNSegError(f"{where}: no finished fold; fold {fold} {run.status()} (pass "
+                         "--allow-unfinished to use its checkpoint)")
+    return choose_folds(available, folds, where), names, notes
+
+
 def load_fold_network(run: RunFolder, config: ConfigurationPlan, in_channels: int,
-                      num_classes: int, device) -> tuple[Any, dict]:
+                      num_classes: int, device,
+                      names: Sequence[str] = CHECKPOINT_PREFERENCE) -> tuple[Any, dict]:
     """Build the configuration's network and load a fold's weights (``weights_only``).
 
     Returns:
@@ -89,9 +136,9 @@ def load_fold_network(run: RunFolder, config: ConfigurationPlan, in_channels: in
     """
     from NNSegLib.network.checkpoint import load_checkpoint
 
-    path = run.checkpoint()
+    path = run.checkpoint(names)
     if path is None:
-        raise NNSegError(f"{run.path}: no checkpoint ({', '.join(CHECKPOINT_PREFERENCE)})")
+        raise NNSegError(f"{run.path}: no checkpoint ({', '.join(names)})")
     state = load_checkpoint(path)
     meta = dict(state.get("meta", {}))
     in_channels = int(meta.get("num_input_channels", in_channels))
@@ -104,7 +151,8 @@ def load_fold_network(run: RunFolder, config: ConfigurationPlan, in_channels: in
 
 def load_nnseg_model(model_dir: Path, configuration: str | None, folds: Sequence[str | int] | None,
                      device: Any, tta: bool = True, step: float = 0.5,
-                     use_postprocessing: bool = True, precision: str = "auto") -> LoadedModel:
+                     use_postprocessing: bool = True, precision: str = "auto",
+                     allow_unfinished: bool = False) -> LoadedModel:
     """Load one configuration of an NNSeg model folder (arguments as :func:`load_model`)."""
     folder = ModelFolder(model_dir)
     plans = Plans.load(folder.plans, hint=None)
@@ -114,17 +162,18 @@ def load_nnseg_model(model_dir: Path, configuration: str | None, folds: Sequence
         config = plans.configuration(configuration)
     except KeyError as e:
         raise NNSegError(f"{folder.plans}: {e.args[0]}") from None
-    chosen = choose_folds(folder.trained_folds(configuration), folds,
-                          folder.root / configuration)
+    chosen, names, notes = usable_folds(folder, configuration, folds, allow_unfinished)
     previous = None
     in_channels = plans.num_channels
     num_classes = max(labels.values()) + 1
     if config.previous_stage:
         previous = load_nnseg_model(model_dir, config.previous_stage, folds, device, tta,
-                                    step, use_postprocessing=False, precision=precision)
+                                    step, use_postprocessing=False, precision=precision,
+                                    allow_unfinished=allow_unfinished)
         in_channels += num_classes - 1
+        notes += previous.extra.get("notes", [])
     loaded = [(f, *load_fold_network(folder.run(configuration, f), config, in_channels,
-                                     num_classes, device)) for f in chosen]
+                                     num_classes, device, names)) for f in chosen]
     mirror = tuple(range(len(config.patch_size))) if tta else ()
     patches = {meta["patch_size"] for _, _, meta in loaded}
     if len(patches) > 1:
@@ -136,7 +185,7 @@ def load_nnseg_model(model_dir: Path, configuration: str | None, folds: Sequence
     networks = [(f, net) for f, net, _ in loaded]
     return LoadedModel(folder.root, plans, configuration, config, labels, networks, device,
                        settings, NNSegPipeline(plans, config), plans.num_channels, rules,
-                       previous, "nnseg", False, ending)
+                       previous, "nnseg", False, ending, {"notes": notes})
 
 
 def _load_postprocessing(folder: ModelFolder, configuration: str):

@@ -171,12 +171,14 @@ def load_nnunet_checkpoint(path: Path) -> dict:
     """
     import torch
 
+    from NNSegLib.network.checkpoint import describe_load_error
+
     try:
         with torch.serialization.safe_globals(_safe_types()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-        raise NNSegError(f"{path}: cannot be read without unpickling arbitrary objects ({e})"
-                         ) from e
+        raise NNSegError(f"{path}: cannot be read without unpickling arbitrary objects "
+                         f"({describe_load_error(e)})") from None
     if not isinstance(ckpt, dict) or "network_weights" not in ckpt:
         raise NNSegError(f"{path}: not an nnU-Net v2 checkpoint (no 'network_weights')")
     return ckpt

@@ -26,6 +26,7 @@ import numpy as np
 from NNSegLib.data.io import SUPPORTED_ENDINGS, Geometry, file_ending
 from NNSegLib.inference.loaded_model import LoadedModel
 from NNSegLib.inference.uncertainty import normalized_entropy
+from NNSegLib.util import options
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress, child_progress
 
@@ -215,17 +216,21 @@ def collect_cases(inputs: Sequence[Path | str], num_channels: int) -> list[Input
             exactly ``0 .. num_channels-1``.
     """
     from NNSegLib.data.dataset import CHANNEL_RE
+    from NNSegLib.util.files import path_problem
 
     files: list[Path] = []
     for item in inputs:
         item = Path(item)
         if item.is_dir():
-            files += sorted(p for p in item.iterdir() if _supported(p))
+            files += sorted(p for p in item.iterdir()
+                            if _supported(p) and not p.name.startswith("."))
         elif _supported(item):
             files.append(item)
+        elif file_ending(item) not in SUPPORTED_ENDINGS:
+            raise NNSegError(f"-i {item}: '{file_ending(item) or item.name}' images are not "
+                             f"supported (NNSeg reads {', '.join(SUPPORTED_ENDINGS)})")
         else:
-            raise NNSegError(f"{item}: not found or not a supported image "
-                             f"({', '.join(SUPPORTED_ENDINGS)})")
+            raise NNSegError(f"-i {item}: {path_problem(item) or 'not a file'}")
     grouped: dict[str, dict[int, Path]] = {}
     for f in files:
         stem = f.name[: -len(file_ending(f))]
@@ -251,18 +256,53 @@ def write_case(result: CasePrediction, geometry: Geometry, out_dir: Path, identi
                ending: str) -> list[Path]:
     """Write labels (``<case><ending>``) and any probabilities / uncertainty of a case."""
     from NNSegLib.data.io import SimpleITKIO
-    from NNSegLib.util.atomic import save_npz
+    from NNSegLib.util.atomic import save_arrays
 
     io = SimpleITKIO()
     written = [out_dir / f"{identifier}{ending}"]
-    io.write(result.labels, geometry, written[0])
+    io.write(result.labels, geometry, written[0], durable=True)
     if result.probabilities is not None:
         written.append(out_dir / f"{identifier}_probabilities.npz")
-        save_npz(written[-1], **{PROBABILITIES_KEY: result.probabilities.astype(np.float16)})
+        save_arrays(written[-1], {PROBABILITIES_KEY: result.probabilities.astype(np.float16)},
+                    durable=True)
     if result.uncertainty is not None:
         written.append(out_dir / f"{identifier}_uncertainty{ending}")
-        io.write(result.uncertainty.astype(np.float32), geometry, written[-1])
+        io.write(result.uncertainty.astype(np.float32), geometry, written[-1], durable=True)
     return written
+
+
+def check_input_files(case: InputCase, images: np.ndarray) -> None:
+    """Refuse input voxels a model must not see: non-finite values, truncated files.
+
+    Raises:
+        NNSegError: naming the file (ITK reads NaN in NIfTI files as 0 and fills cut-short
+            voxel data with zeros, so both are looked for in the file's bytes too).
+    """
+    from NNSegLib.data.check import image_file_problems
+
+    for path, channel in zip(case.images, images):
+        problems = image_file_problems(path, channel)
+        if problems:
+            raise NNSegError(f"{path}: {'; '.join(problems)}; NNSeg does not segment images "
+                             "with missing or non-finite voxels (replace them, e.g. with 0)")
+
+
+def check_output_folder(out_dir: Path, inputs: Sequence[Path | str]) -> None:
+    """The output folder must be a folder (or creatable) and must not hold the inputs.
+
+    Raises:
+        NNSegError: when ``-o`` is a file, cannot be made, or is an input folder (the label
+            maps would be read as images by the next run).
+    """
+    from NNSegLib.util.files import require_output_dir
+
+    for item in inputs:
+        item = Path(item)
+        folder = item if item.is_dir() else item.parent
+        if Path(out_dir).resolve() == folder.resolve():
+            raise NNSegError(f"-o {out_dir}: is the input folder {item}; write the label maps "
+                             "to another folder (they would be read as images next time)")
+    require_output_dir(out_dir, "-o", create=False)
 
 
 def predict_files(cases: Sequence[InputCase], out_dir: Path, model: LoadedModel, *,
@@ -270,9 +310,11 @@ def predict_files(cases: Sequence[InputCase], out_dir: Path, model: LoadedModel,
                   postprocess: bool = True, progress=None) -> list[Path]:
     """Predict every case and write its outputs into ``out_dir``; returns written files."""
     from NNSegLib.data.io import read_channels
+    from NNSegLib.util.atomic import clean_stale_temps
+    from NNSegLib.util.files import require_output_dir
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = require_output_dir(out_dir, "-o")
+    clean_stale_temps(out_dir)
     patches = child_progress(progress)
     written: list[Path] = []
     if progress is not None:
@@ -281,6 +323,7 @@ def predict_files(cases: Sequence[InputCase], out_dir: Path, model: LoadedModel,
         if progress is not None:
             progress.check_cancelled()
         images, geometry = read_channels(list(case.images))
+        check_input_files(case, images)
         result = predict_case(images, geometry, model, probabilities=probabilities,
                               uncertainty=uncertainty, postprocess=postprocess,
                               progress=patches)
@@ -311,7 +354,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "3d_fullres, else what exists)")
     parser.add_argument("--no-tta", action="store_true",
                         help="no mirror test-time augmentation (about 8x faster in 3D)")
-    parser.add_argument("--step", type=float, default=0.5,
+    parser.add_argument("--step", type=options.number(0.0, 1.0, low_open=True), default=0.5,
                         help="sliding-window step as a fraction of the patch (default 0.5)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                         help="compute device (default: cuda, else mps, else cpu)")
@@ -325,7 +368,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                         help="network arithmetic (default auto: bf16 on CPUs with native bf16 "
                              "units and fp16 on CUDA; nnU-Net v2 models stay fp32 on CPU)")
-    parser.add_argument("--threads", type=int, default=0,
+    parser.add_argument("--allow-unfinished", action="store_true",
+                        help="also use folds whose training has not finished (their best "
+                             "checkpoint); by default they are refused or left out")
+    parser.add_argument("--threads", type=options.non_negative_int, default=0,
                         help="CPU threads for torch (default: all this process may use)")
 
 
@@ -335,14 +381,18 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     from NNSegLib.util.device import configure_threads
 
     configure_threads(args.threads)
+    check_output_folder(args.output, args.input)
     try:
         model = load_model(args.model, args.configuration, args.folds, args.device,
                            tta=not args.no_tta, step=args.step,
                            use_postprocessing=not args.no_postprocessing,
-                           precision=args.precision)
+                           precision=args.precision, allow_unfinished=args.allow_unfinished)
     except RuntimeError as e:   # device not available
         raise NNSegError(str(e)) from e
     cases = collect_cases(args.input, model.num_input_channels)
+    for member in [model, *model.ensemble]:
+        for note in member.extra.get("notes", []):
+            progress.message(f"{member.configuration}: {note}", level="warning")
     try:
         progress.message(f"model {args.model} ({model.kind}), configuration(s) "
                          f"{'+'.join(model.configurations)}, folds {model.folds}, "

@@ -17,6 +17,7 @@ always uses ``torch.load(..., weights_only=True)``.
 
 from __future__ import annotations
 
+import errno
 import random
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,47 @@ def make_meta(configuration: str, fold: int | str, num_input_channels: int, num_
 
 
 def save_checkpoint(path: Path | str, state: dict[str, Any]) -> None:
-    """Atomically write ``state`` (must contain ``network`` and ``meta``)."""
+    """Atomically and durably write ``state`` (must contain ``network`` and ``meta``).
+
+    The previous checkpoint of that name stays intact until the new one is complete on disk.
+
+    Raises:
+        OSError: when the file cannot be written (disk full …), also where torch reports
+            it as a ``RuntimeError``.
+    """
     missing = {"network", "meta"} - set(state)
     if missing:
         raise ValueError(f"checkpoint state lacks {sorted(missing)}")
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path, suffix=".pt", durable=True) as tmp:
+        with open(tmp, "wb") as f:
+            try:
+                torch.save(state, f)
+            except RuntimeError as e:   # torch's writer wraps the OSError of a failed write
+                cause = e.__cause__ or e.__context__
+                if isinstance(cause, OSError):
+                    raise cause from None
+                raise OSError(errno.EIO, f"cannot write the checkpoint ({_first_sentence(e)})",
+                              str(path)) from None
+
+
+def describe_load_error(error: Exception) -> str:
+    """One line on why ``torch.load(weights_only=True)`` refused a file.
+
+    Never passes on torch's advice to load with ``weights_only=False`` (which would run
+    arbitrary code from the file) or to allow-list the globals it found.
+    """
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].split("Please use", 1)[0]
+        return ("it holds Python objects, not only tensors and plain values "
+                f"({detail.strip().rstrip('.')}); NNSeg does not load such files")
+    return _first_sentence(error)
+
+
+def _first_sentence(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    first = text.split(". ", 1)[0].rstrip(".")
+    return first or type(error).__name__
 
 
 def load_checkpoint(path: Path | str, map_location: Any = "cpu") -> dict[str, Any]:
@@ -58,13 +94,21 @@ def load_checkpoint(path: Path | str, map_location: Any = "cpu") -> dict[str, An
     Raises:
         NNSegError: when the file is missing, unreadable or lacks ``network``/``meta``.
     """
+    from NNSegLib.util.files import path_problem
+
     path = Path(path)
     if not path.is_file():
-        raise NNSegError(f"{path}: checkpoint not found")
+        problem = path_problem(path)
+        raise NNSegError(f"{path}: checkpoint not found"
+                         + (f" ({problem})" if problem and problem != "does not exist" else ""))
+    problem = path_problem(path)
+    if problem:
+        raise NNSegError(f"{path}: {problem}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-        raise NNSegError(f"{path}: not a readable NNSeg checkpoint ({e})") from e
+        raise NNSegError(f"{path}: not a readable NNSeg checkpoint ({describe_load_error(e)})"
+                         ) from None
     if not isinstance(state, dict) or "network" not in state or "meta" not in state:
         raise NNSegError(f"{path}: not an NNSeg checkpoint (needs 'network' and 'meta')")
     return state
@@ -103,5 +147,5 @@ def _to_tuples(obj: Any) -> Any:
     return tuple(_to_tuples(v) for v in obj) if isinstance(obj, list) else obj
 
 
-__all__ = ["capture_rng_state", "load_checkpoint", "make_meta",
+__all__ = ["capture_rng_state", "describe_load_error", "load_checkpoint", "make_meta",
            "restore_rng_state", "save_checkpoint"]

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from NNSegLib.planning.plans import IntensityProperties
+from NNSegLib.util import options
 from NNSegLib.util.atomic import write_bytes, write_json
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.json_files import load_document
@@ -241,7 +242,7 @@ def compute_fingerprint(dataset: Path | str, workers: int = 2, progress=None,
     Raises:
         NNSegError: listing every problem when the dataset check finds errors.
     """
-    from NNSegLib.data.check import CheckReport, scan_layout, sort_problems
+    from NNSegLib.data.check import CheckReport, cross_case_problems, scan_layout, sort_problems
     from NNSegLib.util.parallel import map_cases
 
     layout = scan_layout(dataset)
@@ -249,10 +250,13 @@ def compute_fingerprint(dataset: Path | str, workers: int = 2, progress=None,
     results: dict[str, CaseStatistics] = {}
     if layout.spec is not None:
         jobs = [(case, layout.spec, num_samples, seed) for case in layout.training]
+        checks = {}
         for checked, stats in map_cases(_fingerprint_job, jobs, workers, progress, "fingerprint"):
             problems.extend(checked.problems)
+            checks[checked.identifier] = checked
             if stats is not None:
                 results[checked.identifier] = stats
+        problems += cross_case_problems(layout, checks, layout.training)
     report = CheckReport(Path(dataset), tuple(sort_problems(problems)), len(layout.training))
     report.raise_if_errors()
     for problem in report.warnings:
@@ -290,7 +294,10 @@ def run_fingerprint(dataset: Path | str, workspace, workers: int = 2, progress=N
         workspace: A :class:`~NNSegLib.util.workspace.Workspace`.
         workers, progress, num_samples, seed: As for :func:`compute_fingerprint`.
     """
+    from NNSegLib.util.atomic import clean_stale_temps
+
     fingerprint = compute_fingerprint(dataset, workers, progress, num_samples, seed)
+    clean_stale_temps(workspace.root)
     fingerprint.save(workspace.fingerprint)
     write_bytes(workspace.dataset_json, (Path(dataset) / "dataset.json").read_bytes())
     return fingerprint
@@ -301,12 +308,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path, help="raw dataset folder (with dataset.json)")
     parser.add_argument("--work", type=Path, default=None,
                         help="work folder (default: ./nnseg_work/<dataset folder name>)")
-    parser.add_argument("--workers", type=int, default=2,
+    parser.add_argument("--workers", type=options.positive_int, default=2,
                         help="worker processes reading cases (default: 2; 1 = no pool)")
-    parser.add_argument("--samples-per-case", type=int, default=DEFAULT_SAMPLES_PER_CASE,
+    parser.add_argument("--samples-per-case", type=options.positive_int,
+                        default=DEFAULT_SAMPLES_PER_CASE,
                         help="foreground intensity samples per case and channel "
                              f"(default: {DEFAULT_SAMPLES_PER_CASE})")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    parser.add_argument("--seed", type=options.non_negative_int, default=0,
+                        help="sampling seed (default: 0)")
 
 
 def run(args: argparse.Namespace, progress: Progress) -> int:

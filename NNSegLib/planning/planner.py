@@ -38,8 +38,15 @@ import numpy as np
 
 from NNSegLib.planning.fingerprint import Fingerprint
 from NNSegLib.planning.memory import MemoryModel, estimate_memory_gb
-from NNSegLib.planning.plans import CONFIGURATIONS, ConfigurationPlan, Plans, apply_overrides
+from NNSegLib.planning.plans import (
+    CONFIGURATIONS,
+    ConfigurationPlan,
+    Plans,
+    apply_overrides,
+    parse_override,
+)
 from NNSegLib.planning.topology import Topology, plan_topology
+from NNSegLib.util import options
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress
 
@@ -354,21 +361,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="work folder (default ./nnseg_work/<dataset folder name>)")
     parser.add_argument("--recipe", choices=sorted(RECIPE_REGISTRY), default="paper",
                         help="planning recipe: 2018 paper (default) or nnU-Net v2")
-    parser.add_argument("--gpu-memory-gb", type=float, default=8.0,
+    parser.add_argument("--gpu-memory-gb", type=options.positive_number, default=8.0,
                         help="device memory budget for one training step in GB (default 8)")
     parser.add_argument("--configurations", nargs="+", choices=CONFIGURATIONS, default=None,
                         help="configurations to plan (default: all the dataset needs)")
     parser.add_argument("--override", nargs="+", default=[], metavar="CONFIG.FIELD=VALUE",
+                        type=options.checked(_checked_override),
                         help="change planned values, e.g. 3d_fullres.batch_size=4 (JSON values;"
                              " CONFIG may be *); recorded in plans.json")
 
 
+def _checked_override(text: str) -> str:
+    """``--override`` values are checked as given (type and range of the field)."""
+    parse_override(text)
+    return text
+
+
 def run(args: argparse.Namespace, progress: Progress) -> int:
+    from NNSegLib.util.atomic import clean_stale_temps
     from NNSegLib.util.workspace import Workspace
 
     ws = Workspace.for_dataset(args.dataset, args.work)
     if not ws.fingerprint.is_file():
         raise NNSegError(f"{ws.fingerprint}: no fingerprint; run `nnseg fingerprint` first")
+    for warning in ws.stale_inputs(args.dataset):
+        if str(ws.plans) not in warning:   # the plan is being made again anyway
+            progress.message(warning, level="warning")
+    clean_stale_temps(ws.root)
     fingerprint = Fingerprint.load(ws.fingerprint)
     plans = plan_dataset(fingerprint, args.recipe, args.gpu_memory_gb, args.configurations)
     if args.override:

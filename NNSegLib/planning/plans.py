@@ -12,13 +12,13 @@ Plans are frozen dataclasses: change them with :func:`dataclasses.replace` (or
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from NNSegLib.util.atomic import write_json
 from NNSegLib.util.json_files import load_document
+from NNSegLib.util.options import coerce, parse_json_value
 
 #: Every configuration a plan can hold, in the order they are planned and shown.
 CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
@@ -26,6 +26,8 @@ CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
 PLANS_VERSION = 1
 
 RECIPES = ("paper", "v2")
+
+NORMALIZATIONS = ("ct", "zscore", "none")
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,40 @@ class ConfigurationPlan:
     def is_cascade(self) -> bool:
         return self.previous_stage is not None
 
+    def problems(self, num_channels: int | None = None) -> list[str]:
+        """Everything that makes this configuration unusable (empty when it is valid).
+
+        Args:
+            num_channels: The plan's image channels (checks the per-channel fields).
+        """
+        out = [f"{name}: {p}" for name in _FIELD_RULES
+               for p in _field_problems(name, getattr(self, name))]
+        dims = self.spatial_dims
+        if dims not in (2, 3):
+            return out + [f"spatial_dims must be 2 or 3, got {dims}"]
+        if len(self.patch_size) != dims:
+            out.append(f"patch_size {list(self.patch_size)} needs {dims} values "
+                       f"({self.name} is {dims}D)")
+        if len(self.spacing) not in (dims, 3):
+            out.append(f"spacing {list(self.spacing)} needs 3 values (z, y, x)")
+        n = len(self.strides)
+        if not n or not len(self.kernel_sizes) == len(self.features_per_stage) == n:
+            out.append("strides, kernel_sizes and features_per_stage need one entry per stage")
+        elif any(len(s) != dims for s in (*self.strides, *self.kernel_sizes)):
+            out.append(f"every stride and kernel size needs {dims} values")
+        elif len(self.patch_size) == dims:
+            divisor = [1] * dims
+            for stride in self.strides:
+                divisor = [d * s for d, s in zip(divisor, stride)]
+            if any(p % d for p, d in zip(self.patch_size, divisor)):
+                out.append(f"patch_size {list(self.patch_size)} must be divisible by "
+                           f"{divisor} (the network's down-sampling per axis)")
+        if num_channels is not None:
+            for name in ("normalization", "use_mask_for_norm"):
+                if len(getattr(self, name)) != num_channels:
+                    out.append(f"{name} needs one value per channel ({num_channels})")
+        return out
+
 
 @dataclass(frozen=True)
 class Plans:
@@ -160,6 +196,10 @@ class Plans:
                 " re-run `nnseg plan`"
             )
         configs = {k: _config_from_dict(v) for k, v in d["configurations"].items()}
+        for name, config in configs.items():
+            problems = config.problems(len(d["channel_names"]))
+            if problems:
+                raise ValueError(f"configuration {name!r}: " + "; ".join(problems))
         intensity = {
             str(k): IntensityProperties(**v) for k, v in d.get("intensity_properties", {}).items()
         }
@@ -205,42 +245,111 @@ def _tuplify(v: Any) -> Any:
 
 
 def _config_from_dict(d: dict[str, Any]) -> ConfigurationPlan:
-    names = {f.name for f in dataclasses.fields(ConfigurationPlan)}
-    unknown = set(d) - names
+    fields = {f.name: f for f in dataclasses.fields(ConfigurationPlan)}
+    unknown = set(d) - set(fields)
     if unknown:
         raise ValueError(f"unknown configuration fields {sorted(unknown)}")
-    return ConfigurationPlan(**{k: _tuplify(v) for k, v in d.items()})
+    return ConfigurationPlan(**{k: coerce(_tuplify(v), str(fields[k].type), k)
+                                for k, v in d.items()})
+
+
+#: Per-field ranges checked as soon as a value is given (structure: ``problems``).
+_FIELD_RULES: dict[str, tuple[str, Any]] = {
+    "batch_size": ("int>=", 1), "patch_size": ("each>=", 1), "spacing": ("each>", 0.0),
+    "median_shape": ("each>=", 1), "strides": ("each_each>=", 1),
+    "kernel_sizes": ("each_each>=", 1), "features_per_stage": ("each>=", 1),
+    "n_conv_per_stage": ("int>=", 1), "n_conv_per_stage_decoder": ("int>=", 1),
+    "normalization": ("each_in", NORMALIZATIONS), "anisotropy_axis": ("in", (None, 0, 1, 2)),
+    "resample_order_image": ("in", tuple(range(6))),
+    "resample_order_label": ("in", tuple(range(6))), "resample_order_z": ("in", tuple(range(6))),
+    "estimated_memory_gb": ("num>=", 0.0),
+    "previous_stage": ("in", (None, *CONFIGURATIONS)),
+    "next_stage": ("in", (None, *CONFIGURATIONS)),
+}
+
+
+def _field_problems(name: str, value: Any) -> list[str]:
+    rule = _FIELD_RULES.get(name)
+    if rule is None:
+        return []
+    kind, limit = rule
+    if kind == "in":
+        ok = value in limit
+        wanted = " or ".join("null" if v is None else str(v) for v in limit)
+    elif kind == "each_in":
+        ok = all(v in limit for v in value)
+        wanted = "each one of " + ", ".join(limit)
+    elif kind in ("int>=", "num>="):
+        ok, wanted = value >= limit, f">= {limit}"
+    elif kind == "each>=":
+        ok, wanted = all(v >= limit for v in value), f"values >= {limit}"
+    elif kind == "each>":
+        ok, wanted = all(v > limit for v in value), f"values > {limit}"
+    else:  # each_each>=
+        ok, wanted = all(v >= limit for row in value for v in row), f"values >= {limit}"
+    return [] if ok else [f"must be {wanted}, got {_to_jsonable(value)}"]
+
+
+def parse_override(assignment: str) -> tuple[str, str, Any]:
+    """Split and check ``"CONFIG.FIELD=VALUE"``: field known, value of the field's type
+    and in its range (the moment it is given; see :func:`apply_overrides`).
+
+    Returns:
+        ``(configuration or "*", field, value)``.
+
+    Raises:
+        ValueError: naming the override and what is wrong with it.
+    """
+    key, sep, value_text = assignment.partition("=")
+    cfg_name, dot, field_name = key.strip().partition(".")
+    if not sep or not dot or not cfg_name:
+        raise ValueError(f"{assignment!r}: expected CONFIG.FIELD=VALUE")
+    fields = {f.name: f for f in dataclasses.fields(ConfigurationPlan)}
+    if field_name not in fields or field_name == "name":
+        raise ValueError(f"{assignment!r}: unknown field {field_name!r}; fields: "
+                         f"{', '.join(sorted(set(fields) - {'name'}))}")
+    if cfg_name != "*" and cfg_name not in CONFIGURATIONS:
+        raise ValueError(f"{assignment!r}: unknown configuration {cfg_name!r}; "
+                         f"choose from {', '.join(CONFIGURATIONS)} or *")
+    try:
+        value = coerce(_tuplify(parse_json_value(value_text.strip())),
+                       str(fields[field_name].type), field_name)
+    except ValueError as e:
+        raise ValueError(f"{assignment!r}: {e}") from None
+    problems = _field_problems(field_name, value)
+    if problems:
+        raise ValueError(f"{assignment!r}: {field_name} {problems[0]}")
+    return cfg_name, field_name, value
 
 
 def apply_overrides(plans: Plans, assignments: list[str]) -> Plans:
     """Apply ``"CONFIG.FIELD=VALUE"`` overrides (VALUE is JSON) and record each one.
 
     ``CONFIG`` may be ``*`` for every configuration. Examples:
-    ``3d_fullres.batch_size=4``, ``*.patch_size=[32,48,32]``.
+    ``3d_fullres.batch_size=4``, ``*.patch_size=[32,48,32]``. Each value is checked against
+    the field's type and range, then the changed configuration as a whole.
 
     Raises:
-        ValueError: for an unknown configuration or field, or an unparsable value.
+        ValueError: for an unknown configuration or field, a value of the wrong type or
+            range, or a configuration the change makes inconsistent.
     """
     configs = dict(plans.configurations)
     records = list(plans.overrides)
-    field_names = {f.name for f in dataclasses.fields(ConfigurationPlan)}
     for assignment in assignments:
-        key, sep, value_text = assignment.partition("=")
-        cfg_name, dot, field_name = key.strip().partition(".")
-        if not sep or not dot:
-            raise ValueError(f"override {assignment!r}: expected CONFIG.FIELD=VALUE")
-        if field_name not in field_names or field_name == "name":
-            raise ValueError(f"override {assignment!r}: unknown field {field_name!r}")
         try:
-            value = _tuplify(json.loads(value_text))
-        except json.JSONDecodeError:
-            value = value_text
+            cfg_name, field_name, value = parse_override(assignment)
+        except ValueError as e:
+            raise ValueError(f"override {e}") from None
         targets = sorted(configs) if cfg_name == "*" else [cfg_name]
         for name in targets:
             if name not in configs:
-                raise ValueError(f"override {assignment!r}: no configuration {name!r}")
+                raise ValueError(f"override {assignment!r}: no configuration {name!r} in the "
+                                 f"plan (it has {', '.join(sorted(configs))})")
             old = getattr(configs[name], field_name)
             configs[name] = dataclasses.replace(configs[name], **{field_name: value})
+            problems = configs[name].problems(plans.num_channels)
+            if problems:
+                raise ValueError(f"override {assignment!r}: {name}: " + "; ".join(problems))
             records.append({"field": f"{name}.{field_name}", "old": _to_jsonable(old),
                             "new": _to_jsonable(value)})
     return dataclasses.replace(plans, configurations=configs, overrides=tuple(records))
@@ -253,4 +362,5 @@ __all__ = [
     "IntensityProperties",
     "Plans",
     "apply_overrides",
+    "parse_override",
 ]

@@ -42,6 +42,7 @@ from NNSegLib.postprocessing.postprocess import (
     PostprocessingRules,
     remove_all_but_largest_component,
 )
+from NNSegLib.util import options
 from NNSegLib.util.atomic import write_json
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.json_files import read_json
@@ -124,7 +125,7 @@ def ensemble_case(case: str, sources: Sequence[Path], geometry_from: Path, out: 
     total = None
     for src in sources:
         try:
-            with np.load(src) as data:
+            with np.load(src, allow_pickle=False) as data:
                 probs = data["probabilities"].astype(np.float32)
         except (OSError, KeyError, ValueError) as e:
             raise NNSegError(f"{src}: unreadable probabilities ({e})") from e
@@ -269,6 +270,9 @@ def find_best(workspace: Workspace | Path | str, dataset: Path | str,
     spec = load_dataset_json(dataset)
     splits = load_splits(ws.splits)
     folds = list(range(len(splits)) if folds is None else folds)
+    twice = sorted({int(f) for f in folds if list(folds).count(f) > 1})
+    if twice:
+        raise NNSegError(f"--folds: {', '.join(map(str, twice))} given more than once")
     bad = [f for f in folds if not 0 <= int(f) < len(splits)]
     if bad:
         raise NNSegError(f"{ws.splits}: has folds 0..{len(splits) - 1}, not {bad}")
@@ -306,7 +310,7 @@ def find_best(workspace: Workspace | Path | str, dataset: Path | str,
         "predictions": str(ws.results / "ensembles" / best) if "__" in best else None,
     }
     result = _nan_free(result)
-    write_json(ws.model.best_configuration_file, result)
+    write_json(ws.model.best_configuration_file, result, durable=True)
     return result
 
 
@@ -349,16 +353,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="work folder (default ./nnseg_work/<dataset folder name>)")
     parser.add_argument("--configurations", nargs="+", default=None, metavar="CONFIG",
                         help="configurations to compare (default: every one with trained folds)")
-    parser.add_argument("--folds", nargs="+", type=int, default=None, metavar="K",
+    parser.add_argument("--folds", nargs="+", type=options.non_negative_int, default=None,
+                        metavar="K",
                         help="folds whose validation predictions form the CV set (default: all)")
-    parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    parser.add_argument("--workers", type=options.positive_int, default=2,
+                        help="parallel processes (default 2)")
     parser.add_argument("--no-ensembles", action="store_true",
                         help="do not try pair ensembles of configurations")
 
 
 def run(args: argparse.Namespace, progress: Progress) -> int:
+    from NNSegLib.util.atomic import clean_stale_temps
 
     ws = Workspace.for_dataset(args.dataset, args.work)
+    clean_stale_temps(ws.results)
     try:
         result = find_best(ws, args.dataset, args.configurations, args.folds, progress,
                            args.workers, ensembles=not args.no_ensembles)

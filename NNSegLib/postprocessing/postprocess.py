@@ -110,7 +110,7 @@ class PostprocessingRules:
 
     def save(self, path: Path | str) -> None:
         """Write ``postprocessing.json`` atomically."""
-        write_json(path, self.to_dict())
+        write_json(path, self.to_dict(), durable=True)
 
     @classmethod
     def load(cls, path: Path | str) -> PostprocessingRules:

@@ -15,12 +15,14 @@ interpolated value takes part), resample to the configuration's spacing
 Configurations sharing a ``data_identifier`` (``2d``, ``3d_fullres``,
 ``3d_cascade_fullres``) are written once; each case is read once for all identifiers.
 Cases run in a process pool (``fork`` where available; workers import no torch), every
-file is written atomically and finished cases are skipped unless ``--overwrite`` (or the
-plan's preprocessing settings changed).
+file is written atomically and finished cases are skipped unless ``--overwrite``, the
+plan's preprocessing settings changed, or one of the case's raw files changed (each case's
+properties record the size and modification time of its source files). One process at a
+time preprocesses a folder (:mod:`NNSegLib.util.locking`); the size a case would have after
+resampling is checked before resampling it.
 
-Inference uses :func:`preprocess_case`, :func:`restore_to_original` and
-:func:`restore_labels`; the latter resample class by class (numpy with SciPy, torch
-tensors on their own device) so at most one extra full-size class map exists at a time.
+Inference uses :func:`preprocess_case` and, to go back, :func:`restore_to_original` and
+:func:`restore_labels` (:mod:`.restore`).
 """
 
 from __future__ import annotations
@@ -40,10 +42,10 @@ from NNSegLib.preprocessing.resample import (
     compute_new_shape,
     resample_images,
     resample_labels,
-    resample_torch,
-    resample_volume,
     separate_axis,
 )
+from NNSegLib.preprocessing.restore import restore_labels, restore_to_original
+from NNSegLib.util import options
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress
 
@@ -155,9 +157,16 @@ def _as_channels(images: np.ndarray, geometry: Geometry) -> np.ndarray:
 def _target_grid(images: np.ndarray, geometry: Geometry, cfg: ConfigurationPlan
                  ) -> tuple[list[list[int]], tuple[int, ...], tuple[int, ...], int | None]:
     """Crop box, cropped shape, resampled shape and separate (anisotropic) axis of a case."""
+    from NNSegLib.util.device import case_memory_problem
+
     bbox = bbox_of(nonzero_mask(images))
     crop_shape = tuple(int(hi - lo) for lo, hi in bbox)
     new_shape = tuple(compute_new_shape(crop_shape, geometry.spacing, cfg.spacing))
+    problem = case_memory_problem(new_shape, images.shape[0],
+                                  f"resampled from spacing {tuple(geometry.spacing)} to "
+                                  f"{tuple(cfg.spacing)}, the case")
+    if problem:
+        raise NNSegError(f"{problem}; check the spacing in the file header")
     axis = None
     if new_shape != crop_shape:
         axis = separate_axis(geometry.spacing, cfg.spacing, cfg.anisotropy_axis)
@@ -179,90 +188,50 @@ def _labels_to_grid(seg: np.ndarray, geometry: Geometry, bbox: list[list[int]],
     return seg
 
 
-# --- back to the original grid --------------------------------------------------------
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
-def _restore_class(volume: Any, properties: dict, order_z: int) -> Any:
-    shape = tuple(properties["shape_after_crop"])
-    axis = properties.get("separate_axis")
-    if _is_torch(volume):
-        return resample_torch(volume, shape, axis, order_z)
-    return resample_volume(np.asarray(volume, dtype=np.float32), shape, 1, axis, order_z)
-
-
-def _check_shape(probabilities: Any, properties: dict) -> tuple[int, ...]:
-    expected = tuple(properties["shape_after_resample"])
-    if tuple(probabilities.shape[1:]) != expected:
-        raise NNSegError(f"probabilities of shape {tuple(probabilities.shape[1:])} do not match "
-                         f"the preprocessed shape {expected}")
-    return tuple(Geometry.from_dict(properties["original_geometry"]).shape)
-
-
-def _box(properties: dict) -> tuple[slice, ...]:
-    return tuple(slice(lo, hi) for lo, hi in properties["bbox"])
-
-
-def restore_to_original(probabilities: Any, properties: dict,
-                        config: ConfigurationPlan | None = None) -> np.ndarray:
-    """Class probabilities ``(K, ...)`` on the original grid (background 1 outside the box)."""
-    order_z = config.resample_order_z if config is not None else 0
-    shape = _check_shape(probabilities, properties)
-    out = np.zeros((probabilities.shape[0],) + shape, dtype=np.float32)
-    out[0] = 1.0
-    box = _box(properties)
-    for k in range(probabilities.shape[0]):
-        r = _restore_class(probabilities[k], properties, order_z)
-        out[k][box] = r.detach().cpu().numpy() if _is_torch(r) else r
-    return out
-
-
-def restore_labels(probabilities: Any, properties: dict,
-                   config: ConfigurationPlan | None = None) -> np.ndarray:
-    """Label map on the original grid: running argmax over classes resampled one by one."""
-    order_z = config.resample_order_z if config is not None else 0
-    shape = _check_shape(probabilities, properties)
-    best = _restore_class(probabilities[0], properties, order_z)
-    best = best.clone() if _is_torch(best) else best.copy()
-    labels = best.new_zeros(best.shape, dtype=_torch_int16()) if _is_torch(best) \
-        else np.zeros(best.shape, np.int16)
-    for k in range(1, probabilities.shape[0]):
-        r = _restore_class(probabilities[k], properties, order_z)
-        better = r > best
-        labels[better] = k
-        best[better] = r[better]
-    if _is_torch(labels):
-        labels = labels.cpu().numpy()  # type: ignore[union-attr]  # a tensor here
-    dtype = np.uint8 if probabilities.shape[0] <= 256 else np.int16
-    out = np.zeros(shape, dtype=dtype)
-    out[_box(properties)] = labels
-    return out
-
-
-def _torch_int16():
-    import torch
-
-    return torch.int16
-
-
 # --- one case on disk ------------------------------------------------------------------
 def case_seed(identifier: str) -> int:
     """A fixed seed per case for location sampling."""
     return zlib.crc32(identifier.encode("utf-8"))
 
 
-def case_done(folder: Path, identifier: str) -> bool:
-    return (folder / f"{identifier}.json").is_file()
+def source_stamps(paths: Sequence[Path | str | None]) -> dict[str, list[int]]:
+    """File name → ``[size, mtime_ns]`` of a case's raw files (what marks them changed)."""
+    stamps = {}
+    for p in paths:
+        if p is not None:
+            st = Path(p).stat()
+            stamps[Path(p).name] = [int(st.st_size), int(st.st_mtime_ns)]
+    return stamps
+
+
+def case_done(folder: Path, identifier: str, sources: dict | None = None) -> bool:
+    """The case's properties exist (and, given ``sources``, its raw files are unchanged).
+
+    Cases written before sources were recorded count as unchanged.
+    """
+    path = folder / f"{identifier}.json"
+    if not path.is_file():
+        return False
+    if sources is None:
+        return True
+    from NNSegLib.util.json_files import read_json
+
+    try:
+        recorded = read_json(path, expect=dict).get("sources")
+    except NNSegError:
+        return False
+    return recorded is None or recorded == sources
 
 
 def write_case(folder: Path, identifier: str, data: np.ndarray, seg: np.ndarray | None,
-               properties: dict, num_classes: int) -> None:
+               properties: dict, num_classes: int, sources: dict | None = None) -> None:
     """Write one case's files atomically; the properties JSON comes last (marks it done)."""
     from NNSegLib.util.atomic import save_npy, save_npz, write_json
 
     save_npy(folder / f"{identifier}.npy", data.astype(np.float32, copy=False))
     props = dict(properties, case=identifier)
+    if sources is not None:
+        props["sources"] = sources
     if seg is not None:
         save_npy(folder / f"{identifier}_seg.npy", seg.astype(np.int8, copy=False))
         locs = class_locations(seg[0], num_classes, case_seed(identifier))
@@ -315,7 +284,7 @@ def _process_case(task: tuple) -> str:
     from NNSegLib.data.io import SimpleITKIO, read_channels
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)   # parallel over cases instead
-    identifier, image_paths, label_path, targets, plans = task
+    identifier, image_paths, label_path, targets, plans, sources = task
     images, geometry = read_channels([Path(p) for p in image_paths])
     seg = None
     if label_path is not None:
@@ -328,7 +297,7 @@ def _process_case(task: tuple) -> str:
             data, s, props = preprocess_case(images, geometry, plans, cfg, seg)
         except NNSegError as e:
             raise NNSegError(f"case {identifier} ({label_path or image_paths[0]}): {e}") from None
-        write_case(Path(folder), identifier, data, s, props, plans.num_classes)
+        write_case(Path(folder), identifier, data, s, props, plans.num_classes, sources)
     return identifier
 
 
@@ -360,11 +329,17 @@ def preprocess_dataset(
 ) -> dict[str, dict]:
     """Preprocess every labelled training case for ``configurations`` (default: all).
 
+    Holds the lock of every preprocessed folder it writes (another ``nnseg preprocess`` of
+    the same configuration is refused, naming its PID).
+
     Returns:
         data_identifier → the summary written to its ``dataset_properties.json``.
     """
+    from contextlib import ExitStack
+
     from NNSegLib.data.dataset import list_cases, load_dataset_json
-    from NNSegLib.util.atomic import write_json
+    from NNSegLib.util.atomic import clean_stale_temps, write_json
+    from NNSegLib.util.locking import folder_lock
 
     progress = progress or Progress()
     spec = load_dataset_json(dataset)
@@ -374,33 +349,57 @@ def preprocess_dataset(
     names = list(configurations) if configurations else list(plans.configurations)
     groups = group_by_data(plans, names)
     folders = {ident: workspace.preprocessed(ident) for ident in groups}
+    with ExitStack() as locks:
+        for ident, folder in folders.items():
+            locks.enter_context(folder_lock(folder, f"nnseg preprocess {ident}"))
+            clean_stale_temps(folder)
+        tasks = _plan_tasks(cases, plans, names, groups, folders, overwrite, progress)
+        _run_tasks(tasks, workers, progress)
+        summaries = {}
+        for ident, cfg in groups.items():
+            summaries[ident] = {
+                "data_identifier": ident,
+                "configurations": [n for n in names
+                                   if plans.configuration(n).data_identifier == ident],
+                "preprocessing": preprocessing_key(plans, cfg),
+                "num_channels": plans.num_channels, "num_classes": plans.num_classes,
+                "num_cases": len(cases), "cases": [c.identifier for c in cases],
+                "complete": True,
+            }
+            write_json(folders[ident] / "dataset_properties.json", summaries[ident])
+    return summaries
+
+
+def _plan_tasks(cases: Sequence[Any], plans: Plans, names: list[str],
+                groups: dict[str, ConfigurationPlan], folders: dict[str, Path], overwrite: bool,
+                progress: Any) -> list[tuple]:
+    """One task per case that some data identifier lacks (or has from changed files)."""
     redo = {}
     for ident, cfg in groups.items():
         configs = [n for n in names if plans.configuration(n).data_identifier == ident]
         redo[ident] = _prepare_folder(folders[ident], preprocessing_key(plans, cfg), configs,
                                       overwrite, progress)
-    tasks = []
+    tasks, changed = [], 0
     for case in cases:
-        targets = [(str(folders[i]), cfg) for i, cfg in groups.items()
-                   if redo[i] or not case_done(folders[i], case.identifier)]
+        sources = source_stamps([*case.images, case.label])
+        targets, was_changed = [], False
+        for ident, cfg in groups.items():
+            if redo[ident] or not case_done(folders[ident], case.identifier):
+                targets.append((str(folders[ident]), cfg))
+            elif not case_done(folders[ident], case.identifier, sources):
+                targets.append((str(folders[ident]), cfg))
+                was_changed = True
+        changed += was_changed
         if targets:
             tasks.append((case.identifier, [str(p) for p in case.images], str(case.label),
-                          targets, plans))
+                          targets, plans, sources))
     skipped = len(cases) - len(tasks)
+    if changed:
+        progress.message(f"{changed} preprocessed case(s) have raw files that changed since "
+                         "(size or modification time); redoing them", level="warning")
     if skipped:
         progress.message(f"{skipped} of {len(cases)} cases already preprocessed; skipping them")
-    _run_tasks(tasks, workers, progress)
-    summaries = {}
-    for ident, cfg in groups.items():
-        summaries[ident] = {
-            "data_identifier": ident,
-            "configurations": [n for n in names if plans.configuration(n).data_identifier == ident],
-            "preprocessing": preprocessing_key(plans, cfg),
-            "num_channels": plans.num_channels, "num_classes": plans.num_classes,
-            "num_cases": len(cases), "cases": [c.identifier for c in cases], "complete": True,
-        }
-        write_json(folders[ident] / "dataset_properties.json", summaries[ident])
-    return summaries
+    return tasks
 
 
 def _run_tasks(tasks: list, workers: int, progress: Any) -> None:
@@ -416,7 +415,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="work folder (default ./nnseg_work/<dataset folder name>)")
     parser.add_argument("--configurations", nargs="+", default=None,
                         help="configurations to preprocess (default: all in plans.json)")
-    parser.add_argument("--workers", type=int, default=2,
+    parser.add_argument("--workers", type=options.positive_int, default=2,
                         help="worker processes (default 2; 1 = in this process)")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo cases that are already preprocessed")
@@ -428,6 +427,8 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     ws = Workspace.for_dataset(args.dataset, args.work)
     if not ws.plans.is_file():
         raise NNSegError(f"{ws.plans}: no plan; run `nnseg plan` first")
+    for warning in ws.stale_inputs(args.dataset):
+        progress.message(warning, level="warning")
     try:
         plans = Plans.load(ws.plans)
     except ValueError as e:

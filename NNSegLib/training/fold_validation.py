@@ -51,7 +51,7 @@ def predict_validation(model_dir: Path | str, configuration: str, fold: int | st
     if missing:
         raise NNSegError(f"{ws.splits}: validation cases {missing[:5]} are not in {dataset}")
     model = load_model(model_dir, configuration, [fold], device, tta=tta, step=step,
-                       use_postprocessing=False)
+                       use_postprocessing=False, allow_unfinished=True)
     folder = ModelFolder(Path(model_dir))
     out_dir = folder.run(configuration, fold).validation
     next_stage = model.config.next_stage

@@ -15,7 +15,7 @@ decay 3e-5, poly decay (exponent 0.9) over 1000 epochs.
 from __future__ import annotations
 
 import dataclasses
-import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 from NNSegLib.util.atomic import write_json
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.json_files import load_document
+from NNSegLib.util.options import coerce, parse_json_value
 
 RUN_CONFIG_VERSION = 1
 
@@ -32,6 +33,7 @@ AMP_MODES = ("auto", "off", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")
 HEAD_INITS = ("he", "prior", "prior_zero", "calibrated")
 PLACEMENTS = ("clip", "centre")
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -148,40 +150,49 @@ class RunConfig:
 
     def validated(self) -> RunConfig:
         """Return ``self`` or raise :class:`NNSegError` naming every invalid field."""
+        problems = self.problems()
+        if problems:
+            raise NNSegError("invalid run configuration: " + "; ".join(problems))
+        return self
+
+    def problems(self) -> list[str]:
+        """Every field whose value is out of its range (empty when the config is valid)."""
         problems = []
-        if self.optimizer not in OPTIMIZERS:
-            problems.append(f"optimizer {self.optimizer!r} not in {OPTIMIZERS}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            problems.append(f"lr_schedule {self.lr_schedule!r} not in {LR_SCHEDULES}")
-        if self.amp not in AMP_MODES:
-            problems.append(f"amp {self.amp!r} not in {AMP_MODES}")
-        if self.foreground_placement not in PLACEMENTS:
-            problems.append(f"foreground_placement {self.foreground_placement!r} not in "
-                            f"{PLACEMENTS}")
-        if self.head_init not in HEAD_INITS:
-            problems.append(f"head_init {self.head_init!r} not in {HEAD_INITS}")
-        if self.warmup_iterations < 0:
-            problems.append("warmup_iterations must be >= 0")
+        for name, allowed in (("recipe", tuple(RECIPE_DEFAULTS)), ("optimizer", OPTIMIZERS),
+                              ("lr_schedule", LR_SCHEDULES), ("amp", AMP_MODES),
+                              ("foreground_placement", PLACEMENTS), ("head_init", HEAD_INITS),
+                              ("channels_last", SWITCHES)):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} {getattr(self, name)!r} not in {allowed}")
+        for name in ("max_epochs", "iterations_per_epoch", "loader_threads", "prefetch",
+                     "lr_patience", "stop_patience"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1")
+        for name in ("val_iterations", "warmup_iterations", "num_threads", "seed",
+                     "weight_decay", "plateau_threshold", "min_lr", "grad_clip"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0")
+        for name in ("oversample_foreground", "momentum"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} must be in [0, 1]")
+        for name in ("loss_ema_alpha", "dice_ema_alpha", "lr_factor"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                problems.append(f"{name} must be in [0, 1)")
+        for name in ("lr", "poly_exponent"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0")
+        if self.batch_size is not None and self.batch_size < 1:
+            problems.append("batch_size must be >= 1")
         if self.budget_probe_iterations < 3:
             problems.append("budget_probe_iterations must be >= 3")
         if not 0.0 <= self.final_phase_fraction < 1.0:
             problems.append("final_phase_fraction must be in [0, 1)")
-        if self.channels_last not in SWITCHES:
-            problems.append(f"channels_last {self.channels_last!r} not in {SWITCHES}")
-        for name in ("max_epochs", "iterations_per_epoch", "loader_threads", "prefetch"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1")
-        if self.val_iterations < 0:
-            problems.append("val_iterations must be >= 0")
-        if not 0.0 <= self.oversample_foreground <= 1.0:
-            problems.append("oversample_foreground must be in [0, 1]")
-        if self.lr <= 0:
-            problems.append("lr must be > 0")
-        if self.batch_size is not None and self.batch_size < 1:
-            problems.append("batch_size must be >= 1")
-        if problems:
-            raise NNSegError("invalid run configuration: " + "; ".join(problems))
-        return self
+        if self.patch_size is not None and (len(self.patch_size) not in (2, 3)
+                                            or min(self.patch_size) < 1):
+            problems.append("patch_size must be 2 or 3 values >= 1")
+        if not _DEVICE_RE.match(str(self.device)):
+            problems.append(f"device {self.device!r} is not auto, cpu, cuda, cuda:N or mps")
+        return problems
 
     # --- JSON round trip -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -200,9 +211,8 @@ class RunConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise NNSegError(f"unknown run config fields {unknown}")
-        d = dict(d)
-        if d.get("patch_size") is not None:
-            d["patch_size"] = tuple(int(v) for v in d["patch_size"])
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        d = {k: coerce(v, str(fields[k].type), k) for k, v in d.items()}
         return cls(**d).validated()
 
     def save(self, path: Path | str) -> None:
@@ -230,22 +240,27 @@ RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """Parse ``FIELD=VALUE`` (VALUE as JSON, else as a string) for ``--set``.
+    """Parse and check ``FIELD=VALUE`` for ``--set`` (VALUE as JSON, else as a string).
+
+    The value must have the field's type and lie in its range (checked now, not when
+    training starts).
 
     Raises:
-        NNSegError: for a missing ``=`` or an unknown field.
+        NNSegError: for a missing ``=``, an unknown field, or a bad value (naming them).
     """
     key, sep, value_text = text.partition("=")
     key = key.strip().replace("-", "_")
-    names = {f.name for f in dataclasses.fields(RunConfig)} - {"version", "recipe"}
-    if not sep or key not in names:
-        raise NNSegError(f"--set {text!r}: expected FIELD=VALUE with FIELD one of {sorted(names)}")
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)
+              if f.name not in ("version", "recipe")}
+    if not sep or key not in fields:
+        raise NNSegError(f"{text!r}: expected FIELD=VALUE with FIELD one of {sorted(fields)}")
     try:
-        value = json.loads(value_text)
-    except json.JSONDecodeError:
-        value = value_text
-    if isinstance(value, list):
-        value = tuple(value)
+        value = coerce(parse_json_value(value_text.strip()), str(fields[key].type), key)
+    except ValueError as e:
+        raise NNSegError(f"{text!r}: {e}") from None
+    problems = RunConfig(**{key: value}).problems()   # the defaults are valid
+    if problems:
+        raise NNSegError(f"{text!r}: {'; '.join(problems)}")
     return key, value
 
 

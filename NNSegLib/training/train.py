@@ -19,9 +19,11 @@ segmentations (:mod:`NNSegLib.inference.cascade`): train the five ``3d_lowres`` 
 from __future__ import annotations
 
 import argparse
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from NNSegLib.network import checkpoint as ckpt
 from NNSegLib.planning.plans import ConfigurationPlan, Plans
@@ -34,6 +36,7 @@ from NNSegLib.training.run_config import (
     RunConfig,
     parse_assignment,
 )
+from NNSegLib.util import options
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.model_folder import CHECKPOINT_FINAL, DATASET_JSON, RunFolder
 from NNSegLib.util.progress import Progress
@@ -68,7 +71,14 @@ def resolve_configuration(plans: Plans, name: str, rc: RunConfig) -> Configurati
             raise NNSegError(f"patch size {rc.patch_size} has {len(rc.patch_size)} values; "
                              f"{name} is {config.spatial_dims}D")
         changes["patch_size"] = tuple(rc.patch_size)
-    return replace(config, **changes)
+    resolved = replace(config, **changes)
+    problems = resolved.problems()
+    if problems and changes:
+        given = ", ".join(f"{k} {list(v) if isinstance(v, tuple) else v}"
+                          for k, v in changes.items())
+        raise NNSegError(f"--patch-size/--batch-size ({given}) do not fit {name}: "
+                         + "; ".join(problems))
+    return resolved
 
 
 def resolve_run_config(run: RunFolder, plans: Plans, mode: str, overrides: dict[str, Any]
@@ -92,8 +102,13 @@ def _fold_split(ws: Workspace, config: ConfigurationPlan, fold: int | str,
                 ctx: dist.DistContext) -> tuple[Path, list[str], list[str]]:
     from NNSegLib.data.splits import fold_cases, load_or_create_splits, load_splits, make_splits
     from NNSegLib.training.sampler import list_preprocessed_cases
+    from NNSegLib.util.locking import lock_owner
 
     folder = ws.preprocessed(config.data_identifier)
+    owner = lock_owner(folder)
+    if owner is not None:
+        raise NNSegError(f"{folder}: being preprocessed by process {owner.get('pid', '?')}; "
+                         "train once `nnseg preprocess` has finished")
     case_ids = list_preprocessed_cases(folder)
     if not case_ids:
         raise NNSegError(f"{folder}: no preprocessed cases; run `nnseg preprocess` first")
@@ -164,7 +179,6 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
         Cancelled: when cancelled (``checkpoint_latest.pt`` is written first).
     """
     from NNSegLib.data.splits import parse_fold
-    from NNSegLib.training.trainer import Trainer, TrainSetup
 
     if mode not in MODES:
         raise NNSegError(f"mode {mode!r} not in {MODES}")
@@ -172,9 +186,37 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
     fold = parse_fold(fold)
     ws = Workspace.for_dataset(dataset or ".", work)
     plans = Plans.load(ws.plans, hint="nnseg plan")
+    resolve_configuration(plans, configuration, RunConfig())   # unknown: before any folder
     run = ws.run(configuration, fold)
+    with _run_lock(run, f"nnseg train {configuration} fold {fold}"):
+        return _train(ws, plans, run, dataset, configuration, fold, overrides or {}, mode,
+                      extend_epochs, time_budget_minutes, progress)
+
+
+@contextmanager
+def _run_lock(run: RunFolder, what: str) -> Iterator[None]:
+    """Hold the run folder's lock (rank 0 of a distributed run only) and tidy the folder."""
+    from NNSegLib.util.atomic import clean_stale_temps
+    from NNSegLib.util.locking import folder_lock
+
+    if dist.launched_by_torchrun() and int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    with folder_lock(run.path, what, remove_if_unused=True):
+        clean_stale_temps(run.path)
+        clean_stale_temps(run.validation)
+        yield
+
+
+def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | None,
+           configuration: str, fold: int | str, overrides: dict[str, Any], mode: str,
+           extend_epochs: int, time_budget_minutes: float | None,
+           progress: Progress) -> TrainResult:
+    """:func:`train_fold` once the run folder is locked."""
+    from NNSegLib.training.trainer import Trainer, TrainSetup
+
     run_dir = run.path
-    rc = resolve_run_config(run, plans, mode, overrides or {})
+    rc = resolve_run_config(run, plans, mode, overrides)
     config = resolve_configuration(plans, configuration, rc)
     device, ctx = _device_and_threads(rc)
     try:
@@ -306,22 +348,27 @@ def _finite(v: float) -> float | None:
 _OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--recipe": ("recipe", str, "training recipe: paper (Adam + plateau) or v2 (SGD + poly); "
                                 "default: the plan's"),
-    "--epochs": ("max_epochs", int, "maximum number of epochs"),
-    "--iterations-per-epoch": ("iterations_per_epoch", int, "training batches per epoch"),
-    "--val-iterations": ("val_iterations", int, "validation batches per epoch (0 = none)"),
-    "--lr": ("lr", float, "initial learning rate"),
+    "--epochs": ("max_epochs", options.positive_int, "maximum number of epochs"),
+    "--iterations-per-epoch": ("iterations_per_epoch", options.positive_int,
+                               "training batches per epoch"),
+    "--val-iterations": ("val_iterations", options.non_negative_int,
+                         "validation batches per epoch (0 = none)"),
+    "--lr": ("lr", options.positive_number, "initial learning rate"),
     "--optimizer": ("optimizer", str, "adam or sgd"),
-    "--weight-decay": ("weight_decay", float, "weight decay"),
-    "--momentum": ("momentum", float, "SGD momentum"),
-    "--batch-size": ("batch_size", int, "batch size (default: the plan's)"),
-    "--oversample-foreground": ("oversample_foreground", float,
+    "--weight-decay": ("weight_decay", options.non_negative_number, "weight decay"),
+    "--momentum": ("momentum", options.fraction, "SGD momentum"),
+    "--batch-size": ("batch_size", options.positive_int, "batch size (default: the plan's)"),
+    "--oversample-foreground": ("oversample_foreground", options.fraction,
                                 "minimum share of foreground-centred patches per batch"),
-    "--seed": ("seed", int, "random seed of sampling, augmentation and initialisation"),
+    "--seed": ("seed", options.non_negative_int,
+               "random seed of sampling, augmentation and initialisation"),
     "--device": ("device", str, "auto, cpu, cuda, cuda:N or mps"),
-    "--num-threads": ("num_threads", int, "torch CPU threads (0 = all available)"),
+    "--num-threads": ("num_threads", options.non_negative_int,
+                      "torch CPU threads (0 = all available)"),
     "--amp": ("amp", str, "mixed precision: auto (CUDA, or CPU with native bf16), off, bf16, fp16"),
     "--channels-last": ("channels_last", str, "channels-last: auto (network default), on, off"),
-    "--loader-threads": ("loader_threads", int, "background patch-extraction threads"),
+    "--loader-threads": ("loader_threads", options.positive_int,
+                         "background patch-extraction threads"),
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -340,7 +387,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, (field, typ, help_text) in _OPTIONS.items():
         parser.add_argument(flag, type=typ, default=None, help=help_text,
                             choices=_CHOICES.get(field))
-    parser.add_argument("--patch-size", type=int, nargs="+", default=None,
+    parser.add_argument("--patch-size", type=options.positive_int, nargs="+", default=None,
                         help="patch size, 2 or 3 values (default: the plan's)")
     parser.add_argument("--compile", action="store_true", default=None,
                         help="compile the network with torch.compile")
@@ -349,18 +396,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-final-validation", action="store_true",
                         help="skip segmenting the fold's validation cases at the end")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        type=options.checked(parse_assignment),
                         help="set any run_config.json field (JSON value); repeatable")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--continue", dest="continue_", action="store_true",
                       help="resume an interrupted run from checkpoint_latest.pt")
-    mode.add_argument("--extend", type=int, default=None, metavar="N",
+    mode.add_argument("--extend", type=options.positive_int, default=None, metavar="N",
                       help="train a finished (or early-stopped) run N more epochs")
     mode.add_argument("--fresh", action="store_true",
                       help="start over even if the fold folder already holds a run")
     mode.add_argument("--validate-only", action="store_true",
                       help="only segment the fold's validation cases again with the final "
                            "checkpoint (a 3d_lowres fold also rewrites the cascade's inputs)")
-    parser.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+    parser.add_argument("--time-budget", type=options.positive_number, default=None,
+                        metavar="MINUTES",
                         help="stop cleanly (final checkpoint) after this many minutes")
 
 
@@ -380,7 +429,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_final_validation:
         out["final_validation"] = False
     for assignment in args.set:
-        key, value = parse_assignment(assignment)
+        key, value = (parse_assignment(assignment) if isinstance(assignment, str)
+                      else assignment)
         out[key] = value
     return out
 

@@ -94,6 +94,32 @@ class RunFolder:
                 return self.path / name
         return None
 
+    def epochs_done(self) -> int:
+        """Epochs the training log records (0 without a log)."""
+        try:
+            with open(self.log, "rb") as f:
+                return sum(1 for line in f if line.strip())
+        except OSError:
+            return 0
+
+    def status(self) -> str:
+        """``"finished"``, ``"is still training (process 123, epoch 12/1000)"`` or
+        ``"stopped before finishing (epoch 12/1000)"``."""
+        from NNSegLib.util.locking import lock_owner
+
+        if self.is_finished:
+            return "finished"
+        try:
+            planned = read_json(self.run_config, expect=dict).get("max_epochs", "?")
+        except NNSegError:
+            planned = "?"
+        epochs = f"epoch {self.epochs_done()}/{planned}"
+        owner = lock_owner(self.path)
+        if owner is not None:
+            pid = owner.get("pid")
+            return f"is still training ({f'process {pid}, ' if pid else ''}{epochs})"
+        return f"stopped before finishing ({epochs}; resume it with `nnseg train … --continue`)"
+
 
 @dataclass(frozen=True)
 class ModelFolder:

@@ -5,15 +5,86 @@ preprocess, evaluate, find-best). Workers are started with ``fork`` on Linux whi
 not loaded (fast, shares the imported modules), else with ``spawn``. A
 :class:`~concurrent.futures.ProcessPoolExecutor` is used rather than ``multiprocessing.Pool``
 because a worker that dies (killed, out of memory) then raises ``BrokenProcessPool`` instead
-of leaving the parent waiting forever for its lost task.
+of leaving the parent waiting forever for its lost task; it is reported as
+:class:`WorkerDied` (an :class:`~NNSegLib.util.errors.NNSegError`), or as cancellation when the
+user cancelled (Ctrl-C reaches the workers too).
+
+Workers die with their parent: :func:`_worker_init` asks Linux for a parent-death signal
+(``prctl(PR_SET_PDEATHSIG, SIGKILL)``) and, everywhere, starts a watchdog thread that ends
+the worker once its parent is gone, so ``kill -9`` of ``nnseg`` never leaves workers behind.
+Workers also drop the parent's SIGINT/SIGTERM handlers (which only set the parent's cancel
+flag) for the default ones, and close inherited folder locks.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import sys
+import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterator, Sequence
+
+from NNSegLib.util.errors import NNSegError
+
+#: Seconds between the watchdog's checks that the parent still lives.
+WATCHDOG_INTERVAL = 1.0
+_PR_SET_PDEATHSIG = 1
+
+
+class WorkerDied(NNSegError, BrokenProcessPool):
+    """A worker process ended abruptly (killed, out of memory); names the stage and job."""
+
+
+def _set_parent_death_signal() -> bool:
+    """Linux: have the kernel send SIGKILL to this process when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int, interval: float) -> None:
+    import time
+
+    while True:
+        time.sleep(interval)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _worker_init(parent: int) -> None:
+    """Pool initializer: die with the parent, default signal handlers, no inherited locks."""
+    from NNSegLib.util.locking import close_inherited_locks
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    close_inherited_locks()
+    _set_parent_death_signal()
+    if os.getppid() != parent:   # the parent died before the death signal was armed
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent, WATCHDOG_INTERVAL), daemon=True,
+                     name="nnseg-parent-watchdog").start()
+
+
+def _job_name(job: tuple) -> str:
+    """A short name of a job for messages: its case identifier where one is visible."""
+    for item in job:
+        if isinstance(item, str):
+            return item
+        ident = getattr(item, "identifier", None)
+        if isinstance(ident, str):
+            return ident
+        if isinstance(item, tuple) and item and isinstance(item[0], str):
+            return item[0]
+    return "a job"
 
 
 def pool_context():
@@ -42,11 +113,18 @@ def imap_cases(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int = 2,
                 progress.advance()
         return
     pending = list(reversed(list(enumerate(jobs))))
-    with ProcessPoolExecutor(min(workers, total), mp_context=pool_context()) as pool:
+    with ProcessPoolExecutor(min(workers, total), mp_context=pool_context(),
+                             initializer=_worker_init, initargs=(os.getpid(),)) as pool:
 
         def submit() -> None:
             index, job = pending.pop()
-            running[pool.submit(fn, *job)] = index
+            try:
+                running[pool.submit(fn, *job)] = index
+            except BrokenProcessPool:   # another worker died meanwhile
+                if progress is not None:
+                    progress.check_cancelled()
+                raise WorkerDied(f"{stage}: a worker process died (killed, or out of memory: "
+                                 "try fewer --workers)") from None
 
         running: dict = {}
         for _ in range(min(workers, total)):
@@ -58,15 +136,27 @@ def imap_cases(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int = 2,
                     index = running.pop(future)
                     if progress is not None:
                         progress.check_cancelled()
+                    result = _result(future, jobs[index], stage, progress)
                     if pending:
                         submit()
-                    yield index, future.result()
+                    yield index, result
                     if progress is not None:
                         progress.advance()
         except BaseException:
             for future in running:
                 future.cancel()
             raise
+
+
+def _result(future: Any, job: tuple, stage: str, progress: Any) -> Any:
+    """The job's result; a dead worker becomes :class:`WorkerDied` (or cancellation)."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        if progress is not None:
+            progress.check_cancelled()   # Ctrl-C ended the workers: that is a cancel
+        raise WorkerDied(f"{stage}: a worker process died while working on {_job_name(job)} "
+                         "(killed, or out of memory: try fewer --workers)") from None
 
 
 def map_cases(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int = 2,

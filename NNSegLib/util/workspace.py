@@ -71,3 +71,46 @@ class Workspace:
 
     def run_dir(self, configuration: str, fold: int | str) -> Path:
         return self.run(configuration, fold).path
+
+    def stale_inputs(self, dataset: Path | str | None) -> list[str]:
+        """Warnings when a stage's inputs are older than what they were made from.
+
+        The fingerprint must be newer than the raw data (``dataset.json``, ``imagesTr``,
+        ``labelsTr``) and the plan newer than the fingerprint; otherwise the later stages
+        work from an outdated description of the data.
+        """
+        warnings = []
+        fingerprint = _mtime(self.fingerprint)
+        if dataset is not None and fingerprint is not None:
+            newest = _newest_raw_file(Path(dataset))
+            if newest is not None and newest[0] > fingerprint:
+                warnings.append(f"{newest[1]} changed after {self.fingerprint} was made; run "
+                                "`nnseg fingerprint` and `nnseg plan` again")
+        plans = _mtime(self.plans)
+        if plans is not None and fingerprint is not None and plans < fingerprint:
+            warnings.append(f"{self.plans} is older than {self.fingerprint}; run `nnseg plan` "
+                            "again")
+        return warnings
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _newest_raw_file(dataset: Path) -> tuple[int, Path] | None:
+    """The most recently modified of ``dataset.json`` and the training images and labels."""
+    newest: tuple[int, Path] | None = None
+    candidates = [dataset / "dataset.json"]
+    for sub in ("imagesTr", "labelsTr"):
+        try:
+            candidates += [p for p in (dataset / sub).iterdir() if not p.name.startswith(".")]
+        except OSError:
+            continue
+    for path in candidates:
+        mtime = _mtime(path)
+        if mtime is not None and (newest is None or mtime > newest[0]):
+            newest = (mtime, path)
+    return newest

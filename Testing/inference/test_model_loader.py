@@ -47,9 +47,14 @@ def test_configuration_choice(tmp_path: Path):
 def test_checkpoint_fallback_and_errors(tmp_path: Path):
     root = make_model_folder(tmp_path / "r", folds=("0",), checkpoint="checkpoint_best.pt")
     assert ModelFolder(root).trained_folds("3d_fullres") == ["0"]
-    assert load_model(root, device="cpu").folds == ["0"]
+    with pytest.raises(NNSegError, match="fold 0 stopped before finishing.*allow-unfinished"):
+        load_model(root, device="cpu")
+    with pytest.raises(NNSegError, match="fold 0 stopped before finishing"):
+        load_model(root, folds=["0"], device="cpu")
+    model = load_model(root, device="cpu", allow_unfinished=True)
+    assert model.folds == ["0"] and "checkpoint_best.pt" in model.extra["notes"][0]
     with pytest.raises(NNSegError, match="fold"):
-        load_model(root, folds=["3"], device="cpu")
+        load_model(root, folds=["3"], device="cpu", allow_unfinished=True)
     with pytest.raises(NNSegError, match="not in the plan"):
         load_model(root, configuration="3d_lowres", device="cpu")
     with pytest.raises(NNSegError, match="not found"):

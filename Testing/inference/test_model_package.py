@@ -20,20 +20,30 @@ DATASET = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "a": 1},
            "numTraining": 2, "file_ending": ".nii.gz"}
 
 
+CONFIG = ConfigurationPlan(
+    name="3d_fullres", spatial_dims=3, data_identifier="3d_fullres", spacing=(1.0,) * 3,
+    median_shape=(16, 16, 16), patch_size=(8, 8, 8), batch_size=2,
+    strides=((1, 1, 1), (2, 2, 2)), kernel_sizes=((3, 3, 3),) * 2, features_per_stage=(4, 8))
+PLANS = Plans(dataset_name="T", recipe="v2", memory_budget_gb=1.0, channel_names={"0": "MRI"},
+              labels={"background": 0, "a": 1}, intensity_properties={},
+              configurations={"3d_fullres": CONFIG})
+
+
+def _network_weights(fold: int) -> dict:
+    from NNSegLib.network.network import build_network
+
+    torch.manual_seed(fold)
+    return build_network(CONFIG, 1, 2).state_dict()
+
+
 def _model_dir(root: Path) -> Path:
+    """Fold 0 finished (checkpoint_final), fold 1 stopped early (checkpoint_best only)."""
     (root / "3d_fullres").mkdir(parents=True)
-    # plans.json must be loadable for configuration lookups
-    cfg = ConfigurationPlan(
-        name="3d_fullres", spatial_dims=3, data_identifier="3d_fullres", spacing=(1.0,) * 3,
-        median_shape=(16, 16, 16), patch_size=(8, 8, 8), batch_size=2,
-        strides=((1, 1, 1), (2, 2, 2)), kernel_sizes=((3, 3, 3),) * 2, features_per_stage=(4, 8))
-    Plans(dataset_name="T", recipe="v2", memory_budget_gb=1.0, channel_names={"0": "MRI"},
-          labels={"background": 0, "a": 1}, intensity_properties={},
-          configurations={"3d_fullres": cfg}).save(root / "plans.json")
+    PLANS.save(root / "plans.json")
     (root / "dataset.json").write_text(json.dumps(DATASET))
     (root / "best_configuration.json").write_text(json.dumps({"configuration": "3d_fullres"}))
     for fold in (0, 1):
-        state = {"network": {"w": torch.full((2, 3), float(fold)), "b": torch.arange(3.0)},
+        state = {"network": _network_weights(fold),
                  "meta": make_meta("3d_fullres", fold, 1, 2, epoch=5),
                  "optimizer": {"state": {}, "lr": 0.01}}
         name = "checkpoint_final.pt" if fold == 0 else "checkpoint_best.pt"
@@ -43,7 +53,11 @@ def _model_dir(root: Path) -> Path:
 
 def test_export_import_round_trip(tmp_path: Path):
     model = _model_dir(tmp_path / "results")
-    out = export_model(model, tmp_path / "m.zip")
+    assert verify_package(export_model(model, tmp_path / "f.zip"))["configurations"] == {
+        "3d_fullres": ["0"]}                              # the unfinished fold is left out
+    with pytest.raises(NNSegError, match="fold 1 stopped before finishing"):
+        export_model(model, tmp_path / "x.zip", folds=["1"])
+    out = export_model(model, tmp_path / "m.zip", allow_unfinished=True)
     manifest = verify_package(out)
     assert manifest["configurations"] == {"3d_fullres": ["0", "1"]}
     with zipfile.ZipFile(out) as zf:
@@ -56,7 +70,8 @@ def test_export_import_round_trip(tmp_path: Path):
     dest = import_model(out, tmp_path / "imported")
     state = torch.load(dest / "3d_fullres/fold_1/checkpoint_final.pt", weights_only=True)
     assert set(state) == {"network", "meta"}            # optimizer dropped
-    assert torch.equal(state["network"]["w"], torch.full((2, 3), 1.0))
+    for key, value in _network_weights(1).items():
+        assert torch.equal(state["network"][key], value), key
     assert state["meta"]["source_checkpoint"] == "checkpoint_best.pt"
     assert (dest / "plans.json").read_bytes() == (model / "plans.json").read_bytes()
     with pytest.raises(NNSegError, match="not empty"):
@@ -66,7 +81,7 @@ def test_export_import_round_trip(tmp_path: Path):
 
 def test_export_selected_folds_and_errors(tmp_path: Path):
     model = _model_dir(tmp_path / "results")
-    out = export_model(model, tmp_path / "one.zip", folds=["1"])
+    out = export_model(model, tmp_path / "one.zip", folds=["1"], allow_unfinished=True)
     assert verify_package(out)["configurations"] == {"3d_fullres": ["1"]}
     with pytest.raises(NNSegError, match="fold"):
         export_model(model, tmp_path / "x.zip", folds=["4"])
@@ -88,7 +103,7 @@ def test_cli_export_and_import(tmp_path: Path):
 
 def _weights() -> bytes:
     buffer = io.BytesIO()
-    torch.save({"network": {"w": torch.zeros(2)}, "meta": {"fold": "0"}}, buffer)
+    torch.save({"network": _network_weights(0), "meta": {"fold": "0"}}, buffer)
     return buffer.getvalue()
 
 
@@ -110,7 +125,8 @@ def _archive(path: Path, files: dict[str, bytes], manifest_files: dict[str, byte
 
 
 def _good_files() -> dict[str, bytes]:
-    return {"plans.json": b"{}", "dataset.json": b"{}",
+    return {"plans.json": json.dumps(PLANS.to_dict()).encode(),
+            "dataset.json": json.dumps(DATASET).encode(),
             "3d_fullres/fold_0/checkpoint_final.pt": _weights()}
 
 
@@ -160,7 +176,7 @@ def test_refused_archives(tmp_path: Path, case: str, capsys):
     with pytest.raises(NNSegError, match=message):
         import_model(path, tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
-    assert not list(tmp_path.glob(".dest.*"))     # temporary folder cleaned up
+    assert not list(tmp_path.glob(".dest*"))     # temporary folder cleaned up
     assert "unpickled!" not in capsys.readouterr().out
 
 

@@ -213,7 +213,7 @@ def test_collect_cases_groups_channels_and_checks(tmp_path: Path):
         ("a", ["a_0000.nii.gz", "a_0001.nii.gz"]), ("b", ["b_0000.nii.gz", "b_0001.nii.gz"])]
     with pytest.raises(NNSegError, match="needs 0..2"):
         collect_cases([tmp_path], 3)
-    with pytest.raises(NNSegError, match="not found"):
+    with pytest.raises(NNSegError, match="missing.nii.gz: does not exist"):
         collect_cases([tmp_path / "missing.nii.gz"], 1)
     single = collect_cases([tmp_path / "a_0000.nii.gz"], 1)
     assert single[0].identifier == "a"
