@@ -16,7 +16,10 @@ Configurations sharing a ``data_identifier`` (``2d``, ``3d_fullres``,
 ``3d_cascade_fullres``) are written once; each case is read once for all identifiers.
 Cases run in a process pool (``fork`` where available; workers import no torch), every
 file is written atomically and finished cases are skipped unless ``--overwrite`` (or the
-plan's preprocessing settings changed).
+plan's preprocessing settings changed). A case's properties record the size and modification
+time of its source files (``source``): a case whose files changed since (a case replaced
+with ``nnseg add-case --replace``) is preprocessed again, so adding cases to a dataset
+preprocesses only the new and changed ones (METHOD §8).
 
 Inference uses :func:`preprocess_case`, :func:`restore_to_original` and
 :func:`restore_labels`; the latter resample class by class (numpy with SciPy, torch
@@ -252,8 +255,30 @@ def case_seed(identifier: str) -> int:
     return zlib.crc32(identifier.encode("utf-8"))
 
 
-def case_done(folder: Path, identifier: str) -> bool:
-    return (folder / f"{identifier}.json").is_file()
+def source_signature(paths: Sequence[Path | str]) -> list[list]:
+    """``[name, size, mtime_ns]`` of each source file: what :func:`case_done` compares."""
+    out = []
+    for p in paths:
+        st = Path(p).stat()
+        out.append([Path(p).name, int(st.st_size), int(st.st_mtime_ns)])
+    return out
+
+
+def case_done(folder: Path, identifier: str, source: list[list] | None = None) -> bool:
+    """True when the case's properties exist (written last) and, if both the properties
+    and the caller give a ``source`` signature, they agree (the files did not change)."""
+    path = folder / f"{identifier}.json"
+    if not path.is_file():
+        return False
+    if source is None:
+        return True
+    from NNSegLib.util.json_files import read_json
+
+    try:
+        recorded = read_json(path, expect=dict).get("source")
+    except NNSegError:
+        return False
+    return recorded is None or recorded == source
 
 
 def write_case(folder: Path, identifier: str, data: np.ndarray, seg: np.ndarray | None,
@@ -315,7 +340,7 @@ def _process_case(task: tuple) -> str:
     from NNSegLib.data.io import SimpleITKIO, read_channels
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)   # parallel over cases instead
-    identifier, image_paths, label_path, targets, plans = task
+    identifier, image_paths, label_path, targets, plans, source = task
     images, geometry = read_channels([Path(p) for p in image_paths])
     seg = None
     if label_path is not None:
@@ -328,7 +353,8 @@ def _process_case(task: tuple) -> str:
             data, s, props = preprocess_case(images, geometry, plans, cfg, seg)
         except NNSegError as e:
             raise NNSegError(f"case {identifier} ({label_path or image_paths[0]}): {e}") from None
-        write_case(Path(folder), identifier, data, s, props, plans.num_classes)
+        write_case(Path(folder), identifier, data, s, dict(props, source=source),
+                   plans.num_classes)
     return identifier
 
 
@@ -381,11 +407,12 @@ def preprocess_dataset(
                                       overwrite, progress)
     tasks = []
     for case in cases:
+        source = source_signature([*case.images, *([case.label] if case.label else [])])
         targets = [(str(folders[i]), cfg) for i, cfg in groups.items()
-                   if redo[i] or not case_done(folders[i], case.identifier)]
+                   if redo[i] or not case_done(folders[i], case.identifier, source)]
         if targets:
             tasks.append((case.identifier, [str(p) for p in case.images], str(case.label),
-                          targets, plans))
+                          targets, plans, source))
     skipped = len(cases) - len(tasks)
     if skipped:
         progress.message(f"{skipped} of {len(cases)} cases already preprocessed; skipping them")
@@ -460,6 +487,7 @@ __all__ = [
     "preprocess_case",
     "restore_labels",
     "restore_to_original",
+    "source_signature",
     "write_case",
 ]
 

@@ -10,10 +10,13 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+
+from NNSegLib.util.errors import NNSegError
 
 
 def _current_umask() -> int:
@@ -101,3 +104,38 @@ def write_with(path: Path | str, writer: Callable[[Path], None], suffix: str = "
     """Atomically produce ``path`` with ``writer(tmp_path)``."""
     with atomic_path(path, suffix=suffix) as tmp:
         writer(tmp)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path | str, timeout: float = 30.0, stale: float = 120.0) -> Iterator[None]:
+    """Hold ``<path>.lock`` (created exclusively) while the block runs.
+
+    For read-modify-write of small shared JSON files (a review queue written by a batch job
+    while the GUI marks cases). A lock older than ``stale`` seconds is taken over (its
+    holder died).
+
+    Raises:
+        NNSegError: when the lock stays held for ``timeout`` seconds.
+    """
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.close(fd)
+            break
+        except FileExistsError:
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - lock.stat().st_mtime > stale:
+                    lock.unlink()
+                    continue
+            if time.monotonic() > deadline:
+                raise NNSegError(f"{lock}: held by another process for {timeout:.0f} s; "
+                                   "delete it if no NNSeg job is running") from None
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
