@@ -49,7 +49,10 @@ def archive_model(work: Path | str) -> Path:
         raise NNSegError(f"{target}: already exists; {ws.results} has the same version "
                          f"(v{folder.version}) as an archived model. Move one of them away")
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(ws.results, target)
+    try:
+        os.replace(ws.results, target)
+    except OSError as e:   # e.g. a file of the model is open on Windows
+        raise NNSegError(f"cannot move {ws.results} to {target}: {e}") from e
     return target
 
 
