@@ -82,12 +82,14 @@ def jump_to_region(scene: Any, region: Region | None) -> int:
     return slices.GetNumberOfItems()
 
 
-def load_review_case(scene: Any, batch_dir: Path | str, case: str) -> ReviewCase:
+def load_review_case(scene: Any, batch_dir: Path | str, case: str,
+                     volumes: Sequence[Any] | None = None) -> ReviewCase:
     """Load a queue case's channels, segmentation and uncertainty into the scene.
 
     Nodes are named ``<case>`` (``<case>_<c>`` for further channels), ``<case>
     segmentation`` and ``<case> uncertainty``; the segmentation's reference geometry is
-    channel 0.
+    channel 0. Pass ``volumes`` when the channels are in the scene already (a batch of scene
+    volumes): the batch's image files are then not loaded again.
     """
     from NNSegLib.data.io import SimpleITKIO
     from NNSegLib.data.seg_nrrd import is_seg_nrrd
@@ -95,11 +97,13 @@ def load_review_case(scene: Any, batch_dir: Path | str, case: str) -> ReviewCase
 
     entry = get_entry(batch_dir, case)
     io = SimpleITKIO()
-    volumes = []
-    for c, path in enumerate(entry.images):
-        array, geometry = io.read(path)
-        volumes.append(mrml.volume_node_from_array(scene, array, geometry,
-                                                   case if c == 0 else f"{case}_{c}"))
+    if volumes is None:
+        volumes = []
+        for c, path in enumerate(entry.images):
+            array, geometry = io.read(path)
+            volumes.append(mrml.volume_node_from_array(scene, array, geometry,
+                                                       case if c == 0 else f"{case}_{c}"))
+    volumes = list(volumes)
     if not volumes:
         raise NNSegError(f"{batch_dir}: case {case!r} lists no image files")
     if is_seg_nrrd(entry.segmentation):

@@ -282,6 +282,9 @@ def _start_from(trainer: Any, source: Any, plans: Plans, ws: Workspace, run: Run
     report = load_initial_weights(trainer.network, source, labels, setup.num_input_channels,
                                   adapt_head)
     progress.message(report.describe())
+    if setup.run_config.head_init != "he":
+        progress.message(f"head_init {setup.run_config.head_init!r} ignored: the segmentation "
+                         "heads come from --init-from")
     if setup.ctx.is_main:
         write_json(run.init_from, {**report.to_dict(), "model": str(source.model_dir or "")})
         version = record_fine_tune(ws.results, f"{run.configuration}/{run.path.name}",

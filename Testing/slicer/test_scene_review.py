@@ -43,6 +43,10 @@ def test_load_overlay_jump_and_add(ctx, batch, tmp_path):
     assert case.volumes[0].GetName() == "pat" and case.segmentation.GetName() == "pat segmentation"
     assert_geometry_close(mrml.geometry_from_volume_node(case.volumes[0]), GEO, 1e-5)
     assert mrml.segment_names(case.segmentation) == ["a", "b"]
+    again = scene_review.load_review_case(ctx.scene, batch, "pat", volumes=case.volumes)
+    assert again.volumes[0] is case.volumes[0]     # channels already in the scene: reused
+    for node in (again.segmentation, again.uncertainty):
+        mrml.remove_node(ctx.scene, node)
     display = case.uncertainty.GetDisplayNode()
     assert display.GetColorNodeID() == scene_review.UNCERTAINTY_COLOURS
     assert (display.GetWindow(), display.GetLevel()) == pytest.approx((1.0, 0.5))
