@@ -46,6 +46,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("NNSegLib.evaluation.evaluate", "compare predictions with references"),
     "export-model": ("NNSegLib.inference.model_package", "pack a trained model into a zip"),
     "import-model": ("NNSegLib.inference.model_package", "unpack and verify a model zip"),
+    "segment-batch": ("NNSegLib.slicer.batch_job",
+                      "segment a batch for review: segmentations, uncertainty, review queue"),
+    "review": ("NNSegLib.inference.review_queue",
+               "rank a batch by uncertainty; mark cases; add a reviewed case to a dataset"),
+    "add-case": ("NNSegLib.data.add_case", "add a (corrected) case to a raw dataset, checked"),
+    "archive-model": ("NNSegLib.training.model_versions",
+                      "move WORK/results to WORK/model_versions/v<N> before a fine-tune"),
+    "compare-models": ("NNSegLib.evaluation.model_comparison",
+                       "cross-validation Dice of two models side by side"),
     "demo": ("NNSegLib.demo", "run the whole pipeline on the sample dataset"),
 }
 

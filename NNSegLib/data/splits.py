@@ -4,6 +4,11 @@ The file is a JSON list with one ``{"train": [...], "val": [...]}`` object per f
 layout nnU-Net uses, so its splits files can be dropped in). Folds are deterministic: the
 sorted case identifiers are shuffled with a fixed seed and dealt round-robin into folds.
 Fold ``"all"`` trains on every case and has no validation cases.
+
+Cases added to the dataset after the splits were made (``nnseg add-case``, the clinician's
+loop of METHOD §8) join the *training* set of every fold (:func:`extend_splits`): the
+validation sets stay as they were, so a fine-tuned fold is validated on the same cases as the
+model it started from, and neither has seen them in training.
 """
 
 from __future__ import annotations
@@ -81,6 +86,21 @@ def load_or_create_splits(path: Path | str, case_ids: Sequence[str],
     return splits
 
 
+def extend_splits(splits: list[dict[str, list[str]]], case_ids: Sequence[str]
+                  ) -> tuple[list[dict[str, list[str]]], list[str]]:
+    """Add the cases no fold names to the training set of every fold.
+
+    Returns:
+        ``(splits, added)``: new splits (the input is not changed) and the added case ids,
+        sorted; ``added`` is empty when every case is already in the splits.
+    """
+    known = {c for f in splits for c in f["train"] + f["val"]}
+    added = sorted(set(case_ids) - known)
+    if not added:
+        return splits, []
+    return [{"train": list(f["train"]) + added, "val": list(f["val"])} for f in splits], added
+
+
 def parse_fold(text: str | int) -> int | str:
     """``"0"`` → 0, ``"all"`` → ``"all"``; anything else raises :class:`NNSegError`."""
     if isinstance(text, int) and text >= 0 or str(text).isdigit():
@@ -138,5 +158,5 @@ def fold_cases(splits: list[dict[str, list[str]]], fold: int | str,
     return list(splits[fold]["train"]), list(splits[fold]["val"])
 
 
-__all__ = ["DEFAULT_FOLDS", "DEFAULT_SEED", "fold_cases", "load_or_create_splits",
+__all__ = ["DEFAULT_FOLDS", "DEFAULT_SEED", "extend_splits", "fold_cases", "load_or_create_splits",
            "load_splits", "make_splits", "parse_fold", "parse_folds"]

@@ -5,6 +5,7 @@ A package holds only what prediction needs, and nothing that must be unpickled::
     manifest.json                       format, NNSeg version, SHA-256 and size of every file
     plans.json, dataset.json
     postprocessing.json, best_configuration.json   (when find-best wrote them)
+    model_version.json                  (a fine-tuned model's version, METHOD §8)
     <config>/fold_<k>/checkpoint_final.pt          {"network": state dict, "meta": {...}}
 
 Checkpoints are re-saved without optimizer or resume state, and loaded back with
@@ -39,6 +40,7 @@ from NNSegLib.util.model_folder import (
     BEST_CONFIGURATION,
     CHECKPOINT_FINAL,
     DATASET_JSON,
+    MODEL_VERSION,
     PLANS,
     POSTPROCESSING,
     ModelFolder,
@@ -48,7 +50,8 @@ from NNSegLib.util.progress import Progress
 PACKAGE_FORMAT = "nnseg-model"
 PACKAGE_VERSION = 1
 MANIFEST = "manifest.json"
-TOP_LEVEL_FILES = (PLANS, DATASET_JSON, POSTPROCESSING, BEST_CONFIGURATION)
+#: ``model_version.json`` keeps a fine-tuned model's version (its segment tags) on import.
+TOP_LEVEL_FILES = (PLANS, DATASET_JSON, POSTPROCESSING, BEST_CONFIGURATION, MODEL_VERSION)
 CHECKPOINT_RE = re.compile(r"^[A-Za-z0-9_.-]+/fold_[A-Za-z0-9]+/checkpoint_final\.pt$")
 _CHUNK = 1 << 20
 

@@ -19,7 +19,8 @@ file is written atomically and finished cases are skipped unless ``--overwrite``
 plan's preprocessing settings changed, or one of the case's raw files changed (each case's
 properties record the size and modification time of its source files). One process at a
 time preprocesses a folder (:mod:`NNSegLib.util.locking`); the size a case would have after
-resampling is checked before resampling it.
+resampling is checked before resampling it. Adding cases to a dataset (``nnseg add-case``,
+METHOD §8) therefore preprocesses only the new and replaced ones.
 
 Inference uses :func:`preprocess_case` and, to go back, :func:`restore_to_original` and
 :func:`restore_labels` (:mod:`.restore`).

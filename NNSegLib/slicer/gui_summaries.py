@@ -87,6 +87,26 @@ def cross_validation_summary(work: Path | str, configuration: str) -> str:
     return f"CV Dice {sum(dice.values()) / len(dice):.3f} ({per_fold})"
 
 
+def fine_tune_summary(work: Path | str, configuration: str | None = None) -> str:
+    """"Did it help?": the current model's CV Dice beside the model it was fine-tuned from.
+
+    Reads ``WORK/results/model_version.json`` for the parent and compares the folds' final
+    validations (:func:`~NNSegLib.evaluation.model_comparison.compare_models`), e.g.
+    ``"CV Dice v1 0.812 → v2 0.845 (+0.033; fold(s) 0)"``.
+    """
+    from NNSegLib.evaluation.model_comparison import compare_models
+    from NNSegLib.util.errors import NNSegError
+
+    folder = Workspace(Path(work)).model
+    parent = folder.parent
+    if parent is None:
+        return f"The model in {folder.root} is not a fine-tune."
+    try:
+        return compare_models(parent, folder.root, configuration).summary_line()
+    except NNSegError as e:
+        return f"No comparison yet: {e}"
+
+
 def model_info(path: Path | str) -> dict:
     """Channels, labels and a one-line description of a model folder (or zip).
 
@@ -110,4 +130,4 @@ def model_info(path: Path | str) -> dict:
 
 
 __all__ = ["PLAN_FIELDS", "cross_validation_summary", "describe_epoch", "describe_training_set",
-           "model_info", "plans_table"]
+           "fine_tune_summary", "model_info", "plans_table"]

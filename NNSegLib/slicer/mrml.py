@@ -27,7 +27,11 @@ from NNSegLib.util.errors import NNSegError
 #: Segment tags written on predicted segments (and the segmentation node attributes).
 TAG_MODEL = "NNSeg.Model"
 TAG_MODEL_VERSION = "NNSeg.ModelVersion"
+TAG_SOFTWARE_VERSION = "NNSeg.SoftwareVersion"
 TAG_LABEL_VALUE = "NNSeg.LabelValue"
+#: ``model_info`` key → tag (values must not contain ``:`` or ``|``, the tag separators).
+MODEL_TAGS = (("name", TAG_MODEL), ("version", TAG_MODEL_VERSION),
+              ("software", TAG_SOFTWARE_VERSION))
 
 
 # ----------------------------------------------------------------------------------------
@@ -40,6 +44,15 @@ class SceneContext:
     scene: Any
     app_logic: Any = None
     segmentations_logic: Any = None
+
+
+def available() -> bool:
+    """True when MRML can be imported (the Slicer application or ``slicer-core``)."""
+    try:
+        import slicer  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def new_scene() -> SceneContext:
@@ -216,7 +229,8 @@ def segmentation_from_labels(
         colours: Optional ``{value: (r, g, b)}``.
         reference_volume: Volume whose geometry becomes the segmentation's reference
             (usually the input image).
-        model_info: ``{"name": ..., "version": ...}`` written as tags.
+        model_info: ``{"name", "version"}`` of the model (and NNSeg's ``software``
+            version), written as tags (:data:`MODEL_TAGS`).
         node: Existing segmentation node to replace the segments of; new if ``None``.
         name: Name of a new node.
         terminology: Attach terminology entries for known names.
@@ -273,7 +287,7 @@ def segmentation_from_labels(
                           lookup(label) if terminology else None, model_info)
     for index, sid in enumerate(ordered):  # label order, whatever the import order was
         segmentation.SetSegmentIndex(sid, index)
-    for key, tag in (("name", TAG_MODEL), ("version", TAG_MODEL_VERSION)):
+    for key, tag in MODEL_TAGS:
         if model_info and model_info.get(key) is not None:
             node.SetAttribute(tag, str(model_info[key]))
     return node
@@ -288,7 +302,7 @@ def _describe_segment(segment, value, label, colour, term, model_info) -> None:
     segment.SetTag(TAG_LABEL_VALUE, str(value))
     if term is not None:
         segment.SetTerminology(term.serialize())
-    for key, tag in (("name", TAG_MODEL), ("version", TAG_MODEL_VERSION)):
+    for key, tag in MODEL_TAGS:
         if model_info and model_info.get(key) is not None:
             segment.SetTag(tag, str(model_info[key]))
 
@@ -305,6 +319,16 @@ def _remove_nodes(scene: Any, nodes: Sequence[Any]) -> None:
     for n in nodes:
         if n is not None and scene.IsNodePresent(n):
             scene.RemoveNode(n)
+
+
+def remove_node(scene: Any, node: Any) -> None:
+    """Remove a displayable/storable node with its display and storage nodes."""
+    if node is None:
+        return
+    extra = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())] \
+        if hasattr(node, "GetNumberOfDisplayNodes") else []
+    extra += [node.GetStorageNode()] if hasattr(node, "GetStorageNode") else []
+    _remove_nodes(scene, [node, *extra])
 
 
 def segment_names(segmentation_node: Any) -> list[str]:
@@ -362,8 +386,11 @@ def labels_from_segmentation(
         if not ok:
             raise NNSegError(f"{node_label(segmentation_node)}: export to label map failed")
         labels, geometry = array_from_volume_node(out)
-    finally:
-        _remove_nodes(scene, [out, out.GetDisplayNode(), table])
+    finally:   # the export copies the table into a new colour node: remove that too
+        display = out.GetDisplayNode()
+        colour = display.GetColorNode() if display is not None else None
+        colour = colour if colour is not None and not colour.GetSingletonTag() else None
+        _remove_nodes(scene, [out, display, table, colour])
     dtype = np.uint8 if max(label_values.values(), default=0) < 256 else np.int16
     return labels.astype(dtype), geometry
 
@@ -473,8 +500,9 @@ def training_chart(scene: Any, records: Sequence[dict], chart: Any = None,
     return chart
 
 
-__all__ = ["CHART_SERIES", "TAG_LABEL_VALUE", "TAG_MODEL", "TAG_MODEL_VERSION", "SceneContext",
-           "array_from_volume_node", "geometry_from_volume_node", "labels_from_segmentation",
-           "new_scene", "node_label", "read_segmentation", "segment_names", "segment_tag",
+__all__ = ["CHART_SERIES", "MODEL_TAGS", "TAG_LABEL_VALUE", "TAG_MODEL", "TAG_MODEL_VERSION",
+           "TAG_SOFTWARE_VERSION", "SceneContext", "array_from_volume_node", "available",
+           "geometry_from_volume_node", "labels_from_segmentation", "new_scene", "node_label",
+           "read_segmentation", "remove_node", "segment_names", "segment_tag",
            "segmentation_from_labels", "training_chart", "volume_node_from_array",
            "write_segmentation"]

@@ -108,4 +108,80 @@ def predict_commands(input_dir: Path | str, output_dir: Path | str, model: Path 
     return commands
 
 
-__all__ = ["plan_commands", "predict_commands", "train_commands"]
+def segment_batch_commands(inputs: Path | str | list[Path | str], batch_dir: Path | str,
+                           model: Path | str, folds: str = "", device: str = "auto",
+                           tta: bool = True, import_dir: Path | str | None = None,
+                           overwrite: bool = False) -> list[list[str]]:
+    """Segment every case of input folders/files into a batch folder for review (METHOD §8).
+
+    A ``.zip`` model is imported first (into ``import_dir``, default ``<batch>/model``).
+    """
+    commands = []
+    model = Path(model)
+    if model.suffix.lower() == ".zip":
+        target = Path(import_dir) if import_dir is not None else Path(batch_dir) / "model"
+        commands.append(["import-model", str(model), "--dest", str(target)])
+        model = target
+    items = inputs if isinstance(inputs, list) else [inputs]
+    cmd = ["segment-batch", "-i", *[str(i) for i in items], "-o", str(batch_dir),
+           "-m", str(model), "--device", device]
+    cmd += [] if tta else ["--no-tta"]
+    fold_list = [str(f) for f in parse_folds(folds)]
+    cmd += ["--folds", *fold_list] if fold_list else []
+    cmd += ["--overwrite"] if overwrite else []
+    commands.append(cmd)
+    return commands
+
+
+def fine_tune_commands(dataset: Path | str, work: Path | str | None, configuration: str,
+                       folds: str = "0", max_epochs: int | None = None, device: str = "auto",
+                       resume: bool = False, adapt_head: bool = False) -> list[list[str]]:
+    """Fine-tune the current model on the dataset as it is now (METHOD §8).
+
+    A new fine-tune archives ``WORK/results`` (``nnseg archive-model``: it becomes
+    ``WORK/model_versions/v<N>``), preprocesses the cases added since (the others are
+    reused), then trains each fold from the same fold of the archived model
+    (``--init-from``, fine-tuning defaults unless ``max_epochs`` is given). With ``resume``
+    the fine-tune in ``WORK/results`` is continued: unfinished folds resume, folds not
+    started yet start from the recorded parent model, finished folds are left alone.
+
+    Raises:
+        NNSegError: for a cascade stage (its inputs exist only for cross-validation cases),
+            or ``resume`` without a fine-tune in progress.
+    """
+    from NNSegLib.training.model_versions import next_archive
+    from NNSegLib.util.json_files import read_json
+    from NNSegLib.util.workspace import Workspace
+
+    if _previous_stage(dataset, work, configuration) is not None:
+        raise NNSegError(f"{configuration} is a cascade stage; fine-tuning a cascade is not "
+                         "supported (fine-tune 3d_fullres or 3d_lowres instead)")
+    ws = Workspace.for_dataset(dataset, work if work not in ("", None) else None)
+    w = _work_args(work)
+    commands = []
+    if resume:
+        version = ws.model.version_file
+        parent = read_json(version, expect=dict).get("parent", {}).get("path") \
+            if version.is_file() else None
+        if not parent:
+            raise NNSegError(f"{version}: no fine-tune in progress to resume")
+    else:
+        parent = str(next_archive(ws.root))
+        commands.append(["archive-model", str(dataset), *w])
+    commands.append(["preprocess", str(dataset), *w, "--configurations", configuration])
+    for fold in [str(f) for f in parse_folds(folds)] or ["0"]:
+        run = ws.run(configuration, fold)
+        if resume and run.is_finished:
+            continue
+        cmd = ["train", str(dataset), configuration, fold, *w, "--device", device]
+        cmd += ["--epochs", str(max_epochs)] if max_epochs else []
+        if resume and run.latest.is_file():
+            cmd += ["--continue"]
+        else:
+            cmd += ["--init-from", parent] + (["--init-from-adapt-head"] if adapt_head else [])
+        commands.append(cmd)
+    return commands
+
+
+__all__ = ["fine_tune_commands", "plan_commands", "predict_commands", "segment_batch_commands",
+           "train_commands"]

@@ -72,6 +72,16 @@ def predict_volumes(
     return seg, unc
 
 
+def model_tags(model_path: Path | str) -> dict[str, str]:
+    """Tags of a model's results: its ``name`` and ``version`` (``v<N>``, see
+    :meth:`~NNSegLib.util.model_folder.ModelFolder.identity`) and NNSeg's ``software``
+    version."""
+    from NNSegLib import __version__
+    from NNSegLib.util.model_folder import ModelFolder
+
+    return {**ModelFolder(Path(str(model_path))).identity(), "software": __version__}
+
+
 def segment_in_process(
     scene: Any,
     volumes: Sequence[Any],
@@ -88,8 +98,8 @@ def segment_in_process(
         scene: The MRML scene.
         volumes: One volume node per channel of the model.
         model_path: Model folder (NNSeg or nnU-Net v2 results) as
-            :func:`~NNSegLib.inference.model_loader.load_model` takes it; its folder name becomes
-            the segments' model tag.
+            :func:`~NNSegLib.inference.model_loader.load_model` takes it; its name and
+            version become the segments' tags (:func:`model_tags`).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         tta: Mirror test-time augmentation.
         folds: Folds to use as typed in the GUI (``"0-2,4"``); all when empty.
@@ -99,7 +109,6 @@ def segment_in_process(
     Returns:
         ``(segmentation node, uncertainty volume node or None)``.
     """
-    from NNSegLib import __version__
     from NNSegLib.data.splits import parse_folds
     from NNSegLib.inference.model_loader import load_model
     from NNSegLib.inference.predict import predict_array
@@ -112,8 +121,7 @@ def segment_in_process(
                              return_probabilities=uncertainty)
 
     labels = {v: k for k, v in model.labels.items()}
-    return predict_volumes(scene, volumes, predictor, labels,
-                           {"name": Path(str(model_path)).name, "version": __version__},
+    return predict_volumes(scene, volumes, predictor, labels, model_tags(model_path),
                            node=node, uncertainty=uncertainty)
 
 
@@ -167,7 +175,6 @@ def load_predict_job_result(scene: Any, run: dict, reference_volume: Any,
     Raises:
         RuntimeError: when the job wrote no label map.
     """
-    from NNSegLib import __version__
     from NNSegLib.data.io import SimpleITKIO
     from NNSegLib.slicer.gui_summaries import model_info
 
@@ -179,7 +186,7 @@ def load_predict_job_result(scene: Any, run: dict, reference_volume: Any,
     seg = mrml.segmentation_from_labels(
         scene, labels.astype("int32"), geometry, info["labels"],
         reference_volume=reference_volume, node=node,
-        model_info={"name": info["name"], "version": __version__},
+        model_info=model_tags(run["model"]),
         name=f"{reference_volume.GetName()} segmentation")
     unc = None
     unc_path = next((run["tmp"] / "output").glob("case_uncertainty.*"), None)
@@ -190,5 +197,5 @@ def load_predict_job_result(scene: Any, run: dict, reference_volume: Any,
     return seg, unc
 
 
-__all__ = ["load_predict_job_result", "predict_volumes", "prepare_predict_job",
+__all__ = ["load_predict_job_result", "model_tags", "predict_volumes", "prepare_predict_job",
            "segment_in_process"]

@@ -239,6 +239,27 @@ RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Fine-tuning (``nnseg train --init-from``, METHOD §8): epochs, and the learning rate as a
+#: share of the recipe's.
+FINE_TUNE_EPOCHS = 50
+FINE_TUNE_LR_FACTOR = 0.1
+
+
+def fine_tune_defaults(recipe: str) -> dict[str, Any]:
+    """Run-config values a fine-tune starts from (the user's options still override them).
+
+    A fine-tune continues from a converged model with a few more cases, so it needs a short
+    run at a lower learning rate rather than the from-scratch schedule: 50 epochs (5 % of the
+    1000-epoch cap), the recipe's learning rate divided by 10 (paper: Adam 3e-5; v2: SGD 1e-3)
+    so the first steps do not throw away what the model learnt, and ``final_phase`` so even
+    this fixed-length run ends with the learning rate falling to 0 (poly does that anyway).
+    """
+    if recipe not in RECIPE_DEFAULTS:
+        raise NNSegError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPE_DEFAULTS)}")
+    lr = float(RECIPE_DEFAULTS[recipe].get("lr", RunConfig.lr))
+    return {"max_epochs": FINE_TUNE_EPOCHS, "lr": lr * FINE_TUNE_LR_FACTOR, "final_phase": True}
+
+
 def parse_assignment(text: str) -> tuple[str, Any]:
     """Parse and check ``FIELD=VALUE`` for ``--set`` (VALUE as JSON, else as a string).
 
@@ -265,8 +286,11 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 
 __all__ = [
+    "FINE_TUNE_EPOCHS",
+    "FINE_TUNE_LR_FACTOR",
     "RECIPE_DEFAULTS",
     "RUN_CONFIG_VERSION",
     "RunConfig",
+    "fine_tune_defaults",
     "parse_assignment",
 ]

@@ -7,6 +7,11 @@ hands it to :class:`NNSegLib.training.trainer.Trainer`. The fold folder
 ``progress.png`` and, after the full-image validation of the fold's validation cases,
 ``validation/`` and ``validation_summary.json``.
 
+``--init-from MODEL`` starts a new run from trained weights (fine-tuning, METHOD §8;
+:mod:`NNSegLib.training.init_from`) with the fine-tuning defaults of
+:func:`~NNSegLib.training.run_config.fine_tune_defaults`, and records the new model's version
+(:mod:`NNSegLib.training.model_versions`).
+
 Modes: a new run (refused if the folder already has one, unless ``--fresh``);
 ``--continue`` resumes from ``checkpoint_latest.pt`` exactly where it stopped;
 ``--extend N`` adds N epochs to a finished (or early-stopped) run; ``--validate-only``
@@ -30,10 +35,13 @@ from NNSegLib.planning.plans import ConfigurationPlan, Plans
 from NNSegLib.training import distributed as dist
 from NNSegLib.training.run_config import (
     AMP_MODES,
+    FINE_TUNE_EPOCHS,
+    FINE_TUNE_LR_FACTOR,
     OPTIMIZERS,
     RECIPE_DEFAULTS,
     SWITCHES,
     RunConfig,
+    fine_tune_defaults,
     parse_assignment,
 )
 from NNSegLib.util import options
@@ -81,9 +89,13 @@ def resolve_configuration(plans: Plans, name: str, rc: RunConfig) -> Configurati
     return resolved
 
 
-def resolve_run_config(run: RunFolder, plans: Plans, mode: str, overrides: dict[str, Any]
-                       ) -> RunConfig:
-    """A new run's config (recipe defaults + overrides) or the saved one (+ overrides)."""
+def resolve_run_config(run: RunFolder, plans: Plans, mode: str, overrides: dict[str, Any],
+                       fine_tune: bool = False) -> RunConfig:
+    """A new run's config (recipe defaults + overrides) or the saved one (+ overrides).
+
+    With ``fine_tune`` a new run starts from the recipe's fine-tuning defaults
+    (:func:`~NNSegLib.training.run_config.fine_tune_defaults`) instead.
+    """
     saved = run.run_config
     overrides = dict(overrides)
     if mode in ("continue", "extend", "validate"):
@@ -95,13 +107,23 @@ def resolve_run_config(run: RunFolder, plans: Plans, mode: str, overrides: dict[
         raise NNSegError(f"{run.path}: already holds a training run; use --continue, "
                          "--extend N, or --fresh to start over")
     recipe = overrides.pop("recipe", None) or plans.recipe
+    if fine_tune:
+        overrides = {**fine_tune_defaults(recipe), **overrides}
     return RunConfig.for_recipe(recipe, **overrides)
 
 
 def _fold_split(ws: Workspace, config: ConfigurationPlan, fold: int | str,
-                ctx: dist.DistContext) -> tuple[Path, list[str], list[str]]:
-    from NNSegLib.data.splits import fold_cases, load_or_create_splits, load_splits, make_splits
+                ctx: dist.DistContext, progress: Progress
+                ) -> tuple[Path, list[str], list[str]]:
+    from NNSegLib.data.splits import (
+        extend_splits,
+        fold_cases,
+        load_or_create_splits,
+        load_splits,
+        make_splits,
+    )
     from NNSegLib.training.sampler import list_preprocessed_cases
+    from NNSegLib.util.atomic import write_json
     from NNSegLib.util.locking import lock_owner
 
     folder = ws.preprocessed(config.data_identifier)
@@ -118,6 +140,12 @@ def _fold_split(ws: Workspace, config: ConfigurationPlan, fold: int | str,
         splits = load_or_create_splits(ws.splits, case_ids)
     else:  # only rank 0 writes; the splits are deterministic
         splits = load_splits(ws.splits) if ws.splits.is_file() else make_splits(case_ids)
+    splits, added = extend_splits(splits, case_ids)   # cases added since (METHOD §8)
+    if added and ctx.is_main:
+        write_json(ws.splits, splits)
+        progress.message(f"{ws.splits}: {len(added)} new case(s) {added[:5]} join the training "
+                         "set of every fold (validation sets unchanged; delete the file to "
+                         "re-split from scratch)")
     train, val = fold_cases(splits, fold, case_ids)
     return folder, train, val
 
@@ -159,6 +187,7 @@ def _device_and_threads(rc: RunConfig) -> tuple[Any, dist.DistContext]:
 def train_fold(dataset: Path | str | None, work: Path | str | None, configuration: str,
                fold: int | str, *, overrides: dict[str, Any] | None = None, mode: str = "new",
                extend_epochs: int = 0, time_budget_minutes: float | None = None,
+               init_from: Path | str | None = None, adapt_head: bool = False,
                progress: Progress | None = None) -> TrainResult:
     """Train (or resume/extend) one configuration and fold.
 
@@ -172,6 +201,10 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
             ``validate`` (final validation of a finished run only).
         extend_epochs: Epochs to add in mode ``extend``.
         time_budget_minutes: Stop cleanly (final checkpoint) after this much wall-clock.
+        init_from: Start a new run (``new``/``fresh``) from these weights: a model folder
+            (same configuration and fold), a fold folder or a checkpoint file.
+        adapt_head: With ``init_from``, start new segmentation heads when the label sets
+            differ (instead of refusing).
         progress: Progress sink (cancellation via its token).
 
     Raises:
@@ -182,6 +215,8 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
 
     if mode not in MODES:
         raise NNSegError(f"mode {mode!r} not in {MODES}")
+    if adapt_head and init_from is None:
+        raise NNSegError("--init-from-adapt-head needs --init-from")
     progress = progress or Progress()
     fold = parse_fold(fold)
     ws = Workspace.for_dataset(dataset or ".", work)
@@ -190,7 +225,7 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
     run = ws.run(configuration, fold)
     with _run_lock(run, f"nnseg train {configuration} fold {fold}"):
         return _train(ws, plans, run, dataset, configuration, fold, overrides or {}, mode,
-                      extend_epochs, time_budget_minutes, progress)
+                      extend_epochs, time_budget_minutes, init_from, adapt_head, progress)
 
 
 @contextmanager
@@ -211,16 +246,18 @@ def _run_lock(run: RunFolder, what: str) -> Iterator[None]:
 def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | None,
            configuration: str, fold: int | str, overrides: dict[str, Any], mode: str,
            extend_epochs: int, time_budget_minutes: float | None,
+           init_from: Path | str | None, adapt_head: bool,
            progress: Progress) -> TrainResult:
     """:func:`train_fold` once the run folder is locked."""
     from NNSegLib.training.trainer import Trainer, TrainSetup
 
     run_dir = run.path
-    rc = resolve_run_config(run, plans, mode, overrides)
+    source = _init_source(init_from, mode, ws, configuration, fold)
+    rc = resolve_run_config(run, plans, mode, overrides, fine_tune=source is not None)
     config = resolve_configuration(plans, configuration, rc)
     device, ctx = _device_and_threads(rc)
     try:
-        folder, train_cases, val_cases = _fold_split(ws, config, fold, ctx)
+        folder, train_cases, val_cases = _fold_split(ws, config, fold, ctx, progress)
         in_channels, previous = plans.num_channels, None
         if config.is_cascade:
             previous = _previous_stage(ws, plans, config, train_cases + val_cases)
@@ -243,6 +280,8 @@ def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | No
             return _validate_only(trainer, state, ws, dataset, configuration, fold, progress)
         if state is not None:
             _resume(trainer, state, run, configuration, fold, mode, extend_epochs, progress)
+        elif source is not None:
+            _start_from(trainer, source, plans, ws, run, adapt_head, progress)
         else:
             heads = trainer.initialise_heads()
             if heads is not None:
@@ -253,6 +292,48 @@ def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | No
         return _finish(trainer, ws, dataset, configuration, fold, reason, progress)
     finally:
         dist.shutdown(ctx)
+
+
+def _init_source(init_from: Path | str | None, mode: str, ws: Workspace, configuration: str,
+                 fold: int | str) -> Any:
+    """Resolve ``--init-from`` before anything is written (or refuse it)."""
+    if init_from is None:
+        return None
+    from NNSegLib.training.init_from import resolve_init_source
+
+    if mode not in ("new", "fresh"):
+        raise NNSegError(f"--init-from starts a new run; it cannot be combined with {mode} "
+                         "(the run's own checkpoint is used)")
+    source = resolve_init_source(init_from, configuration, fold)
+    results = ws.results.resolve()
+    if source.checkpoint == results or results in source.checkpoint.parents:
+        raise NNSegError(f"--init-from {init_from}: that is the model this run writes "
+                         f"({ws.results}); move it aside first with `nnseg archive-model` "
+                         "and start from the archived version")
+    return source
+
+
+def _start_from(trainer: Any, source: Any, plans: Plans, ws: Workspace, run: RunFolder,
+                adapt_head: bool, progress: Progress) -> None:
+    """Load a fine-tune's initial weights; record them (run folder, model version)."""
+    from NNSegLib.training.init_from import load_initial_weights, model_labels
+    from NNSegLib.training.model_versions import record_fine_tune
+    from NNSegLib.util.atomic import write_json
+
+    setup = trainer.setup
+    labels = model_labels(ws.results) or plans.labels   # what the new model will name
+    report = load_initial_weights(trainer.network, source, labels, setup.num_input_channels,
+                                  adapt_head)
+    progress.message(report.describe())
+    if setup.run_config.head_init != "he":
+        progress.message(f"head_init {setup.run_config.head_init!r} ignored: the segmentation "
+                         "heads come from --init-from")
+    if setup.ctx.is_main:
+        write_json(run.init_from, {**report.to_dict(), "model": str(source.model_dir or "")})
+        version = record_fine_tune(ws.results, f"{run.configuration}/{run.path.name}",
+                                   source.checkpoint, source.model_dir)
+        progress.message(f"{ws.results}: model version v{version['version']} (fine-tuned "
+                         f"from v{version['parent']['version']})")
 
 
 def _load_state(run: RunFolder, mode: str) -> dict | None:
@@ -287,7 +368,7 @@ def _clear_run(run: RunFolder) -> None:
     from NNSegLib.training.training_log import PLOT_NAME
 
     for path in (run.latest, run.best, run.final, run.log, run.path / PLOT_NAME,
-                 run.validation_summary, run.path / TRAINING_SUMMARY):
+                 run.validation_summary, run.path / TRAINING_SUMMARY, run.init_from):
         path.unlink(missing_ok=True)
 
 
@@ -411,6 +492,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-budget", type=options.positive_number, default=None,
                         metavar="MINUTES",
                         help="stop cleanly (final checkpoint) after this many minutes")
+    parser.add_argument("--init-from", type=Path, default=None, metavar="MODEL",
+                        help="fine-tune: start from trained weights (a model folder: the same "
+                             "configuration and fold; a fold folder; or a checkpoint file), "
+                             f"by default for {FINE_TUNE_EPOCHS} epochs at the recipe's "
+                             f"learning rate x {FINE_TUNE_LR_FACTOR}")
+    parser.add_argument("--init-from-adapt-head", action="store_true",
+                        help="with --init-from: when the label sets differ, start new "
+                             "segmentation heads (labels both have keep their rows) instead "
+                             "of refusing")
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -444,7 +534,8 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
         result = train_fold(args.dataset, args.work, args.configuration, args.fold,
                             overrides=overrides_from_args(args), mode=mode,
                             extend_epochs=args.extend or 0,
-                            time_budget_minutes=args.time_budget, progress=progress)
+                            time_budget_minutes=args.time_budget, init_from=args.init_from,
+                            adapt_head=args.init_from_adapt_head, progress=progress)
     finally:
         progress.close()
     progress.event("done", stage="train", run_dir=str(result.run_dir), epochs=result.epochs,

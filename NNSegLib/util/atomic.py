@@ -84,6 +84,7 @@ def fsync_path(path: Path | str) -> None:
         os.close(fd)
 
 
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

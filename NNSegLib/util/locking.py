@@ -165,6 +165,39 @@ def _acquire(path: Path, folder: Path) -> int:
     raise NNSegError(f"{path}: the lock file keeps changing; is another program deleting it?")
 
 
+@contextlib.contextmanager
+def file_lock(path: Path | str, timeout: float = 30.0) -> Iterator[None]:
+    """Hold the kernel lock of ``<path>.lock`` while the block runs, waiting up to ``timeout``.
+
+    For short read-modify-write sections on small shared JSON files (a review queue that a
+    batch job writes while the GUI marks cases). Like :func:`folder_lock` the lock dies with
+    its process, so it is never left stuck.
+
+    Raises:
+        NNSegError: when another process holds it for ``timeout`` seconds.
+    """
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        while not _try_lock(fd):
+            if time.monotonic() > deadline:
+                raise NNSegError(f"{lock}: held by {_describe(read_owner(lock))} for "
+                                 f"{timeout:.0f} s")
+            time.sleep(0.05)
+        _write_owner(fd, f"updating {Path(path).name}")
+        _HELD[fd] = lock
+        try:
+            yield
+        finally:
+            _HELD.pop(fd, None)
+            with contextlib.suppress(OSError):
+                _unlock(fd)
+    finally:
+        os.close(fd)
+
+
 def lock_owner(folder: Path | str) -> dict[str, Any] | None:
     """The owner of ``folder``'s lock while some process holds it, else ``None``.
 
@@ -194,5 +227,5 @@ def close_inherited_locks() -> None:
     _HELD.clear()
 
 
-__all__ = ["FolderLocked", "LOCK_FILE", "close_inherited_locks", "folder_lock", "lock_owner",
-           "read_owner"]
+__all__ = ["FolderLocked", "LOCK_FILE", "close_inherited_locks", "file_lock", "folder_lock",
+           "lock_owner", "read_owner"]

@@ -7,6 +7,8 @@
     <config>/predicted_next_stage/<next>/    a low-res stage's CV segmentations for the cascade
     best_configuration.json                  nnseg find-best
     postprocessing.json                      nnseg find-best
+    model_version.json                       a fine-tuned model's version and parent (optional;
+                                             a model without it is version 1)
 
 Every file name of that layout is defined here once; stages ask a :class:`ModelFolder` or
 :class:`RunFolder` for paths instead of joining names themselves.
@@ -26,6 +28,7 @@ PLANS = "plans.json"
 DATASET_JSON = "dataset.json"
 BEST_CONFIGURATION = "best_configuration.json"
 POSTPROCESSING = "postprocessing.json"
+MODEL_VERSION = "model_version.json"
 PREDICTED_NEXT_STAGE = "predicted_next_stage"
 
 CHECKPOINT_LATEST = "checkpoint_latest.pt"
@@ -37,6 +40,7 @@ RUN_CONFIG = "run_config.json"
 TRAINING_LOG = "log.jsonl"
 VALIDATION = "validation"
 VALIDATION_SUMMARY = "validation_summary.json"
+INIT_FROM = "init_from.json"
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,11 @@ class RunFolder:
     @property
     def validation_summary(self) -> Path:
         return self.path / VALIDATION_SUMMARY
+
+    @property
+    def init_from(self) -> Path:
+        """What a fine-tuned run's weights started from (``nnseg train --init-from``)."""
+        return self.path / INIT_FROM
 
     @property
     def is_finished(self) -> bool:
@@ -145,6 +154,43 @@ class ModelFolder:
     @property
     def postprocessing(self) -> Path:
         return self.root / POSTPROCESSING
+
+    @property
+    def version_file(self) -> Path:
+        return self.root / MODEL_VERSION
+
+    @property
+    def version(self) -> int:
+        """The model's version: 1 unless ``model_version.json`` says otherwise."""
+        if not self.version_file.is_file():
+            return 1
+        data = read_json(self.version_file, expect=dict)
+        value = data.get("version", 1)
+        if not isinstance(value, int) or value < 1:
+            raise NNSegError(f"{self.version_file}: 'version' must be a positive integer, "
+                             f"got {value!r}")
+        return value
+
+    @property
+    def parent(self) -> Path | None:
+        """The model folder this one was fine-tuned from (``model_version.json``), if any."""
+        if not self.version_file.is_file():
+            return None
+        path = (read_json(self.version_file, expect=dict).get("parent") or {}).get("path")
+        return Path(path) if path else None
+
+    def identity(self) -> dict[str, str]:
+        """``{"name", "version"}`` of the model, as the tags of its results record it.
+
+        ``name`` is ``dataset.json``'s ``name`` (else the folder name), ``version`` is
+        ``v<N>`` (:attr:`version`). Neither contains ``:`` or ``|`` (segment tag separators).
+        """
+        name = self.root.name
+        if self.dataset_json.is_file():
+            raw = read_json(self.dataset_json, expect=dict)
+            name = str(raw.get("name") or name)
+        clean = name.replace("|", "_").replace(":", "_")
+        return {"name": clean, "version": f"v{self.version}"}
 
     def adopt(self, plans: Path, dataset_json: Sequence[Path | None]) -> None:
         """Copy ``plans.json`` and ``dataset.json`` in (first run only; later runs keep them).
@@ -227,7 +273,8 @@ def _fold_key(fold: str) -> tuple:
 
 __all__ = [
     "BEST_CONFIGURATION", "CHECKPOINT_BEST", "CHECKPOINT_FINAL", "CHECKPOINT_LATEST",
-    "CHECKPOINT_PREFERENCE", "DATASET_JSON", "ModelFolder", "PLANS", "POSTPROCESSING",
+    "CHECKPOINT_PREFERENCE", "DATASET_JSON", "INIT_FROM", "MODEL_VERSION", "ModelFolder",
+    "PLANS", "POSTPROCESSING",
     "PREDICTED_NEXT_STAGE", "RUN_CONFIG", "RunFolder", "TRAINING_LOG", "VALIDATION",
     "VALIDATION_SUMMARY",
 ]

@@ -10,6 +10,8 @@ Layout (all paths below ``root``)::
     splits_final.json                 5-fold splits (written once by nnseg train)
     results/                          the *model folder* (what ``nnseg predict -m`` takes)
         (layout: NNSegLib.util.model_folder)
+    model_versions/v<N>/              earlier model folders, moved aside by
+                                      ``nnseg archive-model`` before a fine-tune
 
 No environment variables: every command takes ``DATASET`` and ``--work DIR`` (default
 ``./nnseg_work/<dataset folder name>``).
@@ -64,6 +66,15 @@ class Workspace:
     def model(self) -> ModelFolder:
         """The model folder (:class:`~NNSegLib.util.model_folder.ModelFolder`)."""
         return ModelFolder(self.results)
+
+    @property
+    def model_versions(self) -> Path:
+        """Where ``nnseg archive-model`` keeps earlier model folders."""
+        return self.root / "model_versions"
+
+    def archived_model(self, version: int) -> Path:
+        """The archived model folder of ``version`` (``model_versions/v<version>``)."""
+        return self.model_versions / f"v{version}"
 
     def run(self, configuration: str, fold: int | str) -> RunFolder:
         """One training run's folder."""

@@ -66,3 +66,16 @@ def test_parse_folds_from_the_cli_and_the_gui():
         parse_folds(["0", "0"])
     with pytest.raises(NNSegError, match="runs backwards"):
         parse_folds("3-1")
+
+
+def test_new_cases_join_the_training_set_of_every_fold():
+    from NNSegLib.data.splits import extend_splits
+
+    splits = make_splits([f"c{i}" for i in range(6)])
+    same, added = extend_splits(splits, [f"c{i}" for i in range(6)])
+    assert same is splits and added == []
+    grown, added = extend_splits(splits, [f"c{i}" for i in range(6)] + ["z_new", "a_new"])
+    assert added == ["a_new", "z_new"]
+    for old, new in zip(splits, grown):
+        assert new["val"] == old["val"] and new["train"] == old["train"] + ["a_new", "z_new"]
+    assert splits[0]["train"] == [c for c in splits[0]["train"] if c.startswith("c")]

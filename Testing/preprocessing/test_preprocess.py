@@ -236,3 +236,32 @@ def test_hippocampus_end_to_end(hippocampus, tmp_path):
         assert props["shape_after_resample"] == props["shape_after_crop"]  # 1 mm already
         assert abs(float(data.mean())) < 1e-3 and abs(float(data.std()) - 1) < 1e-3
         assert set(np.unique(seg)) <= {0, 1, 2} and seg.max() > 0
+
+
+def test_added_and_replaced_cases_only_are_preprocessed(tiny_dataset, tmp_path):
+    """METHOD §8: after add-case, only the new case (and a replaced one) are redone."""
+    import shutil
+
+    from NNSegLib.data.add_case import add_case_files
+
+    work = tmp_path / "work"
+    ws = _pipeline(tiny_dataset, work, ["--configurations", "3d_fullres"])
+    folder = ws.preprocessed("3d_fullres")
+    before = _inodes(folder)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("case_000_0000.nii.gz", "case_000.nii.gz"):
+        sub = "imagesTr" if name.endswith("_0000.nii.gz") else "labelsTr"
+        shutil.copy(tiny_dataset / sub / name, copy / name)
+    add_case_files(tiny_dataset, "added", [copy / "case_000_0000.nii.gz"], copy / "case_000.nii.gz")
+    add_case_files(tiny_dataset, "case_003", [copy / "case_000_0000.nii.gz"],
+                   copy / "case_000.nii.gz", replace=True)
+    _pipeline(tiny_dataset, work, ["--configurations", "3d_fullres"])
+    after = _inodes(folder)
+    changed = sorted(k for k in after if k not in before or after[k] != before[k])
+    assert changed == [f"case_003{s}" for s in (".json", ".npy", "_locs.npz", "_seg.npy")]
+    assert (folder / "added.json").is_file()
+    summary = json.loads((folder / "dataset_properties.json").read_text())
+    assert summary["num_cases"] == 7 and "added" in summary["cases"]
+    np.testing.assert_array_equal(np.load(folder / "case_003_seg.npy"),
+                                  np.load(folder / "case_000_seg.npy"))

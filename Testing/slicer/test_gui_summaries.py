@@ -99,3 +99,21 @@ def test_model_info_of_folder_zip_and_nothing(tmp_path):
         "description": "Zip package: imported when segmenting."}
     assert model_info(tmp_path / "nothing") == {
         "description": "No model here (dataset.json missing)."}
+
+
+def test_fine_tune_summary(tmp_path):
+    from NNSegLib.slicer.gui_summaries import fine_tune_summary
+
+    work = tmp_path / "work"
+    old, new = work / "model_versions" / "v1", work / "results"
+    for folder, dice in ((old, 0.7), (new, 0.75)):
+        run = folder / "3d_fullres" / "fold_0"
+        run.mkdir(parents=True)
+        (run / "checkpoint_final.pt").write_bytes(b"")
+        (run / "validation_summary.json").write_text(json.dumps(
+            {"foreground_mean": {"dice": dice}, "mean": {}, "cases": [{"case": "a"}]}))
+    assert "not a fine-tune" in fine_tune_summary(work)
+    (new / "model_version.json").write_text(json.dumps(
+        {"version": 2, "parent": {"path": str(old), "version": 1}}))
+    assert fine_tune_summary(work) == "CV Dice v1 0.700 → v2 0.750 (+0.050; fold(s) 0)"
+    assert fine_tune_summary(work, "2d").startswith("No comparison yet:")

@@ -61,3 +61,49 @@ def test_cascade_training_first_trains_the_unfinished_low_res_folds(tmp_path):
     # Not a cascade, or no plan yet: only the configuration itself.
     assert len(train_commands(ds, work, "3d_fullres", "0")) == 2
     assert len(train_commands(ds, tmp_path / "none", "3d_cascade_fullres", "0")) == 2
+
+
+def test_batch_and_fine_tune_commands(tmp_path):
+    import json
+
+    import pytest
+
+    from NNSegLib.slicer.panel_commands import fine_tune_commands, segment_batch_commands
+    from NNSegLib.util.errors import NNSegError
+
+    (seg,) = segment_batch_commands(tmp_path / "in", tmp_path / "b", tmp_path / "m", "0-1",
+                                    "cpu", tta=False, overwrite=True)
+    a = _parse(seg)
+    assert (a.input, a.output, a.model, a.folds, a.no_tta, a.overwrite) == (
+        [tmp_path / "in"], tmp_path / "b", tmp_path / "m", ["0", "1"], True, True)
+    imp, seg2 = segment_batch_commands([tmp_path / "a", tmp_path / "c"], tmp_path / "b",
+                                       tmp_path / "m.zip")
+    assert _parse(imp).dest == tmp_path / "b" / "model"
+    assert _parse(seg2).input == [tmp_path / "a", tmp_path / "c"]
+
+    ds, work = tmp_path / "Dataset001_X", tmp_path / "work"
+    archive, pre, t0, t2 = fine_tune_commands(ds, work, "3d_fullres", "0,2", 20, "cpu",
+                                              adapt_head=True)
+    assert _parse(archive).work == work and archive[0] == "archive-model"
+    assert _parse(pre).configurations == ["3d_fullres"]
+    a = _parse(t2)
+    assert (a.fold, a.epochs, a.init_from, a.init_from_adapt_head) == (
+        "2", 20, work / "model_versions" / "v1", True)
+    assert _parse(t0).fold == "0"
+    with pytest.raises(NNSegError, match="no fine-tune in progress"):
+        fine_tune_commands(ds, work, "3d_fullres", "0", resume=True)
+    # resume: fold 0 continues, fold 1 is finished, fold 2 starts from the recorded parent
+    results = work / "results"
+    (results / "3d_fullres" / "fold_0").mkdir(parents=True)
+    (results / "3d_fullres" / "fold_0" / "checkpoint_latest.pt").write_bytes(b"")
+    (results / "3d_fullres" / "fold_1").mkdir(parents=True)
+    (results / "3d_fullres" / "fold_1" / "checkpoint_final.pt").write_bytes(b"")
+    (results / "model_version.json").write_text(json.dumps(
+        {"version": 3, "parent": {"path": str(work / "model_versions" / "v2"), "version": 2}}))
+    pre, t0, t2 = fine_tune_commands(ds, work, "3d_fullres", "0-2", resume=True)
+    assert _parse(t0).continue_ and _parse(t0).init_from is None
+    assert _parse(t2).init_from == work / "model_versions" / "v2"
+    (cascade_work := tmp_path / "cw").mkdir()
+    cascade_plans().save(cascade_work / "plans.json")
+    with pytest.raises(NNSegError, match="cascade"):
+        fine_tune_commands(ds, cascade_work, "3d_cascade_fullres")

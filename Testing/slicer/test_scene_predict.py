@@ -111,7 +111,8 @@ def test_segment_in_process_wires_model_and_predictor(ctx, monkeypatch, tmp_path
                                 {"tta": False, "return_probabilities": True})
     assert mrml.segment_names(seg) == ["organ"]
     assert seg.GetAttribute(mrml.TAG_MODEL) == "MyModel"
-    assert seg.GetAttribute(mrml.TAG_MODEL_VERSION) == NNSegLib.__version__
+    assert seg.GetAttribute(mrml.TAG_MODEL_VERSION) == "v1"   # no model_version.json
+    assert seg.GetAttribute(mrml.TAG_SOFTWARE_VERSION) == NNSegLib.__version__
     image, _ = mrml.array_from_volume_node(vols[0])
     back, _ = mrml.labels_from_segmentation(ctx.scene, seg, {"organ": 1}, vols[0])
     np.testing.assert_array_equal(back, (image > 0).astype(np.uint8))

@@ -83,3 +83,29 @@ def test_forked_child_closing_its_copy_keeps_the_lock(tmp_path: Path) -> None:
             os._exit(0)
         os.waitpid(pid, 0)
         assert lock_owner(tmp_path) is not None
+
+
+def test_file_lock_waits_for_the_holder_and_gives_up_after_the_timeout(tmp_path):
+    """The short read-modify-write lock of shared JSON files (review queue, model versions)."""
+    import subprocess
+    import sys
+    import time as _time
+
+    from NNSegLib.util.errors import NNSegError
+    from NNSegLib.util.locking import file_lock
+
+    target = tmp_path / "queue.json"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from NNSegLib.util.locking import file_lock\n"
+         f"with file_lock({str(target)!r}):\n"
+         "    print('held', flush=True); time.sleep(1.5)"],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(NNSegError, match=r"queue\.json\.lock: held by process"):
+        with file_lock(target, timeout=0.2):
+            pass
+    start = _time.monotonic()
+    with file_lock(target, timeout=10):   # waits until the holder leaves
+        assert _time.monotonic() - start > 0.3
+    holder.wait(timeout=10)

@@ -1,0 +1,194 @@
+"""``nnseg segment-batch``: segment a folder (or the scene's volumes) for review (METHOD §8).
+
+The command runs :func:`NNSegLib.inference.batch.segment_batch`. Segmentations are written as
+``<case>.seg.nrrd`` through the MRML bridge when ``slicer-core`` (or Slicer itself) can be
+imported, so a reviewer opens them in Slicer with names, colours, terminology and the model
+name/version tags; without it, as label maps in the input's format (``--format image``
+asks for that anyway). Either way the batch folder holds ``<case>_uncertainty<ending>`` and
+``review_queue.json``.
+
+For the Slicer panel, :func:`prepare_scene_batch` writes selected scene volumes into
+``<batch>/images`` and returns the job's command lines (run them with
+:class:`~NNSegLib.slicer.jobs.JobChain`); :func:`folder_batch` does the same for a folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from NNSegLib.data.io import Geometry
+from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.progress import Progress
+
+FORMATS = ("auto", "seg.nrrd", "image")
+
+
+def slicer_available() -> bool:
+    """True when MRML can be imported (Slicer, or the ``slicer-core`` package)."""
+    from NNSegLib.slicer import mrml
+
+    return mrml.available()
+
+
+def seg_nrrd_writer(ctx: Any = None) -> Any:
+    """A :data:`~NNSegLib.inference.batch.LabelWriter` writing ``<case>.seg.nrrd`` via MRML.
+
+    Each case's nodes are removed from the scene once written, so one scene serves the
+    whole batch.
+    """
+    from NNSegLib.slicer import mrml
+
+    ctx = ctx or mrml.new_scene()
+
+    def write(labels: np.ndarray, geometry: Geometry, label_names: dict, batch_dir: Path,
+              case: str, ending: str, model: dict) -> Path:
+        scene = ctx.scene
+        reference = mrml.volume_node_from_array(scene, labels, geometry, f"{case} grid")
+        tags = {k: str(model[k]) for k in ("name", "version", "software") if model.get(k)}
+        seg = mrml.segmentation_from_labels(scene, labels, geometry, label_names,
+                                            reference_volume=reference, model_info=tags,
+                                            name=case)
+        try:
+            return mrml.write_segmentation(seg, Path(batch_dir) / f"{case}.seg.nrrd")
+        finally:
+            mrml.remove_node(scene, seg)
+            mrml.remove_node(scene, reference)
+
+    return write
+
+
+def choose_writer(fmt: str = "auto") -> Any:
+    """The label writer for ``--format`` (``None`` = label images)."""
+    if fmt not in FORMATS:
+        raise NNSegError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if fmt == "image" or (fmt == "auto" and not slicer_available()):
+        return None
+    if not slicer_available():
+        raise NNSegError("--format seg.nrrd needs Slicer or the slicer-core package "
+                         "(pip install slicer-core); use --format image")
+    return seg_nrrd_writer()
+
+
+def _case_names(volumes: Sequence[Sequence[Any]], names: Sequence[str] | None) -> list[str]:
+    """File-safe, unique case names (given, else the channel-0 volumes' names)."""
+    from NNSegLib.data.add_case import check_case_name
+    from NNSegLib.data.dataset import CHANNEL_RE
+
+    chosen: list[str] = []
+    for i, channels in enumerate(volumes):
+        base = names[i] if names else (channels[0].GetName() or "")
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("_.") or f"case_{i:03d}"
+        base += "x" if CHANNEL_RE.match(base) else ""
+        name, k = base, 1
+        while name in chosen:
+            k += 1
+            name = f"{base}_{k}"
+        chosen.append(check_case_name(name))
+    return chosen
+
+
+def prepare_scene_batch(volumes: Sequence[Sequence[Any]], batch_dir: Path | str,
+                        model_path: Path | str, folds: str = "", device: str = "auto",
+                        tta: bool = True, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Write scene volumes as a batch's inputs and build the job's commands.
+
+    Args:
+        volumes: Per case, its channel volume nodes (channel order).
+        batch_dir: The batch folder (its ``images/`` receives ``<case>_<c:04d>.nii.gz``).
+        model_path: Model folder or ``.zip`` package (imported into ``<batch>/model``).
+        folds: Folds as typed in the GUI (``"0-2"``); all when empty.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        tta: Mirror test-time augmentation.
+        names: Case names (default: the channel-0 volumes' names, made file-safe, unique).
+
+    Returns:
+        ``batch`` (folder), ``cases`` (names in order), ``steps`` (command lines for
+        :class:`~NNSegLib.slicer.jobs.JobChain`).
+    """
+    from NNSegLib.data.io import SimpleITKIO
+    from NNSegLib.slicer import mrml
+    from NNSegLib.slicer.panel_commands import segment_batch_commands
+
+    if not volumes:
+        raise NNSegError("no volumes to segment")
+    batch = Path(batch_dir)
+    cases = _case_names(volumes, names)
+    for case, channels in zip(cases, volumes):
+        for c, volume in enumerate(channels):
+            array, geometry = mrml.array_from_volume_node(volume)
+            SimpleITKIO().write(array, geometry, batch / "images" / f"{case}_{c:04d}.nii.gz")
+    steps = segment_batch_commands(batch / "images", batch, model_path, folds, device, tta)
+    return {"batch": batch, "cases": cases, "steps": steps}
+
+
+def folder_batch(input_dir: Path | str, batch_dir: Path | str, model_path: Path | str,
+                 folds: str = "", device: str = "auto", tta: bool = True) -> dict[str, Any]:
+    """The job for every volume of a folder (``<case>_0000.nii.gz``… or one file per case)."""
+    from NNSegLib.slicer.panel_commands import segment_batch_commands
+
+    return {"batch": Path(batch_dir),
+            "steps": segment_batch_commands(input_dir, batch_dir, model_path, folds, device,
+                                            tta)}
+
+
+# --- CLI --------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``nnseg segment-batch``."""
+    parser.add_argument("-i", "--input", nargs="+", required=True, type=Path,
+                        help="image files or folders (channels as <case>_0000, _0001, …)")
+    parser.add_argument("-o", "--output", required=True, type=Path,
+                        help="batch folder: segmentations, uncertainty maps, review_queue.json")
+    parser.add_argument("-m", "--model", required=True, type=Path,
+                        help="model folder (WORK/results) or an nnU-Net v2 results folder")
+    parser.add_argument("-f", "--folds", nargs="+", default=None,
+                        help="folds to ensemble (default: every trained fold)")
+    parser.add_argument("-c", "--configuration", default=None,
+                        help="configuration (default: as nnseg predict chooses)")
+    parser.add_argument("--no-tta", action="store_true", help="no mirror test-time augmentation")
+    parser.add_argument("--step", type=float, default=0.5,
+                        help="sliding-window step as a fraction of the patch (default 0.5)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for torch (default: all this process may use)")
+    parser.add_argument("--format", default="auto", choices=FORMATS,
+                        help="segmentation files: seg.nrrd (needs Slicer or slicer-core), "
+                             "image (label map in the input's format) or auto (seg.nrrd when "
+                             "possible)")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="normalized entropy from which a voxel counts as uncertain")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start the batch again even if another model made it")
+
+
+def run(args: argparse.Namespace, progress: Progress) -> int:
+    """``nnseg segment-batch``."""
+    from NNSegLib.inference.batch import batch_inputs, segment_batch
+    from NNSegLib.inference.model_loader import load_model
+    from NNSegLib.util.device import configure_threads
+
+    configure_threads(args.threads)
+    writer = choose_writer(args.format)
+    try:
+        model = load_model(args.model, args.configuration, args.folds, args.device,
+                           tta=not args.no_tta, step=args.step, precision=args.precision)
+    except RuntimeError as e:   # device not available
+        raise NNSegError(str(e)) from e
+    cases = batch_inputs(args.input, model.num_input_channels)
+    try:
+        progress.message(f"{len(cases)} case(s), model {args.model} ({model.kind}), "
+                         f"segmentations as {'.seg.nrrd' if writer else 'label images'}")
+        segment_batch(cases, args.output, model, args.model, write_labels=writer,
+                      threshold=args.threshold, overwrite=args.overwrite, progress=progress)
+    finally:
+        progress.close()
+    return 0
+
+
+__all__ = ["FORMATS", "add_arguments", "choose_writer", "folder_batch", "prepare_scene_batch",
+           "run", "seg_nrrd_writer", "slicer_available"]
