@@ -62,7 +62,7 @@ def run_one(args: argparse.Namespace, matched: Path, name: str, sets: list[str],
     work = work_folder(matched, f"{name}-s{seed}")
     events = work / "progress.jsonl"
     cmd = [str(bl.NNSEG_BIN), "train", str(args.dataset), "3d_fullres", "0", "--work", str(work),
-           "--recipe", "v2", "--epochs", str(args.epochs),
+           "--recipe", args.recipe, "--epochs", str(args.epochs),
            "--iterations-per-epoch", str(args.iterations), "--val-iterations",
            str(args.val_iterations), "--device", "cpu", "--seed", str(seed),
            "--no-final-validation", "--quiet", "--progress-json", str(events),
@@ -78,7 +78,8 @@ def run_one(args: argparse.Namespace, matched: Path, name: str, sets: list[str],
     log = [json.loads(line) for line in
            (work / "results/3d_fullres/fold_0/log.jsonl").read_text().splitlines()]
     result = {
-        "benchmark": "early_phase", "variant": name, "sets": sets, "seed": seed,
+        "benchmark": "early_phase", "variant": name, "recipe": args.recipe, "sets": sets,
+        "seed": seed,
         "nnseg_code": code_version(), "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "epochs": args.epochs, "iterations_per_epoch": args.iterations,
         "val_iterations": args.val_iterations, "threads": args.threads,
@@ -144,6 +145,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--iterations", type=int, default=25)
     ap.add_argument("--val-iterations", type=int, default=2)
+    ap.add_argument("--recipe", default="v2", choices=["v2", "paper"],
+                    help="training recipe (the variant names should say which)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads per run (same for every variant; default 1)")
     ap.add_argument("--summarize", action="store_true")

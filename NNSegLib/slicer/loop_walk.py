@@ -35,7 +35,7 @@ class WalkSettings:
     fine_tune_iterations: int = 40
     fine_tune_lr: float = 3e-3
     brightness: tuple[float, ...] = (60.0,)
-    hard_brightness: tuple[float, ...] = (15.0,)
+    hard_brightness: tuple[float, ...] = (10.0,)
     seed: int = 0
     batch_seed: int = 100
     threads: int = 1

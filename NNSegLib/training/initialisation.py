@@ -51,26 +51,32 @@ def initialise_heads(network: Any, frequencies: np.ndarray, zero_weights: bool,
                 head.weight.zero_()
 
 
-def mean_head_logits(network: Any, sampler: PatchSampler, seed: int, patch: tuple[int, ...],
-                     device: torch.device, batches: int = 2) -> list[torch.Tensor]:
-    """Mean logit per class of every segmentation head over ``batches`` training batches
-    (centre-cropped to the network's ``patch``, no augmentation), in ``seg_layers`` order."""
-    from NNSegLib.training.augment import _center_crop
+def sample_batches(sampler: PatchSampler, seed: int, batches: int = 2
+                   ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``batches`` training batches (images, labels) from the prior's own random stream."""
+    out = []
+    for b in range(batches):
+        images, seg = sampler.sample(batch_rng(seed, PRIOR_STREAM, 1, b))
+        out.append((torch.from_numpy(images), torch.from_numpy(seg.astype(np.float32))))
+    return out
 
+
+def mean_head_logits(network: Any, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Mean logit per class of every segmentation head over the network ``inputs`` (no
+    augmentation), in ``seg_layers`` order."""
     heads = len(network.decoder.seg_layers)
     sums = [torch.zeros(network.num_classes) for _ in range(heads)]
     was_training = network.training
     network.train()   # every deep-supervision head answers; instance norm is the same
     with torch.no_grad():
-        for b in range(batches):
-            images, _ = sampler.sample(batch_rng(seed, PRIOR_STREAM, 1, b))
-            x = _center_crop(torch.from_numpy(images), patch).to(device)
+        for x in inputs:
             x = x.contiguous(memory_format=network.memory_format)
             outputs = network.decoder(network.encoder(x), True)
             for i, out in enumerate(outputs[::-1]):   # the decoder returns highest first
                 sums[i] += out.float().mean(dim=[0, *range(2, out.ndim)]).cpu()
     network.train(was_training)
-    return [s / batches for s in sums]
+    return [s / len(inputs) for s in sums]
 
 
-__all__ = ["PRIOR_STREAM", "class_frequencies", "initialise_heads", "mean_head_logits"]
+__all__ = ["PRIOR_STREAM", "class_frequencies", "initialise_heads", "mean_head_logits",
+           "sample_batches"]

@@ -118,7 +118,7 @@ class RunConfig:
     patch_size: tuple[int, ...] | None = None
     oversample_foreground: float = 0.33
     foreground_placement: str = "clip"
-    head_init: str = "he"
+    head_init: str = "calibrated"
     warmup_iterations: int = 0
     budget_probe_iterations: int = 8
     final_phase_fraction: float = 0.2

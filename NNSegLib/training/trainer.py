@@ -384,16 +384,24 @@ class Trainer:
         """
         if self.rc.head_init == "he":
             return None
+        from NNSegLib.training.augment import _center_crop
         from NNSegLib.training.initialisation import (
             class_frequencies,
             initialise_heads,
             mean_head_logits,
+            sample_batches,
         )
 
         freqs = class_frequencies(self.train_sampler, self.setup.num_classes, self.rc.seed)
-        means = (mean_head_logits(self.network, self.train_sampler, self.rc.seed,
-                                  tuple(self.setup.config.patch_size), self.device)
-                 if self.rc.head_init == "calibrated" else None)
+        means = None
+        if self.rc.head_init == "calibrated":
+            patch = tuple(self.setup.config.patch_size)
+            inputs = []
+            for images, seg in sample_batches(self.train_sampler, self.rc.seed):
+                images, seg = self._to_device(_center_crop(images, patch),
+                                              _center_crop(seg, patch))
+                inputs.append(self._with_previous_stage(images, seg)[0])
+            means = mean_head_logits(self.network, inputs)
         initialise_heads(self.network, freqs, zero_weights=self.rc.head_init == "prior_zero",
                          mean_logits=means)
         return {"head_init": self.rc.head_init, "class_frequencies": freqs.tolist()}
