@@ -73,6 +73,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write progress events as JSON lines to FILE ('-' for stdout)",
     )
     group.add_argument("--quiet", action="store_true", help="no progress bars")
+    group.add_argument(
+        "--stop-file", metavar="FILE", default=None,
+        help="stop cleanly (as on Ctrl-C: training writes its checkpoint) once FILE exists",
+    )
 
 
 def make_progress(args: argparse.Namespace):
@@ -82,10 +86,13 @@ def make_progress(args: argparse.Namespace):
         JsonLinesWriter,
         TqdmProgress,
         install_signal_handlers,
+        watch_stop_file,
     )
 
     token = CancelToken()
     install_signal_handlers(token)
+    if getattr(args, "stop_file", None):
+        watch_stop_file(token, str(args.stop_file))
     listeners = []
     target = getattr(args, "progress_json", None)
     if target == "-":
