@@ -10,6 +10,8 @@ Layout (all paths below ``root``)::
     splits_final.json                 5-fold splits (written once by nnseg train)
     results/                          the *model folder* (what ``nnseg predict -m`` takes)
         (layout: NNSegLib.util.model_folder)
+    jobs/<id>/                        background jobs started by the Slicer module (record,
+                                      progress events, output; NNSegLib.slicer.background_jobs)
 
 No environment variables: every command takes ``DATASET`` and ``--work DIR`` (default
 ``./nnseg_work/<dataset folder name>``).
@@ -59,6 +61,11 @@ class Workspace:
     def results(self) -> Path:
         """The model folder's path."""
         return self.root / "results"
+
+    @property
+    def jobs(self) -> Path:
+        """Record folders of background jobs (:mod:`NNSegLib.slicer.background_jobs`)."""
+        return self.root / "jobs"
 
     @property
     def model(self) -> ModelFolder:
