@@ -147,7 +147,7 @@ def torch_problem(requirement: str = TORCH_REQUIREMENT,
     if version is None:
         return tr("PyTorch is not installed")
     if not satisfies(version, req.constraints):
-        return tr("PyTorch {version} is installed; NNSeg needs {needed}").format(
+        return tr("PyTorch {version} is installed; NNSeg needs {needed}",
             version=version, needed=req.specifier)
     return None
 
@@ -170,7 +170,7 @@ def install_message(unmet: list[tuple[str, str | None]]) -> str:
     """The question asked before installing: what is missing or too old."""
     lines = []
     for line, version in unmet:
-        lines.append(f"  {line}" + (tr(" (installed: {version})").format(version=version)
+        lines.append(f"  {line}" + (tr(" (installed: {version})", version=version)
                                     if version else ""))
     return "\n".join(lines)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 args = sys.argv[1:]
 events = Path(args[args.index("--progress-json") + 1])
 stop = Path(args[args.index("--stop-file") + 1])
-out = Path(args[1])
+out = Path(args[args.index("--fake-out") + 1] if "--fake-out" in args else args[1])
 
 def emit(**event):
     with open(events, "a") as f:
@@ -42,7 +42,7 @@ def emit(**event):
 if args[0] == "fail":
     emit(event="error", message="nnseg fail: error: broken dataset")
     sys.exit(2)
-epochs = int(args[2])
+epochs = int(args[args.index("--fake-epochs") + 1] if "--fake-epochs" in args else args[2])
 emit(event="start", stage=args[0], total=epochs)
 for epoch in range(epochs):
     if stop.exists():
