@@ -505,11 +505,12 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.findBestSteps(p.datasetFolder, p.workFolder)), context, self.onFindBestDone)
 
     def onFindBestDone(self, entry) -> None:
-        if not self.finishMessage(entry, _("Find best")):
+        report = entry.context.get("report")
+        if not self.finishMessage(entry, _("Evaluation") if report else _("Find best")):
             return
         work, dataset = entry.context["work"], entry.context["dataset"]
         self.ui.findBestResultTextEdit.setPlainText(self.logic.describeBest(work))
-        if entry.context.get("report"):
+        if report:
             return
         with slicer.util.tryWithErrorDisplay(_("Could not start the evaluation."), waitCursor=True):
             steps = self.logic.reportSteps(dataset, work)

@@ -95,12 +95,13 @@ class ModuleLogic:
 
     # -- state of the panels ---------------------------------------------------------------
     def panelState(self, scene, params, segmentVolumes, modelChannels, runs, running):
-        rules = _lib("panel_rules")
+        """The :class:`~NNSegLib.slicer.panel_rules.PanelState` the button rules look at."""
         report = self.reportPath(params.workFolder)
-        return rules.state_from_parameters(
+        configuration = params.trainConfiguration
+        return _lib("panel_rules").state_from_parameters(
             scene, params, segmentVolumes, len(modelChannels) if modelChannels else None,
-            self.resumableFolds(runs, params.trainConfiguration), running,
-            str(report) if report else None)
+            self.resumableFolds(runs, configuration), running, str(report) if report else None,
+            _lib("training_runs").started_folds(runs, configuration))
 
     def emptyState(self):
         return _lib("panel_rules").PanelState()

@@ -49,6 +49,7 @@ class PanelState:
     train_configuration: str = "3d_fullres"
     folds: str = "0"
     resumable_folds: Sequence[str] = ()
+    started_folds: Sequence[str] = ()
     model_path: str = ""
     model_channels: int | None = None
     segment_volumes: Sequence[Any] = ()
@@ -158,9 +159,14 @@ def rule_train(state: PanelState) -> Rule:
         return Rule(False, tr("The plan has no {configuration} (planned: {planned}).",
             configuration=state.train_configuration, planned=", ".join(configurations)))
     try:
-        parse_folds(state.folds)
+        folds = [str(f) for f in parse_folds(state.folds)] or ["0"]
     except (NNSegError, ValueError) as e:
         return Rule(False, str(e))
+    started = [f for f in folds if f in set(state.started_folds)]
+    if started:  # `nnseg train` refuses to overwrite a run; Resume continues it
+        return Rule(False, tr("Fold(s) {folds} of {configuration} already have a run: Resume "
+                              "continues an interrupted one; choose other folds for a new run.",
+                              folds=", ".join(started), configuration=state.train_configuration))
     return Rule(True)
 
 
@@ -244,7 +250,8 @@ def _rule_trained_model(state: PanelState) -> Rule:
 def state_from_parameters(scene: Any, params: Any, segment_volumes: Sequence[Any] = (),
                           model_channels: int | None = None,
                           resumable_folds: Sequence[str] = (), running: set[str] | None = None,
-                          report: str | None = None) -> PanelState:
+                          report: str | None = None,
+                          started_folds: Sequence[str] = ()) -> PanelState:
     """Build the :class:`PanelState` from the module's parameters.
 
     Args:
@@ -254,6 +261,7 @@ def state_from_parameters(scene: Any, params: Any, segment_volumes: Sequence[Any
         segment_volumes: The Segment panel's volume per channel (``None`` where unset).
         model_channels: Channels of the chosen model, when known.
         resumable_folds: Folds of the chosen configuration Resume would continue.
+        started_folds: Folds of the chosen configuration that already have a checkpoint.
         running: Panels with a running job.
         report: The cross-validation report's path, if there is one.
     """
@@ -276,6 +284,7 @@ def state_from_parameters(scene: Any, params: Any, segment_volumes: Sequence[Any
         train_configuration=str(params.trainConfiguration),
         folds=str(params.folds),
         resumable_folds=list(resumable_folds),
+        started_folds=list(started_folds),
         model_path=str(params.modelPath or ""),
         model_channels=model_channels,
         segment_volumes=list(segment_volumes),

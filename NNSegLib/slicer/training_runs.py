@@ -195,6 +195,12 @@ def resume_choice(runs: Sequence[TrainingRun], configuration: str) -> list[str]:
     return [r.fold for r in runs if r.configuration == configuration and r.can_resume]
 
 
+def started_folds(runs: Sequence[TrainingRun], configuration: str) -> list[str]:
+    """Folds of ``configuration`` that hold a checkpoint (a new run there is refused)."""
+    return [r.fold for r in runs if r.configuration == configuration
+            and RunFolder(r.path).checkpoint() is not None]
+
+
 def describe_runs(runs: Sequence[TrainingRun]) -> str:
     """The Train panel's run list: one line per run, or a hint when there is none."""
     from NNSegLib.slicer.i18n import tr
@@ -205,4 +211,4 @@ def describe_runs(runs: Sequence[TrainingRun]) -> str:
 
 
 __all__ = ["FRESH_LOG_SECONDS", "RunState", "TrainingRun", "chart_records", "describe_run",
-           "describe_runs", "find_runs", "resume_choice"]
+           "describe_runs", "find_runs", "resume_choice", "started_folds"]

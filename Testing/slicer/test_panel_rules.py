@@ -171,3 +171,15 @@ def test_state_from_parameters_on_real_mrml():
     rules = button_rules(state)
     assert not rules["addPairButton"].enabled  # this segmentation is listed already
     assert "dataset folder" in rules["exportDatasetButton"].reason
+
+
+def test_train_refuses_folds_that_already_have_a_run(tmp_path):
+    dataset, work = _dataset(tmp_path), tmp_path / "work"
+    _plan(work)
+    state = PanelState(dataset_folder=str(dataset), work_folder=str(work), folds="0-2",
+                       started_folds=["1", "4"], resumable_folds=["1"])
+    rule = button_rules(state)["trainButton"]
+    assert not rule.enabled and "Fold(s) 1 of 3d_fullres already have a run" in rule.reason
+    assert button_rules(state)["resumeButton"].enabled
+    state.folds = "2, 3"
+    assert button_rules(state)["trainButton"].enabled

@@ -83,3 +83,13 @@ def test_broken_files_do_not_break_the_list(tmp_path):
     [found] = find_runs(tmp_path)
     assert found.state is RunState.INTERRUPTED and found.epochs == 0 and found.max_epochs is None
     assert chart_records(found) == []
+
+
+def test_started_folds_are_those_with_a_checkpoint(tmp_path):
+    from NNSegLib.slicer.training_runs import started_folds
+
+    _run(tmp_path, "3d_fullres", "0", 10, ["checkpoint_final.pt"])
+    _run(tmp_path, "3d_fullres", "1", 3, ["checkpoint_latest.pt"])
+    _run(tmp_path, "3d_fullres", "2", 1, [])
+    assert started_folds(find_runs(tmp_path), "3d_fullres") == ["0", "1"]
+    assert started_folds(find_runs(tmp_path), "2d") == []
