@@ -50,9 +50,9 @@ DEVICES = ["auto", "cpu", "cuda", "mps"]
 #: Packages Slicer ships: never (re)installed by this module.
 SLICER_OWNED = ("numpy", "simpleitk", "vtk", "torch")
 #: Panel → (Apply button, its text); while the panel's job runs the button is Cancel.
-APPLY_BUTTONS = {"plan": ("planButton", "Plan"), "train": ("trainButton", "Train"),
-                 "findbest": ("findBestButton", "Find best configuration"),
-                 "segment": ("segmentButton", "Segment")}
+APPLY_BUTTONS = {"plan": ("planButton", _("Plan")), "train": ("trainButton", _("Train")),
+                 "findbest": ("findBestButton", _("Find best configuration")),
+                 "segment": ("segmentButton", _("Segment"))}
 
 
 def _lib(name: str):
@@ -292,7 +292,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.memoryBudgetSpinBox.enabled = (not p.memoryBudgetAuto
                                                and "memoryBudgetSpinBox" not in locked)
         for key, (name, text) in APPLY_BUTTONS.items():
-            getattr(self.ui, name).text = _("Cancel") if key in running else _(text)
+            getattr(self.ui, name).text = _("Cancel") if key in running else text
         self.ui.trainWarningLabel.text = self.logic.cpuTrainingWarning(
             self.deviceFor(p.device), p.workFolder, p.trainConfiguration, p.folds,
             p.maxEpochs) or ""
