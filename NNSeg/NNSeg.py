@@ -227,6 +227,9 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         remembered = {k: settings.value(v) for k, v in self.logic.settingsKeys().items()}
         folders = self.logic.initialFolders(p.datasetFolder, p.workFolder, remembered)
         p.datasetFolder, p.workFolder = folders["dataset"], folders["work"]
+        model = self.logic.initialModel(p.modelPath, remembered)
+        if model is not None and model != p.modelPath:
+            p.modelPath = model
         self.updateGui()
 
     def setParameterNode(self, inputParameterNode) -> None:
@@ -529,6 +532,10 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode.modelPath = self.logic.modelFolder(self._parameterNode.workFolder)
 
     def onModelChanged(self, path: str) -> None:
+        import qt
+
+        if not self.logic.isUnset(path):
+            qt.QSettings().setValue(self.logic.settingsKeys()["model"], path)
         self.modelInfo = self.logic.modelInfo(path)
         self.ui.modelInfoLabel.text = self.modelInfo.get("description", "")
         self.ui.postprocessingInfoLabel.text = self.logic.describePostprocessing(path)

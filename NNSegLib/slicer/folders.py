@@ -75,6 +75,15 @@ def initial_folders(dataset: Path | str | None, work: Path | str | None,
     return out
 
 
+def initial_model(model: Path | str | None, remembered: Mapping[str, str | None]) -> Path | None:
+    """The model path a Segment panel starts with: its own, else the last one used if it
+    still exists, else ``None`` (left unset)."""
+    if not is_unset(model):
+        return Path(str(model))
+    last = remembered.get("model")
+    return Path(str(last)) if not is_unset(last) and Path(str(last)).exists() else None
+
+
 def follow_dataset(old_dataset: Path | str | None, new_dataset: Path | str, work: Path | str | None,
                    base: Path | str) -> Path | None:
     """The work folder to switch to when the dataset folder changes, or ``None`` to keep it.
@@ -92,4 +101,4 @@ def follow_dataset(old_dataset: Path | str | None, new_dataset: Path | str, work
 
 
 __all__ = ["SETTINGS_KEYS", "default_work_folder", "follow_dataset", "initial_folders",
-           "is_unset", "next_dataset_folder", "nnseg_home"]
+           "initial_model", "is_unset", "next_dataset_folder", "nnseg_home"]

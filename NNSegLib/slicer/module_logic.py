@@ -126,6 +126,9 @@ class ModuleLogic:
         base = remembered.get("base") or base or folders.nnseg_home()
         return folders.initial_folders(dataset, work, remembered, base)
 
+    def initialModel(self, model, remembered: dict):
+        return _lib("folders").initial_model(model, remembered)
+
     def followDataset(self, oldDataset, newDataset, work, base=None):
         folders = _lib("folders")
         return folders.follow_dataset(oldDataset, newDataset, work, base or folders.nnseg_home())

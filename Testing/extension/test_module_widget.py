@@ -130,6 +130,7 @@ def test_segment_panel_new_nodes_overwrite_rules_and_scene_close(app, tmp_path):
     assert not ui.segmentButton.enabled and "Choose a model" in ui.segmentButton.toolTip
     p.modelPath = model
     widget.onModelChanged(str(model))  # Slicer's path widget emits this when the path changes
+    assert slicer_stubs.QSettings.store["NNSeg/ModelPath"] == str(model)  # remembered
     assert ui.modelInfoLabel.text.startswith(f"{model.name}: channels ['MRI']")
     assert "No postprocessing chosen" in ui.postprocessingInfoLabel.text
     p.inputVolume = None

@@ -62,3 +62,14 @@ def test_work_folder_follows_a_new_dataset_unless_chosen(tmp_path):
     assert follow_dataset(old, new, "/my/own/work", base) is None
     assert follow_dataset(old, ".", base / "work" / "Dataset001_A", base) is None
     assert follow_dataset(None, new, base / "work" / "Dataset002_B", base) is None
+
+
+def test_initial_model_is_the_last_one_used_if_it_still_exists(tmp_path):
+    from NNSegLib.slicer.folders import initial_model
+
+    model = tmp_path / "model.zip"
+    assert initial_model(".", {"model": str(model)}) is None  # gone
+    model.write_bytes(b"zip")
+    assert initial_model(".", {"model": str(model)}) == model
+    assert initial_model("/chosen/model", {"model": str(model)}) == Path("/chosen/model")
+    assert initial_model(None, {}) is None
