@@ -125,7 +125,7 @@ def describe_device(info: DeviceInfo) -> str:
     ``CPU: 8 cores, 32 GB RAM, bf16 supported — training will be slow``."""
     if info.kind == "cuda":
         text = tr("GPU (CUDA): {name}, {memory:.1f} GB", name=info.name,
-                                                                 memory=info.memory_gb or 0.0)
+                  memory=info.memory_gb or 0.0)
     elif info.kind == "mps":
         text = tr("GPU (Apple MPS), {ram:.0f} GB shared memory", ram=info.ram_gb or 0.0)
     else:
@@ -181,7 +181,7 @@ def cpu_training_warning(info: DeviceInfo, plan: Any, epochs: int, folds: int = 
     if not info.is_cpu:
         return None
     text = tr("Training will run on the CPU ({cores} cores): expect it to be very slow.",
-        cores=info.cores)
+              cores=info.cores)
     if plan is None:
         return text
     per_iteration = seconds_per_iteration_on_cpu(
@@ -189,8 +189,8 @@ def cpu_training_warning(info: DeviceInfo, plan: Any, epochs: int, folds: int = 
         info.cores, info.bf16)
     total = per_iteration * iterations_per_epoch * epochs * folds
     return text + " " + tr("Rough estimate: {time} for {epochs} epoch(s) × {folds} fold(s) "
-                           "({seconds:.1f} s per iteration).",
-        time=format_duration(total), epochs=epochs, folds=folds, seconds=per_iteration)
+                           "({seconds:.1f} s per iteration).", time=format_duration(total),
+                           epochs=epochs, folds=folds, seconds=per_iteration)
 
 
 def format_duration(seconds: float) -> str:

@@ -83,7 +83,7 @@ def cross_validation_summary(work: Path | str, configuration: str) -> str:
         if value is not None:
             dice[run.path.name] = value
     if not dice:
-        return "No cross-validation results yet."
+        return tr("No cross-validation results yet.")
     per_fold = ", ".join(f"{k}: {v:.3f}" for k, v in dice.items())
     return f"CV Dice {sum(dice.values()) / len(dice):.3f} ({per_fold})"
 
@@ -99,8 +99,8 @@ def model_info(path: Path | str) -> dict:
     path = Path(str(path))
     meta = ModelFolder(path).dataset_json
     if not meta.is_file():
-        return {"description": "Zip package: imported when segmenting." if path.suffix == ".zip"
-                else "No model here (dataset.json missing)."}
+        return {"description": tr("Zip package: imported when segmenting.")
+                if path.suffix == ".zip" else tr("No model here (dataset.json missing).")}
     raw = read_json(meta, expect=dict)
     channels = [v for _, v in sorted(raw.get("channel_names", {"0": "image"}).items(),
                                      key=lambda kv: int(kv[0]))]
@@ -126,25 +126,23 @@ def describe_event(key: str, event: dict, elapsed: float, max_epochs: int = 0) -
         return str(event.get("message", ""))
     if kind == "step" and event.get("args"):
         args = event["args"]
-        return tr("Step {n}/{of}: {command}",
-            n=int(event.get("step", 0)) + 1, of=event.get("of", "?"),
-            command=" ".join(str(a) for a in args[:1] + args[2:4]))
+        return tr("Step {n}/{of}: {command}", n=int(event.get("step", 0)) + 1,
+                  of=event.get("of", "?"), command=" ".join(str(a) for a in args[:1] + args[2:4]))
     if kind in ("start", "progress") and event.get("total") and key != "train":
         current, total = int(event.get("current", 0)), int(event["total"])
         eta = estimate_eta(elapsed, current, total)
-        return tr("{stage}: {current}/{total}, ETA {eta}",
-            stage=event.get("stage", ""), current=current, total=total, eta=format_eta(eta))
+        return tr("{stage}: {current}/{total}, ETA {eta}", stage=event.get("stage", ""),
+                  current=current, total=total, eta=format_eta(eta))
     return None
 
 
 def finish_text(job: Any, what: str) -> tuple[bool, str]:
     """``(succeeded, status line)`` for a finished job, e.g. ``"Planning completed in 12 s"``."""
     if job.status is JobStatus.OK:
-        return True, tr("{what} completed in {seconds:.0f} s", what=what,
-                                                                     seconds=job.elapsed)
+        return True, tr("{what} completed in {seconds:.0f} s", what=what, seconds=job.elapsed)
     message = job.error_message() or ""
     return False, tr("{what} {status}: {message}", what=what, status=tr(job.status.value),
-                                                          message=message)
+                     message=message)
 
 
 def training_time_warning(info: Any, work: Path | str, configuration: str, folds: str,

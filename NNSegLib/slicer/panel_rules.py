@@ -177,7 +177,7 @@ def rule_resume(state: PanelState) -> Rule:
         return Rule(False, tr("No interrupted training of {configuration} to resume.",
             configuration=state.train_configuration))
     return Rule(True, tr("Continue fold(s) {folds} from their latest checkpoint.",
-        folds=", ".join(state.resumable_folds)))
+                         folds=", ".join(state.resumable_folds)))
 
 
 def rule_find_best(state: PanelState) -> Rule:
