@@ -14,14 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import slicer_stubs
+from conftest import make_model_folder
 
-pytest.importorskip("slicer", reason="needs slicer-core for real MRML nodes")
+from NNSegLib.data.io import Geometry
+from NNSegLib.slicer import mrml  # imports slicer only when used
 
-import slicer_stubs  # noqa: E402
-from conftest import make_model_folder  # noqa: E402
-
-from NNSegLib.data.io import Geometry  # noqa: E402
-from NNSegLib.slicer import mrml  # noqa: E402
+# No `import slicer` at module level: slicer-core's meta-package adds every "slicer" folder
+# on sys.path to itself and imports its modules, Testing/slicer/test_*.py included; done
+# while collecting this folder (before Testing/slicer is importable) it breaks `slicer`.
 
 pytestmark = pytest.mark.slicer
 GEO = Geometry((24, 32, 32), (2.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
@@ -30,6 +31,7 @@ GEO = Geometry((24, 32, 32), (2.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0
 @pytest.fixture
 def app(monkeypatch, tmp_path):
     """The module's widget set up in a fake application; ``HOME`` is a temporary folder."""
+    pytest.importorskip("slicer", reason="needs slicer-core for real MRML nodes")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     slicer_stubs.QSettings.store = {}
     scene = mrml.new_scene().scene
