@@ -236,7 +236,7 @@ def test_restart_reattaches_to_a_running_training_and_cancel_asks(app, tmp_path,
     """A training started before (detached) is found, followed and cancelled after asking."""
     import textwrap
 
-    from test_background_jobs import FAKE
+    from conftest import FAKE_NNSEG as FAKE
 
     from NNSegLib.slicer.background_jobs import start_file_job
 

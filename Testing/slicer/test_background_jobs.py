@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import FAKE_NNSEG
 
 from NNSegLib.slicer.background_jobs import (
     FileJob,
@@ -27,33 +28,7 @@ from NNSegLib.slicer.background_jobs import (
 from NNSegLib.slicer.job_runner import final_status, read_record, write_record
 from NNSegLib.slicer.jobs import JobStatus
 
-FAKE = """
-import json, sys, time
-from pathlib import Path
-args = sys.argv[1:]
-events = Path(args[args.index("--progress-json") + 1])
-stop = Path(args[args.index("--stop-file") + 1])
-out = Path(args[args.index("--fake-out") + 1] if "--fake-out" in args else args[1])
-
-def emit(**event):
-    with open(events, "a") as f:
-        f.write(json.dumps(event) + "\\n")
-
-if args[0] == "fail":
-    emit(event="error", message="nnseg fail: error: broken dataset")
-    sys.exit(2)
-epochs = int(args[args.index("--fake-epochs") + 1] if "--fake-epochs" in args else args[2])
-emit(event="start", stage=args[0], total=epochs)
-for epoch in range(epochs):
-    if stop.exists():
-        (out / f"checkpoint_{args[0]}").write_text(str(epoch))
-        print("stopped by the stop file", flush=True)
-        sys.exit(130)
-    emit(event="epoch", stage="train", epoch=epoch, train_loss=1.0 / (epoch + 1))
-    time.sleep(0.05)
-(out / f"done_{args[0]}").write_text("ok")
-emit(event="done", stage=args[0])
-"""
+FAKE = FAKE_NNSEG
 
 
 @pytest.fixture
