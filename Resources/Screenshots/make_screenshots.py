@@ -1,7 +1,9 @@
 """Make the README's pictures from a real NNSeg result, headless (no Slicer application).
 
-Usage (after ``nnseg demo OUT``, which trains on the built-in synthetic sample data and
-segments its held-out test cases)::
+Usage, after ``nnseg demo OUT`` (the built-in synthetic sample data, a short training and
+the segmentation of its held-out test cases in ``OUT/predictions``; the README's pictures
+come from a longer run of the same: ``nnseg train … --continue --time-budget 50``, then
+``nnseg predict`` into ``OUT/predictions``)::
 
     python Resources/Screenshots/make_screenshots.py OUT [--case sample_001]
 
