@@ -22,6 +22,7 @@ import enum
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -194,8 +195,10 @@ class Job:
         args = [str(a) for a in args]
         if module is not None and "--progress-json" not in args:
             args += ["--progress-json", "-"]
+        self._own_stop_dir: Path | None = None
         if module == "NNSegLib" and stop_file is None and "--stop-file" not in args:
-            stop_file = Path(tempfile.mkdtemp(prefix="nnseg_job_")) / "stop"
+            self._own_stop_dir = Path(tempfile.mkdtemp(prefix="nnseg_job_"))
+            stop_file = self._own_stop_dir / "stop"
         if stop_file is not None and "--stop-file" not in args:
             args += ["--stop-file", str(stop_file)]
         self.stop_file = stop_file
@@ -264,6 +267,8 @@ class Job:
             t.is_alive() for t in self._readers
         ) and self._queue.empty():
             self.finished_at = time.monotonic()
+            if self._own_stop_dir is not None:  # the stop file's folder is ours to remove
+                shutil.rmtree(self._own_stop_dir, ignore_errors=True)
         return out
 
     # -- state --------------------------------------------------------------------------

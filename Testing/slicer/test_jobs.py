@@ -118,7 +118,10 @@ def test_progress_json_flag_and_pythonpath(tmp_path):
     i = job.command.index("--progress-json")
     assert job.command[i + 1] == "-"
     assert job.command[job.command.index("--stop-file") + 1] == str(job.stop_file)
+    assert job.stop_file.parent.is_dir()
     job.cancel(grace=0.5)
+    job.wait(timeout=30)
+    assert not job.stop_file.parent.exists()  # its temporary folder is removed at the end
     assert (library_root() / "NNSegLib" / "slicer" / "jobs.py").is_file()
 
 
