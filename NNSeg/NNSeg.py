@@ -1,21 +1,26 @@
 """NNSeg: self-configuring U-Net segmentation (the nnU-Net method) in 3D Slicer.
 
-A thin module: the Widget only wires the four panels (Dataset, Plan, Train, Segment) to
-``NNSegLogic``; the Logic calls ``NNSegLib`` and runs long stages as a subprocess
-``PythonSlicer -m NNSegLib <command> --progress-json -`` (``NNSegLib.slicer.jobs``), so Slicer
-stays responsive and Cancel really stops the work.
+A thin module: the Widget wires the four panels (Dataset, Plan, Train, Segment) to
+``NNSegLogic``, which delegates to ``NNSegLib.slicer`` — every decision (when a button is
+enabled and why, default folders, captured inputs, overwrite rules, run discovery, device
+text) is made there without ``qt`` and tested headless. Long stages run as a subprocess
+``PythonSlicer -m NNSegLib <command>`` (``NNSegLib.slicer.jobs``; training through
+``NNSegLib.slicer.background_jobs`` so it can outlive Slicer), so Slicer stays responsive
+and Cancel really stops the work.
 """
 
+import contextlib
+import importlib
 import logging
 import pathlib
 import shutil
 import sys
 import tempfile
-import threading
 import time
-from typing import Annotated, Dict, List, Optional, Sequence
+from typing import Annotated, Dict, List
 
 import slicer
+import vtk
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -26,6 +31,16 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+try:
+    from slicer.i18n import tr as _
+    from slicer.i18n import translate
+except ImportError:  # Slicer before 5.4: no translation infrastructure
+    def _(text):
+        return text
+
+    def translate(context, text):
+        return text
+
 #: The Train panel's choices, the usual one first: NNSegLib.planning.plans.CONFIGURATIONS
 #: reordered (spelled out so the module loads before NNSegLib's dependencies are installed;
 #: Testing/extension/test_slicer_module.py checks that the two hold the same names).
@@ -34,6 +49,15 @@ TRAIN_CONFIGURATIONS = ["3d_fullres", "2d", "3d_lowres", "3d_cascade_fullres"]
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 #: Packages Slicer ships: never (re)installed by this module.
 SLICER_OWNED = ("numpy", "simpleitk", "vtk", "torch")
+#: Panel → (Apply button, its text); while the panel's job runs the button is Cancel.
+APPLY_BUTTONS = {"plan": ("planButton", _("Plan")), "train": ("trainButton", _("Train")),
+                 "findbest": ("findBestButton", _("Find best configuration")),
+                 "segment": ("segmentButton", _("Segment"))}
+
+
+def _lib(name: str):
+    """``NNSegLib.slicer.<name>``, imported on first use (after dependencies are installed)."""
+    return importlib.import_module(f"NNSegLib.slicer.{name}")
 
 
 #
@@ -44,22 +68,21 @@ class NNSeg(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "NNSeg"
-        self.parent.categories = ["Segmentation"]
+        self.parent.title = _("NNSeg")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = ["Segmentations"]
         self.parent.contributors = ["NNSeg contributors"]
-        self.parent.helpText = (
+        self.parent.helpText = _(
             "Train and apply self-configuring U-Nets (the nnU-Net method) on segmentations "
-            "made in Slicer. <b>Dataset</b>: pair volumes with segmentations and export an "
-            "nnU-Net raw dataset. <b>Plan</b>: fingerprint the data and plan each "
-            "configuration. <b>Train</b>: train folds with a live loss/Dice chart. "
-            "<b>Segment</b>: apply a trained, imported (zip) or nnU-Net v2 model. "
-            "The same steps run headless with the <code>nnseg</code> command."
-        )
-        self.parent.acknowledgementText = (
+            "made in Slicer. <b>Dataset</b>: collect volumes with their segmentations and "
+            "export an nnU-Net raw dataset. <b>Plan</b>: fingerprint the data and plan each "
+            "configuration for the detected device. <b>Train</b>: train folds with a live "
+            "loss/Dice chart, resume or re-attach to runs, choose the best configuration and "
+            "open its evaluation report. <b>Segment</b>: apply a trained, imported (zip) or "
+            "nnU-Net v2 model. The same steps run headless with the <code>nnseg</code> command.")
+        self.parent.acknowledgementText = _(
             "Implements the method of Isensee et al., nnU-Net (Nature Methods 2021). "
-            "Module layout follows Slicer's scripted module template."
-        )
+            "Module layout follows Slicer's scripted module template.")
 
 
 #
@@ -67,7 +90,8 @@ class NNSeg(ScriptedLoadableModule):
 #
 @parameterNodeWrapper
 class NNSegParameterNode:
-    """Every setting of the four panels (saved with the scene)."""
+    """Every setting of the four panels (saved with the scene; the training case list is
+    kept as node references of the same node, NNSegLib.slicer.case_list)."""
 
     # Dataset
     trainingVolume: vtkMRMLScalarVolumeNode
@@ -78,12 +102,14 @@ class NNSegParameterNode:
     workFolder: pathlib.Path
     recipe: Annotated[str, Choice(["paper", "v2"])] = "paper"
     memoryBudgetGB: Annotated[float, WithinRange(1.0, 200.0)] = 8.0
+    memoryBudgetAuto: bool = True
     configurations: str = ""
     # Train
     trainConfiguration: Annotated[str, Choice(TRAIN_CONFIGURATIONS)] = "3d_fullres"
     folds: str = "0"
     maxEpochs: Annotated[int, WithinRange(1, 10000)] = 1000
     device: Annotated[str, Choice(DEVICES)] = "auto"
+    detachTraining: bool = False
     # Segment
     modelPath: pathlib.Path
     inputVolume: vtkMRMLScalarVolumeNode
@@ -92,13 +118,15 @@ class NNSegParameterNode:
     predictFolds: str = ""
     tta: bool = True
     uncertainty: bool = False
+    postprocessing: bool = True
+    show3D: bool = False
 
 
 #
 # Widget
 #
 class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """GUI wiring only: every action calls :class:`NNSegLogic`."""
+    """GUI wiring only: every decision comes from :class:`NNSegLogic`."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -106,11 +134,18 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self.pairs: List[Dict[str, object]] = []
-        self.jobs: Dict[str, object] = {}
+        self.board = None
         self.epochRecords: List[dict] = []
         self.chartNode = None
         self.channelSelectors: List[object] = []
+        self.modelInfo: Dict[str, object] = {}
+        self.runs: list = []
+        self.deviceInfo = None
+        self.deviceInfos: Dict[str, object] = {}
+        self._busy = False
+        self.defaultTips: Dict[str, str] = {}
+        self.trainOptions: List[str] = []  # extra `nnseg train` options (the self-test's)
+        self._seen = {"dataset": None, "work": None}
 
     def setup(self) -> None:
         import qt
@@ -121,206 +156,293 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = NNSegLogic()
+        self.board = self.logic.jobBoard()
         self.timer = qt.QTimer()
         self.timer.setInterval(300)
         self.timer.connect("timeout()", self.onTimer)
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        scene = slicer.mrmlScene
+        self.addObserver(scene, scene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(scene, scene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(scene, scene.NodeAddedEvent, self.updateGui)
+        self.addObserver(scene, scene.NodeRemovedEvent, self.updateGui)
 
         self.ui.pairsTableWidget.setHorizontalHeaderLabels(
-            ["Volume(s)", "Segmentation", "Segments"])
-        self.ui.addPairButton.connect("clicked(bool)", self.onAddPair)
-        self.ui.addFromFolderButton.connect("clicked(bool)", self.onAddFromFolder)
-        self.ui.removePairButton.connect("clicked(bool)", self.onRemovePair)
-        self.ui.clearPairsButton.connect("clicked(bool)", self.onClearPairs)
-        self.ui.exportDatasetButton.connect("clicked(bool)", self.onExportDataset)
-        self.ui.planButton.connect("clicked(bool)", self.onPlan)
-        self.ui.trainButton.connect("clicked(bool)", lambda: self.onTrain(resume=False))
-        self.ui.resumeButton.connect("clicked(bool)", lambda: self.onTrain(resume=True))
-        self.ui.useTrainedModelButton.connect("clicked(bool)", self.onUseTrainedModel)
+            [_("Volume(s)"), _("Segmentation"), _("Segments")])
+        for name, handler in (
+                ("addPairButton", self.onAddPair), ("addAllButton", self.onAddAll),
+                ("addFromFolderButton", self.onAddFromFolder),
+                ("removePairButton", self.onRemovePair), ("clearPairsButton", self.onClearPairs),
+                ("exportDatasetButton", self.onExportDataset), ("planButton", self.onPlan),
+                ("trainButton", lambda: self.onTrain(resume=False)),
+                ("resumeButton", lambda: self.onTrain(resume=True)),
+                ("findBestButton", self.onFindBest), ("openReportButton", self.onOpenReport),
+                ("useTrainedModelButton", self.onUseTrainedModel),
+                ("segmentButton", self.onSegment)):
+            getattr(self.ui, name).connect("clicked(bool)", handler)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelChanged)
-        self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
+        self.ui.runsListWidget.connect("currentRowChanged(int)", self.onRunSelected)
+        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateGui)
+        self.defaultTips = {name: getattr(self.ui, name).toolTip
+                            for name in self.logic.buttonRules(self.logic.emptyState())}
         self.initializeParameterNode()
+        qt.QTimer.singleShot(0, self.onStartup)
+
+    def onStartup(self) -> None:
+        """After the panel shows: detect the device, list runs, re-attach to running ones."""
+        with slicer.util.tryWithErrorDisplay(_("Could not inspect the device."), waitCursor=True):
+            self.deviceInfo = self.logic.detectDevice()
+            self.ui.deviceInfoLabel.text = self.logic.describeDevice(self.deviceInfo)
+            self.applyDeviceBudget()
+        self.refreshRuns(reattach=True)
 
     # -- parameter node (template pattern) ---------------------------------------------
     def cleanup(self) -> None:
-        for job in self.jobs.values():
-            threading.Thread(target=job.cancel, daemon=True).start()
+        kept = self.board.shutdown() if self.board else []
+        if kept:
+            logging.info("NNSeg: left running after Slicer closes: " + ", ".join(kept))
+        self.timer.stop()
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
+        self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-        self.pairs = []
+        for key in self.board.scene_closing():
+            self.statusLabel(key).text = _("Cancelled: the scene was closed.")
         self.chartNode = None
-        self.refreshPairs()
+        self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
+        import qt
 
-    def setParameterNode(self, inputParameterNode: Optional[NNSegParameterNode]) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        p, settings = self._parameterNode, qt.QSettings()
+        remembered = {k: settings.value(v) for k, v in self.logic.settingsKeys().items()}
+        folders = self.logic.initialFolders(p.datasetFolder, p.workFolder, remembered)
+        p.datasetFolder, p.workFolder = folders["dataset"], folders["work"]
+        model = self.logic.initialModel(p.modelPath, remembered)
+        if model is not None and model != p.modelPath:
+            p.modelPath = model
+        self.updateGui()
+
+    def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
+                                self.onParameterChanged)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
+                             self.onParameterChanged)
+
+    def onParameterChanged(self, caller=None, event=None) -> None:
+        import qt
+
+        p = self._parameterNode
+        dataset, work = str(p.datasetFolder), str(p.workFolder)
+        if dataset != self._seen["dataset"]:
+            new_work = self.logic.followDataset(self._seen["dataset"], dataset, work)
+            self._seen["dataset"] = dataset
+            if new_work is not None:
+                p.workFolder = new_work  # triggers this handler again
+                return
+        settings = qt.QSettings()
+        for key, value in (("dataset", dataset), ("work", work)):
+            if not self.logic.isUnset(value):
+                settings.setValue(self.logic.settingsKeys()[key], value)
+        if work != self._seen["work"]:
+            self._seen["work"] = work
+            self.refreshRuns()
+        self.applyDeviceBudget()
+        self.updateGui()
+
+    # -- enabling, locking, texts ------------------------------------------------------
+    @contextlib.contextmanager
+    def busy(self):
+        """Adding/removing many nodes: update the panels once at the end, not per node."""
+        self._busy = True
+        try:
+            yield
+        finally:
+            self._busy = False
+            self.updateGui()
+
+    def updateGui(self, caller=None, event=None) -> None:
+        """Buttons enabled (with the reason as tooltip), inputs of running jobs locked."""
+        if self._parameterNode is None or self.board is None or self._busy:
+            return
+        p, running = self._parameterNode, self.board.running
+        self.refreshCases()
+        state = self.logic.panelState(
+            slicer.mrmlScene, p, self.segmentVolumes(), self.modelInfo.get("channels"),
+            self.runs, running)
+        locked = self.logic.lockedWidgets(running)
+        for name, rule in self.logic.buttonRules(state).items():
+            button = getattr(self.ui, name)
+            button.enabled = rule.enabled and name not in locked
+            button.toolTip = rule.reason or self.defaultTips.get(name, "")
+        for name in self.logic.lockableWidgets():
+            if not name.endswith("Button"):
+                getattr(self.ui, name).enabled = name not in locked
+        self.ui.memoryBudgetSpinBox.enabled = (not p.memoryBudgetAuto
+                                               and "memoryBudgetSpinBox" not in locked)
+        for key, (name, text) in APPLY_BUTTONS.items():
+            getattr(self.ui, name).text = _("Cancel") if key in running else text
+        self.ui.trainWarningLabel.text = self.logic.cpuTrainingWarning(
+            self.deviceFor(p.device), p.workFolder, p.trainConfiguration, p.folds,
+            p.maxEpochs) or ""
+
+    def deviceFor(self, requested: str):
+        """The device a panel's choice resolves to (detected once per choice)."""
+        if self.deviceInfo is None:
+            return None
+        if requested not in self.deviceInfos:
+            self.deviceInfos[requested] = self.logic.detectDevice(requested)
+        return self.deviceInfos[requested]
+
+    def applyDeviceBudget(self) -> None:
+        p = self._parameterNode
+        if p is not None and self.deviceInfo is not None and p.memoryBudgetAuto:
+            budget = self.logic.memoryBudget(self.deviceInfo)
+            if abs(p.memoryBudgetGB - budget) > 1e-6:
+                p.memoryBudgetGB = budget
+
+    def statusLabel(self, key: str):
+        return {"plan": self.ui.planStatusLabel, "train": self.ui.trainStatusLabel,
+                "findbest": self.ui.trainStatusLabel, "segment": self.ui.segmentStatusLabel}[key]
+
+    def confirm(self, text: str) -> bool:
+        return slicer.app.testingEnabled() or slicer.util.confirmOkCancelDisplay(text)
 
     # -- (1) Dataset ---------------------------------------------------------------------
+    def caseNode(self):
+        return self._parameterNode.parameterNode
+
     def onAddPair(self) -> None:
         p = self._parameterNode
-        if not p.trainingVolume or not p.trainingSegmentation:
-            slicer.util.errorDisplay("Select a volume and its segmentation first.")
-            return
         volumes = [p.trainingVolume] + list(self.ui.pairExtraChannelsSelector.checkedNodes())
-        self.pairs.append({"volumes": [v.GetID() for v in volumes],
-                           "segmentation": p.trainingSegmentation.GetID()})
-        self.refreshPairs()
+        with slicer.util.tryWithErrorDisplay(_("Could not add the case."), waitCursor=False):
+            self.logic.addCase(self.caseNode(), volumes, p.trainingSegmentation)
+
+    def onAddAll(self) -> None:
+        with self.busy():
+            added, skipped = self.logic.addAllCases(slicer.mrmlScene, self.caseNode())
+        if skipped:
+            slicer.util.infoDisplay(_("Added {n} case(s). Not added:").format(n=len(added))
+                                    + "\n" + "\n".join(skipped))
 
     def onAddFromFolder(self) -> None:
         import qt
 
-        folder = qt.QFileDialog.getExistingDirectory(None, "Folder of images and segmentations")
+        folder = qt.QFileDialog.getExistingDirectory(None, _("Folder of images and segmentations"))
         if not folder:
             return
-        with slicer.util.tryWithErrorDisplay("Loading cases failed.", waitCursor=True):
+        with self.busy(), slicer.util.tryWithErrorDisplay(_("Loading cases failed."),
+                                                          waitCursor=True):
             for volumes, segmentation in self.logic.loadCasesFromFolder(slicer.mrmlScene, folder):
-                self.pairs.append({"volumes": [v.GetID() for v in volumes],
-                                   "segmentation": segmentation.GetID()})
-        self.refreshPairs()
+                self.logic.addCase(self.caseNode(), volumes, segmentation)
 
     def onRemovePair(self) -> None:
-        rows = sorted({i.row() for i in self.ui.pairsTableWidget.selectedIndexes()}, reverse=True)
-        for row in rows:
-            del self.pairs[row]
-        self.refreshPairs()
+        rows = {i.row() for i in self.ui.pairsTableWidget.selectedIndexes()}
+        self.logic.removeCases(self.caseNode(), sorted(rows))
 
     def onClearPairs(self) -> None:
-        self.pairs = []
-        self.refreshPairs()
+        self.logic.clearCases(self.caseNode())
 
-    def refreshPairs(self) -> None:
+    def refreshCases(self) -> None:
         import qt
 
+        rows = self.logic.caseRows(self.caseNode())
         table = self.ui.pairsTableWidget
-        table.setRowCount(len(self.pairs))
-        scene = slicer.mrmlScene
-        for row, pair in enumerate(self.pairs):
-            vols = [scene.GetNodeByID(i) for i in pair["volumes"]]
-            seg = scene.GetNodeByID(pair["segmentation"])
-            cells = [", ".join(v.GetName() if v else "(deleted)" for v in vols),
-                     seg.GetName() if seg else "(deleted)",
-                     ", ".join(self.logic.segmentNames(seg)) if seg else ""]
+        table.setRowCount(len(rows))
+        for row, cells in enumerate(rows):
             for col, text in enumerate(cells):
                 table.setItem(row, col, qt.QTableWidgetItem(text))
-        self.ui.labelsStatusLabel.text = self.logic.describeLabels(scene, self.pairs)
+        self.ui.labelsStatusLabel.text = self.logic.describeLabels(slicer.mrmlScene,
+                                                                   self.caseNode())
 
     def onExportDataset(self) -> None:
         p = self._parameterNode
-        if not str(p.datasetFolder) or str(p.datasetFolder) == ".":
-            slicer.util.errorDisplay("Choose the dataset folder to write (e.g. Dataset010_Liver).")
-            return
-        with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
-            report = self.logic.exportDataset(slicer.mrmlScene, self.pairs, p.datasetFolder,
+        with self.busy(), slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+            report = self.logic.exportDataset(slicer.mrmlScene, self.caseNode(), p.datasetFolder,
                                               self.logic.parseChannelNames(p.channelNames))
             self.ui.checkResultsTextEdit.setPlainText(report)
 
     # -- background jobs -----------------------------------------------------------------
-    def startJob(self, key: str, steps: List[List[str]], button, onDone) -> None:
-        with slicer.util.tryWithErrorDisplay("Could not start the job.", waitCursor=False):
-            if not self.logic.ensureDependencies():
-                return
-            job = self.logic.startJobs(steps)
-            job.button, job.buttonText, job.onDone = button, button.text, onDone
-            self.jobs[key] = job
-            button.text = "Cancel"
-            self.timer.start()
+    def startJob(self, key: str, job, context: dict, onDone, cleanup=None) -> None:
+        self.board.start(key, job, context, on_done=onDone, on_event=self.onJobEvent,
+                         cleanup=cleanup)
+        self.statusLabel(key).text = _("Running...")
+        self.timer.start()
+        self.updateGui()
 
     def cancelJob(self, key: str) -> bool:
-        """Cancel the job of a panel if one runs (the Apply button is its Cancel)."""
-        job = self.jobs.get(key)
-        if job is None:
+        """Cancel the panel's job if one runs (its Apply button is the Cancel button)."""
+        entry = self.board.get(key)
+        if entry is None:
             return False
-        job.button.text = "Cancelling..."
-        job.button.enabled = False
-        threading.Thread(target=job.cancel, daemon=True).start()
+        question = self.logic.cancelQuestion(key, entry.context)
+        if question and not self.confirm(question):
+            return True
+        self.statusLabel(key).text = _("Cancelling...")
+        self.board.cancel(key)
         return True
 
     def onTimer(self) -> None:
-        for key, job in list(self.jobs.items()):
-            for event in job.poll():
-                self.onEvent(key, event)
-            if job.finished:
-                del self.jobs[key]
-                job.button.text, job.button.enabled = job.buttonText, True
-                job.onDone(job)
-        if not self.jobs:
+        ended = self.board.poll()
+        if ended:
+            self.updateGui()
+            if any(e.key == "train" for e in ended):
+                self.refreshRuns()
+        if not self.board.running:
             self.timer.stop()
 
-    def onEvent(self, key: str, event: dict) -> None:
-        from NNSegLib.slicer.jobs import estimate_eta, format_eta
-
+    def onJobEvent(self, entry, event: dict) -> None:
         bar = {"plan": self.ui.planProgressBar, "train": self.ui.trainProgressBar,
-               "segment": self.ui.segmentProgressBar}[key]
-        label = {"plan": self.ui.planStatusLabel, "train": self.ui.trainStatusLabel,
-                 "segment": self.ui.segmentStatusLabel}[key]
-        kind = event.get("event")
-        if kind in ("start", "progress") and event.get("total"):
-            bar.maximum, bar.value = int(event["total"]), int(event.get("current", 0))
-            if key != "train":
-                eta = estimate_eta(self.jobs[key].elapsed, bar.value, bar.maximum)
-                label.text = (f"{event.get('stage', '')}: {bar.value}/{bar.maximum}, "
-                              f"ETA {format_eta(eta)}")
-        elif kind == "epoch":
+               "findbest": self.ui.trainProgressBar, "segment": self.ui.segmentProgressBar}
+        text = self.logic.describeEvent(entry, event)
+        if text is not None:
+            self.statusLabel(entry.key).text = text
+        if event.get("event") in ("start", "progress") and event.get("total"):
+            bar[entry.key].maximum = int(event["total"])
+            bar[entry.key].value = int(event.get("current", 0))
+        elif event.get("event") == "step" and entry.key == "train":
+            self.epochRecords = []
+        elif event.get("event") == "epoch":
             self.epochRecords.append(event)
-            self.chartNode = self.logic.updateChart(
-                slicer.mrmlScene, self.epochRecords, self.chartNode)
-            label.text = self.logic.describeEpoch(event, self._parameterNode.maxEpochs)
-        elif kind == "message":
-            logging.info(event.get("text", ""))
-        elif kind == "log":
-            logging.debug(event.get("text", ""))
-        elif kind == "error":
-            label.text = event.get("message", "")
+            self.showChart(self.epochRecords)
 
-    def finishMessage(self, job, label, what: str) -> bool:
-        from NNSegLib.slicer.jobs import JobStatus
-
-        if job.status is JobStatus.OK:
-            label.text = f"{what} completed in {job.elapsed:.0f} s"
-            return True
-        label.text = f"{what} {job.status.value}: {job.error_message() or ''}"
-        if job.status is not JobStatus.CANCELLED:
-            slicer.util.errorDisplay(f"{what} failed:\n{job.error_message()}",
-                                     detailedText="\n".join(job.current.log[-50:]))
-        return False
+    def finishMessage(self, entry, what: str) -> bool:
+        ok, text = self.logic.finishText(entry.job, what)
+        self.statusLabel(entry.key).text = text
+        if not ok and not entry.job.cancel_requested:
+            slicer.util.errorDisplay(text, detailedText="\n".join(entry.job.log_tail(50)))
+        return ok
 
     # -- (2) Plan ------------------------------------------------------------------------
     def onPlan(self) -> None:
-        if self.cancelJob("plan"):
+        if self.cancelJob("plan") or not self.logic.ensureDependencies():
             return
         p = self._parameterNode
         steps = self.logic.planSteps(p.datasetFolder, p.workFolder, p.recipe, p.memoryBudgetGB,
                                      p.configurations)
-        self.startJob("plan", steps, self.ui.planButton, self.onPlanDone)
+        self.startJob("plan", self.logic.startJobs(steps), {"work": p.workFolder},
+                      self.onPlanDone)
 
-    def onPlanDone(self, job) -> None:
+    def onPlanDone(self, entry) -> None:
         import qt
 
-        if not self.finishMessage(job, self.ui.planStatusLabel, "Planning"):
+        if not self.finishMessage(entry, _("Planning")):
             return
-        header, rows = self.logic.plansTable(self._parameterNode.workFolder)
+        header, rows = self.logic.plansTable(entry.context["work"])
         table = self.ui.plansTableWidget
         table.setColumnCount(len(header) - 1)
         table.setHorizontalHeaderLabels(header[1:])
@@ -332,253 +454,224 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- (3) Train -----------------------------------------------------------------------
     def onTrain(self, resume: bool) -> None:
-        if self.cancelJob("train"):
+        if self.cancelJob("train") or not self.logic.ensureDependencies():
             return
         p = self._parameterNode
-        self.epochRecords = []
-        steps = self.logic.trainSteps(p.datasetFolder, p.workFolder, p.trainConfiguration,
-                                      p.folds, p.maxEpochs, p.device, resume)
-        button = self.ui.resumeButton if resume else self.ui.trainButton
-        self.startJob("train", steps, button, self.onTrainDone)
-        if self.chartNode is None:
-            self.chartNode = self.logic.updateChart(slicer.mrmlScene, [], None)
+        folds = ",".join(self.logic.resumableFolds(self.runs, p.trainConfiguration)) \
+            if resume else p.folds
+        warning = self.ui.trainWarningLabel.text
+        if warning and not self.confirm(warning + "\n\n" + _("Train anyway?")):
+            return
+        steps = self.logic.trainSteps(p.datasetFolder, p.workFolder, p.trainConfiguration, folds,
+                                      p.maxEpochs, p.device, resume, self.trainOptions)
+        job = self.logic.startTraining(steps, p.workFolder, p.detachTraining)
+        self.followTraining(job, {"work": p.workFolder, "configuration": p.trainConfiguration,
+                                  "folds": folds, "maxEpochs": p.maxEpochs}, [])
+
+    def followTraining(self, job, context: dict, records: list) -> None:
+        self.epochRecords = list(records)
+        self.startJob("train", job, context, self.onTrainDone)
+        self.showChart(self.epochRecords)
+
+    def showChart(self, records: list) -> None:
+        self.chartNode = self.logic.updateChart(slicer.mrmlScene, records, self.chartNode)
         slicer.modules.plots.logic().ShowChartInLayout(self.chartNode)
 
-    def onTrainDone(self, job) -> None:
-        self.finishMessage(job, self.ui.trainStatusLabel, "Training")
-        p = self._parameterNode
+    def onTrainDone(self, entry) -> None:
+        self.finishMessage(entry, _("Training"))
         self.ui.cvSummaryLabel.text = self.logic.crossValidationSummary(
-            p.workFolder, p.trainConfiguration)
+            entry.context["work"], entry.context["configuration"])
+
+    def refreshRuns(self, reattach: bool = False) -> None:
+        p, self.runs = self._parameterNode, []
+        if p is not None and not self.logic.isUnset(p.workFolder):
+            with slicer.util.tryWithErrorDisplay(_("Could not read the runs."), waitCursor=True):
+                live = self.logic.liveTrainingJobs(p.workFolder)
+                if reattach and live and self.board.get("train") is None:
+                    self.followTraining(*self.logic.reattach(live[-1], p.workFolder))
+                self.runs = self.logic.trainingRuns(p.workFolder, live)
+        self.ui.runsListWidget.clear()
+        for text in self.logic.describeRunLines(self.runs):
+            self.ui.runsListWidget.addItem(text)
+        self.updateGui()
+
+    def onRunSelected(self, row: int) -> None:
+        if 0 <= row < len(self.runs) and self.board.get("train") is None:
+            self.showChart(self.logic.chartRecords(self.runs[row]))
+
+    def onFindBest(self) -> None:
+        if self.cancelJob("findbest") or not self.logic.ensureDependencies():
+            return
+        p = self._parameterNode
+        context = {"work": p.workFolder, "dataset": p.datasetFolder}
+        self.startJob("findbest", self.logic.startJobs(
+            self.logic.findBestSteps(p.datasetFolder, p.workFolder)), context, self.onFindBestDone)
+
+    def onFindBestDone(self, entry) -> None:
+        report = entry.context.get("report")
+        if not self.finishMessage(entry, _("Evaluation") if report else _("Find best")):
+            return
+        work, dataset = entry.context["work"], entry.context["dataset"]
+        self.ui.findBestResultTextEdit.setPlainText(self.logic.describeBest(work))
+        if report:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not start the evaluation."), waitCursor=True):
+            steps = self.logic.reportSteps(dataset, work)
+            self.startJob("findbest", self.logic.startJobs(steps), dict(entry.context, report=True),
+                          self.onFindBestDone)
+
+    def onOpenReport(self) -> None:
+        import qt
+
+        path = self.logic.reportPath(self._parameterNode.workFolder)
+        if path is not None:
+            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(path)))
 
     # -- (4) Segment ---------------------------------------------------------------------
     def onUseTrainedModel(self) -> None:
-        self.ui.modelPathLineEdit.currentPath = str(
-            self.logic.modelFolder(self._parameterNode.workFolder))
+        self._parameterNode.modelPath = self.logic.modelFolder(self._parameterNode.workFolder)
 
     def onModelChanged(self, path: str) -> None:
-        info = self.logic.modelInfo(path)
-        self.ui.modelInfoLabel.text = info.get("description", "")
-        self.rebuildChannelSelectors(info.get("channels", ["image"]))
+        import qt
 
-    def rebuildChannelSelectors(self, channels: Sequence[str]) -> None:
+        if not self.logic.isUnset(path):
+            qt.QSettings().setValue(self.logic.settingsKeys()["model"], path)
+        self.modelInfo = self.logic.modelInfo(path)
+        self.ui.modelInfoLabel.text = self.modelInfo.get("description", "")
+        self.ui.postprocessingInfoLabel.text = self.logic.describePostprocessing(path)
+        self.rebuildChannelSelectors(self.modelInfo.get("channels", ["image"]))
+        self.updateGui()
+
+    def rebuildChannelSelectors(self, channels) -> None:
         layout = self.ui.channelSelectorsWidget.layout()
         for selector in self.channelSelectors:
             layout.removeWidget(selector)
             selector.deleteLater()
         self.channelSelectors = []
-        self.ui.inputVolumeSelector.toolTip = f"Channel 0: {channels[0]}"
+        self.ui.inputVolumeSelector.toolTip = _("Channel 0: {name}").format(name=channels[0])
         for c, name in enumerate(channels[1:], start=1):
             selector = slicer.qMRMLNodeComboBox()
             selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
             selector.addEnabled = selector.removeEnabled = False
             selector.setMRMLScene(slicer.mrmlScene)
-            layout.addRow(f"Channel {c} ({name}):", selector)
+            selector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateGui)
+            layout.addRow(_("Channel {c} ({name}):").format(c=c, name=name), selector)
             self.channelSelectors.append(selector)
 
-    def onSegment(self) -> None:
-        if self.cancelJob("segment"):
-            return
+    def segmentVolumes(self) -> list:
         p = self._parameterNode
-        volumes = [p.inputVolume] + [s.currentNode() for s in self.channelSelectors]
-        if any(v is None for v in volumes):
-            slicer.util.errorDisplay("Select an input volume for every channel.")
-            return
-        with slicer.util.tryWithErrorDisplay("Could not prepare the inputs.", waitCursor=True):
-            self.segmentRun = self.logic.prepareSegmentation(
-                volumes, p.modelPath, p.predictFolds, p.predictDevice, p.tta, p.uncertainty)
-            self.startJob("segment", self.segmentRun["steps"], self.ui.segmentButton,
-                          self.onSegmentDone)
+        return [p.inputVolume] + [s.currentNode() for s in self.channelSelectors]
 
-    def onSegmentDone(self, job) -> None:
-        run, p = self.segmentRun, self._parameterNode
-        try:
-            if not self.finishMessage(job, self.ui.segmentStatusLabel, "Segmentation"):
-                return
-            with slicer.util.tryWithErrorDisplay("Loading the result failed.", waitCursor=True):
-                seg, unc = self.logic.loadSegmentationResult(
-                    slicer.mrmlScene, run, p.inputVolume, p.outputSegmentation)
-                p.outputSegmentation = seg
-                if unc is not None:
-                    slicer.util.setSliceViewerLayers(foreground=unc, foregroundOpacity=0.4)
-            logging.info(f"Processing completed in {job.elapsed:.1f} s")
-        finally:
-            shutil.rmtree(run["tmp"], ignore_errors=True)
+    def onSegment(self) -> None:
+        if self.cancelJob("segment") or not self.logic.ensureDependencies():
+            return
+        p, scene = self._parameterNode, slicer.mrmlScene
+        decision = self.logic.overwriteDecision(scene, p.outputSegmentation)
+        if decision.action == "ask" and not slicer.util.confirmYesNoDisplay(decision.reason):
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not prepare the inputs."), waitCursor=True):
+            run = self.logic.captureSegmentRun(
+                scene, [self.segmentVolumes()], [p.outputSegmentation], p.modelPath,
+                p.predictFolds, p.predictDevice, p.tta, p.uncertainty, p.postprocessing, p.show3D)
+            try:
+                job = self.logic.startJobs(run.steps)
+            except Exception:
+                run.cleanup()
+                raise
+            self.startJob("segment", job, {"run": run}, self.onSegmentDone, cleanup=run.cleanup)
+
+    def onSegmentDone(self, entry) -> None:
+        if not self.finishMessage(entry, _("Segmentation")):
+            return
+        with self.busy(), slicer.util.tryWithErrorDisplay(_("Loading the result failed."),
+                                                          waitCursor=True):
+            results = self.logic.deliverResults(slicer.mrmlScene, entry.context["run"])
+            notes = [n for r in results for n in r.notes]
+            unc = next((r.uncertainty for r in results if r.uncertainty is not None), None)
+            if unc is not None:
+                slicer.util.setSliceViewerLayers(foreground=unc, foregroundOpacity=0.4)
+            if notes:
+                slicer.util.warningDisplay("\n".join(notes))
+        logging.info(f"Processing completed in {entry.job.elapsed:.1f} s")
 
 
 #
 # Logic
 #
 class NNSegLogic(ScriptedLoadableModuleLogic):
-    """Everything the module does, usable without the GUI (scene and nodes as arguments)."""
+    """Everything the module does, usable without the GUI (scene and nodes as arguments).
+
+    Defines what needs the Slicer application (parameter node, dialogs, file readers);
+    every other method is ``NNSegLib.slicer.module_logic.ModuleLogic``'s, reached through
+    ``__getattr__`` (imported on first use, so the module loads before NNSegLib's
+    dependencies are installed).
+    """
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.python = shutil.which("PythonSlicer") or sys.executable
+        self._impl = None
+        try:
+            _lib("i18n").set_translator(_)
+        except ImportError:  # pragma: no cover - NNSegLib not installed next to the module
+            pass
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._impl is None:
+            self._impl = _lib("module_logic").ModuleLogic()
+        self._impl.python = self.python
+        return getattr(self._impl, name)
 
     def getParameterNode(self) -> NNSegParameterNode:
         return NNSegParameterNode(super().getParameterNode())
 
-    # -- dependencies --------------------------------------------------------------------
-    @staticmethod
-    def missingRequirements(requirementsPath: pathlib.Path) -> List[str]:
-        """Requirement lines of ``requirements.txt`` whose module cannot be imported."""
-        from NNSegLib.slicer.dependencies import missing_requirements
-
-        return missing_requirements(requirementsPath, skip=SLICER_OWNED)
-
     def ensureDependencies(self, confirm: bool = True) -> bool:
-        """Install missing packages on first use (asks first); torch via the PyTorch extension."""
+        """Install missing or too old packages on first use (asks first); torch via the
+        PyTorch extension with NNSegLib's version requirement. Says when a restart is due."""
+        deps = _lib("dependencies")
         requirements = pathlib.Path(__file__).parent / "Resources" / "requirements.txt"
-        missing = self.missingRequirements(requirements)
-        if missing:
+        unmet = deps.unmet_requirements(requirements, skip=SLICER_OWNED)
+        restart = []
+        if unmet:
             if confirm and not slicer.util.confirmOkCancelDisplay(
-                    "NNSeg needs these Python packages:\n" + "\n".join(missing) + "\nInstall now?"):
+                    _("NNSeg needs these Python packages:") + "\n" + deps.install_message(unmet)
+                    + "\n" + _("Install now?")):
                 return False
-            slicer.util.pip_install(missing)
-        try:
-            import torch  # noqa: F401
-        except ImportError:
+            lines = [line for line, _version in unmet]
+            restart += deps.restart_needed(lines)
+            slicer.util.pip_install(lines)
+        problem = deps.torch_problem()
+        if problem:
             try:
                 import PyTorchUtils
             except ImportError:
-                slicer.util.errorDisplay(
-                    "Install the PyTorch extension (Extensions Manager) first.")
+                slicer.util.errorDisplay(problem + "\n" + _(
+                    "Install the PyTorch extension (Extensions Manager) first."))
                 return False
-            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-            if torchLogic.installTorch(askConfirmation=confirm) is None:
+            restart += deps.restart_needed([deps.TORCH_REQUIREMENT])
+            requirement = deps.parse_requirement(deps.TORCH_REQUIREMENT).specifier
+            if PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                    askConfirmation=confirm, torchVersionRequirement=requirement) is None:
                 return False
+        if restart:
+            slicer.util.infoDisplay(_(
+                "Installed. Restart Slicer before using the new versions of {names} in this "
+                "session (background jobs already use them).").format(names=", ".join(restart)))
         return True
 
-    # -- jobs ----------------------------------------------------------------------------
-    def startJobs(self, steps: List[List[str]], cwd: Optional[str] = None):
-        from NNSegLib.slicer.jobs import JobChain
-
-        return JobChain(steps, python=self.python, cwd=cwd)
-
-    @staticmethod
-    def parseFolds(text: str) -> List[str]:
-        from NNSegLib.data.splits import parse_folds
-
-        return [str(f) for f in parse_folds(text)]
-
-    @staticmethod
-    def parseChannelNames(text: str) -> List[str]:
-        return [c.strip() for c in str(text).split(",") if c.strip()] or ["image"]
-
-    @staticmethod
-    def planSteps(dataset, work, recipe: str, memoryGB: float,
-                  configurations: str) -> List[List[str]]:
-        """Commands of the Plan panel: fingerprint, then plan with the overrides."""
-        from NNSegLib.slicer.panel_commands import plan_commands
-
-        return plan_commands(dataset, work, recipe, memoryGB, configurations)
-
-    @staticmethod
-    def trainSteps(dataset, work, configuration: str, folds: str, maxEpochs: int,
-                   device: str, resume: bool) -> List[List[str]]:
-        """Commands of the Train panel: preprocess, then one training run per fold."""
-        from NNSegLib.slicer.panel_commands import train_commands
-
-        return train_commands(dataset, work, configuration, folds, maxEpochs, device, resume)
-
-    # -- dataset -------------------------------------------------------------------------
-    @staticmethod
-    def segmentNames(segmentationNode) -> List[str]:
-        from NNSegLib.slicer import mrml
-
-        return mrml.segment_names(segmentationNode)
-
-    @staticmethod
-    def _pairs(scene, pairs: Sequence[dict]):
-        return [([scene.GetNodeByID(i) for i in p["volumes"]], scene.GetNodeByID(p["segmentation"]))
-                for p in pairs]
-
-    def describeLabels(self, scene, pairs: Sequence[dict]) -> str:
-        """Unified labels and every conflict, as shown under the table."""
-        from NNSegLib.slicer.gui_summaries import describe_training_set
-        from NNSegLib.slicer.scene_dataset import collect_training_pairs
-
-        if not pairs:
-            return "No cases yet."
-        return describe_training_set(collect_training_pairs(scene, self._pairs(scene, pairs)))
-
-    def exportDataset(self, scene, pairs: Sequence[dict], outDir, channelNames: List[str]) -> str:
-        """Write the nnU-Net raw dataset and return the dataset check's report."""
-        from NNSegLib.data.check import check_dataset
-        from NNSegLib.slicer.scene_dataset import export_dataset
-
-        out = export_dataset(scene, self._pairs(scene, pairs), outDir, channelNames)
-        return check_dataset(out, workers=1).format()
-
     def loadCasesFromFolder(self, scene, folder) -> list:
-        """Load ``<case>.nii.gz``/``.nrrd`` + ``<case>.seg.nrrd`` pairs, or an nnU-Net raw
-        dataset (``imagesTr``/``labelsTr``); needs the Slicer application (file readers)."""
-        from NNSegLib.slicer.scene_dataset import load_cases_from_folder
+        """Load ``<case>.nrrd`` + ``<case>.seg.nrrd`` pairs or an nnU-Net raw dataset."""
+        return _lib("scene_dataset").load_cases_from_folder(scene, folder, slicer.util.loadVolume)
 
-        return load_cases_from_folder(scene, folder, slicer.util.loadVolume)
-
-    # -- plan / train results ------------------------------------------------------------
-    @staticmethod
-    def workspace(work):
-        from NNSegLib.util.workspace import Workspace
-
-        return Workspace(pathlib.Path(work))
-
-    def plansTable(self, work) -> tuple:
-        """``(header, rows)`` of the plan: one column per configuration."""
-        from NNSegLib.slicer.gui_summaries import plans_table
-
-        return plans_table(work)
-
-    def updateChart(self, scene, records: List[dict], chartNode=None):
-        from NNSegLib.slicer import mrml
-
-        return mrml.training_chart(scene, records, chartNode)
-
-    @staticmethod
-    def describeEpoch(event: dict, maxEpochs: int) -> str:
-        from NNSegLib.slicer.gui_summaries import describe_epoch
-
-        return describe_epoch(event, maxEpochs)
-
-    def crossValidationSummary(self, work, configuration: str) -> str:
-        """Mean foreground Dice of each fold's final validation, and their mean."""
-        from NNSegLib.slicer.gui_summaries import cross_validation_summary
-
-        return cross_validation_summary(work, configuration)
-
-    def modelFolder(self, work) -> pathlib.Path:
-        return self.workspace(work).results
-
-    # -- segment -------------------------------------------------------------------------
-    @staticmethod
-    def modelInfo(path) -> dict:
-        """Channels, labels and a one-line description of a model folder (or zip)."""
-        from NNSegLib.slicer.gui_summaries import model_info
-
-        return model_info(path)
-
-    def prepareSegmentation(self, volumes, modelPath, folds: str, device: str, tta: bool,
-                            uncertainty: bool) -> dict:
-        """Write the input volumes to a temporary folder and build the job's commands."""
-        from NNSegLib.slicer.scene_predict import prepare_predict_job
-
-        return prepare_predict_job(volumes, modelPath, folds, device, tta, uncertainty)
-
-    def loadSegmentationResult(self, scene, run: dict, referenceVolume, node=None) -> tuple:
-        """Read the prediction written by the job into a segmentation node (+ uncertainty)."""
-        from NNSegLib.slicer.scene_predict import load_predict_job_result
-
-        return load_predict_job_result(scene, run, referenceVolume, node)
 
     def segmentInProcess(self, scene, volumes, modelPath, device: str = "auto", tta: bool = True,
                          folds: str = "", node=None, uncertainty: bool = False) -> tuple:
         """Segment in this process (blocking; scripts and tests)."""
-        from NNSegLib.slicer.scene_predict import segment_in_process
-
         start = time.time()
-        result = segment_in_process(scene, volumes, modelPath, device, tta, folds, node,
-                                    uncertainty)
+        result = _lib("scene_predict").segment_in_process(scene, volumes, modelPath, device, tta,
+                                                          folds, node, uncertainty)
         logging.info(f"Processing completed in {time.time() - start:.1f} s")
         return result
 
@@ -587,7 +680,7 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
 # Test
 #
 class NNSegTest(ScriptedLoadableModuleTest):
-    """Tiny end-to-end checks of the logic inside Slicer."""
+    """End-to-end checks inside Slicer: the logic on a tiny case, then the whole click path."""
 
     def setUp(self) -> None:
         slicer.mrmlScene.Clear()
@@ -595,6 +688,8 @@ class NNSegTest(ScriptedLoadableModuleTest):
     def runTest(self) -> None:
         self.setUp()
         self.test_ExportAndSegmentTinyCase()
+        self.setUp()
+        self.test_ClickPath()
 
     def test_ExportAndSegmentTinyCase(self) -> None:
         import json
@@ -616,19 +711,86 @@ class NNSegTest(ScriptedLoadableModuleTest):
         seg = mrml.segmentation_from_labels(scene, labels, geometry, {0: "background", 1: "liver"},
                                             reference_volume=volume)
         logic = NNSegLogic()
+        node = logic.getParameterNode().parameterNode
+        logic.clearCases(node)
+        logic.addCase(node, [volume], seg)
         out = pathlib.Path(tempfile.mkdtemp()) / "Dataset999_Tiny"
-        pairs = [{"volumes": [volume.GetID()], "segmentation": seg.GetID()}]
-        report = logic.exportDataset(scene, pairs, out, ["CT"])
+        report = logic.exportDataset(scene, node, out, ["CT"])
         self.assertIn("OK", report)
         meta = json.loads((out / "dataset.json").read_text())
         self.assertEqual(meta["labels"], {"background": 0, "liver": 1})
         self.delayDisplay("Segmenting with a threshold stand-in for a model")
+
         def threshold(images, geometry):
             return (images[0] > 50).astype(np.uint8), None
 
-        result, _ = predict_volumes(scene, [volume], threshold, {0: "background", 1: "liver"})
-        back, _ = mrml.labels_from_segmentation(scene, result, {"liver": 1}, volume)
+        result, _unc = predict_volumes(scene, [volume], threshold, {0: "background", 1: "liver"})
+        back, _geo = mrml.labels_from_segmentation(scene, result, {"liver": 1}, volume)
         self.assertTrue(np.array_equal(back, labels))
         self.assertEqual(logic.parseFolds("0-2,4"), ["0", "1", "2", "4"])
         shutil.rmtree(out.parent, ignore_errors=True)
         self.delayDisplay("Test passed")
+
+    def waitFor(self, widget, key: str, timeout: float = 1800.0) -> None:
+        """Process events until the panel's job ended; fail on a timeout or a failed job."""
+        deadline = time.time() + timeout
+        while widget.board.get(key) is not None:
+            self.assertLess(time.time(), deadline, f"{key} still running after {timeout} s")
+            slicer.app.processEvents()
+            time.sleep(0.1)
+            widget.onTimer()
+        text = widget.statusLabel(key).text
+        self.assertIn("completed", text, f"{key}: {text}")
+
+    def test_ClickPath(self) -> None:
+        """Dataset → Plan → Train (1 short epoch) → Segment, by clicking the module's buttons."""
+        from NNSegLib.data.sample_data import generate_sample_dataset
+
+        root = pathlib.Path(tempfile.mkdtemp(prefix="nnseg_selftest_"))
+        self.delayDisplay("Loading 5 sample cases")
+        samples = generate_sample_dataset(root / "samples", num_cases=5, seed=3)
+        slicer.util.selectModule("NNSeg")
+        widget = slicer.modules.nnseg.widgetRepresentation().self()
+        widget.confirm = lambda text: True  # the CPU-time warning would wait for a click
+        logic, p = widget.logic, widget._parameterNode
+        logic.clearCases(p.parameterNode)
+        for volumes, seg in logic.loadCasesFromFolder(slicer.mrmlScene, samples):
+            p.trainingVolume, p.trainingSegmentation = volumes[0], seg
+            self.assertTrue(widget.ui.addPairButton.enabled, widget.ui.addPairButton.toolTip)
+            widget.ui.addPairButton.click()
+        self.assertEqual(len(logic.caseRows(p.parameterNode)), 5)
+        p.channelNames = "MR"
+        p.datasetFolder = root / "Dataset990_SelfTest"
+        p.workFolder = root / "work"
+        widget.ui.exportDatasetButton.click()
+        self.assertIn("OK", widget.ui.checkResultsTextEdit.toPlainText())
+
+        self.delayDisplay("Plan")
+        p.configurations = "3d_fullres"
+        widget.ui.planButton.click()
+        self.waitFor(widget, "plan")
+        self.assertGreater(widget.ui.plansTableWidget.columnCount, 0)
+
+        self.delayDisplay("Train one short epoch")
+        p.trainConfiguration, p.folds, p.maxEpochs, p.device = "3d_fullres", "0", 1, "cpu"
+        widget.trainOptions = ["--iterations-per-epoch", "5", "--val-iterations", "2"]
+        widget.updateGui()
+        self.assertTrue(widget.ui.trainButton.enabled, widget.ui.trainButton.toolTip)
+        widget.ui.trainButton.click()
+        self.waitFor(widget, "train")
+        self.assertTrue((root / "work" / "results" / "3d_fullres" / "fold_0" /
+                         "checkpoint_final.pt").is_file())
+
+        self.delayDisplay("Segment")
+        widget.ui.useTrainedModelButton.click()
+        p.inputVolume = p.trainingVolume
+        p.outputSegmentation = None
+        before = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+        widget.updateGui()
+        self.assertTrue(widget.ui.segmentButton.enabled, widget.ui.segmentButton.toolTip)
+        widget.ui.segmentButton.click()
+        self.waitFor(widget, "segment")
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"),
+                         before + 1)
+        shutil.rmtree(root, ignore_errors=True)
+        self.delayDisplay("Click path passed")

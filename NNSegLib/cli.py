@@ -106,6 +106,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quiet", action="store_true", help="no progress bars")
     group.add_argument("--debug", action="store_true",
                        help="show the full traceback of an error (for reporting bugs)")
+    group.add_argument(
+        "--stop-file", metavar="FILE", default=None,
+        help="stop cleanly (as on Ctrl-C: training writes its checkpoint) once FILE exists",
+    )
 
 
 def make_progress(args: argparse.Namespace):
@@ -115,10 +119,13 @@ def make_progress(args: argparse.Namespace):
         JsonLinesWriter,
         TqdmProgress,
         install_signal_handlers,
+        watch_stop_file,
     )
 
     token = CancelToken()
     install_signal_handlers(token)
+    if getattr(args, "stop_file", None):
+        watch_stop_file(token, str(args.stop_file))
     listeners = []
     target = getattr(args, "progress_json", None)
     if target == "-":

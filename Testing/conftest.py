@@ -13,6 +13,67 @@ SHARED = REPO.parent / "shared"
 HIPPOCAMPUS = SHARED / "data" / "Dataset004_Hippocampus"
 
 
+#: A stand-in for ``python -m NNSegLib`` in background-job tests: writes epoch events to the
+#: ``--progress-json`` file and stops cleanly (writing a "checkpoint") once the
+#: ``--stop-file`` exists, as ``nnseg train`` does.
+FAKE_NNSEG = """
+import json, sys, time
+from pathlib import Path
+args = sys.argv[1:]
+events = Path(args[args.index("--progress-json") + 1])
+stop = Path(args[args.index("--stop-file") + 1])
+out = Path(args[args.index("--fake-out") + 1] if "--fake-out" in args else args[1])
+
+def emit(**event):
+    with open(events, "a") as f:
+        f.write(json.dumps(event) + "\\n")
+
+if args[0] == "fail":
+    emit(event="error", message="nnseg fail: error: broken dataset")
+    sys.exit(2)
+epochs = int(args[args.index("--fake-epochs") + 1] if "--fake-epochs" in args else args[2])
+emit(event="start", stage=args[0], total=epochs)
+for epoch in range(epochs):
+    if stop.exists():
+        (out / f"checkpoint_{args[0]}").write_text(str(epoch))
+        print("stopped by the stop file", flush=True)
+        sys.exit(130)
+    emit(event="epoch", stage="train", epoch=epoch, train_loss=1.0 / (epoch + 1))
+    time.sleep(0.05)
+(out / f"done_{args[0]}").write_text("ok")
+emit(event="done", stage=args[0])
+"""
+
+
+def _import_slicer_core_without_the_tests() -> None:
+    """Import slicer-core's ``slicer`` once, with ``Testing/`` off ``sys.path``.
+
+    ``slicer`` is a meta-package: on import it adds every ``slicer`` folder found on
+    ``sys.path`` to itself and imports all modules there. pytest puts ``Testing/`` on the
+    path (for this file), so ``Testing/slicer/test_*.py`` would become ``slicer.test_*``:
+    run as part of ``import slicer``, and failing (leaving ``slicer`` half-initialised) when
+    ``Testing/slicer`` itself is not importable yet, e.g. in ``pytest Testing/extension``.
+    """
+    import importlib.util
+    import sys
+
+    if "slicer" in sys.modules or importlib.util.find_spec("slicer") is None:
+        return
+    testing = Path(__file__).resolve().parent
+    saved = list(sys.path)
+    sys.path[:] = [p for p in sys.path
+                   if not Path(p or ".").resolve().is_relative_to(testing)]
+    try:
+        import slicer  # noqa: F401
+    except ImportError:
+        pass
+    finally:
+        sys.path[:] = saved
+
+
+_import_slicer_core_without_the_tests()
+
+
 def write_image(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0),
                 direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)) -> Path:
     """Write a numpy-order ``(z, y, x)`` array with ITK geometry (spacing in numpy order)."""

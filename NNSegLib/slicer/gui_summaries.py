@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from NNSegLib.planning.plans import Plans
-from NNSegLib.slicer.jobs import format_eta
+from NNSegLib.slicer.i18n import tr
+from NNSegLib.slicer.jobs import JobStatus, estimate_eta, format_eta
 from NNSegLib.util.json_files import read_json
 from NNSegLib.util.model_folder import ModelFolder
 from NNSegLib.util.workspace import Workspace
@@ -82,7 +83,7 @@ def cross_validation_summary(work: Path | str, configuration: str) -> str:
         if value is not None:
             dice[run.path.name] = value
     if not dice:
-        return "No cross-validation results yet."
+        return tr("No cross-validation results yet.")
     per_fold = ", ".join(f"{k}: {v:.3f}" for k, v in dice.items())
     return f"CV Dice {sum(dice.values()) / len(dice):.3f} ({per_fold})"
 
@@ -118,8 +119,8 @@ def model_info(path: Path | str) -> dict:
     path = Path(str(path))
     meta = ModelFolder(path).dataset_json
     if not meta.is_file():
-        return {"description": "Zip package: imported when segmenting." if path.suffix == ".zip"
-                else "No model here (dataset.json missing)."}
+        return {"description": tr("Zip package: imported when segmenting.")
+                if path.suffix == ".zip" else tr("No model here (dataset.json missing).")}
     raw = read_json(meta, expect=dict)
     channels = [v for _, v in sorted(raw.get("channel_names", {"0": "image"}).items(),
                                      key=lambda kv: int(kv[0]))]
@@ -129,5 +130,63 @@ def model_info(path: Path | str) -> dict:
             "description": f"{raw.get('name', path.name)}: channels {channels}; labels {names}"}
 
 
-__all__ = ["PLAN_FIELDS", "cross_validation_summary", "describe_epoch", "describe_training_set",
-           "fine_tune_summary", "model_info", "plans_table"]
+def describe_event(key: str, event: dict, elapsed: float, max_epochs: int = 0) -> str | None:
+    """The status line for a job's progress event, or ``None`` to leave it as it is.
+
+    Args:
+        key: The panel (``plan``, ``train``, ``findbest``, ``segment``).
+        event: The progress event.
+        elapsed: Seconds since the job started.
+        max_epochs: The training's epoch limit (for ``epoch`` events).
+    """
+    kind = event.get("event")
+    if kind == "epoch":
+        return describe_epoch(event, max_epochs)
+    if kind == "error":
+        return str(event.get("message", ""))
+    if kind == "step" and event.get("args"):
+        args = event["args"]
+        return tr("Step {n}/{of}: {command}", n=int(event.get("step", 0)) + 1,
+                  of=event.get("of", "?"), command=" ".join(str(a) for a in args[:1] + args[2:4]))
+    if kind in ("start", "progress") and event.get("total") and key != "train":
+        current, total = int(event.get("current", 0)), int(event["total"])
+        eta = estimate_eta(elapsed, current, total)
+        return tr("{stage}: {current}/{total}, ETA {eta}", stage=event.get("stage", ""),
+                  current=current, total=total, eta=format_eta(eta))
+    return None
+
+
+def finish_text(job: Any, what: str) -> tuple[bool, str]:
+    """``(succeeded, status line)`` for a finished job, e.g. ``"Planning completed in 12 s"``."""
+    if job.status is JobStatus.OK:
+        return True, tr("{what} completed in {seconds:.0f} s", what=what, seconds=job.elapsed)
+    message = job.error_message() or ""
+    return False, tr("{what} {status}: {message}", what=what, status=tr(job.status.value),
+                     message=message)
+
+
+def training_time_warning(info: Any, work: Path | str, configuration: str, folds: str,
+                          epochs: int) -> str | None:
+    """The CPU warning of :func:`NNSegLib.slicer.devices.cpu_training_warning`, with the
+    configuration's plan when the work folder has one."""
+    from NNSegLib.data.splits import parse_folds
+    from NNSegLib.slicer.devices import cpu_training_warning
+    from NNSegLib.util.errors import NNSegError
+
+    plan = None
+    plans_path = Workspace(Path(str(work))).plans
+    if plans_path.is_file():
+        try:
+            plan = Plans.load(plans_path).configurations.get(configuration)
+        except NNSegError:
+            plan = None
+    try:
+        n_folds = max(1, len(parse_folds(folds)))
+    except (NNSegError, ValueError):
+        n_folds = 1
+    return cpu_training_warning(info, plan, int(epochs), n_folds)
+
+
+__all__ = ["PLAN_FIELDS", "cross_validation_summary", "describe_epoch", "describe_event",
+           "describe_training_set", "fine_tune_summary", "finish_text", "model_info",
+           "plans_table", "training_time_warning"]

@@ -6,8 +6,12 @@ predict) run in a child process whose stdout carries one JSON event per line (se
 the GUI drains it with :meth:`Job.poll` from a timer. Lines that are not JSON (library
 warnings, tracebacks) become ``{"event": "log", "text": ...}`` events so nothing is lost.
 
-:meth:`Job.cancel` stops the whole process tree: SIGTERM first (the CLI turns it into a
-cancel request so training writes its checkpoint), then SIGKILL after a grace period.
+:meth:`Job.cancel` stops the whole process tree gracefully first, the same way on every
+platform: the job's *stop file* is created (``--stop-file``, watched by the CLI) and the
+process is signalled (SIGTERM on Linux/macOS; ``CTRL_BREAK_EVENT`` to its process group on
+Windows, where children start in a new process group with no console window,
+:func:`popen_options`). The CLI turns either into a cancel request, so training writes its
+checkpoint. Whatever still lives after a grace period is killed.
 
 No ``qt`` here: the same class runs headless and in tests.
 """
@@ -18,8 +22,11 @@ import enum
 import json
 import os
 import queue
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -56,6 +63,106 @@ def library_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+#: Windows process-creation flags (numeric, so they can be computed and tested anywhere).
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
+#: ``signal.CTRL_BREAK_EVENT`` (defined on Windows only).
+CTRL_BREAK_EVENT = 1
+
+
+def popen_options(os_name: str = os.name, detached: bool = False) -> dict:
+    """Extra :class:`subprocess.Popen` arguments for a background ``NNSegLib`` process.
+
+    Windows: no console window (``CREATE_NO_WINDOW`` plus a hidden ``STARTUPINFO``) and a
+    new process group, so :func:`graceful_stop` can send it ``CTRL_BREAK_EVENT`` without
+    hitting Slicer. Linux/macOS: nothing, or a new session for a ``detached`` process (it
+    then ignores the terminal's Ctrl-C and the end of Slicer's process group).
+    """
+    if os_name == "nt":
+        options: dict = {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
+        startupinfo_class = getattr(subprocess, "STARTUPINFO", None)
+        if startupinfo_class is not None:  # pragma: no cover - Windows only
+            info = startupinfo_class()
+            info.dwFlags |= getattr(subprocess, "STARTF_USESHOWWINDOW", 1)
+            info.wShowWindow = 0  # SW_HIDE
+            options["startupinfo"] = info
+        return options
+    return {"start_new_session": True} if detached else {}
+
+
+def graceful_stop(pid: int, stop_file: Path | None = None, os_name: str = os.name,
+                  kill=os.kill) -> list[str]:
+    """Ask a process to stop cleanly; returns what was done (for logs and tests).
+
+    Creates ``stop_file`` (watched by ``nnseg --stop-file``), then signals ``pid``: SIGTERM
+    on Linux/macOS, ``CTRL_BREAK_EVENT`` to its process group on Windows (only reaches
+    processes sharing a console with the sender; the stop file covers the other cases).
+    Errors (process gone, no console) are ignored.
+    """
+    done = []
+    if stop_file is not None:
+        try:
+            Path(stop_file).parent.mkdir(parents=True, exist_ok=True)
+            Path(stop_file).touch()
+            done.append("stop file")
+        except OSError:
+            pass
+    sig = CTRL_BREAK_EVENT if os_name == "nt" else signal.SIGTERM
+    try:
+        kill(pid, sig)
+        done.append("CTRL_BREAK_EVENT" if os_name == "nt" else "SIGTERM")
+    except (OSError, ValueError):
+        pass
+    return done
+
+
+def stop_tree(process: subprocess.Popen | None, pid: int, stop_file: Path | None,
+              grace: float, os_name: str = os.name) -> None:
+    """Stop ``pid`` and its descendants: gracefully first, killed after ``grace`` seconds.
+
+    ``process`` (our own child, or ``None`` for a process started by an earlier Slicer
+    session) is waited for through :class:`subprocess.Popen` so its exit code is kept.
+    """
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        descendants = root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    graceful_stop(pid, stop_file, os_name)
+    if os_name != "nt":  # Windows: CTRL_BREAK_EVENT went to the whole process group
+        for p in descendants:
+            try:
+                p.terminate()
+            except psutil.NoSuchProcess:
+                pass
+    deadline = time.monotonic() + grace
+    if process is not None:
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    else:
+        _, alive = psutil.wait_procs([root], timeout=grace)
+        for p in alive:
+            _kill(p)
+    _, alive = psutil.wait_procs(descendants, timeout=max(0.0, deadline - time.monotonic()))
+    for p in alive:
+        _kill(p)
+    psutil.wait_procs(alive, timeout=5)
+
+
+def _kill(p) -> None:
+    import psutil
+
+    try:
+        p.kill()
+    except psutil.NoSuchProcess:
+        pass
+
+
 class Job:
     """One ``python -m NNSegLib`` child process with parsed progress events.
 
@@ -67,6 +174,8 @@ class Job:
         env: Extra environment variables for the child.
         module: Module run with ``-m``; tests may point it at a stand-in script by passing
             ``module=None`` and the script path as ``args[0]``.
+        stop_file: File whose creation asks the command to stop (``--stop-file``); a new
+            one in a temporary folder by default when running ``NNSegLib``.
 
     Attributes:
         command: The full command line.
@@ -81,10 +190,18 @@ class Job:
         cwd: Path | str | None = None,
         env: dict[str, str] | None = None,
         module: str | None = "NNSegLib",
+        stop_file: Path | None = None,
     ) -> None:
         args = [str(a) for a in args]
         if module is not None and "--progress-json" not in args:
             args += ["--progress-json", "-"]
+        self._own_stop_dir: Path | None = None
+        if module == "NNSegLib" and stop_file is None and "--stop-file" not in args:
+            self._own_stop_dir = Path(tempfile.mkdtemp(prefix="nnseg_job_"))
+            stop_file = self._own_stop_dir / "stop"
+        if stop_file is not None and "--stop-file" not in args:
+            args += ["--stop-file", str(stop_file)]
+        self.stop_file = stop_file
         self.command = [str(python)] + (["-m", module] if module else []) + args
         self.log: list[str] = []
         self.events: list[dict] = []
@@ -98,9 +215,7 @@ class Job:
         )
         child_env["PYTHONUNBUFFERED"] = "1"
         child_env.update(env or {})
-        kwargs: dict = {}
-        if os.name == "nt":  # pragma: no cover - Windows only
-            kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+        kwargs = popen_options()
         try:
             self.process = subprocess.Popen(
                 self.command,
@@ -152,6 +267,8 @@ class Job:
             t.is_alive() for t in self._readers
         ) and self._queue.empty():
             self.finished_at = time.monotonic()
+            if self._own_stop_dir is not None:  # the stop file's folder is ours to remove
+                shutil.rmtree(self._own_stop_dir, ignore_errors=True)
         return out
 
     # -- state --------------------------------------------------------------------------
@@ -190,6 +307,10 @@ class Job:
             return self.log[-1]
         return None
 
+    def log_tail(self, n: int = 50) -> list[str]:
+        """The last ``n`` non-JSON output lines (tracebacks, warnings)."""
+        return self.log[-n:]
+
     def wait(self, timeout: float | None = None) -> list[dict]:
         """Block until the job ends (tests, scripts); return all its events."""
         self.process.wait(timeout=timeout)
@@ -199,44 +320,26 @@ class Job:
         return self.events
 
     # -- cancelling ---------------------------------------------------------------------
-    def cancel(self, grace: float = 10.0) -> int | None:
-        """Stop the process and all its descendants.
+    def request_stop(self) -> None:
+        """Ask the command to stop cleanly and return at once (stop file + signal)."""
+        self.cancel_requested = True
+        if self.process.poll() is None:
+            graceful_stop(self.process.pid, self.stop_file)
 
-        SIGTERM is sent to every process of the tree first (training saves its checkpoint
-        and exits with 130); whatever still lives after ``grace`` seconds is killed.
+    def cancel(self, grace: float = 10.0) -> int | None:
+        """Stop the process and all its descendants (see :func:`stop_tree`).
+
+        The stop file and SIGTERM (``CTRL_BREAK_EVENT`` on Windows) come first: training
+        saves its checkpoint and exits with 130; whatever still lives after ``grace``
+        seconds is killed.
 
         Returns:
             The exit code of the main process.
         """
-        import psutil
-
         self.cancel_requested = True
         if self.process.poll() is not None:
             return self.process.returncode
-        try:
-            descendants = psutil.Process(self.process.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            descendants = []
-        # The main process is waited for through Popen (psutil.wait would reap it and
-        # lose its exit code); descendants through psutil.
-        for p in [psutil.Process(self.process.pid)] + descendants:
-            try:
-                p.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        deadline = time.monotonic() + grace
-        try:
-            self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        _, alive = psutil.wait_procs(descendants, timeout=max(0.0, deadline - time.monotonic()))
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+        stop_tree(self.process, self.process.pid, self.stop_file, grace)
         return self.process.returncode
 
 
@@ -297,6 +400,10 @@ class JobChain:
     def current(self) -> Job:
         return self.jobs[-1]
 
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancelled
+
     def poll(self) -> list[dict]:
         """Events since the last call; starts the next command when one succeeds."""
         events = [dict(e, step=self.index) for e in self.current.poll()]
@@ -327,6 +434,9 @@ class JobChain:
     def error_message(self) -> str | None:
         return self.current.error_message()
 
+    def log_tail(self, n: int = 50) -> list[str]:
+        return self.current.log_tail(n)
+
     def wait(self, timeout: float | None = None) -> list[dict]:
         """Block until the chain ends; returns every event of every command."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -336,6 +446,11 @@ class JobChain:
             self.poll()
             if self.finished:
                 return [dict(e, step=i) for i, job in enumerate(self.jobs) for e in job.events]
+
+    def request_stop(self) -> None:
+        """Ask the running command to stop cleanly (returns at once); no further one starts."""
+        self._cancelled = True
+        self.current.request_stop()
 
     def cancel(self, grace: float = 10.0) -> int | None:
         """Cancel the running command; no further command starts."""

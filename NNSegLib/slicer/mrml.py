@@ -463,6 +463,8 @@ def training_chart(scene: Any, records: Sequence[dict], chart: Any = None,
 
     rows = {int(r["epoch"]): r for r in records if "epoch" in r}
     epochs = sorted(rows)
+    if chart is not None and not scene.IsNodePresent(chart):
+        chart = None  # deleted by the user, or left from a closed scene
     if chart is None:
         chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
         chart.SetTitle("Training")

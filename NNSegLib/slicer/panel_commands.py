@@ -7,6 +7,7 @@ after the other with :class:`~NNSegLib.slicer.jobs.JobChain`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from NNSegLib.data.splits import parse_folds
 from NNSegLib.util.errors import NNSegError
@@ -30,8 +31,11 @@ def plan_commands(dataset: Path | str, work: Path | str | None = None, recipe: s
 
 def train_commands(dataset: Path | str, work: Path | str | None, configuration: str,
                    folds: str = "0", max_epochs: int | None = None, device: str = "auto",
-                   resume: bool = False) -> list[list[str]]:
+                   resume: bool = False, extra_args: Sequence[str] = ()) -> list[list[str]]:
     """Preprocess the configuration, then train each fold (``--continue`` to resume).
+
+    ``extra_args`` go to every ``train`` command (e.g. ``--iterations-per-epoch 10`` in the
+    module's self-test).
 
     A cascade stage (its plan names a ``previous_stage``) first gets the previous stage's
     cross-validation folds that have not finished (resumed where a checkpoint exists): the cascade
@@ -46,11 +50,11 @@ def train_commands(dataset: Path | str, work: Path | str | None, configuration: 
         for fold, run in enumerate(runs):
             if not run.is_finished:
                 commands.append(_train_command(dataset, w, name, str(fold), max_epochs, device,
-                                               run.latest.is_file()))
+                                               run.latest.is_file()) + list(extra_args))
     commands.append(["preprocess", str(dataset), *w, "--configurations", configuration])
     for name in [str(f) for f in parse_folds(folds)] or ["0"]:
         commands.append(_train_command(dataset, w, configuration, name, max_epochs, device,
-                                       resume))
+                                       resume) + list(extra_args))
     return commands
 
 
@@ -88,9 +92,13 @@ def _previous_stage(dataset: Path | str, work: Path | str | None, configuration:
 
 def predict_commands(input_dir: Path | str, output_dir: Path | str, model: Path | str,
                      folds: str = "", device: str = "auto", tta: bool = True,
-                     uncertainty: bool = False,
-                     import_dir: Path | str | None = None) -> list[list[str]]:
-    """Predict a folder of ``case_XXXX`` files; a ``.zip`` model is imported first."""
+                     uncertainty: bool = False, import_dir: Path | str | None = None,
+                     postprocessing: bool = True) -> list[list[str]]:
+    """Predict a folder of ``<case>_XXXX`` files; a ``.zip`` model is imported first.
+
+    ``postprocessing=False`` skips the model's connected-component rules
+    (``--no-postprocessing``).
+    """
     commands = []
     model = Path(model)
     if model.suffix.lower() == ".zip":
@@ -102,6 +110,7 @@ def predict_commands(input_dir: Path | str, output_dir: Path | str, model: Path 
            "--device", device]
     cmd += [] if tta else ["--no-tta"]
     cmd += ["--uncertainty"] if uncertainty else []
+    cmd += [] if postprocessing else ["--no-postprocessing"]
     fold_list = [str(f) for f in parse_folds(folds)]
     cmd += ["--folds", *fold_list] if fold_list else []
     commands.append(cmd)
@@ -183,5 +192,10 @@ def fine_tune_commands(dataset: Path | str, work: Path | str | None, configurati
     return commands
 
 
-__all__ = ["fine_tune_commands", "plan_commands", "predict_commands", "segment_batch_commands",
-           "train_commands"]
+def find_best_commands(dataset: Path | str, work: Path | str | None) -> list[list[str]]:
+    """Choose the configuration (or ensemble) and postprocessing on cross-validation."""
+    return [["find-best", str(dataset), *_work_args(work)]]
+
+
+__all__ = ["find_best_commands", "fine_tune_commands", "plan_commands", "predict_commands",
+           "segment_batch_commands", "train_commands"]

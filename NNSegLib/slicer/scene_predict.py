@@ -1,17 +1,13 @@
-"""Segment volumes of the scene: in this process, or through an ``nnseg predict`` job.
+"""Segment volumes of the scene in this process (scripts, tests).
 
-In process (scripts, tests): :func:`segment_in_process` loads a model and calls
-:func:`predict_volumes`, which takes any predictor. Through a job (the Slicer module, which
-stays responsive): :func:`prepare_predict_job` writes the volumes to a temporary folder and
-builds the job's commands (run them with :class:`NNSegLib.slicer.jobs.JobChain`), then
-:func:`load_predict_job_result` reads the result into a segmentation node. Never imports
-``slicer``: nodes are converted by :mod:`NNSegLib.slicer.mrml`.
+:func:`segment_in_process` loads a model and calls :func:`predict_volumes`, which takes any
+predictor. The Slicer module segments through an ``nnseg predict`` job instead, so it stays
+responsive: see :mod:`NNSegLib.slicer.segment_run`. Never imports ``slicer``: nodes are
+converted by :mod:`NNSegLib.slicer.mrml`.
 """
 
 from __future__ import annotations
 
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -125,77 +121,4 @@ def segment_in_process(
                            node=node, uncertainty=uncertainty)
 
 
-def prepare_predict_job(
-    volumes: Sequence[Any],
-    model_path: Path | str,
-    folds: str,
-    device: str,
-    tta: bool,
-    uncertainty: bool,
-) -> dict:
-    """Write the input volumes to a new temporary folder and build the job's commands.
-
-    Channel ``c`` is written as ``<tmp>/input/case_<c:04d>.nii.gz``; the job writes
-    ``<tmp>/output/case.*`` (and ``case_uncertainty.*``) and imports a zip model into
-    ``<tmp>/model``. The caller removes ``<tmp>`` when done.
-
-    Returns:
-        The run: ``tmp`` (folder), ``model`` (folder the result's labels are read from),
-        ``steps`` (command lines for :class:`NNSegLib.slicer.jobs.JobChain`), ``uncertainty``
-        and ``started`` (``time.time()``).
-    """
-    from NNSegLib.data.io import SimpleITKIO
-    from NNSegLib.slicer.panel_commands import predict_commands
-
-    tmp = Path(tempfile.mkdtemp(prefix="nnseg_"))
-    for c, volume in enumerate(volumes):
-        array, geometry = mrml.array_from_volume_node(volume)
-        SimpleITKIO().write(array, geometry, tmp / "input" / f"case_{c:04d}.nii.gz")
-    model = Path(str(model_path))
-    steps = predict_commands(tmp / "input", tmp / "output", model, folds, device, tta,
-                             uncertainty, import_dir=tmp / "model")
-    model = tmp / "model" if model.suffix.lower() == ".zip" else model
-    return {"tmp": tmp, "model": model, "steps": steps, "uncertainty": uncertainty,
-            "started": time.time()}
-
-
-def load_predict_job_result(scene: Any, run: dict, reference_volume: Any,
-                            node: Any = None) -> tuple[Any, Any]:
-    """Read the prediction written by a job into a segmentation node (+ uncertainty volume).
-
-    Args:
-        scene: The MRML scene.
-        run: What :func:`prepare_predict_job` returned (after the job finished).
-        reference_volume: The channel-0 input volume (names and reference geometry).
-        node: Segmentation node to fill, new if ``None``.
-
-    Returns:
-        ``(segmentation node, uncertainty volume node or None)``.
-
-    Raises:
-        RuntimeError: when the job wrote no label map.
-    """
-    from NNSegLib.data.io import SimpleITKIO
-    from NNSegLib.slicer.gui_summaries import model_info
-
-    info = model_info(run["model"])
-    outputs = sorted((run["tmp"] / "output").glob("case.*"))
-    if not outputs:
-        raise RuntimeError(f"{run['tmp'] / 'output'}: the prediction wrote no label map")
-    labels, geometry = SimpleITKIO().read(outputs[0])
-    seg = mrml.segmentation_from_labels(
-        scene, labels.astype("int32"), geometry, info["labels"],
-        reference_volume=reference_volume, node=node,
-        model_info=model_tags(run["model"]),
-        name=f"{reference_volume.GetName()} segmentation")
-    unc = None
-    unc_path = next((run["tmp"] / "output").glob("case_uncertainty.*"), None)
-    if run.get("uncertainty") and unc_path is not None:
-        array, geo = SimpleITKIO().read(unc_path)
-        unc = mrml.volume_node_from_array(scene, array, geo,
-                                          f"{reference_volume.GetName()} uncertainty")
-    return seg, unc
-
-
-__all__ = ["load_predict_job_result", "model_tags", "predict_volumes", "prepare_predict_job",
-           "segment_in_process"]
+__all__ = ["model_tags", "predict_volumes", "segment_in_process"]

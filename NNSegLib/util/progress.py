@@ -218,13 +218,47 @@ def _jsonable(obj: Any) -> Any:
 
 
 def install_signal_handlers(token: CancelToken) -> None:
-    """Make SIGINT/SIGTERM request cancellation (a second SIGINT aborts at once)."""
+    """Make SIGINT/SIGTERM (and SIGBREAK on Windows) request cancellation.
+
+    A second SIGINT aborts at once. SIGBREAK is what ``CTRL_BREAK_EVENT`` raises in a
+    Windows child started with ``CREATE_NEW_PROCESS_GROUP`` (the Slicer module's graceful
+    cancel there, :mod:`NNSegLib.slicer.jobs`).
+    """
 
     def handler(signum: int, frame: Any) -> None:
         if token.cancelled and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        token.cancel(f"received {signal.Signals(signum).name}")
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = str(signum)
+        token.cancel(f"received {name}")
 
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
+        for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGBREAK", None)):
+            if signum is not None:
+                signal.signal(signum, handler)
+
+
+def watch_stop_file(token: CancelToken, path: str, interval: float = 0.5) -> threading.Thread:
+    """Cancel ``token`` as soon as the file ``path`` exists (checked every ``interval`` s).
+
+    The platform-independent way to stop a command cleanly from another process: the Slicer
+    module creates the file (``nnseg … --stop-file FILE``), also for a training that keeps
+    running after Slicer was closed and is cancelled from a later Slicer session.
+
+    Returns:
+        The daemon thread doing the watching (it ends once the token is cancelled).
+    """
+    import os
+
+    def watch() -> None:
+        while not token.cancelled:
+            if os.path.exists(path):
+                token.cancel(f"stop file {path}")
+                return
+            time.sleep(interval)
+
+    thread = threading.Thread(target=watch, name="nnseg-stop-file", daemon=True)
+    thread.start()
+    return thread

@@ -12,6 +12,8 @@ Layout (all paths below ``root``)::
         (layout: NNSegLib.util.model_folder)
     model_versions/v<N>/              earlier model folders, moved aside by
                                       ``nnseg archive-model`` before a fine-tune
+    jobs/<id>/                        background jobs started by the Slicer module (record,
+                                      progress events, output; NNSegLib.slicer.background_jobs)
 
 No environment variables: every command takes ``DATASET`` and ``--work DIR`` (default
 ``./nnseg_work/<dataset folder name>``).
@@ -61,6 +63,11 @@ class Workspace:
     def results(self) -> Path:
         """The model folder's path."""
         return self.root / "results"
+
+    @property
+    def jobs(self) -> Path:
+        """Record folders of background jobs (:mod:`NNSegLib.slicer.background_jobs`)."""
+        return self.root / "jobs"
 
     @property
     def model(self) -> ModelFolder:

@@ -93,6 +93,28 @@ def test_extension_metadata():
     assert all(p >= 0 for p in positions) and positions == sorted(positions), positions
 
 
+def test_metadata_points_at_real_files_and_no_placeholder():
+    """Homepage, icon and screenshots are files of this repository (no invented URLs);
+    the README shows only pictures that exist, and a LICENSE matches pyproject."""
+    text = (REPO / "CMakeLists.txt").read_text()
+    paths = [cmake_value(text, "EXTENSION_HOMEPAGE").split("#")[0],
+             cmake_value(text, "EXTENSION_ICONURL"),
+             *cmake_value(text, "EXTENSION_SCREENSHOTURLS").split()]
+    for path in paths:
+        assert "://" not in path, f"{path}: no address is known for this project yet"
+        assert (REPO / path).is_file(), path
+    for shot in cmake_value(text, "EXTENSION_SCREENSHOTURLS").split():
+        width, height = png_size(REPO / shot)
+        assert width >= 600 and height >= 300, (shot, width, height)
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert images and all((REPO / i).is_file() for i in images), images
+    assert "placeholder" not in readme.lower()
+    license_text = (REPO / "LICENSE").read_text()
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    assert 'license = { text = "Apache-2.0" }' in (REPO / "pyproject.toml").read_text()
+
+
 def png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"

@@ -117,3 +117,45 @@ def test_fine_tune_summary(tmp_path):
         {"version": 2, "parent": {"path": str(old), "version": 1}}))
     assert fine_tune_summary(work) == "CV Dice v1 0.700 → v2 0.750 (+0.050; fold(s) 0)"
     assert fine_tune_summary(work, "2d").startswith("No comparison yet:")
+def test_event_and_finish_texts():
+    from types import SimpleNamespace
+
+    from NNSegLib.slicer.gui_summaries import describe_event, finish_text
+    from NNSegLib.slicer.jobs import JobStatus
+
+    assert describe_event("plan", {"event": "progress", "stage": "fingerprint", "current": 2,
+                                   "total": 4}, 10.0) == "fingerprint: 2/4, ETA 0:10"
+    assert describe_event("train", {"event": "progress", "current": 2, "total": 4}, 10) is None
+    epoch = describe_event("train", {"event": "epoch", "epoch": 4, "train_loss": 0.5}, 1, 10)
+    assert epoch.startswith("epoch 5/10, train loss 0.5000")
+    assert describe_event("train", {"event": "step", "step": 1, "of": 3, "args": [
+        "train", "/d/D", "3d_fullres", "1", "--work", "/w"]}, 1) == (
+        "Step 2/3: train 3d_fullres 1")
+    assert describe_event("segment", {"event": "error", "message": "bad"}, 1) == "bad"
+    assert describe_event("segment", {"event": "log", "text": "x"}, 1) is None
+    ok = SimpleNamespace(status=JobStatus.OK, elapsed=12.4, error_message=lambda: None)
+    assert finish_text(ok, "Planning") == (True, "Planning completed in 12 s")
+    bad = SimpleNamespace(status=JobStatus.BAD_INPUT, elapsed=1,
+                          error_message=lambda: "nnseg plan: error: no dataset.json")
+    assert finish_text(bad, "Planning") == (
+        False, "Planning bad input: nnseg plan: error: no dataset.json")
+
+
+def test_training_time_warning_uses_the_plan(tmp_path):
+    from NNSegLib.slicer.devices import DeviceInfo
+    from NNSegLib.slicer.gui_summaries import training_time_warning
+
+    cpu = DeviceInfo("cpu", cores=4, bf16=False)
+    assert training_time_warning(cpu, tmp_path, "3d_fullres", "0", 5).endswith("very slow.")
+    config = ConfigurationPlan(
+        name="3d_fullres", spatial_dims=3, data_identifier="d", spacing=(1.0, 0.5, 0.5),
+        median_shape=(36, 50, 35), patch_size=(40, 56, 40), batch_size=2,
+        strides=((1, 1, 1), (2, 2, 2)), kernel_sizes=((3, 3, 3), (3, 3, 3)),
+        features_per_stage=(32, 64))
+    Plans("D", "paper", 8.0, {"0": "MRI"}, {"background": 0, "a": 1},
+          {"0": IntensityProperties(1.0, 2.0, 0.0, 3.0)},
+          {"3d_fullres": config}).save(tmp_path / "plans.json")
+    text = training_time_warning(cpu, tmp_path, "3d_fullres", "0-4", 1000)
+    assert "Rough estimate" in text and "× 5 fold(s)" in text
+    assert training_time_warning(DeviceInfo("cuda", "GPU", 24.0), tmp_path, "3d_fullres", "0",
+                                 1000) is None

@@ -115,8 +115,13 @@ def test_cancel_kills_whole_tree_and_lets_parent_checkpoint(tmp_path):
 def test_progress_json_flag_and_pythonpath(tmp_path):
     job = Job(["sample-data", str(tmp_path / "x")], python=sys.executable)
     assert job.command[:3] == [sys.executable, "-m", "NNSegLib"]
-    assert job.command[-2:] == ["--progress-json", "-"]
+    i = job.command.index("--progress-json")
+    assert job.command[i + 1] == "-"
+    assert job.command[job.command.index("--stop-file") + 1] == str(job.stop_file)
+    assert job.stop_file.parent.is_dir()
     job.cancel(grace=0.5)
+    job.wait(timeout=30)
+    assert not job.stop_file.parent.exists()  # its temporary folder is removed at the end
     assert (library_root() / "NNSegLib" / "slicer" / "jobs.py").is_file()
 
 
@@ -153,3 +158,112 @@ def test_chain_runs_steps_in_order_and_stops_on_failure(tmp_path):
     failing.wait(timeout=60)
     assert failing.status is JobStatus.BAD_INPUT and len(failing.jobs) == 1
     assert failing.error_message() == "bad.nii.gz: broken"
+
+
+# ------------------------------------------------------------ graceful stop, any platform
+STOPPABLE = """
+import json, signal, sys, time
+from pathlib import Path
+out, stop = Path(sys.argv[1]), Path(sys.argv[2])
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only the stop file can end it cleanly
+print(json.dumps({"event": "start", "stage": "train", "total": 100}), flush=True)
+for epoch in range(600):
+    if stop.exists():
+        (out / "checkpoint").write_text("saved on stop file")
+        sys.exit(130)
+    print(json.dumps({"event": "epoch", "stage": "train", "epoch": epoch}), flush=True)
+    time.sleep(0.1)
+"""
+
+
+def test_popen_options_per_platform():
+    from NNSegLib.slicer.jobs import CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW, popen_options
+
+    windows = popen_options("nt")
+    # no console window, and a process group of its own for CTRL_BREAK_EVENT
+    assert windows["creationflags"] == CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW
+    assert windows["creationflags"] == 0x08000200
+    assert popen_options("posix") == {}
+    assert popen_options("posix", detached=True) == {"start_new_session": True}
+
+
+def test_graceful_stop_sends_ctrl_break_on_windows_and_sigterm_elsewhere(tmp_path):
+    import signal
+
+    from NNSegLib.slicer.jobs import CTRL_BREAK_EVENT, graceful_stop
+
+    sent = []
+    stop = tmp_path / "job" / "stop"
+    done = graceful_stop(4242, stop, os_name="nt", kill=lambda pid, sig: sent.append((pid, sig)))
+    assert sent == [(4242, CTRL_BREAK_EVENT)] and CTRL_BREAK_EVENT == 1
+    assert done == ["stop file", "CTRL_BREAK_EVENT"] and stop.is_file()
+    sent.clear()
+    graceful_stop(4242, None, os_name="posix", kill=lambda pid, sig: sent.append((pid, sig)))
+    assert sent == [(4242, signal.SIGTERM)]
+
+    def no_console(pid, sig):
+        raise OSError("the handle is invalid")  # Windows sender without a console
+
+    assert graceful_stop(4242, stop, os_name="nt", kill=no_console) == ["stop file"]
+
+
+def test_sigbreak_requests_cancellation(monkeypatch):
+    """Windows' CTRL_BREAK_EVENT arrives as SIGBREAK: the CLI treats it like SIGTERM
+    (simulated here with SIGUSR1 standing in for SIGBREAK)."""
+    import os
+    import signal
+
+    from NNSegLib.util.progress import CancelToken, install_signal_handlers
+
+    if not hasattr(signal, "SIGUSR1"):
+        pytest.skip("needs a spare POSIX signal")
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    monkeypatch.setattr(signal, "SIGBREAK", signal.SIGUSR1, raising=False)
+    token = CancelToken()
+    try:
+        install_signal_handlers(token)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.05)
+        assert token.cancelled and "SIGUSR1" in token.reason
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def test_stop_file_cancels_the_token(tmp_path):
+    from NNSegLib.util.progress import CancelToken, watch_stop_file
+
+    token = CancelToken()
+    thread = watch_stop_file(token, str(tmp_path / "stop"), interval=0.02)
+    time.sleep(0.1)
+    assert not token.cancelled
+    (tmp_path / "stop").touch()
+    thread.join(timeout=5)
+    assert token.cancelled and "stop file" in token.reason
+
+
+def test_cli_stop_file_stops_a_real_command(tmp_path):
+    """`nnseg … --stop-file F` ends with the cancel exit code once F exists."""
+    from NNSegLib.util.errors import EXIT_CANCELLED
+
+    stop = tmp_path / "stop"
+    stop.touch()  # already there: the command stops at its first cancellation check
+    job = Job(["sample-data", str(tmp_path / "D"), "--cases", "3"], stop_file=stop)
+    job.wait(timeout=120)
+    assert job.returncode == EXIT_CANCELLED and job.status is JobStatus.CANCELLED
+
+
+def test_request_stop_uses_the_stop_file(tmp_path):
+    job = Job([str(_script(tmp_path, "stoppable.py", STOPPABLE)), str(tmp_path),
+               str(tmp_path / "stop")], module=None, stop_file=tmp_path / "stop")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(e["event"] == "epoch" for e in job.poll()):
+        time.sleep(0.05)
+    chain_like = JobChain.__new__(JobChain)  # request_stop of a chain goes to its command
+    chain_like.jobs, chain_like._cancelled = [job], False
+    chain_like.request_stop()
+    assert chain_like.cancel_requested
+    job.wait(timeout=30)
+    assert job.returncode == 130 and job.status is JobStatus.CANCELLED
+    assert (tmp_path / "checkpoint").read_text() == "saved on stop file"
+    assert job.log_tail(5) == []

@@ -1,0 +1,239 @@
+"""The Slicer module's Logic API (camelCase, as Slicer modules name it), without ``qt``.
+
+``NNSeg.py``'s ``NNSegLogic`` forwards every method it does not define itself to a
+:class:`ModuleLogic`; so the module file stays a thin layer of wiring and everything the
+panels decide is importable and tested headless. Each method delegates to the
+``NNSegLib.slicer`` module named after what it does (imported when first used: the Slicer
+module loads before NNSegLib's dependencies are installed).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+import sys
+from typing import Any, List
+
+
+def _lib(name: str) -> Any:
+    return importlib.import_module(f"NNSegLib.slicer.{name}")
+
+
+class ModuleLogic:
+    """Everything the module's panels do, with scene and nodes as arguments.
+
+    Args:
+        python: The interpreter background jobs run (``PythonSlicer`` in Slicer).
+    """
+
+    def __init__(self, python: str = sys.executable) -> None:
+        self.python = python
+
+    # -- jobs ----------------------------------------------------------------------------
+    def jobBoard(self):
+        return _lib("panel_jobs").JobBoard()
+
+    def startJobs(self, steps: List[List[str]], cwd: str | None = None):
+        return _lib("jobs").JobChain(steps, python=self.python, cwd=cwd)
+
+    def startTraining(self, steps, work, detached: bool):
+        """Training runs through a job record in the work folder (re-attachable)."""
+        return _lib("background_jobs").start_file_job(steps, work, "train", python=self.python,
+                                                      detached=detached)
+
+    def liveTrainingJobs(self, work) -> list:
+        return [j for j in _lib("background_jobs").live_jobs(work) if j.kind == "train"]
+
+    def reattach(self, job, work) -> tuple:
+        """``(job, context, chart records)`` to follow a training started earlier."""
+        step = job.steps[job.current_step] if job.steps else []
+        configuration, fold = (step[2], step[3]) if len(step) > 3 and step[0] == "train" \
+            else ("?", "?")
+        records = _lib("training_runs").chart_records(
+            pathlib.Path(str(work)) / "results" / configuration / f"fold_{fold}")
+        job.poll()  # skip the events already in the chart's log
+        maxEpochs = int(step[step.index("--epochs") + 1]) if "--epochs" in step else 1000
+        return job, {"work": work, "configuration": configuration, "folds": fold,
+                     "maxEpochs": maxEpochs}, records
+
+    @staticmethod
+    def cancelQuestion(key: str, context: dict) -> str | None:
+        return _lib("panel_jobs").cancel_question(key, context)
+
+    @staticmethod
+    def describeEvent(entry, event: dict) -> str | None:
+        return _lib("gui_summaries").describe_event(entry.key, event, entry.job.elapsed,
+                                                    entry.context.get("maxEpochs", 0))
+
+    @staticmethod
+    def finishText(job, what: str) -> tuple:
+        return _lib("gui_summaries").finish_text(job, what)
+
+    @staticmethod
+    def parseFolds(text: str) -> List[str]:
+        from NNSegLib.data.splits import parse_folds
+
+        return [str(f) for f in parse_folds(text)]
+
+    @staticmethod
+    def parseChannelNames(text: str) -> List[str]:
+        return [c.strip() for c in str(text).split(",") if c.strip()] or ["image"]
+
+    def planSteps(self, dataset, work, recipe: str, memoryGB: float, configurations: str):
+        return _lib("panel_commands").plan_commands(dataset, work, recipe, memoryGB, configurations)
+
+    def trainSteps(self, dataset, work, configuration: str, folds: str, maxEpochs: int,
+                   device: str, resume: bool, extra=()) -> List[List[str]]:
+        return _lib("panel_commands").train_commands(dataset, work, configuration, folds,
+                                                     maxEpochs, device, resume, extra)
+
+    def findBestSteps(self, dataset, work):
+        return _lib("panel_commands").find_best_commands(dataset, work)
+
+    def reportSteps(self, dataset, work):
+        return _lib("cv_report").report_commands(dataset, work)
+
+    # -- state of the panels ---------------------------------------------------------------
+    def panelState(self, scene, params, segmentVolumes, modelChannels, runs, running):
+        """The :class:`~NNSegLib.slicer.panel_rules.PanelState` the button rules look at."""
+        report = self.reportPath(params.workFolder)
+        configuration = params.trainConfiguration
+        return _lib("panel_rules").state_from_parameters(
+            scene, params, segmentVolumes, len(modelChannels) if modelChannels else None,
+            self.resumableFolds(runs, configuration), running, str(report) if report else None,
+            _lib("training_runs").started_folds(runs, configuration))
+
+    def emptyState(self):
+        return _lib("panel_rules").PanelState()
+
+    def buttonRules(self, state) -> dict:
+        return _lib("panel_rules").button_rules(state)
+
+    def lockedWidgets(self, running) -> set:
+        return _lib("panel_rules").locked_widgets(set(running))
+
+    def lockableWidgets(self) -> set:
+        return {n for names in _lib("panel_rules").LOCKS.values() for n in names}
+
+    def settingsKeys(self) -> dict:
+        return dict(_lib("folders").SETTINGS_KEYS)
+
+    def isUnset(self, path) -> bool:
+        return _lib("folders").is_unset(path)
+
+    def initialFolders(self, dataset, work, remembered: dict, base=None) -> dict:
+        folders = _lib("folders")
+        base = remembered.get("base") or base or folders.nnseg_home()
+        return folders.initial_folders(dataset, work, remembered, base)
+
+    def initialModel(self, model, remembered: dict):
+        return _lib("folders").initial_model(model, remembered)
+
+    def followDataset(self, oldDataset, newDataset, work, base=None):
+        folders = _lib("folders")
+        return folders.follow_dataset(oldDataset, newDataset, work, base or folders.nnseg_home())
+
+    # -- devices ---------------------------------------------------------------------------
+    def detectDevice(self, requested: str = "auto"):
+        return _lib("devices").detect_device(requested)
+
+    def describeDevice(self, info) -> str:
+        return _lib("devices").describe_device(info)
+
+    def memoryBudget(self, info) -> float:
+        return _lib("devices").memory_budget_gb(info)
+
+    def cpuTrainingWarning(self, info, work, configuration, folds, epochs) -> str | None:
+        """The CPU warning with a time estimate from the plan (``None`` on a GPU)."""
+        if info is None:
+            return None
+        return _lib("gui_summaries").training_time_warning(info, work, configuration, folds,
+                                                           epochs)
+
+    # -- dataset -------------------------------------------------------------------------
+    def addCase(self, node, volumes, segmentation):
+        return _lib("case_list").add_case(node, volumes, segmentation)
+
+    def addAllCases(self, scene, node) -> tuple:
+        return _lib("case_list").add_all_cases(scene, node)
+
+    def removeCases(self, node, rows) -> None:
+        _lib("case_list").remove_cases(node, rows)
+
+    def clearCases(self, node) -> None:
+        _lib("case_list").clear_cases(node)
+
+    def caseRows(self, node) -> List[List[str]]:
+        return [c.cells() for c in _lib("case_list").list_cases(node)]
+
+    def describeLabels(self, scene, node) -> str:
+        """Unified labels and every conflict of the listed cases, as shown under the table."""
+        pairs = _lib("case_list").case_pairs(node)
+        if not pairs:
+            return _lib("i18n").tr("No cases yet.")
+        return _lib("gui_summaries").describe_training_set(
+            _lib("scene_dataset").collect_training_pairs(scene, pairs))
+
+    def exportDataset(self, scene, node, outDir, channelNames: List[str]) -> str:
+        """Write the nnU-Net raw dataset and return the dataset check's report."""
+        from NNSegLib.data.check import check_dataset
+
+        out = _lib("scene_dataset").export_dataset(scene, _lib("case_list").case_pairs(node),
+                                                   outDir, channelNames)
+        return check_dataset(out, workers=1).format()
+
+    # -- plan / train results ------------------------------------------------------------
+    def plansTable(self, work) -> tuple:
+        return _lib("gui_summaries").plans_table(work)
+
+    def updateChart(self, scene, records: List[dict], chartNode=None):
+        return _lib("mrml").training_chart(scene, records, chartNode)
+
+    def crossValidationSummary(self, work, configuration: str) -> str:
+        return _lib("gui_summaries").cross_validation_summary(work, configuration)
+
+    def trainingRuns(self, work, jobs=()) -> list:
+        return _lib("training_runs").find_runs(work, jobs)
+
+    def describeRunLines(self, runs) -> List[str]:
+        return [r.describe() for r in runs] or [_lib("training_runs").describe_runs([])]
+
+    def resumableFolds(self, runs, configuration: str) -> List[str]:
+        return _lib("training_runs").resume_choice(runs, configuration)
+
+    def chartRecords(self, run) -> list:
+        return _lib("training_runs").chart_records(run)
+
+    def describeBest(self, work) -> str:
+        return _lib("cv_report").describe_best(work)
+
+    def reportPath(self, work):
+        return None if self.isUnset(work) else _lib("cv_report").report_path(work)
+
+    def modelFolder(self, work) -> pathlib.Path:
+        return pathlib.Path(str(work)) / "results"
+
+    # -- segment -------------------------------------------------------------------------
+    @staticmethod
+    def modelInfo(path) -> dict:
+        return _lib("gui_summaries").model_info(path)
+
+    def describePostprocessing(self, path) -> str:
+        return _lib("segment_run").describe_postprocessing(path)
+
+    def overwriteDecision(self, scene, node):
+        return _lib("segment_run").overwrite_decision(scene, node)
+
+    def captureSegmentRun(self, scene, cases, outputs, modelPath, folds: str = "",
+                          device: str = "auto", tta: bool = True, uncertainty: bool = False,
+                          postprocessing: bool = True, show3D: bool = False):
+        """Copy the inputs out of the scene now and build the job (see segment_run)."""
+        return _lib("segment_run").capture_segment_run(scene, cases, outputs, modelPath, folds,
+                                                       device, tta, uncertainty, postprocessing,
+                                                       show3D)
+
+    def deliverResults(self, scene, run) -> list:
+        return _lib("segment_run").deliver_results(scene, run)
+
+
+__all__ = ["ModuleLogic"]

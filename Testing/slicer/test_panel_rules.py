@@ -1,0 +1,185 @@
+"""NNSegLib.slicer.panel_rules: when each button may be clicked and why not."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from NNSegLib.slicer.panel_rules import (
+    LOCKS,
+    PanelState,
+    button_rules,
+    locked_widgets,
+    state_from_parameters,
+)
+
+UI = Path(__file__).resolve().parents[2] / "NNSeg" / "Resources" / "UI" / "NNSeg.ui"
+
+
+class Node:
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+
+    def GetID(self) -> str:  # noqa: N802 - MRML spelling
+        return self.node_id
+
+
+def _dataset(tmp_path: Path) -> Path:
+    d = tmp_path / "Dataset001_A"
+    d.mkdir()
+    (d / "dataset.json").write_text("{}")
+    return d
+
+
+def _plan(work: Path, configurations=("3d_fullres",)) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "plans.json").write_text(json.dumps({"configurations": {c: {}
+                                                                    for c in configurations}}))
+
+
+def test_every_rule_and_lock_names_a_widget_of_the_ui():
+    names = {w.get("name") for w in ET.parse(UI).getroot().iter("widget")}
+    assert set(button_rules(PanelState())) <= names
+    assert {n for v in LOCKS.values() for n in v} <= names
+
+
+def test_nothing_runs_on_unset_folders():
+    rules = button_rules(PanelState(dataset_folder=".", work_folder=""))
+    for name in ("planButton", "trainButton", "findBestButton", "useTrainedModelButton"):
+        assert not rules[name].enabled and rules[name].reason, name
+    assert "dataset folder" in rules["planButton"].reason
+    assert not rules["segmentButton"].enabled and "Choose a model" in rules["segmentButton"].reason
+    assert not rules["openReportButton"].enabled
+
+
+def test_dataset_panel_rules():
+    vol, seg = Node("v1"), Node("s1")
+    assert not button_rules(PanelState())["addPairButton"].enabled
+    assert button_rules(PanelState(training_volume=vol, training_segmentation=seg)
+                        )["addPairButton"].enabled
+    listed = PanelState(training_volume=vol, training_segmentation=seg,
+                        listed_segmentation_ids=["s1"])
+    assert "already in the list" in button_rules(listed)["addPairButton"].reason
+    assert not button_rules(PanelState())["addAllButton"].enabled
+    assert button_rules(PanelState(scene_segmentations=2))["addAllButton"].enabled
+    ready = dict(complete_cases=3, case_channels=[2, 2, 2], channel_names=["T1", "T2"],
+                 dataset_folder="/d/Dataset001_A")
+    assert button_rules(PanelState(**ready))["exportDatasetButton"].enabled
+    for change, reason in (({"complete_cases": 0, "case_channels": []}, "Add at least one"),
+                           ({"incomplete_cases": 1}, "deleted"),
+                           ({"case_channels": [2, 1, 2]}, "different numbers of channels"),
+                           ({"channel_names": ["T1"]}, "Enter 2 channel name(s)"),
+                           ({"dataset_folder": "."}, "dataset folder"),
+                           ({"running": {"train"}}, "A job is reading this dataset")):
+        rule = button_rules(PanelState(**{**ready, **change}))["exportDatasetButton"]
+        assert not rule.enabled and reason in rule.reason, change
+    assert button_rules(PanelState(complete_cases=1))["clearPairsButton"].enabled
+
+
+def test_plan_and_train_follow_the_files(tmp_path):
+    dataset, work = _dataset(tmp_path), tmp_path / "work"
+    state = PanelState(dataset_folder=str(tmp_path / "none"), work_folder=str(work))
+    assert "export the dataset first" in button_rules(state)["planButton"].reason
+    state.dataset_folder = str(dataset)
+    assert button_rules(state)["planButton"].enabled
+    assert "click Plan first" in button_rules(state)["trainButton"].reason
+    _plan(work, ["2d", "3d_fullres"])
+    assert button_rules(state)["trainButton"].enabled
+    state.train_configuration = "3d_lowres"
+    assert "has no 3d_lowres (planned: 2d, 3d_fullres)" in button_rules(state)["trainButton"].reason
+    state.train_configuration, state.folds = "2d", "0, x"
+    assert not button_rules(state)["trainButton"].enabled
+    state.folds = "0-4"
+    assert button_rules(state)["trainButton"].enabled
+    # resume only with something to resume
+    assert not button_rules(state)["resumeButton"].enabled
+    state.resumable_folds = ["1", "3"]
+    assert "fold(s) 1, 3" in button_rules(state)["resumeButton"].reason
+    # find best needs a trained configuration
+    assert "Train at least one" in button_rules(state)["findBestButton"].reason
+    run = work / "results" / "2d" / "fold_0"
+    run.mkdir(parents=True)
+    (run / "checkpoint_final.pt").write_bytes(b"x")
+    assert button_rules(state)["findBestButton"].enabled
+    assert not button_rules(state)["useTrainedModelButton"].enabled
+    (work / "results" / "dataset.json").write_text("{}")
+    assert button_rules(state)["useTrainedModelButton"].enabled
+
+
+def test_running_jobs_turn_apply_into_cancel_and_exclude_each_other(tmp_path):
+    dataset, work = _dataset(tmp_path), tmp_path / "work"
+    _plan(work)
+    state = PanelState(dataset_folder=str(dataset), work_folder=str(work), running={"train"})
+    rules = button_rules(state)
+    assert rules["trainButton"].enabled and "Cancel" in rules["trainButton"].reason
+    assert not rules["planButton"].enabled and not rules["resumeButton"].enabled
+    assert not rules["findBestButton"].enabled
+    state.running = {"plan"}
+    rules = button_rules(state)
+    assert rules["planButton"].enabled and not rules["trainButton"].enabled
+    assert locked_widgets({"plan"}) >= {"datasetFolderPathLineEdit", "recipeComboBox"}
+    assert "inputVolumeSelector" in locked_widgets({"segment"})
+    assert "channelSelectorsWidget" in locked_widgets({"segment"})
+    assert "trainConfigurationComboBox" in locked_widgets({"train"})
+    assert locked_widgets(set()) == set()
+
+
+def test_segment_rules(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    state = PanelState(model_path=str(model), model_channels=2, segment_volumes=[Node("a")])
+    assert "dataset.json missing" in button_rules(state)["segmentButton"].reason
+    (model / "dataset.json").write_text("{}")
+    assert "each of the model's 2 channel(s)" in button_rules(state)["segmentButton"].reason
+    state.segment_volumes = [Node("a"), None]
+    assert not button_rules(state)["segmentButton"].enabled
+    state.segment_volumes = [Node("a"), Node("b")]
+    assert button_rules(state)["segmentButton"].enabled
+    state.model_path = str(tmp_path / "missing.zip")
+    assert "does not exist" in button_rules(state)["segmentButton"].reason
+    state.running = {"segment"}
+    assert button_rules(state)["segmentButton"].enabled  # it is the Cancel button now
+
+
+def test_state_from_parameters_on_real_mrml():
+    pytest.importorskip("slicer", reason="needs slicer-core for real MRML nodes")
+    import numpy as np
+
+    from NNSegLib.data.io import Geometry
+    from NNSegLib.slicer import case_list, mrml
+
+    scene = mrml.new_scene().scene
+    node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "NNSeg")
+    geo = Geometry((4, 5, 6), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    vol = mrml.volume_node_from_array(scene, np.zeros(geo.shape, np.float32), geo, "v")
+    seg = mrml.segmentation_from_labels(scene, np.ones(geo.shape, np.uint8), geo,
+                                        {0: "bg", 1: "a"}, reference_volume=vol)
+    case_list.add_case(node, [vol], seg)
+    params = SimpleNamespace(
+        parameterNode=node, trainingVolume=vol, trainingSegmentation=seg, channelNames="CT, ",
+        datasetFolder=Path("."), workFolder=Path("/w"), trainConfiguration="2d", folds="0",
+        modelPath=Path("."))
+    state = state_from_parameters(scene, params, [vol], 1, ["2"], set(), None)
+    assert state.complete_cases == 1 and state.incomplete_cases == 0
+    assert state.listed_segmentation_ids == [seg.GetID()] and state.case_channels == [1]
+    assert state.channel_names == ["CT"] and state.scene_segmentations == 1
+    assert state.dataset_folder == "." and state.resumable_folds == ["2"]
+    rules = button_rules(state)
+    assert not rules["addPairButton"].enabled  # this segmentation is listed already
+    assert "dataset folder" in rules["exportDatasetButton"].reason
+
+
+def test_train_refuses_folds_that_already_have_a_run(tmp_path):
+    dataset, work = _dataset(tmp_path), tmp_path / "work"
+    _plan(work)
+    state = PanelState(dataset_folder=str(dataset), work_folder=str(work), folds="0-2",
+                       started_folds=["1", "4"], resumable_folds=["1"])
+    rule = button_rules(state)["trainButton"]
+    assert not rule.enabled and "Fold(s) 1 of 3d_fullres already have a run" in rule.reason
+    assert button_rules(state)["resumeButton"].enabled
+    state.folds = "2, 3"
+    assert button_rules(state)["trainButton"].enabled
