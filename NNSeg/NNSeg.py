@@ -1,9 +1,10 @@
 """NNSeg: self-configuring U-Net segmentation (the nnU-Net method) in 3D Slicer.
 
-A thin module: the Widget wires the four panels (Dataset, Plan, Train, Segment) to
-``NNSegLogic``, which delegates to ``NNSegLib.slicer`` — every decision (when a button is
-enabled and why, default folders, captured inputs, overwrite rules, run discovery, device
-text) is made there without ``qt`` and tested headless. Long stages run as a subprocess
+A thin module: the Widget wires the five panels (Dataset, Plan, Train, Segment, Batch and
+review) to ``NNSegLogic``, which delegates to ``NNSegLib.slicer`` — every decision (when a
+button is enabled and why, default folders, captured inputs, overwrite rules, run discovery,
+device text, the review queue, resuming a fine-tune) is made there without ``qt`` and tested
+headless. Long stages run as a subprocess
 ``PythonSlicer -m NNSegLib <command>`` (``NNSegLib.slicer.jobs``; training through
 ``NNSegLib.slicer.background_jobs`` so it can outlive Slicer), so Slicer stays responsive
 and Cancel really stops the work.
@@ -52,7 +53,16 @@ SLICER_OWNED = ("numpy", "simpleitk", "vtk", "torch")
 #: Panel → (Apply button, its text); while the panel's job runs the button is Cancel.
 APPLY_BUTTONS = {"plan": ("planButton", _("Plan")), "train": ("trainButton", _("Train")),
                  "findbest": ("findBestButton", _("Find best configuration")),
-                 "segment": ("segmentButton", _("Segment"))}
+                 "segment": ("segmentButton", _("Segment")),
+                 "batch": ("batchButton", _("Segment batch")),
+                 "finetune": ("fineTuneButton", _("Fine-tune"))}
+#: Panel → (progress bar, status label) of its job.
+JOB_WIDGETS = {"plan": ("planProgressBar", "planStatusLabel"),
+               "train": ("trainProgressBar", "trainStatusLabel"),
+               "findbest": ("trainProgressBar", "trainStatusLabel"),
+               "segment": ("segmentProgressBar", "segmentStatusLabel"),
+               "batch": ("batchProgressBar", "batchStatusLabel"),
+               "finetune": ("fineTuneProgressBar", "fineTuneStatusLabel")}
 
 
 def _lib(name: str):
@@ -79,7 +89,10 @@ class NNSeg(ScriptedLoadableModule):
             "configuration for the detected device. <b>Train</b>: train folds with a live "
             "loss/Dice chart, resume or re-attach to runs, choose the best configuration and "
             "open its evaluation report. <b>Segment</b>: apply a trained, imported (zip) or "
-            "nnU-Net v2 model. The same steps run headless with the <code>nnseg</code> command.")
+            "nnU-Net v2 model. <b>Batch and review</b>: segment a folder or several volumes, "
+            "review the least certain cases first with their uncertainty map, add corrected "
+            "cases to the dataset and fine-tune. The same steps run headless with the "
+            "<code>nnseg</code> command.")
         self.parent.acknowledgementText = _(
             "Implements the method of Isensee et al., nnU-Net (Nature Methods 2021). "
             "Module layout follows Slicer's scripted module template.")
@@ -90,7 +103,7 @@ class NNSeg(ScriptedLoadableModule):
 #
 @parameterNodeWrapper
 class NNSegParameterNode:
-    """Every setting of the four panels (saved with the scene; the training case list is
+    """Every setting of the five panels (saved with the scene; the training case list is
     kept as node references of the same node, NNSegLib.slicer.case_list)."""
 
     # Dataset
@@ -110,6 +123,8 @@ class NNSegParameterNode:
     maxEpochs: Annotated[int, WithinRange(1, 10000)] = 1000
     device: Annotated[str, Choice(DEVICES)] = "auto"
     detachTraining: bool = False
+    timeBudget: bool = False
+    timeBudgetMinutes: Annotated[int, WithinRange(1, 100000)] = 60
     # Segment
     modelPath: pathlib.Path
     inputVolume: vtkMRMLScalarVolumeNode
@@ -120,6 +135,14 @@ class NNSegParameterNode:
     uncertainty: bool = False
     postprocessing: bool = True
     show3D: bool = False
+    allowUnfinished: bool = False
+    # Batch and review
+    batchSource: Annotated[str, Choice(["folder", "scene volumes"])] = "folder"
+    batchInputFolder: pathlib.Path
+    batchFolder: pathlib.Path
+    overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    fineTuneEpochs: Annotated[int, WithinRange(0, 10000)] = 0
+    fineTuneAdaptHead: bool = False
 
 
 #
@@ -145,7 +168,9 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._busy = False
         self.defaultTips: Dict[str, str] = {}
         self.trainOptions: List[str] = []  # extra `nnseg train` options (the self-test's)
-        self._seen = {"dataset": None, "work": None}
+        self._seen = {"dataset": None, "work": None, "batch": None}
+        self.review = None
+        self.reviewTable = None
 
     def setup(self) -> None:
         import qt
@@ -157,6 +182,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = NNSegLogic()
         self.board = self.logic.jobBoard()
+        self.review = self.logic.reviewSession()
         self.timer = qt.QTimer()
         self.timer.setInterval(300)
         self.timer.connect("timeout()", self.onTimer)
@@ -165,7 +191,13 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(scene, scene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(scene, scene.NodeAddedEvent, self.updateGui)
         self.addObserver(scene, scene.NodeRemovedEvent, self.updateGui)
+        self.connectSignals()
+        self.defaultTips = {name: getattr(self.ui, name).toolTip
+                            for name in self.logic.buttonRules(self.logic.emptyState())}
+        self.initializeParameterNode()
+        qt.QTimer.singleShot(0, self.onStartup)
 
+    def connectSignals(self) -> None:
         self.ui.pairsTableWidget.setHorizontalHeaderLabels(
             [_("Volume(s)"), _("Segmentation"), _("Segments")])
         for name, handler in (
@@ -177,15 +209,19 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 ("resumeButton", lambda: self.onTrain(resume=True)),
                 ("findBestButton", self.onFindBest), ("openReportButton", self.onOpenReport),
                 ("useTrainedModelButton", self.onUseTrainedModel),
-                ("segmentButton", self.onSegment)):
+                ("segmentButton", self.onSegment), ("batchButton", self.onBatch),
+                ("acceptButton", lambda: self.onMark("accepted")),
+                ("needsCorrectionButton", lambda: self.onMark("needs_correction")),
+                ("addToDatasetButton", self.onAddToDataset),
+                ("fineTuneButton", self.onFineTune)):
             getattr(self.ui, name).connect("clicked(bool)", handler)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelChanged)
         self.ui.runsListWidget.connect("currentRowChanged(int)", self.onRunSelected)
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateGui)
-        self.defaultTips = {name: getattr(self.ui, name).toolTip
-                            for name in self.logic.buttonRules(self.logic.emptyState())}
-        self.initializeParameterNode()
-        qt.QTimer.singleShot(0, self.onStartup)
+        self.ui.batchVolumesSelector.connect("checkedNodesChanged()", self.updateGui)
+        self.ui.datasetCaseNameLineEdit.connect("textChanged(QString)", self.updateGui)
+        self.ui.reviewTableWidget.connect("cellClicked(int,int)", self.onReviewRowClicked)
+        self.ui.overlayOpacitySliderWidget.connect("valueChanged(double)", self.onOpacityChanged)
 
     def onStartup(self) -> None:
         """After the panel shows: detect the device, list runs, re-attach to running ones."""
@@ -194,6 +230,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.deviceInfoLabel.text = self.logic.describeDevice(self.deviceInfo)
             self.applyDeviceBudget()
         self.refreshRuns(reattach=True)
+        self.refreshReview()
 
     # -- parameter node (template pattern) ---------------------------------------------
     def cleanup(self) -> None:
@@ -213,6 +250,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for key in self.board.scene_closing():
             self.statusLabel(key).text = _("Cancelled: the scene was closed.")
         self.chartNode = None
+        self.review.reset()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -230,6 +268,9 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         model = self.logic.initialModel(p.modelPath, remembered)
         if model is not None and model != p.modelPath:
             p.modelPath = model
+        batch = self.logic.initialBatchFolder(p.batchFolder, remembered)
+        if batch != p.batchFolder:
+            p.batchFolder = batch
         self.updateGui()
 
     def setParameterNode(self, inputParameterNode) -> None:
@@ -254,13 +295,16 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if new_work is not None:
                 p.workFolder = new_work  # triggers this handler again
                 return
-        settings = qt.QSettings()
-        for key, value in (("dataset", dataset), ("work", work)):
+        settings, batch = qt.QSettings(), str(p.batchFolder)
+        for key, value in (("dataset", dataset), ("work", work), ("batch", batch)):
             if not self.logic.isUnset(value):
                 settings.setValue(self.logic.settingsKeys()[key], value)
         if work != self._seen["work"]:
             self._seen["work"] = work
             self.refreshRuns()
+        if batch != self._seen["batch"]:
+            self._seen["batch"] = batch
+            self.refreshReview()
         self.applyDeviceBudget()
         self.updateGui()
 
@@ -283,22 +327,23 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.refreshCases()
         state = self.logic.panelState(
             slicer.mrmlScene, p, self.segmentVolumes(), self.modelInfo.get("channels"),
-            self.runs, running)
-        locked = self.logic.lockedWidgets(running)
+            self.runs, running, self.batchVolumes(), self.review,
+            self.ui.datasetCaseNameLineEdit.text)
+        locked, inputs = self.logic.lockedWidgets(running), self.logic.enabledInputs(state)
         for name, rule in self.logic.buttonRules(state).items():
             button = getattr(self.ui, name)
             button.enabled = rule.enabled and name not in locked
             button.toolTip = rule.reason or self.defaultTips.get(name, "")
         for name in self.logic.lockableWidgets():
             if not name.endswith("Button"):
-                getattr(self.ui, name).enabled = name not in locked
-        self.ui.memoryBudgetSpinBox.enabled = (not p.memoryBudgetAuto
-                                               and "memoryBudgetSpinBox" not in locked)
+                getattr(self.ui, name).enabled = name not in locked and inputs.get(name, True)
         for key, (name, text) in APPLY_BUTTONS.items():
             getattr(self.ui, name).text = _("Cancel") if key in running else text
         self.ui.trainWarningLabel.text = self.logic.cpuTrainingWarning(
             self.deviceFor(p.device), p.workFolder, p.trainConfiguration, p.folds,
-            p.maxEpochs) or ""
+            p.maxEpochs, p.timeBudget, p.timeBudgetMinutes) or ""
+        for name, text in self.logic.infoTexts(state).items():
+            getattr(self.ui, name).text = text
 
     def deviceFor(self, requested: str):
         """The device a panel's choice resolves to (detected once per choice)."""
@@ -316,8 +361,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 p.memoryBudgetGB = budget
 
     def statusLabel(self, key: str):
-        return {"plan": self.ui.planStatusLabel, "train": self.ui.trainStatusLabel,
-                "findbest": self.ui.trainStatusLabel, "segment": self.ui.segmentStatusLabel}[key]
+        return getattr(self.ui, JOB_WIDGETS[key][1])
 
     def confirm(self, text: str) -> bool:
         return slicer.app.testingEnabled() or slicer.util.confirmOkCancelDisplay(text)
@@ -400,21 +444,22 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ended = self.board.poll()
         if ended:
             self.updateGui()
-            if any(e.key == "train" for e in ended):
+            if any(e.key in self.logic.trainingKeys() for e in ended):
                 self.refreshRuns()
         if not self.board.running:
             self.timer.stop()
 
     def onJobEvent(self, entry, event: dict) -> None:
-        bar = {"plan": self.ui.planProgressBar, "train": self.ui.trainProgressBar,
-               "findbest": self.ui.trainProgressBar, "segment": self.ui.segmentProgressBar}
         text = self.logic.describeEvent(entry, event)
         if text is not None:
             self.statusLabel(entry.key).text = text
-        if event.get("event") in ("start", "progress") and event.get("total"):
-            bar[entry.key].maximum = int(event["total"])
-            bar[entry.key].value = int(event.get("current", 0))
-        elif event.get("event") == "step" and entry.key == "train":
+        value = self.logic.progressValue(entry.key, event)
+        if value is not None:
+            bar = getattr(self.ui, JOB_WIDGETS[entry.key][0])
+            bar.maximum, bar.value = value[1], value[0]
+            if entry.key == "batch":
+                self.refreshReview()  # the finished case joins the table
+        elif event.get("event") == "step" and entry.key in self.logic.trainingKeys():
             self.epochRecords = []
         elif event.get("event") == "epoch":
             self.epochRecords.append(event)
@@ -438,18 +483,21 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                       self.onPlanDone)
 
     def onPlanDone(self, entry) -> None:
-        import qt
-
         if not self.finishMessage(entry, _("Planning")):
             return
         header, rows = self.logic.plansTable(entry.context["work"])
-        table = self.ui.plansTableWidget
-        table.setColumnCount(len(header) - 1)
-        table.setHorizontalHeaderLabels(header[1:])
+        self.fillTable(self.ui.plansTableWidget, header[1:], [r[1:] for r in rows])
+        self.ui.plansTableWidget.setVerticalHeaderLabels([r[0] for r in rows])
+
+    @staticmethod
+    def fillTable(table, header: list, rows: list) -> None:
+        import qt
+
+        table.setColumnCount(len(header))
+        table.setHorizontalHeaderLabels(header)
         table.setRowCount(len(rows))
-        table.setVerticalHeaderLabels([r[0] for r in rows])
         for i, row in enumerate(rows):
-            for j, text in enumerate(row[1:]):
+            for j, text in enumerate(row):
                 table.setItem(i, j, qt.QTableWidgetItem(text))
 
     # -- (3) Train -----------------------------------------------------------------------
@@ -463,14 +511,17 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if warning and not self.confirm(warning + "\n\n" + _("Train anyway?")):
             return
         steps = self.logic.trainSteps(p.datasetFolder, p.workFolder, p.trainConfiguration, folds,
-                                      p.maxEpochs, p.device, resume, self.trainOptions)
+                                      p.maxEpochs, p.device, resume, self.trainOptions,
+                                      p.timeBudget, p.timeBudgetMinutes)
         job = self.logic.startTraining(steps, p.workFolder, p.detachTraining)
-        self.followTraining(job, {"work": p.workFolder, "configuration": p.trainConfiguration,
-                                  "folds": folds, "maxEpochs": p.maxEpochs}, [])
+        self.followTraining("train", job, {"work": p.workFolder,
+                                           "configuration": p.trainConfiguration,
+                                           "folds": folds, "maxEpochs": p.maxEpochs}, [])
 
-    def followTraining(self, job, context: dict, records: list) -> None:
+    def followTraining(self, key: str, job, context: dict, records: list) -> None:
         self.epochRecords = list(records)
-        self.startJob("train", job, context, self.onTrainDone)
+        done = self.onFineTuneDone if key == "finetune" else self.onTrainDone
+        self.startJob(key, job, context, done)
         self.showChart(self.epochRecords)
 
     def showChart(self, records: list) -> None:
@@ -487,16 +538,18 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if p is not None and not self.logic.isUnset(p.workFolder):
             with slicer.util.tryWithErrorDisplay(_("Could not read the runs."), waitCursor=True):
                 live = self.logic.liveTrainingJobs(p.workFolder)
-                if reattach and live and self.board.get("train") is None:
-                    self.followTraining(*self.logic.reattach(live[-1], p.workFolder))
+                jobs = self.logic.jobsToReattach(live, self.board.running) if reattach else []
+                for key, job in jobs:
+                    self.followTraining(key, *self.logic.reattach(job, p.workFolder))
                 self.runs = self.logic.trainingRuns(p.workFolder, live)
         self.ui.runsListWidget.clear()
         for text in self.logic.describeRunLines(self.runs):
             self.ui.runsListWidget.addItem(text)
+        self.showDidItHelp()
         self.updateGui()
 
     def onRunSelected(self, row: int) -> None:
-        if 0 <= row < len(self.runs) and self.board.get("train") is None:
+        if 0 <= row < len(self.runs) and not self.board.running & self.logic.trainingKeys():
             self.showChart(self.logic.chartRecords(self.runs[row]))
 
     def onFindBest(self) -> None:
@@ -572,7 +625,8 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Could not prepare the inputs."), waitCursor=True):
             run = self.logic.captureSegmentRun(
                 scene, [self.segmentVolumes()], [p.outputSegmentation], p.modelPath,
-                p.predictFolds, p.predictDevice, p.tta, p.uncertainty, p.postprocessing, p.show3D)
+                p.predictFolds, p.predictDevice, p.tta, p.uncertainty, p.postprocessing, p.show3D,
+                p.allowUnfinished)
             try:
                 job = self.logic.startJobs(run.steps)
             except Exception:
@@ -593,6 +647,100 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if notes:
                 slicer.util.warningDisplay("\n".join(notes))
         logging.info(f"Processing completed in {entry.job.elapsed:.1f} s")
+
+    # -- (5) Batch and review ------------------------------------------------------------
+    def batchVolumes(self) -> list:
+        return list(self.ui.batchVolumesSelector.checkedNodes())
+
+    def onBatch(self) -> None:
+        if self.cancelJob("batch") or not self.logic.ensureDependencies():
+            return
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Could not prepare the batch."), waitCursor=True):
+            job = self.logic.startBatch(self.review, p, self.batchVolumes(),
+                                        self.modelInfo.get("channels"))
+            self.startJob("batch", self.logic.startJobs(job["steps"]), {"batch": job["batch"]},
+                          self.onBatchDone)
+
+    def onBatchDone(self, entry) -> None:
+        self.finishMessage(entry, _("Batch"))
+        self.refreshReview()
+
+    def refreshReview(self) -> None:
+        """The review table from the batch folder's queue file (survives restarts)."""
+        p = self._parameterNode
+        if p is None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not read the review queue."),
+                                             waitCursor=False):
+            self.reviewTable = self.logic.reviewTable(p.batchFolder)
+            self.fillTable(self.ui.reviewTableWidget, self.reviewTable.header,
+                           self.reviewTable.rows)
+            self.ui.batchInfoLabel.text = self.logic.describeBatch(p.batchFolder)
+        self.updateGui()
+
+    def onReviewRowClicked(self, row: int, column: int = 0) -> None:
+        if self.reviewTable is None or not 0 <= row < len(self.reviewTable.cases):
+            return
+        p = self._parameterNode
+        with self.busy(), slicer.util.tryWithErrorDisplay(_("Could not load the case."),
+                                                          waitCursor=True):
+            name = self.logic.openReviewCase(self.review, slicer.mrmlScene, p.batchFolder,
+                                             self.reviewTable.cases[row], p.overlayOpacity,
+                                             p.datasetFolder)
+            self.ui.datasetCaseNameLineEdit.text = name
+            self.ui.reviewCaseLabel.text = self.logic.describeReviewCase(self.review)
+            self.ui.reviewStatusLabel.text = ""
+
+    def onOpacityChanged(self, value: float) -> None:
+        self.review.set_opacity(slicer.mrmlScene, value)
+
+    def onMark(self, state: str) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not save the review state."),
+                                             waitCursor=False):
+            self.review.mark(state)
+        self.ui.reviewCaseLabel.text = self.logic.describeReviewCase(self.review)
+        self.refreshReview()
+
+    def onAddToDataset(self) -> None:
+        p, name = self._parameterNode, self.ui.datasetCaseNameLineEdit.text
+        decision = self.logic.addDecision(p.datasetFolder, name)
+        if decision.action == "refuse":
+            slicer.util.errorDisplay(decision.reason)
+            return
+        if decision.action == "ask" and not slicer.util.confirmYesNoDisplay(decision.reason):
+            return
+        with self.busy(), slicer.util.tryWithErrorDisplay(_("Could not add the case."),
+                                                          waitCursor=True):
+            self.ui.reviewStatusLabel.text = self.logic.addReviewedCase(
+                self.review, slicer.mrmlScene, p.datasetFolder, name, decision.action == "ask")
+        self.refreshReview()
+
+    def onFineTune(self) -> None:
+        if self.cancelJob("finetune") or not self.logic.ensureDependencies():
+            return
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Could not start fine-tuning."), waitCursor=True):
+            tune = self.logic.fineTuneSteps(
+                p.datasetFolder, p.workFolder, p.trainConfiguration, p.folds, p.fineTuneEpochs,
+                p.device, p.fineTuneAdaptHead, self.trainOptions)
+            job = self.logic.startTraining(tune.steps, p.workFolder, p.detachTraining, "finetune")
+            self.followTraining("finetune", job, {
+                "work": p.workFolder, "configuration": p.trainConfiguration, "folds": p.folds,
+                "maxEpochs": tune.epochs}, [])
+
+    def onFineTuneDone(self, entry) -> None:
+        self.finishMessage(entry, _("Fine-tuning"))
+        self.refreshRuns()
+
+    def showDidItHelp(self) -> None:
+        """The fine-tuned model's cross-validation Dice beside its parent's."""
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Could not compare the models."),
+                                             waitCursor=False):
+            text, header, rows = self.logic.didItHelp(p.workFolder, p.trainConfiguration)
+            self.ui.fineTuneSummaryLabel.text = text
+            self.fillTable(self.ui.fineTuneTableWidget, header, rows)
 
 
 #

@@ -94,7 +94,8 @@ def _case_names(volumes: Sequence[Sequence[Any]], names: Sequence[str] | None) -
 
 def prepare_scene_batch(volumes: Sequence[Sequence[Any]], batch_dir: Path | str,
                         model_path: Path | str, folds: str = "", device: str = "auto",
-                        tta: bool = True, names: Sequence[str] | None = None) -> dict[str, Any]:
+                        tta: bool = True, names: Sequence[str] | None = None,
+                        allow_unfinished: bool = False) -> dict[str, Any]:
     """Write scene volumes as a batch's inputs and build the job's commands.
 
     Args:
@@ -105,6 +106,7 @@ def prepare_scene_batch(volumes: Sequence[Sequence[Any]], batch_dir: Path | str,
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         tta: Mirror test-time augmentation.
         names: Case names (default: the channel-0 volumes' names, made file-safe, unique).
+        allow_unfinished: Also use folds whose training has not finished.
 
     Returns:
         ``batch`` (folder), ``cases`` (names in order), ``steps`` (command lines for
@@ -122,18 +124,20 @@ def prepare_scene_batch(volumes: Sequence[Sequence[Any]], batch_dir: Path | str,
         for c, volume in enumerate(channels):
             array, geometry = mrml.array_from_volume_node(volume)
             SimpleITKIO().write(array, geometry, batch / "images" / f"{case}_{c:04d}.nii.gz")
-    steps = segment_batch_commands(batch / "images", batch, model_path, folds, device, tta)
+    steps = segment_batch_commands(batch / "images", batch, model_path, folds, device, tta,
+                                   allow_unfinished=allow_unfinished)
     return {"batch": batch, "cases": cases, "steps": steps}
 
 
 def folder_batch(input_dir: Path | str, batch_dir: Path | str, model_path: Path | str,
-                 folds: str = "", device: str = "auto", tta: bool = True) -> dict[str, Any]:
+                 folds: str = "", device: str = "auto", tta: bool = True,
+                 allow_unfinished: bool = False) -> dict[str, Any]:
     """The job for every volume of a folder (``<case>_0000.nii.gz``… or one file per case)."""
     from NNSegLib.slicer.panel_commands import segment_batch_commands
 
     return {"batch": Path(batch_dir),
             "steps": segment_batch_commands(input_dir, batch_dir, model_path, folds, device,
-                                            tta)}
+                                            tta, allow_unfinished=allow_unfinished)}
 
 
 # --- CLI --------------------------------------------------------------------------------
@@ -164,6 +168,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="normalized entropy from which a voxel counts as uncertain")
     parser.add_argument("--overwrite", action="store_true",
                         help="start the batch again even if another model made it")
+    parser.add_argument("--allow-unfinished", action="store_true",
+                        help="also use folds whose training has not finished (their best "
+                             "checkpoint); by default they are refused or left out")
 
 
 def run(args: argparse.Namespace, progress: Progress) -> int:
@@ -176,7 +183,8 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     writer = choose_writer(args.format)
     try:
         model = load_model(args.model, args.configuration, args.folds, args.device,
-                           tta=not args.no_tta, step=args.step, precision=args.precision)
+                           tta=not args.no_tta, step=args.step, precision=args.precision,
+                           allow_unfinished=args.allow_unfinished)
     except RuntimeError as e:   # device not available
         raise NNSegError(str(e)) from e
     cases = batch_inputs(args.input, model.num_input_channels)

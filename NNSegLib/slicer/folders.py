@@ -3,9 +3,10 @@
 A path field that was never set is ``.`` (what ``pathlib.Path()`` and Slicer's path widget
 give); running ``nnseg fingerprint .`` in Slicer's working folder is never what the user
 wants. The module therefore fills unset folders with defaults computed here
-(``~/NNSeg/datasets/Dataset001_Slicer``, ``~/NNSeg/work/Dataset001_Slicer``) or with the
-folders remembered from the last session; the Widget stores them in Slicer's settings under
-:data:`SETTINGS_KEYS`. No ``qt``.
+(``~/NNSeg/datasets/Dataset001_Slicer``, ``~/NNSeg/work/Dataset001_Slicer``,
+``~/NNSeg/batches/batch_001``) or with the folders remembered from the last session (so the
+review queue of the last batch is there again after a restart); the Widget stores them in
+Slicer's settings under :data:`SETTINGS_KEYS`. No ``qt``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Mapping
 
 #: Slicer settings (QSettings) keys the module remembers folders under.
 SETTINGS_KEYS = {"base": "NNSeg/BaseFolder", "dataset": "NNSeg/DatasetFolder",
-                 "work": "NNSeg/WorkFolder", "model": "NNSeg/ModelPath"}
+                 "work": "NNSeg/WorkFolder", "model": "NNSeg/ModelPath",
+                 "batch": "NNSeg/BatchFolder"}
 DATASET_PATTERN = re.compile(r"^Dataset(\d{3})_")
 
 
@@ -84,6 +86,20 @@ def initial_model(model: Path | str | None, remembered: Mapping[str, str | None]
     return Path(str(last)) if not is_unset(last) and Path(str(last)).exists() else None
 
 
+def initial_batch_folder(batch: Path | str | None, remembered: Mapping[str, str | None],
+                         base: Path | str) -> Path:
+    """The Batch and review panel's batch folder: its own, else the last one used if it
+    still exists, else ``base/batches/batch_NNN`` with the first number not used yet."""
+    if not is_unset(batch):
+        return Path(str(batch))
+    last = remembered.get("batch")
+    if not is_unset(last) and Path(str(last)).is_dir():
+        return Path(str(last))
+    batches = Path(base) / "batches"
+    return next(batches / f"batch_{n:03d}" for n in range(1, 10000)
+                if not (batches / f"batch_{n:03d}").exists())
+
+
 def follow_dataset(old_dataset: Path | str | None, new_dataset: Path | str, work: Path | str | None,
                    base: Path | str) -> Path | None:
     """The work folder to switch to when the dataset folder changes, or ``None`` to keep it.
@@ -100,5 +116,5 @@ def follow_dataset(old_dataset: Path | str | None, new_dataset: Path | str, work
     return None
 
 
-__all__ = ["SETTINGS_KEYS", "default_work_folder", "follow_dataset", "initial_folders",
-           "initial_model", "is_unset", "next_dataset_folder", "nnseg_home"]
+__all__ = ["SETTINGS_KEYS", "default_work_folder", "follow_dataset", "initial_batch_folder",
+           "initial_folders", "initial_model", "is_unset", "next_dataset_folder", "nnseg_home"]

@@ -108,6 +108,24 @@ def fine_tune_summary(work: Path | str, configuration: str | None = None) -> str
         return f"No comparison yet: {e}"
 
 
+def describe_review_case(entry: Any) -> str:
+    """One line on a review queue case (:class:`~NNSegLib.inference.review_queue.QueueEntry`):
+    its state, uncertainty and where the slice views were centred."""
+    s = entry.stats
+    parts = [tr("{case}: {state}", case=entry.case, state=tr(entry.state.replace("_", " ")))]
+    if s is not None:
+        fg = "–" if s.mean_entropy_foreground is None else f"{s.mean_entropy_foreground:.3f}"
+        parts.append(tr("mean entropy in the foreground {fg}, {fraction:.1%} uncertain",
+                        fg=fg, fraction=s.uncertain_fraction))
+        if s.region is not None:
+            ras = ", ".join(f"{v:.1f}" for v in s.region.center_ras)
+            parts.append(tr("views centred on the most uncertain region (RAS {ras})", ras=ras))
+    if entry.added_to_dataset:
+        parts.append(tr("added to the dataset as '{name}'",
+                        name=entry.added_to_dataset.get("case", "?")))
+    return "; ".join(parts) + "."
+
+
 def model_info(path: Path | str) -> dict:
     """Channels, labels and a one-line description of a model folder (or zip).
 
@@ -148,12 +166,28 @@ def describe_event(key: str, event: dict, elapsed: float, max_epochs: int = 0) -
         args = event["args"]
         return tr("Step {n}/{of}: {command}", n=int(event.get("step", 0)) + 1,
                   of=event.get("of", "?"), command=" ".join(str(a) for a in args[:1] + args[2:4]))
-    if kind in ("start", "progress") and event.get("total") and key != "train":
+    if kind in ("start", "progress") and event.get("total") and key not in ("train",
+                                                                            "finetune"):
         current, total = int(event.get("current", 0)), int(event["total"])
         eta = estimate_eta(elapsed, current, total)
         return tr("{stage}: {current}/{total}, ETA {eta}", stage=event.get("stage", ""),
                   current=current, total=total, eta=format_eta(eta))
     return None
+
+
+#: Panels whose progress bar follows one stage only (the other stages are detail below it:
+#: the batch's bar counts cases, not the patches of each case).
+BAR_STAGES = {"batch": "segment-batch"}
+
+
+def progress_value(key: str, event: dict) -> tuple[int, int] | None:
+    """``(current, total)`` for the panel's progress bar, or ``None`` to leave it."""
+    if event.get("event") not in ("start", "progress") or not event.get("total"):
+        return None
+    stage = BAR_STAGES.get(key)
+    if stage is not None and event.get("stage") != stage:
+        return None
+    return int(event.get("current") or 0), int(event["total"])
 
 
 def finish_text(job: Any, what: str) -> tuple[bool, str]:
@@ -166,9 +200,10 @@ def finish_text(job: Any, what: str) -> tuple[bool, str]:
 
 
 def training_time_warning(info: Any, work: Path | str, configuration: str, folds: str,
-                          epochs: int) -> str | None:
+                          epochs: int, budget_minutes: float | None = None) -> str | None:
     """The CPU warning of :func:`NNSegLib.slicer.devices.cpu_training_warning`, with the
-    configuration's plan when the work folder has one."""
+    configuration's plan when the work folder has one, and what a time budget (the Train
+    panel's "Train for N minutes") makes of it."""
     from NNSegLib.data.splits import parse_folds
     from NNSegLib.slicer.devices import cpu_training_warning
     from NNSegLib.util.errors import NNSegError
@@ -184,9 +219,19 @@ def training_time_warning(info: Any, work: Path | str, configuration: str, folds
         n_folds = max(1, len(parse_folds(folds)))
     except (NNSegError, ValueError):
         n_folds = 1
-    return cpu_training_warning(info, plan, int(epochs), n_folds)
+    warning = cpu_training_warning(info, plan, int(epochs), n_folds)
+    if warning and budget_minutes:
+        from NNSegLib.slicer.devices import format_duration
+
+        warning += " " + tr("The time budget stops each fold after {minutes} ({total} for "
+                            "{folds} fold(s)); its schedule is fitted to that time.",
+                            minutes=format_duration(60.0 * budget_minutes),
+                            total=format_duration(60.0 * budget_minutes * n_folds),
+                            folds=n_folds)
+    return warning
 
 
-__all__ = ["PLAN_FIELDS", "cross_validation_summary", "describe_epoch", "describe_event",
-           "describe_training_set", "fine_tune_summary", "finish_text", "model_info",
-           "plans_table", "training_time_warning"]
+__all__ = ["BAR_STAGES", "PLAN_FIELDS", "cross_validation_summary", "describe_epoch",
+           "describe_event", "describe_review_case", "describe_training_set",
+           "fine_tune_summary", "finish_text", "model_info", "plans_table", "progress_value",
+           "training_time_warning"]

@@ -36,13 +36,22 @@ class ModuleLogic:
     def startJobs(self, steps: List[List[str]], cwd: str | None = None):
         return _lib("jobs").JobChain(steps, python=self.python, cwd=cwd)
 
-    def startTraining(self, steps, work, detached: bool):
-        """Training runs through a job record in the work folder (re-attachable)."""
-        return _lib("background_jobs").start_file_job(steps, work, "train", python=self.python,
+    def startTraining(self, steps, work, detached: bool, kind: str = "train"):
+        """Training (``kind`` ``train`` or ``finetune``) runs through a job record in the work
+        folder, so a later session re-attaches to it."""
+        return _lib("background_jobs").start_file_job(steps, work, kind, python=self.python,
                                                       detached=detached)
 
     def liveTrainingJobs(self, work) -> list:
-        return [j for j in _lib("background_jobs").live_jobs(work) if j.kind == "train"]
+        keys = _lib("panel_jobs").TRAINING_KEYS
+        return [j for j in _lib("background_jobs").live_jobs(work) if j.kind in keys]
+
+    def jobsToReattach(self, live, running) -> list:
+        """``(panel key, job)`` of live trainings/fine-tunes no panel follows yet."""
+        return _lib("panel_jobs").reattachable(list(live), set(running))
+
+    def trainingKeys(self) -> frozenset:
+        return _lib("panel_jobs").TRAINING_KEYS
 
     def reattach(self, job, work) -> tuple:
         """``(job, context, chart records)`` to follow a training started earlier."""
@@ -52,7 +61,10 @@ class ModuleLogic:
         records = _lib("training_runs").chart_records(
             pathlib.Path(str(work)) / "results" / configuration / f"fold_{fold}")
         job.poll()  # skip the events already in the chart's log
-        maxEpochs = int(step[step.index("--epochs") + 1]) if "--epochs" in step else 1000
+        from NNSegLib.training.run_config import FINE_TUNE_EPOCHS
+
+        default = FINE_TUNE_EPOCHS if job.kind == "finetune" else 1000
+        maxEpochs = int(step[step.index("--epochs") + 1]) if "--epochs" in step else default
         return job, {"work": work, "configuration": configuration, "folds": fold,
                      "maxEpochs": maxEpochs}, records
 
@@ -64,6 +76,10 @@ class ModuleLogic:
     def describeEvent(entry, event: dict) -> str | None:
         return _lib("gui_summaries").describe_event(entry.key, event, entry.job.elapsed,
                                                     entry.context.get("maxEpochs", 0))
+
+    @staticmethod
+    def progressValue(key: str, event: dict):
+        return _lib("gui_summaries").progress_value(key, event)
 
     @staticmethod
     def finishText(job, what: str) -> tuple:
@@ -83,9 +99,12 @@ class ModuleLogic:
         return _lib("panel_commands").plan_commands(dataset, work, recipe, memoryGB, configurations)
 
     def trainSteps(self, dataset, work, configuration: str, folds: str, maxEpochs: int,
-                   device: str, resume: bool, extra=()) -> List[List[str]]:
-        return _lib("panel_commands").train_commands(dataset, work, configuration, folds,
-                                                     maxEpochs, device, resume, extra)
+                   device: str, resume: bool, extra=(), timeBudget: bool = False,
+                   timeBudgetMinutes: int = 60) -> List[List[str]]:
+        """``nnseg train`` commands; "Train for N minutes" adds ``--time-budget N``."""
+        return _lib("panel_commands").train_commands(
+            dataset, work, configuration, folds, maxEpochs, device, resume, extra,
+            timeBudgetMinutes if timeBudget else None)
 
     def findBestSteps(self, dataset, work):
         return _lib("panel_commands").find_best_commands(dataset, work)
@@ -94,14 +113,23 @@ class ModuleLogic:
         return _lib("cv_report").report_commands(dataset, work)
 
     # -- state of the panels ---------------------------------------------------------------
-    def panelState(self, scene, params, segmentVolumes, modelChannels, runs, running):
+    def panelState(self, scene, params, segmentVolumes, modelChannels, runs, running,
+                   batchVolumes=(), reviewSession=None, datasetCaseName: str = ""):
         """The :class:`~NNSegLib.slicer.panel_rules.PanelState` the button rules look at."""
         report = self.reportPath(params.workFolder)
         configuration = params.trainConfiguration
+        review = reviewSession.current_case(scene) if reviewSession is not None else None
         return _lib("panel_rules").state_from_parameters(
             scene, params, segmentVolumes, len(modelChannels) if modelChannels else None,
             self.resumableFolds(runs, configuration), running, str(report) if report else None,
-            _lib("training_runs").started_folds(runs, configuration))
+            _lib("training_runs").started_folds(runs, configuration), list(batchVolumes),
+            review, datasetCaseName)
+
+    def enabledInputs(self, state) -> dict:
+        return _lib("panel_rules").enabled_inputs(state)
+
+    def infoTexts(self, state) -> dict:
+        return _lib("panel_rules").info_texts(state)
 
     def emptyState(self):
         return _lib("panel_rules").PanelState()
@@ -129,6 +157,11 @@ class ModuleLogic:
     def initialModel(self, model, remembered: dict):
         return _lib("folders").initial_model(model, remembered)
 
+    def initialBatchFolder(self, batch, remembered: dict, base=None):
+        folders = _lib("folders")
+        base = remembered.get("base") or base or folders.nnseg_home()
+        return folders.initial_batch_folder(batch, remembered, base)
+
     def followDataset(self, oldDataset, newDataset, work, base=None):
         folders = _lib("folders")
         return folders.follow_dataset(oldDataset, newDataset, work, base or folders.nnseg_home())
@@ -143,12 +176,13 @@ class ModuleLogic:
     def memoryBudget(self, info) -> float:
         return _lib("devices").memory_budget_gb(info)
 
-    def cpuTrainingWarning(self, info, work, configuration, folds, epochs) -> str | None:
+    def cpuTrainingWarning(self, info, work, configuration, folds, epochs,
+                           timeBudget: bool = False, timeBudgetMinutes: int = 60) -> str | None:
         """The CPU warning with a time estimate from the plan (``None`` on a GPU)."""
         if info is None:
             return None
-        return _lib("gui_summaries").training_time_warning(info, work, configuration, folds,
-                                                           epochs)
+        return _lib("gui_summaries").training_time_warning(
+            info, work, configuration, folds, epochs, timeBudgetMinutes if timeBudget else None)
 
     # -- dataset -------------------------------------------------------------------------
     def addCase(self, node, volumes, segmentation):
@@ -226,14 +260,62 @@ class ModuleLogic:
 
     def captureSegmentRun(self, scene, cases, outputs, modelPath, folds: str = "",
                           device: str = "auto", tta: bool = True, uncertainty: bool = False,
-                          postprocessing: bool = True, show3D: bool = False):
+                          postprocessing: bool = True, show3D: bool = False,
+                          allowUnfinished: bool = False):
         """Copy the inputs out of the scene now and build the job (see segment_run)."""
         return _lib("segment_run").capture_segment_run(scene, cases, outputs, modelPath, folds,
                                                        device, tta, uncertainty, postprocessing,
-                                                       show3D)
+                                                       show3D, allowUnfinished)
 
     def deliverResults(self, scene, run) -> list:
         return _lib("segment_run").deliver_results(scene, run)
+
+    # -- batch and review ------------------------------------------------------------------
+    def reviewSession(self):
+        return _lib("review_panel").ReviewSession()
+
+    def startBatch(self, session, params, volumes, modelChannels):
+        """The batch job's steps for the panel's choices (scene volumes written now)."""
+        p = params
+        return _lib("review_panel").start_batch(
+            session, p.batchSource, p.batchInputFolder, volumes, p.batchFolder, p.modelPath,
+            p.predictFolds, p.predictDevice, p.tta, p.allowUnfinished,
+            len(modelChannels) if modelChannels else 1)
+
+    def reviewTable(self, batch):
+        return _lib("review_panel").review_table(batch)
+
+    def describeBatch(self, batch) -> str:
+        return _lib("review_panel").describe_batch(batch)
+
+    def openReviewCase(self, session, scene, batch, case: str, opacity: float, dataset) -> str:
+        """Show a queue case; returns the name it would get in the dataset."""
+        review = session.open(scene, batch, case, opacity)
+        return _lib("review_panel").suggest_dataset_name(dataset, review.entry)
+
+    def describeReviewCase(self, session) -> str:
+        """One line on the case under review."""
+        return _lib("gui_summaries").describe_review_case(session.current.case.entry)
+
+    def addDecision(self, dataset, name: str):
+        return _lib("review_panel").add_decision(dataset, name.strip())
+
+    def addReviewedCase(self, session, scene, dataset, name: str, replace: bool) -> str:
+        """Write the reviewed case into the dataset; returns the line to show."""
+        added = session.add(scene, dataset, name.strip(), replace)
+        return _lib("i18n").tr("Added as '{name}' ({n} training case(s) now).",
+                               name=added.identifier, n=added.num_training)
+
+    # -- fine-tune ---------------------------------------------------------------------------
+    def fineTuneSteps(self, dataset, work, configuration: str, folds: str, epochs: int,
+                      device: str, adaptHead: bool, extra=()):
+        """The :class:`~NNSegLib.slicer.fine_tune.FineTuneJob` of *Fine-tune* (resume
+        decided from the work folder)."""
+        return _lib("fine_tune").fine_tune_steps(dataset, work, configuration, folds, epochs,
+                                                 device, adaptHead, extra)
+
+    def didItHelp(self, work, configuration: str) -> tuple:
+        return _lib("fine_tune").did_it_help(work, configuration)
 
 
 __all__ = ["ModuleLogic"]

@@ -31,17 +31,22 @@ def plan_commands(dataset: Path | str, work: Path | str | None = None, recipe: s
 
 def train_commands(dataset: Path | str, work: Path | str | None, configuration: str,
                    folds: str = "0", max_epochs: int | None = None, device: str = "auto",
-                   resume: bool = False, extra_args: Sequence[str] = ()) -> list[list[str]]:
+                   resume: bool = False, extra_args: Sequence[str] = (),
+                   time_budget_minutes: float | None = None) -> list[list[str]]:
     """Preprocess the configuration, then train each fold (``--continue`` to resume).
 
     ``extra_args`` go to every ``train`` command (e.g. ``--iterations-per-epoch 10`` in the
-    module's self-test).
+    module's self-test). ``time_budget_minutes`` (the Train panel's "Train for N minutes")
+    gives every ``train`` command ``--time-budget``: each fold fits its schedule to that many
+    minutes and stops cleanly when they are over.
 
     A cascade stage (its plan names a ``previous_stage``) first gets the previous stage's
     cross-validation folds that have not finished (resumed where a checkpoint exists): the cascade
     trains on their cross-validation segmentations.
     """
     w = _work_args(work)
+    extra = list(extra_args) + (["--time-budget", f"{float(time_budget_minutes):g}"]
+                                if time_budget_minutes else [])
     commands = []
     previous = _previous_stage(dataset, work, configuration)
     if previous is not None:
@@ -50,11 +55,11 @@ def train_commands(dataset: Path | str, work: Path | str | None, configuration: 
         for fold, run in enumerate(runs):
             if not run.is_finished:
                 commands.append(_train_command(dataset, w, name, str(fold), max_epochs, device,
-                                               run.latest.is_file()) + list(extra_args))
+                                               run.latest.is_file()) + extra)
     commands.append(["preprocess", str(dataset), *w, "--configurations", configuration])
     for name in [str(f) for f in parse_folds(folds)] or ["0"]:
         commands.append(_train_command(dataset, w, configuration, name, max_epochs, device,
-                                       resume) + list(extra_args))
+                                       resume) + extra)
     return commands
 
 
@@ -93,11 +98,13 @@ def _previous_stage(dataset: Path | str, work: Path | str | None, configuration:
 def predict_commands(input_dir: Path | str, output_dir: Path | str, model: Path | str,
                      folds: str = "", device: str = "auto", tta: bool = True,
                      uncertainty: bool = False, import_dir: Path | str | None = None,
-                     postprocessing: bool = True) -> list[list[str]]:
+                     postprocessing: bool = True,
+                     allow_unfinished: bool = False) -> list[list[str]]:
     """Predict a folder of ``<case>_XXXX`` files; a ``.zip`` model is imported first.
 
     ``postprocessing=False`` skips the model's connected-component rules
-    (``--no-postprocessing``).
+    (``--no-postprocessing``); ``allow_unfinished`` also uses folds whose training has not
+    finished (``--allow-unfinished``: their best checkpoint).
     """
     commands = []
     model = Path(model)
@@ -111,6 +118,7 @@ def predict_commands(input_dir: Path | str, output_dir: Path | str, model: Path 
     cmd += [] if tta else ["--no-tta"]
     cmd += ["--uncertainty"] if uncertainty else []
     cmd += [] if postprocessing else ["--no-postprocessing"]
+    cmd += ["--allow-unfinished"] if allow_unfinished else []
     fold_list = [str(f) for f in parse_folds(folds)]
     cmd += ["--folds", *fold_list] if fold_list else []
     commands.append(cmd)
@@ -120,10 +128,12 @@ def predict_commands(input_dir: Path | str, output_dir: Path | str, model: Path 
 def segment_batch_commands(inputs: Path | str | list[Path | str], batch_dir: Path | str,
                            model: Path | str, folds: str = "", device: str = "auto",
                            tta: bool = True, import_dir: Path | str | None = None,
-                           overwrite: bool = False) -> list[list[str]]:
+                           overwrite: bool = False,
+                           allow_unfinished: bool = False) -> list[list[str]]:
     """Segment every case of input folders/files into a batch folder for review (METHOD §8).
 
-    A ``.zip`` model is imported first (into ``import_dir``, default ``<batch>/model``).
+    A ``.zip`` model is imported first (into ``import_dir``, default ``<batch>/model``);
+    ``allow_unfinished`` also uses unfinished folds (``--allow-unfinished``).
     """
     commands = []
     model = Path(model)
@@ -138,6 +148,7 @@ def segment_batch_commands(inputs: Path | str | list[Path | str], batch_dir: Pat
     fold_list = [str(f) for f in parse_folds(folds)]
     cmd += ["--folds", *fold_list] if fold_list else []
     cmd += ["--overwrite"] if overwrite else []
+    cmd += ["--allow-unfinished"] if allow_unfinished else []
     commands.append(cmd)
     return commands
 

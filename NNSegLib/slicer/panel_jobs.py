@@ -23,6 +23,8 @@ from NNSegLib.slicer.i18n import tr
 
 #: Panels whose job delivers into the scene: cancelled when the scene closes.
 SCENE_BOUND = frozenset({"segment"})
+#: Training jobs: cancelling waits for the checkpoint, and asks first.
+TRAINING_KEYS = frozenset({"train", "finetune"})
 
 log = logging.getLogger("NNSeg")
 
@@ -55,7 +57,8 @@ def _safe(what: str, fn: Callable[..., Any] | None, *args: Any) -> None:
 
 
 class JobBoard:
-    """Running jobs by panel key (``plan``, ``train``, ``findbest``, ``segment``)."""
+    """Running jobs by panel key (``plan``, ``train``, ``findbest``, ``segment``, ``batch``,
+    ``finetune``)."""
 
     def __init__(self, cancel_grace: float = 60.0) -> None:
         self.jobs: dict[str, PanelJob] = {}
@@ -111,7 +114,7 @@ class JobBoard:
             return False
         if not entry.cancelling:
             entry.cancelling = True
-            grace = self.cancel_grace if key == "train" else 10.0
+            grace = self.cancel_grace if key in TRAINING_KEYS else 10.0
             if background:
                 threading.Thread(target=entry.job.cancel, args=(grace,), daemon=True).start()
             else:
@@ -144,11 +147,29 @@ class JobBoard:
 
 def cancel_question(key: str, context: dict[str, Any]) -> str | None:
     """The confirmation asked before cancelling, or ``None`` when none is needed."""
-    if key != "train":
+    if key not in TRAINING_KEYS:
         return None
+    if key == "finetune":
+        return tr("Stop fine-tuning {configuration} (fold(s) {folds})? The latest checkpoint "
+                  "is kept and Fine-tune continues from it; the epochs since it are lost.",
+                  configuration=context.get("configuration", "?"),
+                  folds=context.get("folds", "?"))
     return tr("Stop training {configuration} (fold(s) {folds})? The latest checkpoint is "
               "kept and Resume continues from it; the epochs since it are lost.",
         configuration=context.get("configuration", "?"), folds=context.get("folds", "?"))
 
 
-__all__ = ["JobBoard", "PanelJob", "SCENE_BOUND", "cancel_question"]
+def reattachable(live_jobs: list[Any], running: set[str]) -> list[tuple[str, Any]]:
+    """``(panel key, job)`` of the newest live training and fine-tune jobs no panel follows.
+
+    Args:
+        live_jobs: Running background jobs of the work folder, oldest first (each with a
+            ``kind``: ``train`` or ``finetune``).
+        running: Panels that follow a job already.
+    """
+    newest = {job.kind: job for job in live_jobs if job.kind in TRAINING_KEYS}
+    return [(kind, job) for kind, job in sorted(newest.items()) if kind not in running]
+
+
+__all__ = ["JobBoard", "PanelJob", "SCENE_BOUND", "TRAINING_KEYS", "cancel_question",
+           "reattachable"]

@@ -11,7 +11,15 @@ Reasons behind the rules:
 * a panel's Apply button is its Cancel while its job runs, so it stays enabled then;
 * Plan and Export rewrite files Train reads (``plans.json``, ``imagesTr``), and Train
   rewrites what *Find best* reads: those never run at the same time on one work folder;
+  a fine-tune is a training (:data:`TRAINING`) and, since it moves the current model to
+  ``model_versions``, also waits for segmentations that may be reading it;
+* *Add to dataset* writes into the dataset like Export, under the same conditions;
 * nothing runs on an unset folder (``.``: Slicer's working folder).
+
+The Batch and review panel's own decisions (inputs, batch folder, the case under review)
+live in :mod:`NNSegLib.slicer.review_panel`, the fine-tune's in
+:mod:`NNSegLib.slicer.fine_tune`, the Segment panel's unfinished folds in
+:mod:`NNSegLib.slicer.model_folds`; :func:`state_from_parameters` collects them.
 """
 
 from __future__ import annotations
@@ -20,8 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from NNSegLib.slicer.fine_tune import FineTunePlan
 from NNSegLib.slicer.folders import is_unset
 from NNSegLib.slicer.i18n import tr
+from NNSegLib.slicer.model_folds import FoldCheck
+
+#: Jobs that train (write ``WORK/results``).
+TRAINING = frozenset({"train", "finetune"})
+#: Jobs that read the dataset or the work folder's model while they run.
+WORK_JOBS = frozenset({"plan", "findbest"}) | TRAINING
 
 
 @dataclass
@@ -55,6 +70,16 @@ class PanelState:
     segment_volumes: Sequence[Any] = ()
     report: str | None = None
     running: set[str] = field(default_factory=set)
+    memory_budget_auto: bool = True
+    time_budget: bool = False
+    model_folds: FoldCheck = field(default_factory=FoldCheck)
+    batch_source: str = "folder"
+    batch_input_problem: str | None = None
+    batch_folder_problem: str | None = None
+    review_case: str | None = None
+    dataset_case_name: str = ""
+    fine_tune: FineTunePlan = field(default_factory=lambda: FineTunePlan(
+        problem=tr("Choose the work folder first.")))
 
 
 #: Widgets (``NNSeg.ui`` object names) each running job locks.
@@ -64,18 +89,44 @@ LOCKS = {
              "exportDatasetButton"],
     "train": ["datasetFolderPathLineEdit", "workFolderPathLineEdit",
               "trainConfigurationComboBox", "foldsLineEdit", "maxEpochsSpinBox",
-              "deviceComboBox", "detachTrainingCheckBox", "exportDatasetButton"],
+              "deviceComboBox", "detachTrainingCheckBox", "exportDatasetButton",
+              "timeBudgetCheckBox", "timeBudgetSpinBox"],
+    "finetune": ["datasetFolderPathLineEdit", "workFolderPathLineEdit",
+                 "trainConfigurationComboBox", "foldsLineEdit", "deviceComboBox",
+                 "detachTrainingCheckBox", "exportDatasetButton", "fineTuneEpochsSpinBox",
+                 "fineTuneAdaptHeadCheckBox"],
     "findbest": ["datasetFolderPathLineEdit", "workFolderPathLineEdit", "exportDatasetButton"],
     "segment": ["modelPathLineEdit", "useTrainedModelButton", "inputVolumeSelector",
                 "channelSelectorsWidget", "outputSegmentationSelector", "predictDeviceComboBox",
                 "predictFoldsLineEdit", "ttaCheckBox", "uncertaintyCheckBox",
-                "postprocessingCheckBox"],
+                "postprocessingCheckBox", "allowUnfinishedCheckBox"],
+    "batch": ["batchSourceComboBox", "batchInputFolderPathLineEdit", "batchVolumesSelector",
+              "batchFolderPathLineEdit", "modelPathLineEdit", "useTrainedModelButton",
+              "predictDeviceComboBox", "predictFoldsLineEdit", "ttaCheckBox",
+              "allowUnfinishedCheckBox"],
 }
 
 
 def locked_widgets(running: set[str]) -> set[str]:
     """Object names of the widgets to disable while the ``running`` jobs run."""
     return {name for key in running for name in LOCKS.get(key, [])}
+
+
+def enabled_inputs(state: PanelState) -> dict[str, bool]:
+    """Inputs that only apply with another choice (disabled otherwise, locked or not)."""
+    scene = state.batch_source == "scene volumes"
+    return {"memoryBudgetSpinBox": not state.memory_budget_auto,
+            "timeBudgetSpinBox": state.time_budget,
+            "batchInputFolderPathLineEdit": not scene, "batchVolumesSelector": scene}
+
+
+def info_texts(state: PanelState) -> dict[str, str]:
+    """Texts of the labels that explain the current choices (object name → text)."""
+    if "finetune" in state.running:
+        tune = tr("Fine-tuning runs; the Fine-tune button cancels it.")
+    else:
+        tune = state.fine_tune.problem or state.fine_tune.text
+    return {"modelFoldsLabel": state.model_folds.text, "fineTuneInfoLabel": tune}
 
 
 def _folder_problem(path: str, what: str) -> str | None:
@@ -115,7 +166,7 @@ def rule_add_case(state: PanelState) -> Rule:
 
 
 def rule_export(state: PanelState) -> Rule:
-    if state.running & {"plan", "train", "findbest"}:
+    if state.running & WORK_JOBS:
         return Rule(False, tr("A job is reading this dataset; wait for it or cancel it."))
     if state.complete_cases == 0:
         return Rule(False, tr("Add at least one case."))
@@ -135,7 +186,7 @@ def rule_export(state: PanelState) -> Rule:
 def rule_plan(state: PanelState) -> Rule:
     if "plan" in state.running:
         return Rule(True, tr("Cancel planning."))
-    if "train" in state.running or "findbest" in state.running:
+    if state.running & (TRAINING | {"findbest"}):
         return Rule(False, tr("A training job uses this plan; wait for it or cancel it."))
     problem = _dataset_ready(state) or _folder_problem(state.work_folder, tr("work folder"))
     return Rule(problem is None, problem or "")
@@ -147,7 +198,7 @@ def rule_train(state: PanelState) -> Rule:
 
     if "train" in state.running:
         return Rule(True, tr("Cancel training (asks first; the checkpoint is kept)."))
-    if state.running & {"plan", "findbest"}:
+    if state.running & {"plan", "findbest", "finetune"}:
         return Rule(False, tr("Wait for the running job to finish."))
     problem = _dataset_ready(state) or _folder_problem(state.work_folder, tr("work folder"))
     if problem:
@@ -171,7 +222,7 @@ def rule_train(state: PanelState) -> Rule:
 
 
 def rule_resume(state: PanelState) -> Rule:
-    if state.running & {"train", "plan", "findbest"}:
+    if state.running & WORK_JOBS:
         return Rule(False, tr("Wait for the running job to finish."))
     if not state.resumable_folds:
         return Rule(False, tr("No interrupted training of {configuration} to resume.",
@@ -183,7 +234,7 @@ def rule_resume(state: PanelState) -> Rule:
 def rule_find_best(state: PanelState) -> Rule:
     if "findbest" in state.running:
         return Rule(True, tr("Cancel."))
-    if state.running & {"train", "plan"}:
+    if state.running & (TRAINING | {"plan"}):
         return Rule(False, tr("Wait for the training to finish."))
     problem = _dataset_ready(state) or _folder_problem(state.work_folder, tr("work folder"))
     if problem:
@@ -195,16 +246,23 @@ def rule_find_best(state: PanelState) -> Rule:
     return Rule(True)
 
 
+def _model_problem(state: PanelState) -> str | None:
+    if is_unset(state.model_path):
+        return tr("Choose a model (folder or .zip).")
+    path = Path(state.model_path)
+    if path.suffix.lower() != ".zip" and not (path / "dataset.json").is_file():
+        return tr("No model here (dataset.json missing).")
+    if path.suffix.lower() == ".zip" and not path.is_file():
+        return tr("The model package does not exist.")
+    return state.model_folds.problem
+
+
 def rule_segment(state: PanelState) -> Rule:
     if "segment" in state.running:
         return Rule(True, tr("Cancel segmentation."))
-    if is_unset(state.model_path):
-        return Rule(False, tr("Choose a model (folder or .zip)."))
-    path = Path(state.model_path)
-    if path.suffix.lower() != ".zip" and not (path / "dataset.json").is_file():
-        return Rule(False, tr("No model here (dataset.json missing)."))
-    if path.suffix.lower() == ".zip" and not path.is_file():
-        return Rule(False, tr("The model package does not exist."))
+    problem = _model_problem(state)
+    if problem:
+        return Rule(False, problem)
     needed = state.model_channels or 1
     given = [v for v in state.segment_volumes if v is not None]
     if len(given) < needed or len(state.segment_volumes) < needed:
@@ -233,7 +291,56 @@ def button_rules(state: PanelState) -> dict[str, Rule]:
                                                     "best configuration.")),
         "useTrainedModelButton": _rule_trained_model(state),
         "segmentButton": rule_segment(state),
+        "batchButton": rule_batch(state),
+        "acceptButton": _rule_reviewing(state),
+        "needsCorrectionButton": _rule_reviewing(state),
+        "addToDatasetButton": rule_add_to_dataset(state),
+        "fineTuneButton": rule_fine_tune(state),
     }
+
+
+def rule_batch(state: PanelState) -> Rule:
+    if "batch" in state.running:
+        return Rule(True, tr("Cancel the batch (finished cases stay; Segment batch again "
+                             "continues with the rest)."))
+    if "finetune" in state.running:
+        return Rule(False, tr("A fine-tune is replacing the current model; wait for it."))
+    problem = (_model_problem(state) or state.batch_input_problem
+               or state.batch_folder_problem)
+    return Rule(problem is None, problem or "")
+
+
+def _rule_reviewing(state: PanelState) -> Rule:
+    if state.review_case is None:
+        return Rule(False, tr("Click a case in the review table first."))
+    return Rule(True)
+
+
+def rule_add_to_dataset(state: PanelState) -> Rule:
+    if state.review_case is None:
+        return Rule(False, tr("Click a case in the review table first, correct its "
+                              "segmentation in Segment Editor, then add it."))
+    if state.running & WORK_JOBS:
+        return Rule(False, tr("A job is reading this dataset; wait for it or cancel it."))
+    problem = _dataset_ready(state)
+    if problem:
+        return Rule(False, problem)
+    if not state.dataset_case_name.strip():
+        return Rule(False, tr("Enter the case's name in the dataset."))
+    return Rule(True, tr("Write '{case}' as '{name}' into {dataset}.", case=state.review_case,
+                         name=state.dataset_case_name.strip(), dataset=state.dataset_folder))
+
+
+def rule_fine_tune(state: PanelState) -> Rule:
+    if "finetune" in state.running:
+        return Rule(True, tr("Cancel fine-tuning (asks first; the checkpoint is kept)."))
+    if state.running & (WORK_JOBS | {"segment", "batch"}):
+        return Rule(False, tr("Wait for the running job to finish (a fine-tune moves the "
+                              "current model aside)."))
+    problem = _dataset_ready(state) or state.fine_tune.problem
+    if problem:
+        return Rule(False, problem)
+    return Rule(True, state.fine_tune.text)
 
 
 def _rule_trained_model(state: PanelState) -> Rule:
@@ -251,7 +358,9 @@ def state_from_parameters(scene: Any, params: Any, segment_volumes: Sequence[Any
                           model_channels: int | None = None,
                           resumable_folds: Sequence[str] = (), running: set[str] | None = None,
                           report: str | None = None,
-                          started_folds: Sequence[str] = ()) -> PanelState:
+                          started_folds: Sequence[str] = (), batch_volumes: Sequence[Any] = (),
+                          review_case: str | None = None,
+                          dataset_case_name: str = "") -> PanelState:
     """Build the :class:`PanelState` from the module's parameters.
 
     Args:
@@ -264,8 +373,14 @@ def state_from_parameters(scene: Any, params: Any, segment_volumes: Sequence[Any
         started_folds: Folds of the chosen configuration that already have a checkpoint.
         running: Panels with a running job.
         report: The cross-validation report's path, if there is one.
+        batch_volumes: The scene volumes checked for a batch.
+        review_case: The case under review (shown in the scene), if any.
+        dataset_case_name: The name it would get in the dataset.
     """
+    from NNSegLib.slicer import review_panel
     from NNSegLib.slicer.case_list import list_cases
+    from NNSegLib.slicer.fine_tune import fine_tune_plan
+    from NNSegLib.slicer.model_folds import check_folds
 
     cases = list_cases(params.parameterNode)
     names = [c.strip() for c in str(params.channelNames).split(",") if c.strip()]
@@ -290,8 +405,22 @@ def state_from_parameters(scene: Any, params: Any, segment_volumes: Sequence[Any
         segment_volumes=list(segment_volumes),
         report=report,
         running=set(running or ()),
+        memory_budget_auto=bool(params.memoryBudgetAuto),
+        time_budget=bool(params.timeBudget),
+        model_folds=check_folds(params.modelPath, str(params.predictFolds),
+                                bool(params.allowUnfinished))
+        if not is_unset(params.modelPath) else FoldCheck(),
+        batch_source=str(params.batchSource),
+        batch_input_problem=review_panel.batch_input_problem(
+            str(params.batchSource), params.batchInputFolder, batch_volumes, model_channels),
+        batch_folder_problem=review_panel.batch_folder_problem(params.batchFolder,
+                                                               params.modelPath),
+        review_case=review_case,
+        dataset_case_name=str(dataset_case_name),
+        fine_tune=fine_tune_plan(params.workFolder, str(params.trainConfiguration),
+                                 str(params.folds)),
     )
 
 
-__all__ = ["LOCKS", "PanelState", "Rule", "button_rules", "locked_widgets",
-           "state_from_parameters"]
+__all__ = ["LOCKS", "PanelState", "Rule", "TRAINING", "WORK_JOBS", "button_rules",
+           "enabled_inputs", "info_texts", "locked_widgets", "state_from_parameters"]

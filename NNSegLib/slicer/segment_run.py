@@ -122,7 +122,7 @@ def overwrite_decision(scene: Any, node: Any) -> OverwriteDecision:
 def capture_segment_run(scene: Any, cases: Sequence[Sequence[Any]], outputs: Sequence[Any],
                         model_path: Path | str, folds: str = "", device: str = "auto",
                         tta: bool = True, uncertainty: bool = False, postprocessing: bool = True,
-                        show_3d: bool = False) -> SegmentRun:
+                        show_3d: bool = False, allow_unfinished: bool = False) -> SegmentRun:
     """Write every case's volumes to a new temporary folder and build the job's commands.
 
     Args:
@@ -133,6 +133,8 @@ def capture_segment_run(scene: Any, cases: Sequence[Sequence[Any]], outputs: Seq
         model_path: Model folder or ``.zip`` package.
         folds, device, tta, uncertainty, postprocessing: The panel's options.
         show_3d: Show the results in 3D.
+        allow_unfinished: Also use folds whose training has not finished ("Use unfinished
+            folds"; see :mod:`NNSegLib.slicer.model_folds`).
 
     Case ``k``'s channel ``c`` becomes ``<tmp>/input/case<k:03d>_<c:04d>.nii.gz``; the job
     writes ``<tmp>/output/case<k:03d>.*``. The caller runs ``run.steps`` and calls
@@ -159,7 +161,7 @@ def capture_segment_run(scene: Any, cases: Sequence[Sequence[Any]], outputs: Seq
     model = Path(str(model_path))
     steps = predict_commands(tmp / "input", tmp / "output", model, folds, device, tta,
                              uncertainty, import_dir=tmp / "model",
-                             postprocessing=postprocessing)
+                             postprocessing=postprocessing, allow_unfinished=allow_unfinished)
     model = tmp / "model" if model.suffix.lower() == ".zip" else model
     return SegmentRun(captured, model, tmp, steps, uncertainty, show_3d, postprocessing)
 

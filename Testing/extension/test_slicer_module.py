@@ -65,7 +65,7 @@ def test_ui_is_valid_and_names_are_unique(ui):
     assert len(names) == len(set(names)), "duplicate objectName in NNSeg.ui"
     panels = [w for w in ui.iter("widget") if w.get("class") == "ctkCollapsibleButton"]
     assert [string_prop(p, "text") for p in panels] == [
-        "1. Dataset", "2. Plan", "3. Train", "4. Segment"]
+        "1. Dataset", "2. Plan", "3. Train", "4. Segment", "5. Batch and review"]
     declared = {c.findtext("class") for c in ui.iter("customwidget")}
     used = {w.get("class") for w in ui.iter("widget")}
     assert {c for c in used if c.startswith(("ctk", "qMRML"))} <= declared
@@ -101,12 +101,17 @@ def test_parameter_fields_map_to_widgets(tree, ui):
     assert all(len(v) == 1 for v in bound.values()), bound
     expected_class = {"vtkMRMLScalarVolumeNode": "qMRMLNodeComboBox",
                       "vtkMRMLSegmentationNode": "qMRMLNodeComboBox",
-                      "pathlib.Path": "ctkPathLineEdit", "bool": "QCheckBox", "str": "QLineEdit"}
+                      "pathlib.Path": "ctkPathLineEdit", "bool": "QCheckBox", "str": "QLineEdit",
+                      "Annotated[int, WithinRange": "QSpinBox",
+                      "Annotated[float, WithinRange": ("QDoubleSpinBox", "ctkSliderWidget")}
     for name, stmt in fields.items():
         widget = widgets(ui)[bound[name][0]]
         annotation = ast.unparse(stmt.annotation)
-        if annotation in expected_class:
-            assert widget.get("class") == expected_class[annotation], (name, annotation)
+        kind = annotation if annotation in expected_class else annotation.split("(")[0]
+        if kind in expected_class:
+            assert widget.get("class") in expected_class[kind], (name, annotation)
+            if isinstance(expected_class[kind], str):
+                assert widget.get("class") == expected_class[kind], (name, annotation)
         if annotation.startswith("Annotated[str, Choice("):
             choices = ast.literal_eval(_resolve(stmt.annotation.slice.elts[1].args[0], tree))
             items = [i.findtext("property/string") for i in widget.findall("item")]
@@ -138,13 +143,28 @@ def test_widget_defaults_match_parameter_defaults(tree, ui):
         w["maxEpochsSpinBox"].find("property[@name='value']/number").text) == 1000
     assert ast.literal_eval(fields["tta"].value) is True
     assert w["ttaCheckBox"].find("property[@name='checked']/bool").text == "true"
-    ranges = {"memoryBudgetGB": ("memoryBudgetSpinBox", "double"),
-              "maxEpochs": ("maxEpochsSpinBox", "number")}
-    for field, (widget, kind) in ranges.items():
+    by_param = {string_prop(x, "SlicerParameterName"): x for x in w.values()
+                if string_prop(x, "SlicerParameterName")}
+    ranged = [f for f, stmt in fields.items() if "WithinRange(" in ast.unparse(stmt.annotation)]
+    assert {"memoryBudgetGB", "maxEpochs", "timeBudgetMinutes", "fineTuneEpochs",
+            "overlayOpacity"} <= set(ranged)
+    for field in ranged:   # range and default of every bounded field match its widget
+        widget = by_param[field]
+        kind = "double" if fields[field].annotation.slice.elts[0].id == "float" else "number"
         call = fields[field].annotation.slice.elts[1]
         lo, hi = (ast.literal_eval(a) for a in call.args)
-        assert float(w[widget].find(f"property[@name='minimum']/{kind}").text) == lo
-        assert float(w[widget].find(f"property[@name='maximum']/{kind}").text) == hi
+        assert float(widget.find(f"property[@name='minimum']/{kind}").text) == lo, field
+        assert float(widget.find(f"property[@name='maximum']/{kind}").text) == hi, field
+        assert float(widget.find(f"property[@name='value']/{kind}").text) == \
+            ast.literal_eval(fields[field].value), field
+    # "Train for N minutes": off by default, one hour when switched on
+    assert ast.literal_eval(fields["timeBudget"].value) is False
+    assert ast.literal_eval(fields["timeBudgetMinutes"].value) == 60
+    # 0 epochs = the fine-tuning default, shown as such
+    assert string_prop(w["fineTuneEpochsSpinBox"], "specialValueText") == "default (50)"
+    from NNSegLib.training.run_config import FINE_TUNE_EPOCHS
+
+    assert FINE_TUNE_EPOCHS == 50
 
 
 def test_module_shape_and_lazy_heavy_imports(tree):
@@ -168,7 +188,7 @@ def test_module_shape_and_lazy_heavy_imports(tree):
     for forbidden in ("NNSegLib", "_lib(", "load_model", "predict_array", "subprocess"):
         assert forbidden not in widget_src, forbidden
     # Apply buttons double as Cancel buttons while a job runs
-    for handler in ("onPlan", "onTrain", "onSegment", "onFindBest"):
+    for handler in ("onPlan", "onTrain", "onSegment", "onFindBest", "onBatch", "onFineTune"):
         fn = next(f for f in classes["NNSegWidget"].body if getattr(f, "name", "") == handler)
         assert "self.cancelJob(" in ast.unparse(fn), handler
     # thin: no Widget or Logic method is long (the decisions live in NNSegLib.slicer)
@@ -211,10 +231,13 @@ def test_every_widget_name_in_the_module_exists_in_the_ui(tree, ui):
     names = set(widgets(ui))
     apply_buttons = ast.parse(_resolve(ast.Name("APPLY_BUTTONS"), tree), mode="eval").body
     button_names = {t.elts[0].value for t in apply_buttons.values}
-    assert len(button_names) == 4 and button_names <= names
-    setup = next(f for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "NNSegWidget"
-                 for f in n.body if getattr(f, "name", "") == "setup")
-    connected = {c.value for c in ast.walk(setup) if isinstance(c, ast.Constant)
+    assert len(button_names) == 6 and button_names <= names
+    job_widgets = ast.literal_eval(_resolve(ast.Name("JOB_WIDGETS"), tree))
+    assert set(job_widgets) == {k.value for k in apply_buttons.keys}
+    assert {n for pair in job_widgets.values() for n in pair} <= names
+    setup = [f for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "NNSegWidget"
+             for f in n.body if getattr(f, "name", "") in ("setup", "connectSignals")]
+    connected = {c.value for f in setup for c in ast.walk(f) if isinstance(c, ast.Constant)
                  and isinstance(c.value, str) and c.value.endswith("Button")}
     assert connected and connected <= names, connected - names
     from NNSegLib.slicer.panel_rules import LOCKS, PanelState, button_rules
@@ -233,7 +256,9 @@ def test_new_fields_have_their_widgets_and_defaults(tree, ui):
     for field, stmt in fields.items():
         if ast.unparse(stmt.annotation) == "bool":
             assert checked[by_param[field]] is ast.literal_eval(stmt.value), field
-    assert {"memoryBudgetAuto", "detachTraining", "postprocessing", "show3D"} <= set(fields)
+    assert {"memoryBudgetAuto", "detachTraining", "postprocessing", "show3D", "timeBudget",
+            "allowUnfinished", "fineTuneAdaptHead"} <= set(fields)
+    assert not ast.literal_eval(fields["allowUnfinished"].value)  # unfinished folds: opt in
 
 
 # ------------------------------------------------------------------ the Logic, headless

@@ -20,7 +20,7 @@ def test_unset_paths_and_home(tmp_path):
     assert not is_unset(tmp_path)
     assert nnseg_home(tmp_path) == tmp_path / "NNSeg"
     assert nnseg_home() == Path.home() / "NNSeg"
-    assert set(SETTINGS_KEYS) == {"base", "dataset", "work", "model"}
+    assert set(SETTINGS_KEYS) == {"base", "dataset", "work", "model", "batch"}
     assert all(v.startswith("NNSeg/") for v in SETTINGS_KEYS.values())
 
 
@@ -73,3 +73,18 @@ def test_initial_model_is_the_last_one_used_if_it_still_exists(tmp_path):
     assert initial_model(".", {"model": str(model)}) == model
     assert initial_model("/chosen/model", {"model": str(model)}) == Path("/chosen/model")
     assert initial_model(None, {}) is None
+
+
+def test_initial_batch_folder_is_the_last_queue_if_it_still_exists(tmp_path):
+    """After a restart the review table shows the last batch folder's queue again."""
+    from NNSegLib.slicer.folders import initial_batch_folder
+
+    base = tmp_path / "NNSeg"
+    assert initial_batch_folder(".", {}, base) == base / "batches" / "batch_001"
+    (base / "batches" / "batch_001").mkdir(parents=True)
+    assert initial_batch_folder(None, {}, base) == base / "batches" / "batch_002"
+    last = tmp_path / "ward_batch"
+    assert initial_batch_folder(".", {"batch": str(last)}, base).name == "batch_002"  # gone
+    last.mkdir()
+    assert initial_batch_folder(".", {"batch": str(last)}, base) == last
+    assert initial_batch_folder("/chosen", {"batch": str(last)}, base) == Path("/chosen")

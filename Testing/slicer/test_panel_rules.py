@@ -9,10 +9,14 @@ from types import SimpleNamespace
 
 import pytest
 
+from NNSegLib.slicer.fine_tune import FineTunePlan
+from NNSegLib.slicer.model_folds import FoldCheck
 from NNSegLib.slicer.panel_rules import (
     LOCKS,
     PanelState,
     button_rules,
+    enabled_inputs,
+    info_texts,
     locked_widgets,
     state_from_parameters,
 )
@@ -162,15 +166,26 @@ def test_state_from_parameters_on_real_mrml():
     params = SimpleNamespace(
         parameterNode=node, trainingVolume=vol, trainingSegmentation=seg, channelNames="CT, ",
         datasetFolder=Path("."), workFolder=Path("/w"), trainConfiguration="2d", folds="0",
-        modelPath=Path("."))
-    state = state_from_parameters(scene, params, [vol], 1, ["2"], set(), None)
+        modelPath=Path("."), memoryBudgetAuto=False, timeBudget=True, predictFolds="",
+        allowUnfinished=False, batchSource="scene volumes", batchInputFolder=Path("."),
+        batchFolder=Path("."))
+    state = state_from_parameters(scene, params, [vol], 1, ["2"], set(), None,
+                                  batch_volumes=[vol], review_case="c1",
+                                  dataset_case_name="c1")
     assert state.complete_cases == 1 and state.incomplete_cases == 0
     assert state.listed_segmentation_ids == [seg.GetID()] and state.case_channels == [1]
     assert state.channel_names == ["CT"] and state.scene_segmentations == 1
     assert state.dataset_folder == "." and state.resumable_folds == ["2"]
+    assert state.batch_input_problem is None and "batch folder" in state.batch_folder_problem
+    assert state.review_case == "c1" and "No plan" in state.fine_tune.problem
     rules = button_rules(state)
     assert not rules["addPairButton"].enabled  # this segmentation is listed already
     assert "dataset folder" in rules["exportDatasetButton"].reason
+    assert rules["acceptButton"].enabled
+    assert "dataset folder" in rules["addToDatasetButton"].reason
+    assert enabled_inputs(state) == {"memoryBudgetSpinBox": True, "timeBudgetSpinBox": True,
+                                     "batchInputFolderPathLineEdit": False,
+                                     "batchVolumesSelector": True}
 
 
 def test_train_refuses_folds_that_already_have_a_run(tmp_path):
@@ -183,3 +198,67 @@ def test_train_refuses_folds_that_already_have_a_run(tmp_path):
     assert button_rules(state)["resumeButton"].enabled
     state.folds = "2, 3"
     assert button_rules(state)["trainButton"].enabled
+
+
+def test_training_jobs_include_the_fine_tune(tmp_path):
+    """A fine-tune is a training: it excludes Plan, Train, Find best and Export, and waits
+    for segmentations (it moves the model they may read)."""
+    dataset, work = _dataset(tmp_path), tmp_path / "work"
+    _plan(work)
+    ready = FineTunePlan(text="New fine-tune: …")
+    state = PanelState(dataset_folder=str(dataset), work_folder=str(work), fine_tune=ready,
+                       complete_cases=1, case_channels=[1], channel_names=["CT"])
+    rules = button_rules(state)
+    assert rules["fineTuneButton"].enabled and rules["fineTuneButton"].reason == ready.text
+    state.running = {"finetune"}
+    rules = button_rules(state)
+    assert rules["fineTuneButton"].enabled and "Cancel" in rules["fineTuneButton"].reason
+    for name in ("planButton", "trainButton", "resumeButton", "findBestButton",
+                 "exportDatasetButton"):
+        assert not rules[name].enabled, name
+    assert "Fine-tuning runs" in info_texts(state)["fineTuneInfoLabel"]
+    for other in ({"train"}, {"segment"}, {"batch"}, {"plan"}):
+        state.running = other
+        assert not button_rules(state)["fineTuneButton"].enabled, other
+    state.running = set()
+    state.fine_tune = FineTunePlan(problem="No plan in the work folder: click Plan first.")
+    assert button_rules(state)["fineTuneButton"].reason.startswith("No plan")
+    assert info_texts(state)["fineTuneInfoLabel"].startswith("No plan")
+    assert {"fineTuneEpochsSpinBox", "foldsLineEdit"} <= locked_widgets({"finetune"})
+    assert {"timeBudgetCheckBox", "timeBudgetSpinBox"} <= locked_widgets({"train"})
+
+
+def test_batch_and_review_rules(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "dataset.json").write_text("{}")
+    state = PanelState(model_path=str(model), batch_input_problem="Choose the input folder.",
+                       batch_folder_problem=None)
+    assert button_rules(state)["batchButton"].reason == "Choose the input folder."
+    state.batch_input_problem = None
+    assert button_rules(state)["batchButton"].enabled
+    state.model_folds = FoldCheck(problem="3d_fullres has no finished fold: …")
+    assert "no finished fold" in button_rules(state)["batchButton"].reason
+    assert "no finished fold" in button_rules(state)["segmentButton"].reason
+    state.model_folds = FoldCheck()
+    state.batch_folder_problem = "This batch folder was segmented by T v1"
+    assert not button_rules(state)["batchButton"].enabled
+    state.running = {"batch"}
+    assert button_rules(state)["batchButton"].enabled  # Cancel
+    assert {"batchFolderPathLineEdit", "modelPathLineEdit", "allowUnfinishedCheckBox"} <= \
+        locked_widgets({"batch"})
+    # reviewing: a case must be shown; adding also needs the dataset and a name
+    state.running = set()
+    rules = button_rules(state)
+    for name in ("acceptButton", "needsCorrectionButton", "addToDatasetButton"):
+        assert not rules[name].enabled and "Click a case" in rules[name].reason, name
+    state.review_case, state.dataset_folder = "pat", str(_dataset(tmp_path))
+    rules = button_rules(state)
+    assert rules["acceptButton"].enabled and rules["needsCorrectionButton"].enabled
+    assert "Enter the case's name" in rules["addToDatasetButton"].reason
+    state.dataset_case_name = "pat_2"
+    assert "as 'pat_2'" in button_rules(state)["addToDatasetButton"].reason
+    state.running = {"train"}
+    assert "reading this dataset" in button_rules(state)["addToDatasetButton"].reason
+    assert enabled_inputs(state)["batchInputFolderPathLineEdit"]
+    assert not enabled_inputs(state)["batchVolumesSelector"]
