@@ -85,12 +85,12 @@ def check_folds(model_path: Path | str, folds: str = "",
         if not chosen:
             continue
         if allow_unfinished:
-            notes.append(tr("{configuration}: {states} — using its best checkpoint.",
+            notes.append(tr("{configuration}: {states} — used with its best checkpoint.",
                             configuration=configuration, states=states))
         elif requested or not finished:
             problems.append(tr(
                 "{configuration} has {what}: {states}. Check \"Use unfinished folds\" to "
-                "segment with its best checkpoint, or finish the training first.",
+                "segment with the best checkpoint of each, or finish the training first.",
                 configuration=configuration, states=states,
                 what=tr("no finished fold") if not finished else tr("unfinished folds")))
         else:

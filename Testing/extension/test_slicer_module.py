@@ -380,3 +380,22 @@ def test_every_logic_method_the_widget_calls_exists(tree):
     missing = sorted(n for n in used if n not in own and not hasattr(ModuleLogic, n)
                      and n != "python")
     assert used and not missing, missing
+
+
+def test_new_controls_say_what_the_messages_call_them(ui):
+    """Texts NNSegLib.slicer refers to ("check Use unfinished folds", "Train for …") are the
+    widgets' own labels; the batch panel's scene-volume selector gets the scene."""
+    w = widgets(ui)
+    assert string_prop(w["allowUnfinishedCheckBox"], "text").startswith("Use unfinished folds")
+    assert string_prop(w["timeBudgetCheckBox"], "text") == "Train for"
+    assert string_prop(w["timeBudgetSpinBox"], "suffix") == " min"
+    assert w["batchVolumesSelector"].get("class") == "qMRMLCheckableNodeComboBox"
+    for name in ("batchButton", "acceptButton", "needsCorrectionButton", "addToDatasetButton",
+                 "fineTuneButton"):
+        assert w[name].get("class") == "QPushButton" and string_prop(w[name], "toolTip"), name
+    for name in ("reviewTableWidget", "fineTuneTableWidget"):
+        assert w[name].get("class") == "QTableWidget"
+    from NNSegLib.slicer.review_panel import SOURCES
+
+    items = [i.findtext("property/string") for i in w["batchSourceComboBox"].findall("item")]
+    assert items == list(SOURCES)

@@ -159,3 +159,34 @@ def test_training_time_warning_uses_the_plan(tmp_path):
     assert "Rough estimate" in text and "× 5 fold(s)" in text
     assert training_time_warning(DeviceInfo("cuda", "GPU", 24.0), tmp_path, "3d_fullres", "0",
                                  1000) is None
+    budget = training_time_warning(cpu, tmp_path, "3d_fullres", "0-1", 1000, 90)
+    assert budget.startswith(text.split(" Rough")[0])
+    assert "stops each fold after 1.5 h (3.0 h for 2 fold(s))" in budget
+    assert training_time_warning(DeviceInfo("cuda", "GPU", 24.0), tmp_path, "3d_fullres", "0",
+                                 1000, 60) is None
+
+
+def test_progress_bar_values_and_review_case_line():
+    from types import SimpleNamespace
+
+    from NNSegLib.inference.case_uncertainty import CaseUncertainty, Region
+    from NNSegLib.slicer.gui_summaries import describe_review_case, progress_value
+
+    case = {"event": "progress", "stage": "segment-batch", "current": 2, "total": 5}
+    patch = {"event": "progress", "stage": "sliding window", "current": 7, "total": 40}
+    assert progress_value("batch", case) == (2, 5)
+    assert progress_value("batch", patch) is None      # the batch's bar counts cases
+    assert progress_value("segment", patch) == (7, 40)
+    assert progress_value("batch", {"event": "start", "stage": "segment-batch", "total": 3}) \
+        == (0, 3)
+    assert progress_value("plan", {"event": "message", "text": "x"}) is None
+    stats = CaseUncertainty(0.4123, 0.1, 0.25, 100, 30, {"liver": 1.0},
+                            Region((1, 2, 3), (-10.0, 20.0, 5.5), ((0, 2), (1, 3), (2, 4)), 0.7))
+    entry = SimpleNamespace(case="pat", state="needs_correction", stats=stats,
+                            added_to_dataset=None)
+    assert describe_review_case(entry) == (
+        "pat: needs correction; mean entropy in the foreground 0.412, 25.0% uncertain; views "
+        "centred on the most uncertain region (RAS 10.0, -20.0, 5.5).")
+    entry = SimpleNamespace(case="pat", state="accepted", stats=None,
+                            added_to_dataset={"case": "pat_2"})
+    assert describe_review_case(entry) == "pat: accepted; added to the dataset as 'pat_2'."

@@ -107,3 +107,31 @@ def test_batch_and_fine_tune_commands(tmp_path):
     cascade_plans().save(cascade_work / "plans.json")
     with pytest.raises(NNSegError, match="cascade"):
         fine_tune_commands(ds, cascade_work, "3d_cascade_fullres")
+
+
+def test_train_for_n_minutes_and_unfinished_folds(tmp_path):
+    """The Train panel's time budget reaches every `train` command (the cascade's low-res
+    folds too); "Use unfinished folds" reaches predict and segment-batch."""
+    from NNSegLib.slicer.panel_commands import segment_batch_commands
+    from NNSegLib.util.workspace import Workspace
+
+    ds, work = tmp_path / "Dataset001_X", tmp_path / "work"
+    pre, t0 = train_commands(ds, work, "3d_fullres", "0", 1000, "cpu", time_budget_minutes=90)
+    assert _parse(t0).time_budget == 90.0 and "--time-budget" not in pre
+    pre, t1 = train_commands(ds, work, "2d", "1", None, "cpu", True, ["--val-iterations", "2"],
+                             time_budget_minutes=2.5)
+    a = _parse(t1)
+    assert (a.time_budget, a.continue_, a.val_iterations) == (2.5, True, 2)
+    assert all("--time-budget" not in c for c in train_commands(ds, work, "2d", "0", 5))
+    Workspace(work).plans.parent.mkdir(parents=True)
+    cascade_plans().save(Workspace(work).plans)
+    trains = [c for c in train_commands(ds, work, "3d_cascade_fullres", "0", 5, "cpu",
+                                        time_budget_minutes=30) if c[0] == "train"]
+    assert len(trains) == 6 and all(_parse(c).time_budget == 30.0 for c in trains)
+
+    (pred,) = predict_commands("in", "out", tmp_path / "m", allow_unfinished=True)
+    assert _parse(pred).allow_unfinished
+    (pred,) = predict_commands("in", "out", tmp_path / "m")
+    assert not _parse(pred).allow_unfinished
+    (seg,) = segment_batch_commands("in", "b", tmp_path / "m", allow_unfinished=True)
+    assert _parse(seg).allow_unfinished

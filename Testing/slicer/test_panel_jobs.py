@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from NNSegLib.slicer.i18n import set_translator, tr
-from NNSegLib.slicer.panel_jobs import JobBoard, cancel_question
+from NNSegLib.slicer.panel_jobs import JobBoard, cancel_question, reattachable
 
 
 class FakeJob:
@@ -111,3 +111,22 @@ def test_translator_is_used_and_can_fail_safely():
     finally:
         set_translator(None)
     assert tr("Plan") == "Plan"
+
+
+def test_fine_tune_is_a_training_job():
+    """Cancelling a fine-tune asks and waits for the checkpoint like a training; after a
+    restart each running training or fine-tune goes back to its own panel."""
+    from types import SimpleNamespace
+
+    text = cancel_question("finetune", {"configuration": "3d_fullres", "folds": "0"})
+    assert "Stop fine-tuning 3d_fullres (fold(s) 0)?" in text and "Fine-tune continues" in text
+    board = JobBoard(cancel_grace=42.0)
+    job = FakeJob()
+    board.start("finetune", job)
+    board.cancel("finetune", background=False)
+    assert job.cancelled_with == 42.0
+    jobs = [SimpleNamespace(kind=k, n=i) for i, k in
+            enumerate(["train", "finetune", "train", "plan"])]
+    assert [(k, j.n) for k, j in reattachable(jobs, set())] == [("finetune", 1), ("train", 2)]
+    assert [k for k, _ in reattachable(jobs, {"train"})] == ["finetune"]
+    assert reattachable([], set()) == []
