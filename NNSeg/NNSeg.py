@@ -714,6 +714,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                           waitCursor=True):
             self.ui.reviewStatusLabel.text = self.logic.addReviewedCase(
                 self.review, slicer.mrmlScene, p.datasetFolder, name, decision.action == "ask")
+            self.ui.reviewCaseLabel.text = self.logic.describeReviewCase(self.review)
         self.refreshReview()
 
     def onFineTune(self) -> None:

@@ -288,7 +288,8 @@ class ReviewSession:
         from NNSegLib.inference.review_queue import mark_case
 
         assert self.current is not None and self.batch is not None
-        return mark_case(self.batch, self.current.case.entry.case, state)
+        self.current.case.entry = mark_case(self.batch, self.current.case.entry.case, state)
+        return self.current.case.entry
 
     def add(self, scene: Any, dataset: Path | str, identifier: str, replace: bool = False
             ) -> Any:
@@ -298,6 +299,7 @@ class ReviewSession:
             NNSegError: with the message to show (unknown segment names, a failed check, an
                 existing case without ``replace`` …); nothing is written then.
         """
+        from NNSegLib.inference.review_queue import get_entry
         from NNSegLib.slicer.scene_review import add_corrected_case
         from NNSegLib.slicer.segment_run import content_fingerprint
 
@@ -307,6 +309,7 @@ class ReviewSession:
                                    Path(str(dataset)), volumes=rc.volumes,
                                    identifier=identifier, replace=replace)
         self.current.added_fingerprint = content_fingerprint(scene, rc.segmentation)
+        rc.entry = get_entry(self.batch, rc.entry.case)
         return added
 
     def close(self, scene: Any) -> None:

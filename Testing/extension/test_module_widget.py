@@ -315,3 +315,259 @@ def test_whole_click_path_with_one_short_training_epoch(app, tmp_path):
     _wait(widget, "segment", timeout=300)
     assert ui.segmentStatusLabel.text.startswith("Segmentation completed"), record.errors
     assert record.errors == []
+
+
+class _DoneJob:
+    """A background job that has already succeeded; ``effect(steps)`` writes its files."""
+
+    def __init__(self, steps, effect=None):
+        from NNSegLib.slicer.jobs import JobStatus
+
+        self.steps = steps
+        self.status, self.elapsed, self.finished = JobStatus.OK, 1.0, True
+        self.cancel_requested, self.detached = False, False
+        if effect is not None:
+            effect(steps)
+
+    def poll(self):
+        return []
+
+    def error_message(self):
+        return None
+
+    def cancel(self, grace=10.0):
+        return self.status
+
+    def request_stop(self):
+        pass
+
+
+def _ready_work(tmp_path):
+    """A dataset and a planned work folder (no training needed for the Train rules)."""
+    from conftest import cascade_plans
+
+    from NNSegLib.util.workspace import Workspace
+
+    dataset, work = tmp_path / "Dataset006_W", tmp_path / "work"
+    dataset.mkdir()
+    (dataset / "dataset.json").write_text("{}")
+    cascade_plans().save(Workspace(work).plans)
+    return dataset, work
+
+
+def _fold(model: Path, fold: str, checkpoint: str, dice: float | None = None) -> None:
+    import json
+
+    run = model / "3d_fullres" / f"fold_{fold}"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / checkpoint).write_bytes(b"")
+    if dice is not None:
+        (run / "validation_summary.json").write_text(json.dumps(
+            {"foreground_mean": {"dice": dice}, "cases": [{"case": "c1"}]}))
+
+
+def test_train_for_n_minutes(app, tmp_path, monkeypatch):
+    widget, _scene, record, _module = app
+    ui, p = widget.ui, widget._parameterNode
+    p.datasetFolder, p.workFolder = _ready_work(tmp_path)
+    assert not p.timeBudget and not ui.timeBudgetSpinBox.enabled  # off: minutes greyed out
+    p.timeBudget, p.timeBudgetMinutes, p.maxEpochs, p.device = True, 2, 1000, "cpu"
+    assert ui.timeBudgetSpinBox.enabled
+    if widget.deviceInfo.is_cpu:
+        assert "stops each fold after 2 min" in ui.trainWarningLabel.text
+    started = []
+    monkeypatch.setattr(widget.logic, "startTraining",
+                        lambda steps, work, detached, kind="train": started.append(
+                            (steps, kind)) or _DoneJob(steps))
+    assert ui.trainButton.enabled, ui.trainButton.toolTip
+    ui.trainButton.click()
+    [(steps, kind)] = started
+    assert kind == "train" and steps[-1][-2:] == ["--time-budget", "2"]
+    assert "--epochs" in steps[-1]
+    _wait(widget, "train")
+    assert ui.trainStatusLabel.text.startswith("Training completed"), record.errors
+    widget.board.start("train", _DoneJob([]), {})  # while training runs: budget locked
+    widget.updateGui()
+    assert not ui.timeBudgetCheckBox.enabled and not ui.timeBudgetSpinBox.enabled
+    _wait(widget, "train")
+    p.timeBudget = False
+    ui.trainButton.click()  # fold 0 has no run in this fake: Train is enabled again
+    assert all("--time-budget" not in c for c in started[-1][0])
+    _wait(widget, "train")
+
+
+def test_segment_panel_says_when_only_unfinished_folds_exist(app, tmp_path):
+    widget, scene, record, _module = app
+    ui, p = widget.ui, widget._parameterNode
+    model = make_model_folder(tmp_path / "model", folds=("0",), checkpoint="checkpoint_best.pt")
+    volume, _seg = _case(scene, "patient", 2)
+    p.modelPath, p.inputVolume = model, volume
+    widget.onModelChanged(str(model))
+    assert not ui.segmentButton.enabled
+    assert 'no finished fold: fold 0 stopped before finishing' in ui.segmentButton.toolTip
+    assert 'Check "Use unfinished folds"' in ui.modelFoldsLabel.text
+    p.allowUnfinished = True
+    assert ui.segmentButton.enabled, ui.segmentButton.toolTip
+    assert "used with its best checkpoint" in ui.modelFoldsLabel.text
+    ui.segmentButton.click()
+    assert not ui.allowUnfinishedCheckBox.enabled  # captured and locked while it runs
+    assert "--allow-unfinished" in widget.board.get("segment").context["run"].steps[-1]
+    _wait(widget, "segment")
+    assert ui.segmentStatusLabel.text.startswith("Segmentation completed"), (
+        ui.segmentStatusLabel.text, record.errors)
+    assert ui.allowUnfinishedCheckBox.enabled and record.errors == []
+
+
+def test_batch_review_and_add(app, tmp_path):
+    """Segment two scene volumes in one job, review the least certain first, mark, correct,
+    add to the dataset; the queue is there again after a restart."""
+    import json
+
+    from conftest import write_dataset
+
+    from NNSegLib.inference import review_queue as rq
+
+    widget, scene, record, module = app
+    ui, p = widget.ui, widget._parameterNode
+    model = make_model_folder(tmp_path / "model", folds=("0",))
+    volumes = [_case(scene, f"scan{i}", 10 + i)[0] for i in range(2)]
+    home = tmp_path / "home" / "NNSeg"
+    assert p.batchFolder == home / "batches" / "batch_001"    # a default, never "."
+    p.modelPath, p.predictDevice, p.tta, p.predictFolds = model, "cpu", False, "0"
+    widget.onModelChanged(str(model))
+    assert "Choose the input folder" in ui.batchButton.toolTip
+    assert not ui.batchVolumesSelector.enabled and ui.batchInputFolderPathLineEdit.enabled
+    p.batchSource = "scene volumes"
+    assert ui.batchVolumesSelector.enabled and not ui.batchInputFolderPathLineEdit.enabled
+    assert "Check the scene volumes" in ui.batchButton.toolTip
+    ui.batchVolumesSelector.checked_nodes = volumes
+    ui.batchVolumesSelector.emit("checkedNodesChanged()")
+    p.batchFolder = tmp_path / "batch"
+    assert ui.batchButton.enabled, ui.batchButton.toolTip
+    assert "No review queue" in ui.batchInfoLabel.text
+    ui.batchButton.click()
+    assert ui.batchButton.text == "Cancel" and ui.batchButton.enabled
+    assert not ui.batchFolderPathLineEdit.enabled and not ui.modelPathLineEdit.enabled
+    _wait(widget, "batch")
+    assert ui.batchStatusLabel.text.startswith("Batch completed"), (ui.batchStatusLabel.text,
+                                                                   record.errors)
+    assert ui.batchProgressBar.maximum == 2 and ui.batchProgressBar.value == 2
+    table = ui.reviewTableWidget
+    assert table.rows == 2 and table.header[:3] == ["#", "case", "state"]
+    ranked = [e.case for e in rq.ranked_entries(tmp_path / "batch")]
+    assert [table.cells[(r, 1)] for r in range(2)] == ranked     # least certain first
+    assert ui.batchInfoLabel.text.startswith("2 case(s) by model v1: 2 pending")
+
+    # review: nothing selected yet, then the first row
+    assert not ui.acceptButton.enabled and "Click a case" in ui.acceptButton.toolTip
+    composite = scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
+    before = scene.GetNumberOfNodes()
+    table.emit("cellClicked(int,int)", 0, 1)
+    assert scene.GetNumberOfNodes() > before and record.errors == []
+    assert ui.reviewCaseLabel.text.startswith(f"{ranked[0]}: pending; mean entropy")
+    assert composite.GetBackgroundVolumeID() in {v.GetID() for v in volumes}  # scene volume
+    assert composite.GetForegroundOpacity() == pytest.approx(0.5)
+    ui.overlayOpacitySliderWidget.emit("valueChanged(double)", 0.7)
+    assert composite.GetForegroundOpacity() == pytest.approx(0.7)
+    ui.acceptButton.click()
+    assert table.cells[(0, 2)] == "accepted" and "accepted" in ui.reviewCaseLabel.text
+    ui.needsCorrectionButton.click()
+    assert table.cells[(0, 2)] == "needs_correction"
+
+    # add to dataset: needs the dataset; the name is suggested
+    assert "dataset" in ui.addToDatasetButton.toolTip and not ui.addToDatasetButton.enabled
+    ds = write_dataset(tmp_path / "Dataset007_Rev", num_cases=1, shape=GEO.shape,
+                       spacing=GEO.spacing)
+    spec = json.loads((ds / "dataset.json").read_text())
+    spec["labels"] = {"background": 0, "a": 1, "b": 2}
+    (ds / "dataset.json").write_text(json.dumps(spec))
+    p.datasetFolder = ds
+    table.emit("cellClicked(int,int)", 0, 0)   # same case: shown again, not loaded again
+    assert ui.datasetCaseNameLineEdit.text == ranked[0]
+    ui.datasetCaseNameLineEdit.emit("textChanged(QString)", ranked[0])
+    assert ui.addToDatasetButton.enabled, ui.addToDatasetButton.toolTip
+    ui.addToDatasetButton.click()
+    assert ui.reviewStatusLabel.text == f"Added as '{ranked[0]}' (2 training case(s) now).", \
+        record.errors
+    assert (ds / "labelsTr" / f"{ranked[0]}.nii.gz").is_file()
+    assert ui.reviewCaseLabel.text.endswith(f"added to the dataset as '{ranked[0]}'.")
+    assert table.cells[(0, table.header.index("added"))] == ranked[0]
+    record.answer = False        # adding again asks before replacing; "no" writes nothing
+    ui.addToDatasetButton.click()
+    assert "already has a case" in record.questions[-1]
+    assert ui.reviewStatusLabel.text.startswith("Added as")
+    record.answer = True
+    ui.datasetCaseNameLineEdit.text = "x_0001"
+    ui.addToDatasetButton.click()
+    assert "ends like a channel suffix" in record.errors[-1]
+    record.errors.clear()
+
+    # restart in a new scene: the remembered batch folder brings the queue back
+    assert slicer_stubs.QSettings.store["NNSeg/BatchFolder"] == str(tmp_path / "batch")
+    p.batchFolder = Path(".")
+    again = module.NNSegWidget()
+    again.setup()
+    assert again._parameterNode.batchFolder == tmp_path / "batch"
+    assert again.ui.reviewTableWidget.rows == 2
+    assert again.ui.reviewTableWidget.cells[(0, 2)] == "needs_correction"
+    assert not again.ui.acceptButton.enabled   # nothing under review in the new session
+    again.cleanup()
+    assert record.errors == []
+
+
+def test_fine_tune_from_the_panel_then_did_it_help(app, tmp_path, monkeypatch):
+    """Fine-tune: a new one archives v1; an interrupted one is continued; the comparison
+    shows afterwards (the jobs are stand-ins that write what the commands would)."""
+    import json
+    import shutil
+
+    widget, _scene, record, _module = app
+    ui, p = widget.ui, widget._parameterNode
+    dataset, work = _ready_work(tmp_path)
+    p.datasetFolder, p.workFolder, p.folds = dataset, work, "0"
+    assert "Nothing trained" in ui.fineTuneButton.toolTip and not ui.fineTuneButton.enabled
+    results = work / "results"
+    _fold(results, "0", "checkpoint_final.pt", dice=0.8)
+    widget.updateGui()
+    assert ui.fineTuneButton.enabled and ui.fineTuneInfoLabel.text.startswith("New fine-tune")
+    started = []
+
+    def finish(steps):   # what archive-model + train --init-from write
+        shutil.move(str(results), str(work / "model_versions" / "v1"))
+        _fold(results, "0", "checkpoint_latest.pt")
+        (results / "model_version.json").write_text(json.dumps(
+            {"version": 2, "parent": {"path": str(work / "model_versions" / "v1"),
+                                      "version": 1}}))
+
+    effects = [finish]
+    monkeypatch.setattr(widget.logic, "startTraining",
+                        lambda steps, work_, detached, kind="train": started.append(
+                            (steps, kind)) or _DoneJob(steps, effects.pop(0)))
+    p.fineTuneEpochs = 3
+    ui.fineTuneButton.click()
+    [(steps, kind)] = started
+    assert kind == "finetune" and [s[0] for s in steps] == ["archive-model", "preprocess", "train"]
+    assert steps[-1][steps[-1].index("--init-from") + 1] == str(work / "model_versions" / "v1")
+    assert steps[-1][steps[-1].index("--epochs") + 1] == "3"
+    assert widget.board.get("finetune").context["maxEpochs"] == 3
+    assert ui.fineTuneButton.text == "Cancel" and not ui.trainButton.enabled
+    assert "Fine-tuning runs" in ui.fineTuneInfoLabel.text
+    _wait(widget, "finetune")
+    assert ui.fineTuneStatusLabel.text.startswith("Fine-tuning completed"), record.errors
+    # the fold did not finish (cancelled, say): the next click continues it
+    assert ui.fineTuneInfoLabel.text.startswith("Continues the fine-tune in progress (v2)")
+    assert ui.fineTuneSummaryLabel.text.startswith("No fold validated by both v1 and v2")
+
+    def complete(steps):
+        _fold(results, "0", "checkpoint_final.pt", dice=0.85)
+
+    effects.append(complete)
+    ui.fineTuneButton.click()
+    steps, kind = started[-1]
+    assert [s[0] for s in steps] == ["preprocess", "train"] and "--continue" in steps[-1]
+    _wait(widget, "finetune")
+    assert ui.fineTuneSummaryLabel.text == "CV Dice v1 0.800 → v2 0.850 (+0.050; fold(s) 0)"
+    assert ui.fineTuneTableWidget.header == ["fold", "label", "v1", "v2", "change"]
+    assert ui.fineTuneTableWidget.cells[(0, 4)] == "+0.050"
+    assert ui.fineTuneInfoLabel.text.startswith("New fine-tune: the current model (v2)")
+    assert record.errors == []
