@@ -839,6 +839,8 @@ class NNSegTest(ScriptedLoadableModuleTest):
         self.test_ExportAndSegmentTinyCase()
         self.setUp()
         self.test_ClickPath()
+        self.setUp()
+        self.test_ClinicianLoop()
 
     def test_ExportAndSegmentTinyCase(self) -> None:
         import json
@@ -943,3 +945,36 @@ class NNSegTest(ScriptedLoadableModuleTest):
                          before + 1)
         shutil.rmtree(root, ignore_errors=True)
         self.delayDisplay("Click path passed")
+
+    def test_ClinicianLoop(self) -> None:
+        """Issue 12's loop on the application's scene (NNSegLib.slicer.loop_walk: train, batch,
+        rank, correct, add, fine-tune, segment again), then the Batch and review panel on the
+        fine-tuned model: segment a folder, click the least certain case, accept it."""
+        from NNSegLib.slicer import loop_walk, mrml
+
+        root = pathlib.Path(tempfile.mkdtemp(prefix="nnseg_loop_"))
+        self.delayDisplay("The clinician's loop (about a minute on a CPU)")
+        ctx = mrml.SceneContext(slicer.mrmlScene, slicer.app.applicationLogic(),
+                                slicer.modules.segmentations.logic())
+        result = loop_walk.run_walk(root, ctx)
+        self.assertEqual(loop_walk.walk_problems(result), [])
+
+        self.delayDisplay("Batch and review panel")
+        slicer.util.selectModule("NNSeg")
+        widget = slicer.modules.nnseg.widgetRepresentation().self()
+        p = widget._parameterNode
+        p.modelPath = root / "work" / "results"
+        widget.onModelChanged(str(p.modelPath))
+        p.predictDevice, p.predictFolds, p.tta, p.batchSource = "cpu", "0", False, "folder"
+        p.batchInputFolder, p.batchFolder = root / "batch1" / "images", root / "batch3"
+        widget.updateGui()
+        self.assertTrue(widget.ui.batchButton.enabled, widget.ui.batchButton.toolTip)
+        widget.ui.batchButton.click()
+        self.waitFor(widget, "batch")
+        self.assertEqual(widget.ui.reviewTableWidget.rowCount, 3)
+        widget.onReviewRowClicked(0, 0)
+        self.assertTrue(widget.ui.acceptButton.enabled, widget.ui.acceptButton.toolTip)
+        widget.ui.acceptButton.click()
+        self.assertEqual(widget.ui.reviewTableWidget.item(0, 2).text(), "accepted")
+        shutil.rmtree(root, ignore_errors=True)
+        self.delayDisplay("Clinician's loop passed")

@@ -254,5 +254,30 @@ def run_walk(folder: Path | str, ctx: mrml.SceneContext | None = None,
         seconds=seconds)
 
 
+def walk_problems(r: WalkResult) -> list[str]:
+    """What is wrong with a walk's numbers (empty when the loop worked), for the headless test
+    and ``NNSegTest`` inside Slicer alike."""
+    checks = [
+        (r.ranking[:1] == ["hard"] and sorted(r.ranking) == ["easy_a", "easy_b", "hard"],
+         f"the low-contrast case ranks first: {r.ranking}"),
+        (r.scores.get("hard", 0.0) > max(r.scores.get("easy_a", 1.0),
+                                         r.scores.get("easy_b", 1.0)) + 0.1,
+         f"the hard case is clearly less certain: {r.scores}"),
+        (r.corrected == "hard", f"the corrected case is the first of the queue: {r.corrected}"),
+        (r.cases_after == r.cases_before + 1 == r.num_training,
+         f"one case added: {r.cases_before} → {r.cases_after} (numTraining {r.num_training})"),
+        (r.provenance.get("origin") == "corrected_prediction"
+         and (r.provenance.get("changed_voxels") or 0) > 0,
+         f"provenance records the correction: {r.provenance}"),
+        (r.repreprocessed == ["hard"], f"only the new case preprocessed: {r.repreprocessed}"),
+        ("hard" in r.fold0_train and r.fold0_val_unchanged,
+         "the new case trains fold 0, whose validation cases stay"),
+        (r.dice_after.get("hard", 0.0) > r.dice_before.get("hard", 1.0) + 0.1,
+         f"the corrected case's Dice rises: {r.dice_before} → {r.dice_after}"),
+        (r.versions == ("v1", "v2"), f"results carry the model version: {r.versions}"),
+    ]
+    return [what for ok, what in checks if not ok]
+
+
 __all__ = ["WalkResult", "WalkSettings", "labels_for", "make_case", "run_walk", "walk_plans",
-           "write_walk_dataset"]
+           "walk_problems", "write_walk_dataset"]

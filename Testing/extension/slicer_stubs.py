@@ -22,6 +22,7 @@ import pathlib
 import sys
 import types
 import typing
+import unittest
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,13 @@ class FakeWidget:
     @property
     def columnCount(self) -> int:
         return self.columns
+
+    @property
+    def rowCount(self) -> int:
+        return self.rows
+
+    def item(self, row: int, col: int):
+        return types.SimpleNamespace(text=lambda: self.cells.get((row, col), ""))
 
     def setItem(self, row: int, col: int, item) -> None:
         self.cells[(row, col)] = item.text
@@ -259,7 +267,7 @@ def install(monkeypatch, scene) -> tuple[Recorder, types.ModuleType]:
         def resourcePath(self, rel: str) -> str:
             return str(MODULE.parent / "Resources" / rel)
 
-    class Test:
+    class Test(unittest.TestCase):
         def delayDisplay(self, text: str) -> None:
             pass
 

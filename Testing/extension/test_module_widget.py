@@ -287,8 +287,8 @@ def test_restart_reattaches_to_a_running_training_and_cancel_asks(app, tmp_path,
 
 @pytest.mark.slow
 def test_whole_click_path_with_one_short_training_epoch(app, tmp_path):
-    """Dataset → Plan → Train (1 short epoch) → Segment, as NNSegTest.test_ClickPath does in
-    Slicer, here headless."""
+    """Dataset → Plan → Train (1 short epoch) → Segment → Fine-tune, as NNSegTest.test_ClickPath
+    does in Slicer (and more), here headless."""
     widget, scene, record, _module = app
     ui, p = widget.ui, widget._parameterNode
     for i in range(5):
@@ -314,6 +314,18 @@ def test_whole_click_path_with_one_short_training_epoch(app, tmp_path):
     ui.segmentButton.click()
     _wait(widget, "segment", timeout=300)
     assert ui.segmentStatusLabel.text.startswith("Segmentation completed"), record.errors
+    # fine-tune v1 → v2 for one short epoch with the real commands, then "did it help?"
+    p.fineTuneEpochs = 1
+    widget.updateGui()
+    assert ui.fineTuneButton.enabled and "New fine-tune" in ui.fineTuneButton.toolTip, (
+        ui.fineTuneButton.toolTip)
+    ui.fineTuneButton.click()
+    _wait(widget, "finetune", timeout=900)
+    assert ui.fineTuneStatusLabel.text.startswith("Fine-tuning completed"), (
+        ui.fineTuneStatusLabel.text, record.errors)
+    assert ui.fineTuneSummaryLabel.text.startswith("CV Dice v1 "), ui.fineTuneSummaryLabel.text
+    assert ui.fineTuneTableWidget.header[2:4] == ["v1", "v2"]
+    assert (p.workFolder / "model_versions" / "v1" / "3d_fullres" / "fold_0").is_dir()
     assert record.errors == []
 
 
@@ -570,4 +582,24 @@ def test_fine_tune_from_the_panel_then_did_it_help(app, tmp_path, monkeypatch):
     assert ui.fineTuneTableWidget.header == ["fold", "label", "v1", "v2", "change"]
     assert ui.fineTuneTableWidget.cells[(0, 4)] == "+0.050"
     assert ui.fineTuneInfoLabel.text.startswith("New fine-tune: the current model (v2)")
+    assert record.errors == []
+
+
+@pytest.mark.slow
+def test_nnsegtest_clinician_loop_headless(app, monkeypatch):
+    """NNSegTest.test_ClinicianLoop, the in-Slicer self-test of issue 12, run on the stubbed
+    application: the loop walk on the "application" scene, then the Batch and review panel."""
+    import types
+
+    import slicer
+
+    widget, scene, record, module = app
+    ns = types.SimpleNamespace
+    monkeypatch.setattr(slicer, "app", ns(testingEnabled=lambda: True, processEvents=lambda: None,
+                                          applicationLogic=lambda: None), raising=False)
+    monkeypatch.setattr(slicer.modules, "segmentations", ns(logic=lambda: None), raising=False)
+    monkeypatch.setattr(slicer.modules, "nnseg", ns(widgetRepresentation=lambda: ns(
+        self=lambda: widget)), raising=False)
+    monkeypatch.setattr(slicer.util, "selectModule", lambda name: None, raising=False)
+    module.NNSegTest().test_ClinicianLoop()
     assert record.errors == []

@@ -7,12 +7,14 @@ epoch from the archived model, segment again — and check the numbers.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 slicer = pytest.importorskip(
     "slicer", reason="needs slicer-core (pip install slicer-core) for real MRML nodes")
 
-from NNSegLib.slicer.loop_walk import run_walk  # noqa: E402
+from NNSegLib.slicer.loop_walk import run_walk, walk_problems  # noqa: E402
 
 pytestmark = pytest.mark.slicer
 
@@ -40,3 +42,7 @@ def test_the_whole_loop(ctx, tmp_path):
     assert fold.fold == "0" and fold.paired and fold.same_cases
     assert r.comparison.old_version == "v1" and r.comparison.new_version == "v2"
     assert "v1" in r.comparison.summary_line() and "v2" in r.comparison.summary_line()
+    assert walk_problems(r) == []     # what NNSegTest checks inside Slicer
+    broken = dataclasses.replace(r, ranking=["easy_a", "hard", "easy_b"], versions=("v1", "v1"))
+    assert [p.split(":")[0] for p in walk_problems(broken)] == [
+        "the low-contrast case ranks first", "results carry the model version"]
