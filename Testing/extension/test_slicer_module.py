@@ -399,3 +399,19 @@ def test_new_controls_say_what_the_messages_call_them(ui):
 
     items = [i.findtext("property/string") for i in w["batchSourceComboBox"].findall("item")]
     assert items == list(SOURCES)
+
+
+def test_readme_describes_every_panel_and_control(ui):
+    """README's "Use in 3D Slicer" names each panel of NNSeg.ui and the controls it explains."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Use in 3D Slicer", 1)[1].split("\n## ", 1)[0]
+    panels = [string_prop(p, "text").split(". ", 1)[1] for p in ui.iter("widget")
+              if p.get("class") == "ctkCollapsibleButton"]
+    for title in panels:
+        assert f"**{title}**" in section, title
+    w = widgets(ui)
+    for name in ("allowUnfinishedCheckBox", "batchButton", "acceptButton",
+                 "needsCorrectionButton", "addToDatasetButton", "fineTuneButton"):
+        text = string_prop(w[name], "text").split(" (")[0]
+        assert f"*{text}*" in section, text
+    assert "*Train for N minutes*" in section and "--time-budget" in section
