@@ -157,6 +157,8 @@ def describe_event(key: str, event: dict, elapsed: float, max_epochs: int = 0) -
         elapsed: Seconds since the job started.
         max_epochs: The training's epoch limit (for ``epoch`` events).
     """
+    from NNSegLib.slicer.panel_jobs import TRAINING_KEYS
+
     kind = event.get("event")
     if kind == "epoch":
         return describe_epoch(event, max_epochs)
@@ -166,8 +168,7 @@ def describe_event(key: str, event: dict, elapsed: float, max_epochs: int = 0) -
         args = event["args"]
         return tr("Step {n}/{of}: {command}", n=int(event.get("step", 0)) + 1,
                   of=event.get("of", "?"), command=" ".join(str(a) for a in args[:1] + args[2:4]))
-    if kind in ("start", "progress") and event.get("total") and key not in ("train",
-                                                                            "finetune"):
+    if kind in ("start", "progress") and event.get("total") and key not in TRAINING_KEYS:
         current, total = int(event.get("current", 0)), int(event["total"])
         eta = estimate_eta(elapsed, current, total)
         return tr("{stage}: {current}/{total}, ETA {eta}", stage=event.get("stage", ""),

@@ -32,9 +32,8 @@ from NNSegLib.slicer.fine_tune import FineTunePlan
 from NNSegLib.slicer.folders import is_unset
 from NNSegLib.slicer.i18n import tr
 from NNSegLib.slicer.model_folds import FoldCheck
+from NNSegLib.slicer.panel_jobs import TRAINING_KEYS as TRAINING
 
-#: Jobs that train (write ``WORK/results``).
-TRAINING = frozenset({"train", "finetune"})
 #: Jobs that read the dataset or the work folder's model while they run.
 WORK_JOBS = frozenset({"plan", "findbest"}) | TRAINING
 
