@@ -29,44 +29,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import SimpleITK as sitk
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 
 CONFIG = "3d_fullres"
 TIMEOUT = 3600.0  # seconds per command; --timeout
-
-
-def dice_scores(
-    ref_dir: Path, pred_dir: Path, cases: list[str], labels: dict[str, int], ending: str
-) -> dict:
-    fg = {n: v for n, v in labels.items() if int(v) != 0}
-    per_case = {}
-    for c in cases:
-        ref = sitk.GetArrayFromImage(sitk.ReadImage(str(ref_dir / f"{c}{ending}")))
-        pf = pred_dir / f"{c}{ending}"
-        if not pf.exists():
-            per_case[c] = None
-            continue
-        pred = sitk.GetArrayFromImage(sitk.ReadImage(str(pf)))
-        if pred.shape != ref.shape:
-            raise RuntimeError(f"{pf}: shape {pred.shape} != reference {ref.shape}")
-        d = {}
-        for name, v in fg.items():
-            r, p = ref == int(v), pred == int(v)
-            denom = r.sum() + p.sum()
-            d[name] = float(2 * np.logical_and(r, p).sum() / denom) if denom else None
-        per_case[c] = d
-    means = {}
-    for name in fg:
-        vals = [d[name] for d in per_case.values() if d and d[name] is not None]
-        means[name] = round(float(np.mean(vals)), 4) if vals else None
-    valid = [v for v in means.values() if v is not None]
-    means["mean_foreground"] = round(float(np.mean(valid)), 4) if valid else None
-    missing = [c for c, d in per_case.items() if d is None]
-    return {"mean": means, "per_case": per_case, "missing_predictions": missing}
 
 
 def train_models(
@@ -115,29 +82,9 @@ def train_models(
         if retrain or not marker.exists():
             print(f"[train] NNSeg {tag} ...", flush=True)
             work = matched["work"]
-            cmd = [
-                str(bl.NNSEG_BIN),
-                "train",
-                str(ds),
-                CONFIG,
-                "0",
-                "--work",
-                str(work),
-                "--epochs",
-                str(epochs),
-                "--iterations-per-epoch",
-                str(iters),
-                "--val-iterations",
-                "1",
-                "--device",
-                "cpu",
-                "--seed",
-                str(seed),
-                "--fresh",
-                "--no-final-validation",
-                "--quiet",
-                *nnseg_extra,
-            ]
+            cmd = bl.nnseg_train_cmd(
+                ds, work, epochs=epochs, iterations=iters, seed=seed, extra=nnseg_extra
+            )
             res = bl.run_monitored(
                 cmd, env=bl.nnseg_env(), log=mdir / "nnseg_train.log", timeout=TIMEOUT
             )
@@ -202,13 +149,7 @@ def main() -> int:
 
     cases = sorted(ref["splits"][0]["val"])[: args.cases]
     base = bl.CACHE / "runs" / f"predict-{time.strftime('%Y%m%d-%H%M%S')}"
-    inp = base / "input"
-    inp.mkdir(parents=True)
-    n_ch = len(dsj["channel_names"])
-    for c in cases:
-        for ch in range(n_ch):
-            name = f"{c}_{ch:04d}{ending}"
-            (inp / name).symlink_to((ds / "imagesTr" / name).resolve())
+    inp = bl.link_cases(ds, cases, base / "input")
 
     runs: dict[str, list[dict]] = {t: [] for t in tools}
     for rep in range(args.repeats):
@@ -222,56 +163,23 @@ def main() -> int:
             )
             if tool == "nnunet":
                 env = bl.nnunet_env(ref["root"], extra={"nnUNet_results": models["nnunet_results"]})
-                cmd = [
-                    bl.nnunet_bin("nnUNetv2_predict"),
-                    "-i",
-                    str(inp),
-                    "-o",
-                    str(out),
-                    "-d",
-                    str(bl.dataset_id(ds)),
-                    "-c",
-                    CONFIG,
-                    "-f",
-                    "0",
-                    "-tr",
-                    bl.TRAINER_NAME,
-                    "-chk",
-                    "checkpoint_final.pth",
-                    "-device",
-                    "cpu",
-                    "-npp",
-                    "1",
-                    "-nps",
-                    "1",
-                ]
+                cmd = bl.nnunet_predict_cmd(inp, out, ds, CONFIG)
             else:
                 env = bl.nnseg_env()
-                cmd = [
-                    str(bl.NNSEG_BIN),
-                    "predict",
-                    "-i",
-                    str(inp),
-                    "-o",
-                    str(out),
-                    "-m",
-                    str(models["nnseg_model"]),
-                    "--folds",
-                    "0",
-                    "--config",
-                    CONFIG,
-                    "--device",
-                    "cpu",
-                    "--quiet",
-                    *shlex.split(args.nnseg_predict_args),
-                ]
+                cmd = bl.nnseg_predict_cmd(
+                    inp,
+                    out,
+                    models["nnseg_model"],
+                    extra=shlex.split(args.nnseg_predict_args),
+                    config=CONFIG,
+                )
             res = bl.run_monitored(
                 cmd, env=env, log=base / f"rep{rep}" / f"{tool}_predict.log", timeout=TIMEOUT
             )
             bl.check_ok(res, f"{tool} predict")
             res["s_per_case"] = round(res["wall_s"] / len(cases), 3)
             res["repeat"], res["loadavg1_before"] = rep, round(load, 2)
-            res["dice"] = dice_scores(ds / "labelsTr", out, cases, dsj["labels"], ending)
+            res["dice"] = bl.dice_scores(ds / "labelsTr", out, cases, dsj["labels"], ending)
             runs[tool].append(res)
             print(
                 f"    {res['s_per_case']:.2f} s/case (wall {res['wall_s']:.1f} s), peak PSS "

@@ -32,7 +32,8 @@ NNSEG_BIN = Path(os.environ.get("NNSEG_BIN", REPO / ".venv" / "bin" / "nnseg"))
 NNSEG_PY = NNSEG_BIN.parent / "python"
 TRAINER_DIR = BENCH / "nnunet_trainer"
 TRAINER_NAME = "nnsegBenchTrainer"
-DEFAULT_DATASET = Path("/work/shared/data/Dataset004_Hippocampus")
+#: the hippocampus dataset beside the repository: <repo>/../shared/data/Dataset004_Hippocampus
+DEFAULT_DATASET = REPO.parent / "shared" / "data" / "Dataset004_Hippocampus"
 
 
 # --------------------------------------------------------------------------------------
@@ -112,9 +113,10 @@ def nnseg_prepare_steps(
     workers: int,
     plan_args: Sequence[str] = (),
     preprocess_args: Sequence[str] = (),
+    nnseg_bin: Path | None = None,
 ) -> list[tuple[str, list[str]]]:
     """``nnseg fingerprint``, ``plan`` and ``preprocess`` command lines (name, argv)."""
-    nn = str(NNSEG_BIN)
+    nn = str(nnseg_bin or NNSEG_BIN)
     common = [str(dataset), "--work", str(work)]
     worker_args = ["--workers", str(workers)]
     return [
@@ -140,7 +142,7 @@ def _version_of(python: Path, module: str) -> str:
         return "n/a"
 
 
-def machine_info() -> dict:
+def machine_info(nnseg_python: Path | None = None) -> dict:
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -160,8 +162,8 @@ def machine_info() -> dict:
         "python": sys.version.split()[0],
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
         "versions": {
-            "nnseg": _version_of(NNSEG_PY, "NNSegLib"),
-            "nnseg_torch": _version_of(NNSEG_PY, "torch"),
+            "nnseg": _version_of(nnseg_python or NNSEG_PY, "NNSegLib"),
+            "nnseg_torch": _version_of(nnseg_python or NNSEG_PY, "torch"),
             "nnunetv2": _version_of(nnunet_py, "nnunetv2"),
             "nnunet_torch": _version_of(nnunet_py, "torch"),
         },
@@ -324,6 +326,15 @@ def write_json(name: str, data: dict) -> Path:
     return path
 
 
+def write_json_atomic(path: Path, data: dict) -> Path:
+    """Write JSON to path via a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
 def update_results_md(key: str, markdown: str) -> None:
     """Replace (or append) the section delimited by BEGIN/END markers for key."""
     begin, end = f"<!-- BEGIN {key} -->", f"<!-- END {key} -->"
@@ -474,11 +485,16 @@ def ensure_nnseg_matched(
     workers: int = 2,
     rebuild: bool = False,
     config: str = "3d_fullres",
+    nnseg_bin: Path | None = None,
+    work: Path | None = None,
 ) -> dict:
     """NNSeg work folder planned with --recipe v2 and overridden to nnU-Net's patch/batch/net,
-    preprocessed, with nnU-Net's splits_final.json copied in (same folds)."""
+    preprocessed, with nnU-Net's splits_final.json copied in (same folds).
+
+    ``nnseg_bin`` (default: the repository's venv) runs the preparation; give each NNSeg
+    build its own ``work`` folder (default ``$CACHE/nnseg-matched/<dataset>``)."""
     p = nnunet_3d_params(nnunet["plans"], config)
-    work = CACHE / "nnseg-matched" / dataset.resolve().name
+    work = work or CACHE / "nnseg-matched" / dataset.resolve().name
     done = work / ".ready"
     key = json.dumps(p, sort_keys=True)
     if rebuild or not done.exists() or done.read_text() != key:
@@ -498,7 +514,7 @@ def ensure_nnseg_matched(
         ]
         plan_args = ["--recipe", "v2", "--configurations", config, "--override", *overrides]
         for name, cmd in nnseg_prepare_steps(
-            dataset, work, workers, plan_args, ["--configurations", config]
+            dataset, work, workers, plan_args, ["--configurations", config], nnseg_bin
         ):
             check_ok(
                 run_monitored(cmd, env=nnseg_env(), log=work / f"prep_{name}.log"), f"nnseg {name}"
@@ -530,3 +546,192 @@ def ensure_nnseg_matched(
         if theirs is not None and json.dumps(v) != json.dumps(theirs_cmp):
             diffs[k] = {"nnseg": v, "nnunet": theirs}
     return {"work": work, "plans": plans, "config": mine, "nnunet_config": p, "differences": diffs}
+
+
+# --------------------------------------------------------------------------------------
+# training / prediction command lines, held-out input folder, Dice
+# --------------------------------------------------------------------------------------
+def nnseg_train_cmd(
+    dataset: Path,
+    work: Path,
+    *,
+    epochs: int,
+    iterations: int,
+    seed: int,
+    extra: Sequence[str] = (),
+    nnseg_bin: Path | None = None,
+    config: str = "3d_fullres",
+    fold: str = "0",
+) -> list[str]:
+    """``nnseg train`` of one fold on the CPU, fresh, one validation batch per epoch, no final
+    validation."""
+    return [
+        str(nnseg_bin or NNSEG_BIN),
+        "train",
+        str(dataset),
+        config,
+        fold,
+        "--work",
+        str(work),
+        "--epochs",
+        str(epochs),
+        "--iterations-per-epoch",
+        str(iterations),
+        "--val-iterations",
+        "1",
+        "--device",
+        "cpu",
+        "--seed",
+        str(seed),
+        "--fresh",
+        "--no-final-validation",
+        "--quiet",
+        *extra,
+    ]
+
+
+def nnseg_predict_cmd(
+    inp: Path,
+    out: Path,
+    model: Path,
+    *,
+    extra: Sequence[str] = (),
+    nnseg_bin: Path | None = None,
+    config: str = "3d_fullres",
+    fold: str = "0",
+) -> list[str]:
+    """``nnseg predict`` with one fold's model on the CPU (mirror TTA is its default)."""
+    return [
+        str(nnseg_bin or NNSEG_BIN),
+        "predict",
+        "-i",
+        str(inp),
+        "-o",
+        str(out),
+        "-m",
+        str(model),
+        "--folds",
+        fold,
+        "--config",
+        config,
+        "--device",
+        "cpu",
+        "--quiet",
+        *extra,
+    ]
+
+
+def nnunet_predict_cmd(
+    inp: Path, out: Path, dataset: Path, config: str = "3d_fullres", fold: str = "0"
+) -> list[str]:
+    """``nnUNetv2_predict`` with our bench trainer's final checkpoint, CPU, one process each
+    for pre- and post-processing (mirror TTA is its default)."""
+    return [
+        nnunet_bin("nnUNetv2_predict"),
+        "-i",
+        str(inp),
+        "-o",
+        str(out),
+        "-d",
+        str(dataset_id(dataset)),
+        "-c",
+        config,
+        "-f",
+        fold,
+        "-tr",
+        TRAINER_NAME,
+        "-chk",
+        "checkpoint_final.pth",
+        "-device",
+        "cpu",
+        "-npp",
+        "1",
+        "-nps",
+        "1",
+    ]
+
+
+def link_cases(dataset: Path, cases: Sequence[str], inp: Path) -> Path:
+    """An input folder of symlinks to the images (all channels) of the given training cases."""
+    dsj = json.loads((dataset / "dataset.json").read_text())
+    ending = dsj.get("file_ending", ".nii.gz")
+    inp.mkdir(parents=True, exist_ok=True)
+    for c in cases:
+        for ch in range(len(dsj["channel_names"])):
+            name = f"{c}_{ch:04d}{ending}"
+            link = inp / name
+            if not link.exists():
+                link.symlink_to((dataset / "imagesTr" / name).resolve())
+    return inp
+
+
+def dice_scores(
+    ref_dir: Path, pred_dir: Path, cases: list[str], labels: dict[str, int], ending: str
+) -> dict:
+    """Dice per foreground label and case against the reference label maps, the mean over
+    cases per label (cases where a label is absent from both are left out of its mean) and
+    the mean of those over labels (``mean_foreground``)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    fg = {n: v for n, v in labels.items() if int(v) != 0}
+    per_case = {}
+    for c in cases:
+        ref = sitk.GetArrayFromImage(sitk.ReadImage(str(ref_dir / f"{c}{ending}")))
+        pf = pred_dir / f"{c}{ending}"
+        if not pf.exists():
+            per_case[c] = None
+            continue
+        pred = sitk.GetArrayFromImage(sitk.ReadImage(str(pf)))
+        if pred.shape != ref.shape:
+            raise RuntimeError(f"{pf}: shape {pred.shape} != reference {ref.shape}")
+        d = {}
+        for name, v in fg.items():
+            r, p = ref == int(v), pred == int(v)
+            denom = r.sum() + p.sum()
+            d[name] = float(2 * np.logical_and(r, p).sum() / denom) if denom else None
+        per_case[c] = d
+    means = {}
+    for name in fg:
+        vals = [d[name] for d in per_case.values() if d and d[name] is not None]
+        means[name] = round(float(np.mean(vals)), 4) if vals else None
+    valid = [v for v in means.values() if v is not None]
+    means["mean_foreground"] = round(float(np.mean(valid)), 4) if valid else None
+    missing = [c for c, d in per_case.items() if d is None]
+    return {"mean": means, "per_case": per_case, "missing_predictions": missing}
+
+
+# --------------------------------------------------------------------------------------
+# which NNSeg code a python runs
+# --------------------------------------------------------------------------------------
+def nnseg_code_info(python: Path) -> dict:
+    """Where ``python`` imports NNSegLib from and which commit that is.
+
+    A tree made by ``setup_nnseg_pinned.sh`` names its commit in ``.nnseg_commit``; a git
+    work tree is asked read-only (``rev-parse``, ``--no-optional-locks status``), and
+    ``dirty`` says whether its NNSegLib differs from that commit."""
+    code = "import NNSegLib, os; print(os.path.dirname(os.path.dirname(NNSegLib.__file__)))"
+    r = subprocess.run(
+        [str(python), "-c", code],
+        capture_output=True,
+        text=True,
+        env=nnseg_env(),
+        cwd=str(Path(python).resolve().parent),  # not the repository: cwd is first on sys.path
+        timeout=120,
+    )
+    if r.returncode != 0:
+        raise SystemExit(f"{python} cannot import NNSegLib:\n{r.stderr}")
+    src = Path(r.stdout.strip())
+    info: dict = {"python": str(python), "source": str(src), "commit": None, "dirty": None}
+    marker = src / ".nnseg_commit"
+    if marker.is_file():
+        info.update(commit=marker.read_text().strip(), dirty=False, pinned=True)
+        return info
+    git = ["git", "--no-optional-locks", "-C", str(src)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        st = subprocess.run(
+            [*git, "status", "--porcelain", "--", "NNSegLib"], capture_output=True, text=True
+        )
+        info.update(commit=head.stdout.strip(), dirty=bool(st.stdout.strip()), pinned=False)
+    return info

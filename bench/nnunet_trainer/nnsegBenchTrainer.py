@@ -12,10 +12,14 @@ Environment variables (all optional, read when the trainer is constructed):
     NNSEG_BENCH_VAL_ITERS        validation iterations per epoch (default 1)
     NNSEG_BENCH_SEED             seed python/numpy/torch        (default: unseeded)
     NNSEG_BENCH_TIMING_FILE      append one JSON line per training iteration:
-                                 {"epoch", "iteration", "t_end", "seconds"}; "seconds" is the time
-                                 since the previous iteration ended (or since the epoch started),
-                                 so it includes loading + augmentation (synchronous with
-                                 nnUNet_n_proc_DA=0) and the forward/backward/optimizer step.
+                                 {"epoch", "iteration", "t_end", "seconds", "loss"}; "seconds" is
+                                 the time since the previous iteration ended (or since the epoch
+                                 started), so it includes loading + augmentation (synchronous
+                                 with nnUNet_n_proc_DA=0) and the forward/backward/optimizer
+                                 step; "loss" is that iteration's training loss (what nnU-Net
+                                 averages into the epoch's train_loss).
+    NNSEG_BENCH_CONFIG_FILE      write the training set-up as it is when training starts
+                                 (optimizer, schedule, budget, batch/patch, precision) as JSON.
     NNSEG_BENCH_SKIP_FINAL_VAL   "1": skip the post-training sliding-window validation.
 """
 
@@ -56,11 +60,47 @@ class nnsegBenchTrainer(nnUNetTrainer):
             random.seed(int(seed))
             np.random.seed(int(seed))
             torch.manual_seed(int(seed))
+        self._bench_seed = int(seed) if seed else None
         self._bench_timing_file = os.environ.get("NNSEG_BENCH_TIMING_FILE") or None
+        self._bench_config_file = os.environ.get("NNSEG_BENCH_CONFIG_FILE") or None
         self._bench_last = None
         self._bench_iter = 0
 
-    # --- per-iteration timing -------------------------------------------------------------
+    # --- the set-up actually used -----------------------------------------------------------
+    def on_train_start(self):
+        super().on_train_start()
+        if self._bench_config_file is None:
+            return
+        opt = self.optimizer
+        cm = self.configuration_manager
+        config = {
+            "optimizer": type(opt).__name__,
+            "optimizer_defaults": {
+                k: v for k, v in opt.defaults.items() if isinstance(v, (int, float, bool, str))
+            },
+            "lr_scheduler": type(self.lr_scheduler).__name__,
+            "initial_lr": self.initial_lr,
+            "weight_decay": self.weight_decay,
+            "num_epochs": self.num_epochs,
+            "num_iterations_per_epoch": self.num_iterations_per_epoch,
+            "num_val_iterations_per_epoch": self.num_val_iterations_per_epoch,
+            "batch_size": self.batch_size,
+            "patch_size": list(cm.patch_size),
+            "oversample_foreground_percent": self.oversample_foreground_percent,
+            "probabilistic_oversampling": self.probabilistic_oversampling,
+            "enable_deep_supervision": self.enable_deep_supervision,
+            "device": str(self.device),
+            # nnU-Net autocasts (and scales gradients) on CUDA only: fp32 on the CPU
+            "autocast": self.device.type == "cuda",
+            "precision": "amp" if self.device.type == "cuda" else "fp32",
+            "compiled": bool(self._do_i_compile()),
+            "torch_threads": torch.get_num_threads(),
+            "seed": self._bench_seed,
+        }
+        with open(self._bench_config_file, "w", encoding="utf-8") as fh:
+            json.dump(config, fh, indent=1, default=str)
+
+    # --- per-iteration timing and loss ------------------------------------------------------
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
         self._bench_last = time.perf_counter()
@@ -75,6 +115,7 @@ class nnsegBenchTrainer(nnUNetTrainer):
                 "iteration": self._bench_iter,
                 "t_end": now,
                 "seconds": now - self._bench_last,
+                "loss": float(out["loss"]),
             }
             with open(self._bench_timing_file, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")

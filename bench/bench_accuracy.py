@@ -1,0 +1,584 @@
+#!/usr/bin/env python3
+"""Accuracy: NNSeg vs nnU-Net v2 at an equal training budget, several seeds (resumable).
+
+Each run (tool, seed, NNSeg variant) trains 3d_fullres fold 0 with nnU-Net's plan (NNSeg's
+work folder: ``--recipe v2`` + overrides to match, nnU-Net's splits; see
+benchlib.ensure_nnseg_matched), the v2 recipe, ``--epochs`` × ``--iterations`` iterations and
+no final validation, then segments the fold's validation cases (held out from training) with
+mirror TTA; Dice per class and case is computed here against ``labelsTr``.
+
+    nnU-Net: nnUNetv2_train ID 3d_fullres 0 -device cpu -tr nnsegBenchTrainer  (nnUNet_n_proc_DA=0)
+             nnUNetv2_predict ... -f 0 -chk checkpoint_final.pth -device cpu -npp 1 -nps 1
+    NNSeg:   nnseg train DATASET 3d_fullres 0 --work W --epochs E --iterations-per-epoch I
+                 --val-iterations 1 --device cpu --seed S --fresh --no-final-validation
+             nnseg predict -i IN -o OUT -m MODEL --folds 0 --config 3d_fullres --device cpu
+
+NNSeg runs from ``--nnseg-python``'s venv (``bash bench/setup_nnseg_pinned.sh COMMIT`` makes
+one per commit), so the code under test is pinned; its commit is recorded. Every finished run
+is one JSON file in ``bench/results/accuracy/`` (``nnunet-s0-e10i25.json``,
+``nnseg-<tag>-s1-e10i25.json``); runs whose file exists are skipped, so the comparison can be
+completed over several sessions. The summary (also ``--summarize`` alone) reads every file
+there and writes ``summary.json``, ``loss_curves.png`` and the "accuracy" section of
+``bench/RESULTS.md``.
+
+    .venv/bin/python bench/bench_accuracy.py --nnseg-python PY --tag base [--seeds 0 1 2]
+        [--tools nnseg nnunet] [--epochs 10 --iterations 25] [--cases all|N]
+        [--nnseg-train-args "..."]
+    .venv/bin/python bench/bench_accuracy.py --summarize
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shlex
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402
+
+CONFIG = "3d_fullres"
+FOLD = "0"
+RESULTS = bl.BENCH / "results" / "accuracy"
+RUNS = bl.CACHE / "accuracy-runs"
+TIMEOUT = 4 * 3600.0
+#: what each tool's record of its set-up says about the recipe (the whole record is kept too)
+NNUNET_RECIPE_KEYS = (
+    "optimizer optimizer_defaults lr_scheduler initial_lr weight_decay "
+    "oversample_foreground_percent probabilistic_oversampling enable_deep_supervision"
+).split()
+NNSEG_RECIPE_KEYS = (
+    "recipe optimizer lr momentum nesterov weight_decay lr_schedule poly_exponent grad_clip "
+    "oversample_foreground deep_supervision"
+).split()
+
+
+def now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def epoch_means(per_iteration: list[dict]) -> list[float]:
+    """Mean training loss of each epoch from records with "epoch" and "loss"."""
+    by_epoch: dict[int, list[float]] = {}
+    for r in per_iteration:
+        by_epoch.setdefault(int(r["epoch"]), []).append(float(r["loss"]))
+    return [round(statistics.fmean(by_epoch[e]), 5) for e in sorted(by_epoch)]
+
+
+# --------------------------------------------------------------------------------------
+# one run of each tool
+# --------------------------------------------------------------------------------------
+def train_nnunet(a: argparse.Namespace, ctx: dict, seed: int, rdir: Path) -> dict:
+    ref, ds = ctx["ref"], a.dataset
+    results = rdir / "nnunet_results"
+    results.mkdir()
+    env = bl.nnunet_env(
+        ref["root"],
+        n_proc_da=0,
+        extra={
+            "nnUNet_results": results,
+            "NNSEG_BENCH_EPOCHS": a.epochs,
+            "NNSEG_BENCH_ITERS": a.iterations,
+            "NNSEG_BENCH_VAL_ITERS": 1,
+            "NNSEG_BENCH_SEED": seed,
+            "NNSEG_BENCH_SKIP_FINAL_VAL": "1",
+            "NNSEG_BENCH_TIMING_FILE": rdir / "iterations.jsonl",
+            "NNSEG_BENCH_CONFIG_FILE": rdir / "trainer_config.json",
+        },
+    )
+    train = bl.run_monitored(
+        bl.nnunet_train_cmd(ds, CONFIG, FOLD), env=env, log=rdir / "train.log", timeout=a.timeout
+    )
+    bl.check_ok(train, "nnUNetv2_train")
+    its = read_jsonl(rdir / "iterations.jsonl")
+    # nnU-Net's own per-epoch train_loss, from its training log
+    logs = sorted(results.rglob("training_log_*.txt"))
+    tool_epochs = [
+        float(line.split("train_loss", 1)[1].split()[0])
+        for log in logs
+        for line in log.read_text().splitlines()
+        if "train_loss" in line
+    ]
+    pred = rdir / "pred"
+    penv = bl.nnunet_env(ref["root"], extra={"nnUNet_results": results})
+    predict = bl.run_monitored(
+        bl.nnunet_predict_cmd(ctx["input"], pred, ds, CONFIG, FOLD),
+        env=penv,
+        log=rdir / "predict.log",
+        timeout=a.timeout,
+    )
+    bl.check_ok(predict, "nnUNetv2_predict")
+    trainer = json.loads((rdir / "trainer_config.json").read_text())
+    config = {
+        "plan": bl.nnunet_3d_params(ref["plans"], CONFIG),
+        "recipe": {k: trainer.get(k) for k in NNUNET_RECIPE_KEYS},
+        "precision": {"autocast": trainer.get("autocast"), "dtype": trainer.get("precision")},
+        "trainer": trainer,
+        "data_augmentation_processes": 0,
+    }
+    return {
+        "train": train,
+        "predict": predict,
+        "iterations": its,
+        "tool_epochs": tool_epochs,
+        "config": config,
+        "pred": pred,
+    }
+
+
+def train_nnseg(a: argparse.Namespace, ctx: dict, seed: int, rdir: Path) -> dict:
+    nn, work, ds = ctx["nnseg_bin"], ctx["matched"]["work"], a.dataset
+    env = bl.nnseg_env()
+    progress = rdir / "progress.jsonl"
+    cmd = bl.nnseg_train_cmd(
+        ds,
+        work,
+        epochs=a.epochs,
+        iterations=a.iterations,
+        seed=seed,
+        extra=["--progress-json", str(progress), *ctx["train_args"]],
+        nnseg_bin=nn,
+    )
+    # cwd: the run folder, never the repository (python puts cwd first on sys.path)
+    train = bl.run_monitored(cmd, env=env, log=rdir / "train.log", cwd=rdir, timeout=a.timeout)
+    bl.check_ok(train, "nnseg train")
+    model = rdir / "model"
+    shutil.copytree(work / "results", model)
+    run_dir = model / CONFIG / f"fold_{FOLD}"
+    its, epoch = [], None
+    for ev in read_jsonl(progress):
+        if ev.get("stage") != "train":
+            continue
+        if ev.get("event") == "start":
+            epoch = ev.get("epoch")
+        elif ev.get("event") == "progress" and "loss" in ev:
+            its.append(
+                {
+                    "epoch": epoch,
+                    "iteration": ev["current"] - 1,
+                    "t_end": ev["time"],
+                    "loss": float(ev["loss"]),
+                }
+            )
+    tool_epochs = [float(r["train_loss"]) for r in read_jsonl(run_dir / "log.jsonl")]
+    pred = rdir / "pred"
+    predict = bl.run_monitored(
+        bl.nnseg_predict_cmd(ctx["input"], pred, model, nnseg_bin=nn, config=CONFIG, fold=FOLD),
+        env=env,
+        log=rdir / "predict.log",
+        cwd=rdir,
+        timeout=a.timeout,
+    )
+    bl.check_ok(predict, "nnseg predict")
+    rc = json.loads((run_dir / "run_config.json").read_text())
+    m = ctx["matched"]
+    config = {
+        "plan": m["config"],
+        "plan_differences_vs_nnunet": m["differences"],
+        "recipe": {k: rc[k] for k in NNSEG_RECIPE_KEYS if k in rc},
+        "precision": ctx["precision"],
+        "run_config": rc,
+        "train_args": ctx["train_args"],
+    }
+    return {
+        "train": train,
+        "predict": predict,
+        "iterations": its,
+        "tool_epochs": tool_epochs,
+        "config": config,
+        "pred": pred,
+    }
+
+
+def run_one(a: argparse.Namespace, ctx: dict, tool: str, seed: int, path: Path) -> None:
+    rdir = bl.fresh_dir(RUNS / path.stem)
+    print(f"[{path.stem}] training + predicting {len(ctx['cases'])} cases in {rdir}", flush=True)
+    info = bl.machine_info(ctx.get("nnseg_python"))
+    started = now()
+    out = (train_nnunet if tool == "nnunet" else train_nnseg)(a, ctx, seed, rdir)
+    info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    dsj = ctx["dataset_json"]
+    dice = bl.dice_scores(
+        a.dataset / "labelsTr",
+        out["pred"],
+        ctx["cases"],
+        dsj["labels"],
+        dsj.get("file_ending", ".nii.gz"),
+    )
+    if dice["missing_predictions"]:
+        raise RuntimeError(f"{tool}: no prediction for {dice['missing_predictions']}")
+    its = out["iterations"]
+    n_its = a.epochs * a.iterations
+    if len(its) != n_its:
+        raise RuntimeError(f"{tool}: {len(its)} iteration losses recorded, expected {n_its}")
+    secs = [r.get("seconds") for r in its if r.get("seconds") is not None]
+    if not secs:  # NNSeg: time between consecutive progress events
+        secs = [b["t_end"] - a_["t_end"] for a_, b in zip(its, its[1:])]
+    train, predict = out["train"], out["predict"]
+    config = out["config"]
+    config.update(
+        epochs=a.epochs,
+        iterations_per_epoch=a.iterations,
+        val_iterations=1,
+        final_validation=False,
+        configuration=CONFIG,
+        fold=int(FOLD),
+        tta="mirror",
+        device="cpu",
+    )
+    versions = info["versions"]
+    data = {
+        "benchmark": "accuracy",
+        "name": path.stem,
+        "tool": tool,
+        "variant": "nnunet" if tool == "nnunet" else f"nnseg-{ctx['tag']}",
+        "tag": None if tool == "nnunet" else ctx["tag"],
+        "tool_version": versions["nnunetv2"] if tool == "nnunet" else versions["nnseg"],
+        "torch_version": versions["nnunet_torch"] if tool == "nnunet" else versions["nnseg_torch"],
+        "nnseg_code": ctx.get("code") if tool == "nnseg" else None,
+        "seed": seed,
+        "dataset": str(a.dataset),
+        "cases": ctx["cases"],
+        "n_cases": len(ctx["cases"]),
+        "config": config,
+        "machine": info,
+        "date_start": started,
+        "date_end": now(),
+        "loss": {
+            "per_iteration": [round(r["loss"], 6) for r in its],
+            "per_epoch": epoch_means(its),
+            "per_epoch_tool_log": [round(x, 5) for x in out["tool_epochs"]],
+        },
+        "wall_s": {
+            "train": train["wall_s"],
+            "predict": predict["wall_s"],
+            "s_per_iteration_median": round(statistics.median(secs), 3) if secs else None,
+        },
+        "cpu_s": {"train": train["cpu_s"], "predict": predict["cpu_s"]},
+        "commands": {"train": train, "predict": predict},
+        "dice": dice,
+    }
+    bl.write_json_atomic(path, data)
+    print(
+        f"[{path.stem}] Dice {dice['mean']}; loss per epoch {data['loss']['per_epoch']}; "
+        f"train {train['wall_s'] / 60:.1f} min, predict {predict['wall_s'] / 60:.1f} min -> "
+        f"{path}",
+        flush=True,
+    )
+
+
+def nnseg_context(a: argparse.Namespace, ref: dict) -> dict:
+    py = Path(a.nnseg_python)
+    code = bl.nnseg_code_info(py)
+    if not code["commit"]:
+        raise SystemExit(f"cannot tell which commit {code['source']} is")
+    short = code["commit"][:7] + ("-dirty" if code["dirty"] else "")
+    nn = py.parent / "nnseg"
+    work = bl.CACHE / "nnseg-matched" / f"nnseg-{short}" / a.dataset.resolve().name
+    matched = bl.ensure_nnseg_matched(a.dataset, ref, nnseg_bin=nn, work=work)
+    if matched["differences"]:
+        print(f"!! NNSeg plan differs from nnU-Net's: {matched['differences']}", file=sys.stderr)
+    train_args = shlex.split(a.nnseg_train_args)
+    amp = train_args[train_args.index("--amp") + 1] if "--amp" in train_args else "auto"
+    return {
+        "nnseg_python": py,
+        "nnseg_bin": nn,
+        "code": code,
+        "tag": a.tag or short,
+        "matched": matched,
+        "train_args": train_args,
+        "precision": nnseg_precision(py, amp),
+    }
+
+
+def nnseg_precision(python: Path, amp: str) -> dict:
+    """What ``--amp amp`` means on this machine: NNSeg's auto is bf16 on a CPU with native bf16
+    (the answer of its own ``fast_bf16_available``), fp32 elsewhere."""
+    if amp in ("off", "bf16", "fp16"):
+        return {"amp": amp, "dtype": {"off": "fp32"}.get(amp, amp)}
+    code = (
+        "import torch\n"
+        "try:\n from NNSegLib.network import fast_bf16_available\n"
+        "except ImportError:\n from NNSegLib.network.network import fast_bf16_available\n"
+        "print('bf16' if fast_bf16_available(torch.device('cpu')) else 'fp32')\n"
+    )
+    import subprocess
+
+    r = subprocess.run(
+        [str(python), "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=str(python.parent),
+        env=bl.nnseg_env(),
+        timeout=300,
+    )
+    return {"amp": amp, "dtype": r.stdout.strip() if r.returncode == 0 else "unknown"}
+
+
+# --------------------------------------------------------------------------------------
+# summary
+# --------------------------------------------------------------------------------------
+def mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    v = [x for x in values if x is not None]
+    if not v:
+        return None, None
+    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else None)
+
+
+def pm(values: list[float]) -> str:
+    m, s = mean_sd(values)
+    if m is None:
+        return "n/a"
+    return f"{m:.3f} ± {s:.3f}" if s is not None else f"{m:.3f} (one seed)"
+
+
+def smooth(values: list[float], window: int = 5) -> list[float]:
+    """Centred moving average (window shrinks at the ends)."""
+    h = window // 2
+    return [statistics.fmean(values[max(0, i - h) : i + h + 1]) for i in range(len(values))]
+
+
+def summarize(update_md: bool = True) -> dict:
+    runs = []
+    for p in sorted(RESULTS.glob("*.json")):
+        d = json.loads(p.read_text())
+        if d.get("benchmark") == "accuracy":
+            runs.append(d)
+    if not runs:
+        print(f"no runs in {RESULTS}")
+        return {}
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        c = r["config"]
+        key = (r["variant"], c["epochs"], c["iterations_per_epoch"], r["n_cases"])
+        groups.setdefault(key, []).append(r)
+    labels = [k for k in runs[0]["dice"]["mean"] if k != "mean_foreground"]
+    cols = [*labels, "mean_foreground"]
+    summary = {"groups": []}
+    for (variant, ep, it, n), rs in sorted(groups.items(), key=lambda kv: kv[0]):
+        rs.sort(key=lambda r: r["seed"])
+        g = {
+            "variant": variant,
+            "tool": rs[0]["tool"],
+            "epochs": ep,
+            "iterations_per_epoch": it,
+            "n_cases": n,
+            "seeds": [r["seed"] for r in rs],
+            "nnseg_commits": sorted(
+                {(r.get("nnseg_code") or {}).get("commit") or "" for r in rs} - {""}
+            ),
+            "precision": sorted({str(r["config"]["precision"].get("dtype")) for r in rs}),
+            "per_seed": {
+                r["seed"]: {
+                    **{k: r["dice"]["mean"][k] for k in cols},
+                    "final_epoch_loss": r["loss"]["per_epoch"][-1],
+                    "train_min": round(r["wall_s"]["train"] / 60, 1),
+                }
+                for r in rs
+            },
+            "mean": {k: mean_sd([r["dice"]["mean"][k] for r in rs])[0] for k in cols},
+            "sd": {k: mean_sd([r["dice"]["mean"][k] for r in rs])[1] for k in cols},
+            "loss_per_epoch_mean": [
+                round(statistics.fmean(x), 4) for x in zip(*[r["loss"]["per_epoch"] for r in rs])
+            ],
+        }
+        summary["groups"].append(g)
+        print(f"\n{variant} ({ep}x{it} iterations, {n} cases, seeds {g['seeds']}):")
+        for k in cols:
+            print(f"  {k:16s} {pm([r['dice']['mean'][k] for r in rs])}")
+        for s, v in g["per_seed"].items():
+            print(
+                f"  seed {s}: "
+                + ", ".join(f"{k} {v[k]:.4f}" for k in cols)
+                + f"; final-epoch loss {v['final_epoch_loss']:.4f}"
+            )
+    plot_losses(runs, RESULTS / "loss_curves.png")
+    bl.write_json_atomic(RESULTS / "summary.json", {"date": now(), **summary})
+    if update_md:
+        bl.update_results_md("accuracy", results_md(runs, summary, labels))
+    print(f"\nwrote {RESULTS / 'summary.json'}, {RESULTS / 'loss_curves.png'}")
+    return summary
+
+
+def plot_losses(runs: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = sorted({r["variant"] for r in runs})
+    colours = {v: plt.get_cmap("tab10")(i % 10) for i, v in enumerate(variants)}
+    styles = ["-", "--", ":", "-."]
+    fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
+    for r in sorted(runs, key=lambda r: (r["variant"], r["seed"])):
+        y = r["loss"]["per_iteration"]
+        c = r["config"]
+        ax.plot(
+            range(1, len(y) + 1),
+            smooth(y),
+            color=colours[r["variant"]],
+            linestyle=styles[r["seed"] % len(styles)],
+            linewidth=1.2,
+            label=f"{r['variant']} seed {r['seed']} ({c['epochs']}x{c['iterations_per_epoch']})",
+        )  # noqa: E501
+    ax.set_xlabel("training iteration")
+    ax.set_ylabel("training loss (moving average of 5 iterations)")
+    ax.set_title("Training loss per iteration, Dataset004_Hippocampus 3d_fullres fold 0")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def results_md(runs: list[dict], summary: dict, labels: list[str]) -> str:
+    gs = summary["groups"]
+    nseeds = sorted({len(g["seeds"]) for g in gs})
+    dates = sorted(r["date_start"][:10] for r in runs)
+    r0 = runs[0]
+    plan = r0["config"]["plan"]
+    m = r0["machine"]
+    cols = [*labels, "mean_foreground"]
+    lines = [
+        f"## Equal-budget accuracy vs nnU-Net v2 ({Path(r0['dataset']).name}, {CONFIG}, "
+        f"fold {FOLD}; {'/'.join(map(str, nseeds))} seed(s) per tool)\n",
+        f"- Written by `bench/bench_accuracy.py --summarize` from the {len(runs)} run files in "
+        f"`bench/results/accuracy/` (runs dated {dates[0]} to {dates[-1]}; machine "
+        f"{m['nproc']} CPUs, {m['cpu_model']}).",
+        f"- Every run: nnU-Net's plan (patch {'×'.join(map(str, plan['patch_size']))}, batch "
+        f"{plan['batch_size']}, features {plan['features_per_stage'][0]}–"
+        f"{plan['features_per_stage'][-1]}) and splits, fold {FOLD}, v2 recipe (SGD Nesterov "
+        "0.99, lr 1e-2 poly, weight decay 3e-5), no final validation; then mirror-TTA "
+        f"segmentation of the fold's {r0['n_cases']} validation cases (held out from training), "
+        "Dice per class and case against `labelsTr`, averaged over cases.",
+        "- Mean ± sample standard deviation over seeds of the per-seed mean Dice. NNSeg runs "
+        "from a pinned export of the commit named (`bench/setup_nnseg_pinned.sh`).\n",
+        "| tool / variant | budget | NNSeg commit | precision | seeds | " + " | ".join(cols) + " |",
+        "|---|---|---|---|---|" + "---|" * len(cols),
+    ]
+    for g in gs:
+        rs = [
+            r
+            for r in runs
+            if r["variant"] == g["variant"]
+            and r["config"]["epochs"] == g["epochs"]
+            and r["config"]["iterations_per_epoch"] == g["iterations_per_epoch"]
+            and r["n_cases"] == g["n_cases"]
+        ]
+        lines.append(
+            f"| {g['variant']} | {g['epochs']}×{g['iterations_per_epoch']} | "
+            f"{', '.join(c[:7] for c in g['nnseg_commits']) or '–'} | "
+            f"{', '.join(g['precision'])} | {', '.join(map(str, g['seeds']))} | "
+            + " | ".join(pm([r["dice"]["mean"][k] for r in rs]) for k in cols)
+            + " |"
+        )
+    lines += [
+        "\nPer seed (Dice; training loss = mean of the last epoch's iterations; training "
+        "wall time on the shared 2-core machine):\n",
+        "| tool / variant | seed | " + " | ".join(cols) + " | last-epoch train loss | train min |",
+        "|---|---|" + "---|" * len(cols) + "---|---|",
+    ]
+    for g in gs:
+        for s, v in g["per_seed"].items():
+            lines.append(
+                f"| {g['variant']} | {s} | "
+                + " | ".join(f"{v[k]:.4f}" for k in cols)
+                + f" | {v['final_epoch_loss']:.4f} | {v['train_min']} |"
+            )
+    n_ep = max(len(g["loss_per_epoch_mean"]) for g in gs)
+    lines += [
+        "\nTraining loss per epoch, mean over seeds (mean of each epoch's iterations):\n",
+        "| tool / variant | " + " | ".join(str(e) for e in range(n_ep)) + " |",
+        "|---|" + "---|" * n_ep,
+    ]
+    for g in gs:
+        lines.append(
+            f"| {g['variant']} | " + " | ".join(f"{x:.3f}" for x in g["loss_per_epoch_mean"]) + " |"
+        )
+    lines.append(
+        "\nLoss curves per iteration: `bench/results/accuracy/loss_curves.png`; raw "
+        "data (config, losses, wall times, per-case Dice): "
+        "`bench/results/accuracy/*.json`."
+    )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--dataset", type=Path, default=bl.DEFAULT_DATASET)
+    ap.add_argument("--tools", nargs="+", choices=["nnseg", "nnunet"], default=["nnseg", "nnunet"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--iterations", type=int, default=25, help="training iterations per epoch")
+    ap.add_argument("--cases", default="all", help="'all' fold-0 validation cases, or the first N")
+    ap.add_argument(
+        "--nnseg-python",
+        default=str(bl.NNSEG_PY),
+        help="python of the venv whose nnseg is tested (setup_nnseg_pinned.sh)",
+    )
+    ap.add_argument("--nnseg-train-args", default="", help="extra options for nnseg train")
+    ap.add_argument(
+        "--tag",
+        default=None,
+        help="label of the NNSeg code variant (default: its commit's short hash)",
+    )
+    ap.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds per command")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the run files")
+    ap.add_argument("--summarize", action="store_true", help="only summarize existing runs")
+    ap.add_argument("--no-results-md", action="store_true")
+    a = ap.parse_args()
+    globals()["RESULTS"] = a.results
+    if a.summarize:
+        summarize(not a.no_results_md)
+        return 0
+
+    ref = bl.ensure_nnunet_ref(a.dataset)
+    cases = sorted(ref["splits"][int(FOLD)]["val"])
+    if a.cases != "all":
+        cases = cases[: int(a.cases)]
+    suffix = f"-e{a.epochs}i{a.iterations}" + ("" if a.cases == "all" else f"-c{len(cases)}")
+    ctx = {
+        "ref": ref,
+        "cases": cases,
+        "dataset_json": json.loads((a.dataset / "dataset.json").read_text()),
+        "input": bl.link_cases(a.dataset, cases, RUNS / f"input{suffix}"),
+    }
+    if "nnseg" in a.tools:
+        ctx.update(nnseg_context(a, ref))
+        print(f"NNSeg: {ctx['code']} as '{ctx['tag']}', precision {ctx['precision']}")
+    for seed in a.seeds:
+        for tool in a.tools:
+            base = "nnunet" if tool == "nnunet" else f"nnseg-{ctx['tag']}"
+            path = a.results / f"{base}-s{seed}{suffix}.json"
+            if path.exists():
+                old = json.loads(path.read_text())
+                same = tool == "nnunet" or (
+                    (old.get("nnseg_code") or {}).get("commit") == ctx["code"]["commit"]
+                    and old["config"].get("train_args") == ctx["train_args"]
+                )
+                note = "" if same else " (!! recorded with another commit or train args)"
+                print(f"[{path.stem}] exists, skipped{note}")
+                continue
+            run_one(a, ctx, tool, seed, path)
+    summarize(not a.no_results_md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
