@@ -12,7 +12,7 @@
    including start-up and model loading) and peak memory of the process tree.
 3. Dice per foreground label against labelsTr, computed here with numpy + SimpleITK.
 
-Writes bench/out/predict-*.json and the "predict" section of bench/RESULTS.md.
+Writes bench/results/runs/predict-*.json and the "predict" section of bench/RESULTS.md.
 
     .venv/bin/python bench/bench_predict.py [--cases 20] [--epochs 1] [--iterations 30]
         [--repeats 2] [--retrain] [--tools nnseg nnunet] [--nnseg-train-args "..."]
@@ -295,7 +295,7 @@ def main() -> int:
             + ", ".join(f"{t} {sm['cpu_s_per_case']['median']}" for t, sm in summary.items())
             + "."
         )
-        md.append(f"\nRaw data: `bench/out/{path.name}`.")
+        md.append(f"\nRaw data: `bench/results/runs/{path.name}`.")
         bl.update_results_md("predict", "\n".join(md))
     return 0
 

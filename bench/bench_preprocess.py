@@ -7,7 +7,7 @@ nnU-Net: nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres 2d -np W -npfp W
          (fresh nnUNet_preprocessed per repeat; dataset symlinked into a temp nnUNet_raw)
 
 R repeats, the order alternating (odd repeats start with nnU-Net). Prints wall time and peak
-memory of each process tree and the NNSeg/nnU-Net ratios; writes bench/out/preprocess-*.json
+memory of each process tree and the NNSeg/nnU-Net ratios; writes bench/results/runs/preprocess-*.json
 and the "preprocess" section of bench/RESULTS.md.
 
     .venv/bin/python bench/bench_preprocess.py [--repeats 2] [--workers 2]
@@ -310,7 +310,7 @@ def main() -> int:
             + ", ".join(f"{t} {sm['cpu_s']['median']}" for t, sm in summary.items())
             + (f"; ratio NNSeg/nnU-Net {ratios['cpu_median']}." if ratios else ".")
         )
-        md.append(f"\nRaw data: `bench/out/{path.name}`.")
+        md.append(f"\nRaw data: `bench/results/runs/{path.name}`.")
         bl.update_results_md("preprocess", "\n".join(md))
     return 0
 

@@ -14,7 +14,7 @@ Each iteration's time is the time between consecutive iteration ends (the first 
 start of the epoch), so it includes sampling + augmentation + forward/backward/step. The first
 --warmup iterations are excluded (start-up, allocator warm-up). R repeats, alternating order.
 Reports s/iteration (min/median), iterations/s and the ratio NNSeg/nnU-Net of iterations/s;
-writes bench/out/train-*.json and the "train" section of bench/RESULTS.md.
+writes bench/results/runs/train-*.json and the "train" section of bench/RESULTS.md.
 
     .venv/bin/python bench/bench_train.py [--iterations 8] [--warmup 2] [--repeats 2]
         [--tools nnseg nnunet] [--nnseg-args "--loader-threads 1"] [--rebuild-nnseg]
@@ -314,7 +314,7 @@ def main() -> int:
             )
         else:
             md.append("\nOnly " + ", ".join(summary) + " was measured in this run (no ratio).")
-        md.append(f"\nRaw data: `bench/out/{path.name}`.")
+        md.append(f"\nRaw data: `bench/results/runs/{path.name}`.")
         bl.update_results_md("train", "\n".join(md))
     return 0
 

@@ -24,7 +24,7 @@ import psutil
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-OUT = BENCH / "out"
+OUT = BENCH / "results" / "runs"
 RESULTS_MD = BENCH / "RESULTS.md"
 CACHE = Path(os.environ.get("NNSEG_BENCH_CACHE", Path.home() / ".cache" / "nnseg-bench"))
 NNUNET_VENV = CACHE / "nnunet-venv"
