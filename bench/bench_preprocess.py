@@ -6,9 +6,9 @@ NNSeg:   nnseg fingerprint --workers W; nnseg plan --recipe v2 --configurations 
 nnU-Net: nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres 2d -np W -npfp W
          (fresh nnUNet_preprocessed per repeat; dataset symlinked into a temp nnUNet_raw)
 
-R repeats, the order alternating (odd repeats start with nnU-Net). Prints wall time and peak
-memory of each process tree and the NNSeg/nnU-Net ratios; writes bench/results/runs/preprocess-*.json
-and the "preprocess" section of bench/RESULTS.md.
+R repeats, the order alternating (odd repeats start with nnU-Net). Prints wall time and
+peak memory of each process tree and the NNSeg/nnU-Net ratios; writes
+bench/results/runs/preprocess-*.json and the "preprocess" section of bench/RESULTS.md.
 
     .venv/bin/python bench/bench_preprocess.py [--repeats 2] [--workers 2]
         [--tools nnseg nnunet] [--dataset DIR] [--keep] [--no-results-md]
