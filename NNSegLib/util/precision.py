@@ -30,9 +30,10 @@ Explicit bf16 on a device without native bf16 units runs, slowly (torch emulates
 Why: bf16 has fp32's range, so training needs no loss scaling; fp16 has three more mantissa
 bits, so it is the better inference format where both are fast (and nnU-Net predicts in
 fp16 on CUDA). MPS trains in fp32 as nnU-Net does: fp16 autocast there is recent, covers
-fewer operations, and would need loss scaling. A CPU has no fp16 arithmetic units worth
-training on. Only CPUs with AMX or AVX512-BF16 run bf16 convolutions faster than fp32 (about
-2×, ``bench/bench_network.py``); elsewhere bf16 is emulated and slower.
+fewer operations, and would need loss scaling. fp16 training on a CPU is refused: it would
+need loss scaling, and almost no CPU computes fp16 faster than bf16. Only CPUs with AMX or
+AVX512-BF16 run bf16 convolutions faster than fp32 (about 2×, ``bench/bench_network.py``);
+elsewhere bf16 is emulated and slower.
 
 ``torch`` is imported inside the functions that need it (``util`` stays light).
 """
@@ -112,8 +113,8 @@ def choose_precision(caps: DeviceCapabilities, requested: str = "auto",
         raise PrecisionError(f"precision 'bf16' is not available on {caps.describe()}: "
                              f"use fp16 or fp32 there (or auto)")
     if requested == "fp16" and caps.kind == "cpu" and purpose == "train":
-        raise PrecisionError(f"precision 'fp16' cannot train on {caps.describe()}: a CPU has "
-                             f"no fp16 units; use bf16 or fp32 (or auto)")
+        raise PrecisionError(f"precision 'fp16' cannot train on {caps.describe()}: CPUs train "
+                             f"in bf16 or fp32 (or auto)")
     if requested == "fp16" and not caps.fp16_autocast:
         raise PrecisionError(f"precision 'fp16' is not available on {caps.describe()} with "
                              f"this PyTorch (no fp16 autocast; MPS needs torch 2.5 or "

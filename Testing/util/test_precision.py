@@ -76,7 +76,7 @@ def test_possible_explicit_requests_are_honoured():
 @pytest.mark.parametrize("caps, requested, purpose, words", [
     (MPS, "bf16", "train", ["'bf16'", "mps (Apple GPU (MPS))"]),
     (MPS, "bf16", "inference", ["'bf16'", "mps"]),
-    (CPU_AMX, "fp16", "train", ["'fp16'", "cpu (Xeon Sapphire Rapids)", "no fp16 units"]),
+    (CPU_AMX, "fp16", "train", ["'fp16'", "cpu (Xeon Sapphire Rapids)", "bf16 or fp32"]),
     (CPU_AVX2, "fp16", "train", ["'fp16'", "cpu (Core i7)"]),
     (MPS_OLD_TORCH, "fp16", "inference", ["'fp16'", "mps", "torch 2.5"]),
     (MPS_OLD_TORCH, "fp16", "train", ["'fp16'", "mps"]),
