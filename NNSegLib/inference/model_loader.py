@@ -46,8 +46,8 @@ def load_model(model_dir: Path | str, configuration: str | None = None,
         tta: Mirror test-time augmentation over all spatial axes.
         step: Sliding-window step as a fraction of the patch.
         use_postprocessing: Load ``postprocessing.json`` when present.
-        precision: Network arithmetic, see :class:`SlidingWindowSettings` (``auto``: bf16
-            where the device has fast bf16 units; nnU-Net models stay fp32 on CPU).
+        precision: Network arithmetic, see :class:`SlidingWindowSettings` (``auto``:
+            :func:`NNSegLib.util.precision.choose_precision` for inference).
         allow_unfinished: Also use folds whose training has not finished (their best,
             else latest checkpoint); by default such folds are refused when asked for and
             left out otherwise (``model.extra["notes"]`` says so).

@@ -28,6 +28,7 @@ from NNSegLib.inference.loaded_model import LoadedModel
 from NNSegLib.inference.uncertainty import normalized_entropy
 from NNSegLib.util import options
 from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.precision import REQUESTS
 from NNSegLib.util.progress import Progress, child_progress
 
 PROBABILITIES_KEY = "probabilities"
@@ -365,9 +366,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the averaged softmax (0 = certain, 1 = uniform)")
     parser.add_argument("--no-postprocessing", action="store_true",
                         help="do not apply postprocessing.json")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                        help="network arithmetic (default auto: bf16 on CPUs with native bf16 "
-                             "units and fp16 on CUDA; nnU-Net v2 models stay fp32 on CPU)")
+    parser.add_argument("--precision", default="auto", choices=list(REQUESTS),
+                        help="network arithmetic (default auto: fp16 on CUDA and Apple MPS, "
+                             "bf16 on CPUs with AMX/AVX512-BF16, else fp32; nnU-Net v2 models "
+                             "fp16 on CUDA, else fp32); bf16 is refused on MPS")
     parser.add_argument("--allow-unfinished", action="store_true",
                         help="also use folds whose training has not finished (their best "
                              "checkpoint); by default they are refused or left out")

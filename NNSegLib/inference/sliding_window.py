@@ -22,8 +22,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from NNSegLib.util.precision import REQUESTS
+
 OUTPUTS = ("softmax", "logits")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: What ``SlidingWindowSettings.precision`` may be.
+PRECISIONS = REQUESTS
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,11 @@ class SlidingWindowSettings:
         nnunet_numerics: Reproduce nnU-Net v2's numerics for agreement with
             ``nnUNetv2_predict``: float16 accumulation buffers and its Gaussian (centre at
             ``s // 2``, zero beyond 4σ then raised to the smallest non-zero value, float16).
-        precision: Network arithmetic: ``"auto"`` (autocast on CUDA; bf16 on a CPU with
-            native bf16 units, about twice as fast there; fp32 otherwise and always fp32 on
-            CPU with ``nnunet_numerics``, as nnU-Net itself runs), ``"fp32"``, ``"bf16"``
-            or ``"fp16"``. Accumulation is float32 in every case.
+        precision: Network arithmetic: ``"auto"`` (:func:`autocast_dtype`: fp16 on CUDA
+            and MPS, bf16 on a CPU with native bf16 units, about twice as fast there, fp32
+            otherwise; with ``nnunet_numerics`` fp16 on CUDA and fp32 elsewhere, as nnU-Net
+            itself runs), ``"fp32"``, ``"bf16"`` or ``"fp16"``. Accumulation is float32 in
+            every case (float16 with ``nnunet_numerics``).
     """
 
     patch_size: tuple[int, ...]
@@ -215,6 +219,7 @@ class _Runner:
         self.channels_last = channels_last
         self.is_2d = len(settings.patch_size) == 2
         self.mirrors = mirror_combinations(settings.mirror_axes)
+        self.autocast = autocast_dtype(settings, device)  # an impossible one fails here
 
     def __call__(self, patches):
         """``patches``: (P, C, *patch) on the device → mirror-averaged (P, K, *patch)."""
@@ -243,11 +248,10 @@ class _Runner:
         if self.channels_last:
             fmt = torch.channels_last_3d if batch.ndim == 5 else torch.channels_last
             batch = batch.contiguous(memory_format=fmt)
-        dtype = autocast_dtype(self.settings, self.device)
-        if dtype is None:
+        if self.autocast is None:
             out = self.network(batch)
         else:
-            with torch.autocast(self.device.type, dtype=dtype):
+            with torch.autocast(self.device.type, dtype=self.autocast):
                 out = self.network(batch)
         if isinstance(out, (list, tuple)):
             out = out[0]
@@ -258,19 +262,21 @@ class _Runner:
 
 
 def autocast_dtype(settings: SlidingWindowSettings, device):
-    """The autocast dtype for ``settings.precision`` on ``device`` (``None``: plain fp32)."""
-    import torch
+    """The autocast dtype for ``settings.precision`` on ``device`` (``None``: plain fp32).
 
-    from NNSegLib.network.network import fast_bf16_available
+    The choice is :func:`NNSegLib.util.precision.choose_precision` for inference: ``auto``
+    is fp16 on CUDA and on MPS (torch >= 2.5), bf16 on CPUs with AMX/AVX512-BF16, fp32
+    otherwise; with ``settings.nnunet_numerics`` fp16 on CUDA and fp32 elsewhere, as
+    nnU-Net v2 predicts.
 
-    choice = settings.precision
-    if choice == "auto":
-        if device.type == "cuda":
-            return torch.float16
-        if device.type == "cpu" and not settings.nnunet_numerics and fast_bf16_available(device):
-            return torch.bfloat16
-        return None
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[choice]
+    Raises:
+        PrecisionError: ``settings.precision`` is impossible on ``device`` (bf16 on MPS).
+    """
+    from NNSegLib.util.precision import choose_precision, device_capabilities, torch_dtype
+
+    precision = choose_precision(device_capabilities(device), settings.precision,
+                                 "inference", settings.nnunet_numerics)
+    return torch_dtype(precision)
 
 
 def _split_batches(windows: list, patch_voxels: int, mirrors: int,

@@ -47,9 +47,9 @@ from torch import nn
 
 from NNSegLib.network.blocks import NORM_ACT_IMPLS, StackedConvs, conv_class, transposed_conv_class
 from NNSegLib.planning.plans import ConfigurationPlan
+from NNSegLib.util.precision import PRECISIONS, device_capabilities
 
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -253,10 +253,10 @@ def prepare_network(net: UNet, device: torch.device | str) -> nn.Module:
 
 
 def autocast_context(device: torch.device | str, precision: str = "fp32"):
-    """A ``torch.autocast`` context for ``precision`` (``fp32`` → disabled).
+    """A ``torch.autocast`` context for ``precision`` (``fp32`` → disabled), as asked.
 
-    ``bf16`` works on CPUs with AVX512-BF16/AMX and recent GPUs; ``fp16`` on CUDA (use a
-    gradient scaler) and MPS.
+    Which precision a device should use is decided by
+    :func:`NNSegLib.util.precision.choose_precision`.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} not in {PRECISIONS}")
@@ -266,21 +266,13 @@ def autocast_context(device: torch.device | str, precision: str = "fp32"):
 
 
 def fast_bf16_available(device: torch.device | str) -> bool:
-    """Whether bf16 autocast runs on native hardware (CUDA with bf16, or a CPU with AMX or
-    AVX512-BF16, where oneDNN convolutions are about 2x faster than fp32)."""
+    """Whether bf16 runs on native hardware on ``device`` (CUDA Ampere or later, or a CPU
+    with AMX or AVX512-BF16, where oneDNN convolutions are about 2x faster than fp32); see
+    :class:`NNSegLib.util.precision.DeviceCapabilities`."""
     device = torch.device(device)
-    if device.type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if device.type != "cpu":
+    if device.type == "cuda" and not torch.cuda.is_available():
         return False
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        check = getattr(torch.cpu, probe, None)
-        try:
-            if check is not None and check():
-                return True
-        except RuntimeError:  # pragma: no cover - probe unavailable on this build
-            continue
-    return False
+    return device_capabilities(device).bf16
 
 
 def parameter_order(net: nn.Module) -> list[str]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from NNSegLib.data.io import Geometry
 from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.precision import REQUESTS
 from NNSegLib.util.progress import Progress
 
 FORMATS = ("auto", "seg.nrrd", "image")
@@ -157,7 +158,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--step", type=float, default=0.5,
                         help="sliding-window step as a fraction of the patch (default 0.5)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--precision", default="auto", choices=list(REQUESTS),
+                        help="network arithmetic, as `nnseg predict --precision`")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads for torch (default: all this process may use)")
     parser.add_argument("--format", default="auto", choices=FORMATS,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from NNSegLib.slicer.i18n import tr
+from NNSegLib.util.precision import DeviceCapabilities, choose_precision, probe_capabilities
 
 GB = 1024.0 ** 3
 #: Plan budget when nothing better is known (nnU-Net's reference GPU).
@@ -29,20 +30,37 @@ CPU_VOXELS_PER_CORE_S = {"bf16": 75_000.0, "fp32": 34_000.0}
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    """The device "auto" (or the requested device) resolves to."""
+    """The device "auto" (or the requested device) resolves to.
+
+    ``capabilities`` is what :func:`NNSegLib.util.precision.probe_capabilities` found
+    (``None`` when built by hand; :attr:`device_capabilities` then derives it from the
+    fields).
+    """
 
     kind: str                      # "cuda", "mps" or "cpu"
     name: str = ""                 # GPU name, or the processor
     memory_gb: float | None = None  # GPU memory (CUDA), else None
     cores: int = 1
     ram_gb: float | None = None
-    bf16: bool = False             # fast bf16 arithmetic on this device
+    bf16: bool = False             # native bf16 arithmetic on this device
     torch_version: str | None = None
     problem: str | None = None     # why the requested device is not used
+    capabilities: DeviceCapabilities | None = None
 
     @property
     def is_cpu(self) -> bool:
         return self.kind == "cpu"
+
+    @property
+    def device_capabilities(self) -> DeviceCapabilities:
+        if self.capabilities is not None:
+            return self.capabilities
+        return DeviceCapabilities(self.kind, self.name, self.bf16, self.kind == "cuda",
+                                  self.memory_gb)
+
+    def precision(self, purpose: str = "train") -> str:
+        """What ``auto`` precision means here for ``purpose`` (``train``/``inference``)."""
+        return choose_precision(self.device_capabilities, "auto", purpose)
 
 
 def usable_cores() -> int:
@@ -95,29 +113,14 @@ def detect_device(requested: str = "auto", torch: Any = None) -> DeviceInfo:
     if requested == "mps" and not mps:
         problem = tr("MPS was requested but is not available")
     if requested.startswith("cuda") and cuda or requested == "auto" and cuda:
-        props = torch.cuda.get_device_properties(0)
-        return DeviceInfo("cuda", str(props.name), float(props.total_memory) / GB, cores, ram,
-                          bool(torch.cuda.is_bf16_supported()), version)
-    if (requested == "mps" or requested == "auto") and mps:
-        return DeviceInfo("mps", "Apple GPU (MPS)", None, cores, ram, False, version)
-    return DeviceInfo("cpu", _cpu_name(), None, cores, ram, _cpu_bf16(torch), version, problem)
-
-
-def _cpu_name() -> str:
-    import platform
-
-    return platform.processor() or platform.machine() or "CPU"
-
-
-def _cpu_bf16(torch: Any) -> bool:
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        check = getattr(getattr(torch, "cpu", None), probe, None)
-        try:
-            if check is not None and check():
-                return True
-        except RuntimeError:
-            continue
-    return False
+        device = requested if requested.startswith("cuda") else "cuda"
+    elif (requested == "mps" or requested == "auto") and mps:
+        device = "mps"
+    else:
+        device = "cpu"
+    caps = probe_capabilities(device, torch)
+    return DeviceInfo(caps.kind, caps.name, caps.memory_gb, cores, ram, caps.bf16, version,
+                      problem, caps)
 
 
 def describe_device(info: DeviceInfo) -> str:
@@ -186,7 +189,7 @@ def cpu_training_warning(info: DeviceInfo, plan: Any, epochs: int, folds: int = 
         return text
     per_iteration = seconds_per_iteration_on_cpu(
         tuple(plan.patch_size), int(plan.batch_size), int(plan.features_per_stage[0]),
-        info.cores, info.bf16)
+        info.cores, info.precision("train") == "bf16")
     total = per_iteration * iterations_per_epoch * epochs * folds
     return text + " " + tr("Rough estimate: {time} for {epochs} epoch(s) × {folds} fold(s) "
                            "({seconds:.1f} s per iteration).", time=format_duration(total),

@@ -249,6 +249,7 @@ def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | No
            init_from: Path | str | None, adapt_head: bool,
            progress: Progress) -> TrainResult:
     """:func:`train_fold` once the run folder is locked."""
+    from NNSegLib.training.mixed_precision import amp_precision
     from NNSegLib.training.trainer import Trainer, TrainSetup
 
     run_dir = run.path
@@ -257,6 +258,10 @@ def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | No
     config = resolve_configuration(plans, configuration, rc)
     device, ctx = _device_and_threads(rc)
     try:
+        # An impossible --amp (bf16 on MPS, fp16 on a CPU) fails here, before any file.
+        precision = amp_precision(rc, device)
+        if mode != "validate":
+            progress.message(f"training on {device} in {precision} (amp={rc.amp})")
         folder, train_cases, val_cases = _fold_split(ws, config, fold, ctx, progress)
         in_channels, previous = plans.num_channels, None
         if config.is_cascade:
@@ -446,7 +451,9 @@ _OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--device": ("device", str, "auto, cpu, cuda, cuda:N or mps"),
     "--num-threads": ("num_threads", options.non_negative_int,
                       "torch CPU threads (0 = all available)"),
-    "--amp": ("amp", str, "mixed precision: auto (CUDA, or CPU with native bf16), off, bf16, fp16"),
+    "--amp": ("amp", str, "mixed precision: auto (bf16 on CUDA with native bf16, else fp16 "
+              "with loss scaling; bf16 on CPUs with AMX/AVX512-BF16; fp32 on MPS and other "
+              "CPUs), off, bf16, fp16"),
     "--channels-last": ("channels_last", str, "channels-last: auto (network default), on, off"),
     "--loader-threads": ("loader_threads", options.positive_int,
                          "background patch-extraction threads"),

@@ -27,11 +27,18 @@ import torch
 from NNSegLib.network import checkpoint as ckpt
 from NNSegLib.planning.plans import ConfigurationPlan
 from NNSegLib.training import distributed as dist
+from NNSegLib.training.mixed_precision import (
+    amp_dtype,
+    amp_precision,
+    grad_scaler,
+    optimizer_step,
+)
 from NNSegLib.training.run_config import RunConfig
 from NNSegLib.training.sampler import TRAIN_STREAM, VAL_STREAM, PatchSampler, Prefetcher, batch_rng
 from NNSegLib.training.schedule import EMA, build_schedule
 from NNSegLib.training.training_log import TrainingLog
 from NNSegLib.util.model_folder import CHECKPOINT_BEST, CHECKPOINT_FINAL, CHECKPOINT_LATEST
+from NNSegLib.util.precision import torch_dtype
 from NNSegLib.util.progress import Cancelled, Progress
 
 AUG_STREAM = 2
@@ -99,24 +106,6 @@ def build_optimizer(rc: RunConfig, params: Any) -> torch.optim.Optimizer:
                            weight_decay=rc.weight_decay, nesterov=rc.nesterov)
 
 
-def amp_dtype(rc: RunConfig, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype.
-
-    ``auto`` plans for the real device: bf16 (or fp16) on CUDA, as nnU-Net trains with mixed
-    precision on GPUs; bf16 on a CPU with native bf16 units (AMX / AVX512-BF16), where oneDNN
-    convolutions run about twice as fast as fp32 (``bench/bench_network.py``); fp32 elsewhere.
-    """
-    from NNSegLib.network.network import fast_bf16_available
-
-    if rc.amp == "off":
-        return None
-    if rc.amp == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if fast_bf16_available(device) else None
-    return torch.bfloat16 if rc.amp == "bf16" else torch.float16
-
-
 #: ``RunConfig.channels_last`` → ``NetworkOptions.memory_format``.
 MEMORY_FORMATS = {"auto": "auto", "on": "channels_last", "off": "contiguous"}
 
@@ -155,9 +144,9 @@ class Trainer:
         self.schedule = build_schedule(rc)
         if rc.final_phase:
             self.schedule.fit_iterations(rc.max_epochs * rc.iterations_per_epoch)
-        self.amp = amp_dtype(rc, self.device)
-        self.scaler = torch.amp.GradScaler(
-            "cuda", enabled=self.amp == torch.float16 and self.device.type == "cuda")
+        self.precision = amp_precision(rc, self.device)
+        self.amp = torch_dtype(self.precision)
+        self.scaler = grad_scaler(self.precision, self.device)
         self.loss_fn = self._build_loss()
         self.augment = self._build_augmenter()
         self.train_sampler, self.val_sampler = self._build_samplers()
@@ -487,12 +476,8 @@ class Trainer:
         self.state.epoch_augment += time.perf_counter() - t0
         self.optimizer.zero_grad(set_to_none=True)
         loss, _ = self._forward_loss(self.model, images, seg)
-        self.scaler.scale(loss).backward()
-        if self.rc.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.rc.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        optimizer_step(loss, self.optimizer, self.scaler, self.network.parameters(),
+                       self.rc.grad_clip)
         return float(loss.detach())
 
     def validate(self, epoch: int) -> tuple[float | None, np.ndarray]:

@@ -1,6 +1,6 @@
 """Plumbing every stage shares: errors and exit codes, OS errors in plain words, checked
 option values, progress events and cancel, atomic file writes, folder locks, the worker pool,
-device and thread choice, and the work-folder layout.
+device, precision and thread choice, and the work-folder layout.
 
 Imports nothing of NNSegLib outside ``util`` (``errors`` imports nothing at all).
 """

@@ -213,3 +213,28 @@ def test_precision_choice_follows_the_device():
     assert autocast_dtype(SlidingWindowSettings((8, 8, 8), precision="bf16"), cpu) == torch.bfloat16
     with pytest.raises(ValueError, match="precision"):
         SlidingWindowSettings((8, 8, 8), precision="int8")
+
+
+@pytest.mark.parametrize("kind, bf16, auto, nnunet", [
+    ("cuda", True, "float16", "float16"),   # inference prefers fp16 even where bf16 is native
+    ("cuda", False, "float16", "float16"),
+    ("mps", False, "float16", None),        # nnU-Net predicts in fp32 on MPS
+])
+def test_precision_choice_on_gpus_uses_the_shared_rules(monkeypatch, kind, bf16, auto, nnunet):
+    """The predictor asks NNSegLib.util.precision (faked here: this machine has no GPU)."""
+    import torch
+
+    from NNSegLib.inference import sliding_window
+    from NNSegLib.util import precision
+
+    caps = precision.DeviceCapabilities(kind, "fake", bf16=bf16, fp16_autocast=True)
+    monkeypatch.setattr(precision, "device_capabilities", lambda device: caps)
+    cpu = torch.device("cpu")
+    dtype = sliding_window.autocast_dtype(SlidingWindowSettings((8, 8, 8)), cpu)
+    assert dtype == getattr(torch, auto)
+    numerics = SlidingWindowSettings((8, 8, 8), nnunet_numerics=True)
+    assert sliding_window.autocast_dtype(numerics, cpu) == (nnunet and getattr(torch, nnunet))
+    if kind == "mps":
+        with pytest.raises(precision.PrecisionError, match="'bf16' is not available on mps"):
+            sliding_window.autocast_dtype(SlidingWindowSettings((8, 8, 8), precision="bf16"),
+                                          cpu)

@@ -85,3 +85,21 @@ def test_cpu_warning_estimates_the_time_from_the_plan():
     assert cpu_training_warning(info, None, 10).endswith("very slow.")
     assert format_duration(90) == "2 min" and format_duration(7200) == "2.0 h"
     assert format_duration(200000) == "2.3 days"
+
+
+def test_detected_devices_carry_the_shared_precision_rules():
+    """The panel's device and the trainer/predictor decide precision with the same rules
+    (NNSegLib.util.precision), from one probe."""
+    cuda = detect_device("auto", fake_torch(cuda=True, bf16=True))
+    assert cuda.capabilities is not None and cuda.capabilities.memory_gb == pytest.approx(16.0)
+    assert (cuda.precision("train"), cuda.precision("inference")) == ("bf16", "fp16")
+    old_gpu = detect_device("cuda", fake_torch(cuda=True, bf16=False))
+    assert not old_gpu.bf16 and old_gpu.precision("train") == "fp16"
+    mps = detect_device("mps", fake_torch(mps=True, cpu_bf16=True))
+    assert mps.kind == "mps" and not mps.bf16 and mps.precision("train") == "fp32"
+    cpu = detect_device("auto", fake_torch(cpu_bf16=True))
+    assert cpu.precision("train") == cpu.precision("inference") == "bf16"
+    assert detect_device("cpu", fake_torch()).precision("train") == "fp32"
+    # built by hand (as the panels' tests do): the fields stand in for the probe
+    assert DeviceInfo("cpu", cores=2, bf16=True).precision() == "bf16"
+    assert DeviceInfo("cuda", "GPU", 24.0).precision("inference") == "fp16"
