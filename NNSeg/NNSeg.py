@@ -136,6 +136,7 @@ class NNSegParameterNode:
     postprocessing: bool = True
     show3D: bool = False
     allowUnfinished: bool = False
+    previewFirst: bool = False
     # Batch and review
     batchSource: Annotated[str, Choice(["folder", "scene volumes"])] = "folder"
     batchInputFolder: pathlib.Path
@@ -344,6 +345,9 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p.maxEpochs, p.timeBudget, p.timeBudgetMinutes) or ""
         for name, text in self.logic.infoTexts(state).items():
             getattr(self.ui, name).text = text
+        self.ui.segmentTimeLabel.text = self.logic.describeSegmentTimes(
+            self.segmentTimes(), p.modelPath, self.deviceFor(p.predictDevice),
+            self.segmentVolumes(), p.predictFolds, p.tta, p.allowUnfinished)
 
     def deviceFor(self, requested: str):
         """The device a panel's choice resolves to (detected once per choice)."""
@@ -450,6 +454,9 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.timer.stop()
 
     def onJobEvent(self, entry, event: dict) -> None:
+        if event.get("event") == "phase_done":
+            self.onSegmentPhaseDone(entry, event)
+            return
         text = self.logic.describeEvent(entry, event)
         if text is not None:
             self.statusLabel(entry.key).text = text
@@ -626,16 +633,39 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             run = self.logic.captureSegmentRun(
                 scene, [self.segmentVolumes()], [p.outputSegmentation], p.modelPath,
                 p.predictFolds, p.predictDevice, p.tta, p.uncertainty, p.postprocessing, p.show3D,
-                p.allowUnfinished)
+                p.allowUnfinished, p.previewFirst)
             try:
-                job = self.logic.startJobs(run.steps)
+                job = self.logic.startSegmentJob(run)
             except Exception:
                 run.cleanup()
                 raise
             self.startJob("segment", job, {"run": run}, self.onSegmentDone, cleanup=run.cleanup)
 
+    def segmentTimes(self):
+        """The Segment time measurements kept in Slicer's settings (JSON text)."""
+        import qt
+
+        return qt.QSettings().value(self.logic.segmentTimesKey())
+
+    def onSegmentPhaseDone(self, entry, event: dict) -> None:
+        """A Segment phase ended: keep its time; show the preview at once."""
+        import qt
+
+        key = self.logic.segmentTimesKey()
+        qt.QSettings().setValue(key, self.logic.recordSegmentTime(self.segmentTimes(), event))
+        if event.get("phase") != "preview":
+            return
+        with self.busy(), slicer.util.tryWithErrorDisplay(_("Loading the preview failed."),
+                                                          waitCursor=True):
+            self.statusLabel("segment").text = self.logic.deliverPreview(slicer.mrmlScene,
+                                                                         entry.job)
+
     def onSegmentDone(self, entry) -> None:
-        if not self.finishMessage(entry, _("Segmentation")):
+        ok = self.finishMessage(entry, _("Segmentation"))
+        kept = self.logic.segmentOutcome(entry.job, self.statusLabel("segment").text)
+        if kept:
+            self.statusLabel("segment").text = kept
+        if not ok:
             return
         with self.busy(), slicer.util.tryWithErrorDisplay(_("Loading the result failed."),
                                                           waitCursor=True):
@@ -932,17 +962,21 @@ class NNSegTest(ScriptedLoadableModuleTest):
         self.assertTrue((root / "work" / "results" / "3d_fullres" / "fold_0" /
                          "checkpoint_final.pt").is_file())
 
-        self.delayDisplay("Segment")
+        self.delayDisplay("Segment (preview first, then the full result in the same node)")
         widget.ui.useTrainedModelButton.click()
         p.inputVolume = p.trainingVolume
         p.outputSegmentation = None
+        p.previewFirst = True
         before = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
         widget.updateGui()
         self.assertTrue(widget.ui.segmentButton.enabled, widget.ui.segmentButton.toolTip)
         widget.ui.segmentButton.click()
         self.waitFor(widget, "segment")
-        self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"),
-                         before + 1)
+        count = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+        self.assertEqual(count, before + 1)
+        result = slicer.mrmlScene.GetNthNodeByClass(count - 1, "vtkMRMLSegmentationNode")
+        self.assertNotIn("(preview)", result.GetName())
+        self.assertIn("preview", widget.ui.segmentTimeLabel.text)
         shutil.rmtree(root, ignore_errors=True)
         self.delayDisplay("Click path passed")
 

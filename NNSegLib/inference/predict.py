@@ -5,6 +5,12 @@ prediction for a cascade), sliding-window inference of every fold with mirror TT
 same batches, average over folds, restore to the input grid, argmax, postprocess, write the
 label map with exactly the input's geometry and file format.
 
+``--fast`` is the preview of :mod:`NNSegLib.inference.fast_mode`: one fold, no mirror TTA,
+step 1.0 (explicit ``--folds``/``--step``/``--configuration`` win); the output is written
+exactly as in the normal path. Every run reports its cost in its ``done`` event (seconds,
+sliding-window seconds, megavoxels, windows, network calls, passes; see
+:mod:`NNSegLib.inference.predict_timing`).
+
 Uncertainty (``--uncertainty``) is the *normalized entropy* of the averaged softmax,
 ``H = -Σ_k p_k ln p_k / ln K`` in ``[0, 1]``: 0 where every fold and mirror agrees with full
 confidence, 1 where the average is uniform over the K classes. It is saved as
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,6 +32,8 @@ import numpy as np
 
 from NNSegLib.data.io import SUPPORTED_ENDINGS, Geometry, file_ending
 from NNSegLib.inference.loaded_model import LoadedModel
+from NNSegLib.inference.predict_timing import device_kind, network_passes
+from NNSegLib.inference.sliding_window import SlidingWindowStats, mirror_combinations
 from NNSegLib.inference.uncertainty import normalized_entropy
 from NNSegLib.util import options
 from NNSegLib.util.errors import NNSegError
@@ -64,8 +73,10 @@ def _with_options(model: LoadedModel, tta: bool | None, step: float | None) -> L
 
 
 def network_scores(images: np.ndarray, geometry: Geometry, model: LoadedModel,
-                   progress=None) -> tuple[Any, dict]:
+                   progress=None, stats: SlidingWindowStats | None = None) -> tuple[Any, dict]:
     """Preprocess a case and return the fold-averaged network output and the properties.
+
+    ``stats`` (optional) counts the windows, patches, network calls and time.
 
     Returns:
         ``(scores, properties)``: ``(K, …)`` float32 CPU tensor on the preprocessed grid
@@ -77,7 +88,7 @@ def network_scores(images: np.ndarray, geometry: Geometry, model: LoadedModel,
     seg = None
     if model.previous_stage is not None:
         seg = predict_case(images, geometry, model.previous_stage, postprocess=False,
-                           progress=progress).labels
+                           progress=progress, stats=stats).labels
     data, pseg, properties = model.pipeline.preprocess(images, geometry, seg=seg)
     if seg is not None:
         data = np.concatenate([np.asarray(data, np.float32),
@@ -88,7 +99,7 @@ def network_scores(images: np.ndarray, geometry: Geometry, model: LoadedModel,
             progress.check_cancelled()
         scores = predict_sliding_window(network, data, model.num_classes, model.settings,
                                         device=model.device, progress=progress,
-                                        channels_last=model.channels_last)
+                                        channels_last=model.channels_last, stats=stats)
         total = scores if total is None else total.add_(scores)
     assert total is not None  # a model has at least one network
     total /= len(model.networks)
@@ -96,11 +107,12 @@ def network_scores(images: np.ndarray, geometry: Geometry, model: LoadedModel,
 
 
 def ensemble_probabilities(images: np.ndarray, geometry: Geometry,
-                           members: Sequence[LoadedModel], progress=None) -> np.ndarray:
+                           members: Sequence[LoadedModel], progress=None,
+                           stats: SlidingWindowStats | None = None) -> np.ndarray:
     """Mean of the members' probabilities on the original grid (configuration ensemble)."""
     total = None
     for member in members:
-        scores, properties = network_scores(images, geometry, member, progress)
+        scores, properties = network_scores(images, geometry, member, progress, stats)
         probs = member.pipeline.restore_probabilities(scores, properties)
         del scores
         if total is None:
@@ -119,7 +131,8 @@ def _label_dtype(num_classes: int):
 
 def predict_case(images: np.ndarray, geometry: Geometry, model: LoadedModel, *,
                  probabilities: bool = False, uncertainty: bool = False,
-                 postprocess: bool = True, progress=None) -> CasePrediction:
+                 postprocess: bool = True, progress=None,
+                 stats: SlidingWindowStats | None = None) -> CasePrediction:
     """Segment one case given as arrays.
 
     Args:
@@ -130,6 +143,8 @@ def predict_case(images: np.ndarray, geometry: Geometry, model: LoadedModel, *,
         uncertainty: Also return the normalized entropy map.
         postprocess: Apply the model's postprocessing rules (if it has any).
         progress: Progress sink (per patch) with cancellation.
+        stats: Optional counters of the sliding windows (increased, see
+            :class:`~NNSegLib.inference.sliding_window.SlidingWindowStats`).
 
     Raises:
         NNSegError: when the number of channels does not match the model.
@@ -140,10 +155,11 @@ def predict_case(images: np.ndarray, geometry: Geometry, model: LoadedModel, *,
                          f"(C, z, y, x) array, got shape {images.shape}")
     probs = None
     if model.ensemble:
-        probs = ensemble_probabilities(images, geometry, [model, *model.ensemble], progress)
+        probs = ensemble_probabilities(images, geometry, [model, *model.ensemble], progress,
+                                       stats)
         labels = np.argmax(probs, axis=0)
     else:
-        scores, properties = network_scores(images, geometry, model, progress)
+        scores, properties = network_scores(images, geometry, model, progress, stats)
         if probabilities or uncertainty:
             probs = model.pipeline.restore_probabilities(scores, properties)
             labels = np.argmax(probs, axis=0)
@@ -306,10 +322,31 @@ def check_output_folder(out_dir: Path, inputs: Sequence[Path | str]) -> None:
     require_output_dir(out_dir, "-o", create=False)
 
 
+def model_passes(model: LoadedModel) -> float:
+    """:func:`~NNSegLib.inference.predict_timing.network_passes` of a loaded model: summed
+    over its folds, the configurations it is ensembled with and a cascade's first stage."""
+    total = 0.0
+    for member in [model, *model.ensemble]:
+        settings = member.settings
+        total += network_passes(len(member.networks),
+                                len(mirror_combinations(settings.mirror_axes)),
+                                settings.step, len(settings.patch_size))
+        if member.previous_stage is not None:
+            total += model_passes(member.previous_stage)
+    return total
+
+
 def predict_files(cases: Sequence[InputCase], out_dir: Path, model: LoadedModel, *,
                   probabilities: bool = False, uncertainty: bool = False,
-                  postprocess: bool = True, progress=None) -> list[Path]:
-    """Predict every case and write its outputs into ``out_dir``; returns written files."""
+                  postprocess: bool = True, progress=None,
+                  stats: SlidingWindowStats | None = None) -> list[Path]:
+    """Predict every case and write its outputs into ``out_dir``; returns written files.
+
+    Each case's ``progress`` event carries its ``seconds`` and ``megavoxels``; the ``done``
+    event the run's totals, its sliding-window counts (``stats``, also increased when
+    given), :func:`model_passes` and the device (what the Slicer module's time estimates
+    are made of, :mod:`NNSegLib.inference.predict_timing`).
+    """
     from NNSegLib.data.io import read_channels
     from NNSegLib.util.atomic import clean_stale_temps
     from NNSegLib.util.files import require_output_dir
@@ -318,23 +355,34 @@ def predict_files(cases: Sequence[InputCase], out_dir: Path, model: LoadedModel,
     clean_stale_temps(out_dir)
     patches = child_progress(progress)
     written: list[Path] = []
+    stats = stats if stats is not None else SlidingWindowStats()
+    seconds = megavoxels = 0.0
     if progress is not None:
         progress.start("predict", len(cases))
     for case in cases:
         if progress is not None:
             progress.check_cancelled()
+        started = time.perf_counter()
         images, geometry = read_channels(list(case.images))
         check_input_files(case, images)
         result = predict_case(images, geometry, model, probabilities=probabilities,
                               uncertainty=uncertainty, postprocess=postprocess,
-                              progress=patches)
+                              progress=patches, stats=stats)
         written += write_case(result, geometry, out_dir, case.identifier, case.ending)
+        case_seconds = time.perf_counter() - started
+        case_megavoxels = float(np.prod(geometry.shape)) / 1e6
+        seconds, megavoxels = seconds + case_seconds, megavoxels + case_megavoxels
         if progress is not None:
-            progress.advance(case=case.identifier)
+            progress.advance(case=case.identifier, seconds=round(case_seconds, 3),
+                             megavoxels=round(case_megavoxels, 6))
     if patches is not None:
         patches.close()
     if progress is not None:
-        progress.done(written=len(written))
+        progress.done(written=len(written), seconds=round(seconds, 3),
+                      network_seconds=round(stats.seconds, 3),
+                      megavoxels=round(megavoxels, 6), windows=stats.windows,
+                      patch_passes=stats.patch_passes, network_calls=stats.network_calls,
+                      passes=model_passes(model), device=device_kind(model.device))
     return written
 
 
@@ -355,8 +403,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "3d_fullres, else what exists)")
     parser.add_argument("--no-tta", action="store_true",
                         help="no mirror test-time augmentation (about 8x faster in 3D)")
-    parser.add_argument("--step", type=options.number(0.0, 1.0, low_open=True), default=0.5,
-                        help="sliding-window step as a fraction of the patch (default 0.5)")
+    parser.add_argument("--step", type=options.number(0.0, 1.0, low_open=True), default=None,
+                        help="sliding-window step as a fraction of the patch (default 0.5; "
+                             "1.0 with --fast)")
+    parser.add_argument("--fast", action="store_true",
+                        help="fast preview: one fold (the lowest-numbered finished fold of "
+                             "the configuration; the first configuration of an ensemble), no "
+                             "mirror TTA, step 1.0 (windows do not overlap); --folds, --step "
+                             "and --config given explicitly win. No uncertainty map unless "
+                             "--uncertainty. Same output format and geometry")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                         help="compute device (default: cuda, else mps, else cpu)")
     parser.add_argument("--save-probabilities", action="store_true",
@@ -384,9 +439,17 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
 
     configure_threads(args.threads)
     check_output_folder(args.output, args.input)
+    configuration, folds, step, tta = (args.configuration, args.folds, args.step,
+                                       not args.no_tta)
+    if getattr(args, "fast", False):
+        from NNSegLib.inference.fast_mode import fast_choice
+
+        choice = fast_choice(args.model, configuration, folds, step, args.allow_unfinished)
+        configuration, folds, step, tta = choice.configuration, choice.folds, choice.step, False
+        progress.message(choice.description)
     try:
-        model = load_model(args.model, args.configuration, args.folds, args.device,
-                           tta=not args.no_tta, step=args.step,
+        model = load_model(args.model, configuration, folds, args.device, tta=tta,
+                           step=0.5 if step is None else step,
                            use_postprocessing=not args.no_postprocessing,
                            precision=args.precision, allow_unfinished=args.allow_unfinished)
     except RuntimeError as e:   # device not available
@@ -399,7 +462,8 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
         progress.message(f"model {args.model} ({model.kind}), configuration(s) "
                          f"{'+'.join(model.configurations)}, folds {model.folds}, "
                          f"device {model.device}, "
-                         f"TTA {'on' if model.settings.mirror_axes else 'off'}")
+                         f"TTA {'on' if model.settings.mirror_axes else 'off'}, "
+                         f"step {model.settings.step:g}")
         predict_files(cases, args.output, model, probabilities=args.save_probabilities,
                       uncertainty=args.uncertainty,
                       postprocess=not args.no_postprocessing, progress=progress)
@@ -415,6 +479,7 @@ __all__ = [
     "add_arguments",
     "collect_cases",
     "ensemble_probabilities",
+    "model_passes",
     "network_scores",
     "predict_array",
     "predict_case",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -85,6 +86,30 @@ class SlidingWindowSettings:
         d["patch_size"] = tuple(int(v) for v in d["patch_size"])
         d["mirror_axes"] = tuple(int(v) for v in d.get("mirror_axes", ()))
         return cls(**d)
+
+
+@dataclass
+class SlidingWindowStats:
+    """Counts of what a prediction ran, accumulated over folds and cases when reused.
+
+    Pass one to :func:`predict_sliding_window` (or ``predict_case(stats=...)``) to learn
+    the cost of a setting: ``nnseg predict`` reports them per run, and the fast preview
+    (``--fast``) is checked against them.
+
+    Attributes:
+        windows: Window positions predicted (once per network, i.e. per fold).
+        patch_passes: Patches the network evaluated (windows × mirror combinations).
+        network_calls: Forward calls (batches of patches and mirrors).
+        seconds: Wall time spent in the sliding window (network and accumulation).
+    """
+
+    windows: int = 0
+    patch_passes: int = 0
+    network_calls: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def gaussian_importance_map(patch_size: Sequence[int], sigma_scale: float = 1.0 / 8.0,
@@ -212,7 +237,7 @@ class _Runner:
     """Runs the network on batches of patches with all mirror combinations at once."""
 
     def __init__(self, network, settings: SlidingWindowSettings, device,
-                 channels_last: bool) -> None:
+                 channels_last: bool, stats: SlidingWindowStats | None = None) -> None:
         self.network = network
         self.settings = settings
         self.device = device
@@ -220,6 +245,7 @@ class _Runner:
         self.is_2d = len(settings.patch_size) == 2
         self.mirrors = mirror_combinations(settings.mirror_axes)
         self.autocast = autocast_dtype(settings, device)  # an impossible one fails here
+        self.stats = stats
 
     def __call__(self, patches):
         """``patches``: (P, C, *patch) on the device → mirror-averaged (P, K, *patch)."""
@@ -248,6 +274,9 @@ class _Runner:
         if self.channels_last:
             fmt = torch.channels_last_3d if batch.ndim == 5 else torch.channels_last
             batch = batch.contiguous(memory_format=fmt)
+        if self.stats is not None:
+            self.stats.network_calls += 1
+            self.stats.patch_passes += int(batch.shape[0])
         if self.autocast is None:
             out = self.network(batch)
         else:
@@ -301,7 +330,8 @@ def _accumulate(runner: _Runner, data, windows: list, accum, weight_sum, gauss) 
 
 
 def predict_sliding_window(network, data, num_classes: int, settings: SlidingWindowSettings,
-                           *, device=None, progress=None, channels_last: bool = False):
+                           *, device=None, progress=None, channels_last: bool = False,
+                           stats: SlidingWindowStats | None = None):
     """Predict a whole preprocessed case by tiling it with overlapping windows.
 
     Args:
@@ -314,6 +344,7 @@ def predict_sliding_window(network, data, num_classes: int, settings: SlidingWin
         progress: Optional :class:`~NNSegLib.util.progress.Progress` (one step per patch,
             cancellation checked between batches).
         channels_last: Feed the network channels-last tensors.
+        stats: Optional counters, increased by this call (windows, patches, calls, time).
 
     Returns:
         ``(K, z, y, x)`` CPU tensor: Gaussian-weighted mean softmax (or logits); float32,
@@ -321,6 +352,7 @@ def predict_sliding_window(network, data, num_classes: int, settings: SlidingWin
     """
     import torch
 
+    started = time.perf_counter()
     if device is None:
         params = list(network.parameters())
         device = params[0].device if params else torch.device("cpu")
@@ -338,7 +370,7 @@ def predict_sliding_window(network, data, num_classes: int, settings: SlidingWin
     weight_sum = _allocate(spatial, accum.device, dtype)
     gauss = _importance_map(settings).to(accum.device)
     gauss_window = gauss[None] if is_2d else gauss
-    runner = _Runner(network, settings, device, channels_last)
+    runner = _Runner(network, settings, device, channels_last, stats)
     batches = _split_batches(windows, int(np.prod(window)), len(runner.mirrors),
                              settings.max_batch_voxels)
     if progress is not None:
@@ -354,12 +386,16 @@ def predict_sliding_window(network, data, num_classes: int, settings: SlidingWin
     if progress is not None:
         progress.done()
     out = accum[(slice(None),) + crop].cpu()
+    if stats is not None:
+        stats.windows += len(windows)
+        stats.seconds += time.perf_counter() - started
     return out if settings.nnunet_numerics else out.float()
 
 
 __all__ = [
     "OUTPUTS",
     "SlidingWindowSettings",
+    "SlidingWindowStats",
     "gaussian_importance_map",
     "mirror_combinations",
     "nnunet_style_gaussian",

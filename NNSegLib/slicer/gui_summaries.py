@@ -148,15 +148,29 @@ def model_info(path: Path | str) -> dict:
             "description": f"{raw.get('name', path.name)}: channels {channels}; labels {names}"}
 
 
+def phase_title(phase: str) -> str:
+    """A Segment job's phase in words: ``"Preview"`` or ``"Full quality"``
+    (:mod:`NNSegLib.slicer.segment_sequence`)."""
+    return {"preview": tr("Preview"), "full": tr("Full quality")}.get(phase, phase)
+
+
 def describe_event(key: str, event: dict, elapsed: float, max_epochs: int = 0) -> str | None:
     """The status line for a job's progress event, or ``None`` to leave it as it is.
 
     Args:
         key: The panel (``plan``, ``train``, ``findbest``, ``segment``).
-        event: The progress event.
+        event: The progress event; one of a job with phases (a Segment with a preview)
+            names its ``phase``, which starts the line.
         elapsed: Seconds since the job started.
         max_epochs: The training's epoch limit (for ``epoch`` events).
     """
+    text = _describe_event(key, event, elapsed, max_epochs)
+    if text is not None and event.get("phase"):
+        text = f"{phase_title(str(event['phase']))}: {text}"
+    return text
+
+
+def _describe_event(key: str, event: dict, elapsed: float, max_epochs: int) -> str | None:
     from NNSegLib.slicer.panel_jobs import TRAINING_KEYS
 
     kind = event.get("event")
@@ -234,5 +248,5 @@ def training_time_warning(info: Any, work: Path | str, configuration: str, folds
 
 __all__ = ["BAR_STAGES", "PLAN_FIELDS", "cross_validation_summary", "describe_epoch",
            "describe_event", "describe_review_case", "describe_training_set",
-           "fine_tune_summary", "finish_text", "model_info", "plans_table", "progress_value",
-           "training_time_warning"]
+           "fine_tune_summary", "finish_text", "model_info", "phase_title", "plans_table",
+           "progress_value", "training_time_warning"]

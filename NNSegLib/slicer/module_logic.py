@@ -261,14 +261,42 @@ class ModuleLogic:
     def captureSegmentRun(self, scene, cases, outputs, modelPath, folds: str = "",
                           device: str = "auto", tta: bool = True, uncertainty: bool = False,
                           postprocessing: bool = True, show3D: bool = False,
-                          allowUnfinished: bool = False):
-        """Copy the inputs out of the scene now and build the job (see segment_run)."""
+                          allowUnfinished: bool = False, previewFirst: bool = False):
+        """Copy the inputs out of the scene now and build the job (see segment_run);
+        "Preview first" adds the fast preview's commands."""
         return _lib("segment_run").capture_segment_run(scene, cases, outputs, modelPath, folds,
                                                        device, tta, uncertainty, postprocessing,
-                                                       show3D, allowUnfinished)
+                                                       show3D, allowUnfinished, previewFirst)
+
+    def startSegmentJob(self, run):
+        """The Segment job: the preview first when the run has one, then the full result
+        (:class:`~NNSegLib.slicer.segment_sequence.SegmentSequence`)."""
+        return _lib("segment_sequence").SegmentSequence(run, self.startJobs)
 
     def deliverResults(self, scene, run) -> list:
         return _lib("segment_run").deliver_results(scene, run)
+
+    def deliverPreview(self, scene, job) -> str:
+        """Show a Segment job's preview in the output segmentation; returns the status line."""
+        return _lib("segment_sequence").deliver_preview(scene, job)
+
+    def segmentOutcome(self, job, finished: str) -> str | None:
+        """The status line when the full result did not arrive but the preview did."""
+        return _lib("segment_sequence").outcome_text(job, finished)
+
+    def segmentTimesKey(self) -> str:
+        """Slicer settings key of the Segment time measurements."""
+        return _lib("segment_times").SETTINGS_KEY
+
+    def recordSegmentTime(self, bookText, event: dict) -> str:
+        """The measurements (settings text) with a finished phase's time added."""
+        return _lib("segment_times").record(bookText, event)
+
+    def describeSegmentTimes(self, bookText, modelPath, deviceInfo, volumes, folds: str = "",
+                             tta: bool = True, allowUnfinished: bool = False) -> str:
+        """The expected time of the preview and the full result for the chosen device."""
+        return _lib("segment_times").describe_expected_times(
+            bookText, modelPath, deviceInfo, list(volumes), folds, tta, allowUnfinished)
 
     # -- batch and review ------------------------------------------------------------------
     def reviewSession(self):

@@ -98,13 +98,15 @@ def _previous_stage(dataset: Path | str, work: Path | str | None, configuration:
 def predict_commands(input_dir: Path | str, output_dir: Path | str, model: Path | str,
                      folds: str = "", device: str = "auto", tta: bool = True,
                      uncertainty: bool = False, import_dir: Path | str | None = None,
-                     postprocessing: bool = True,
-                     allow_unfinished: bool = False) -> list[list[str]]:
+                     postprocessing: bool = True, allow_unfinished: bool = False,
+                     fast: bool = False) -> list[list[str]]:
     """Predict a folder of ``<case>_XXXX`` files; a ``.zip`` model is imported first.
 
     ``postprocessing=False`` skips the model's connected-component rules
     (``--no-postprocessing``); ``allow_unfinished`` also uses folds whose training has not
-    finished (``--allow-unfinished``: their best checkpoint).
+    finished (``--allow-unfinished``: their best checkpoint). ``fast`` is the preview
+    (``--fast``: one fold, no TTA, step 1.0, no uncertainty map): of the panel's folds only
+    the first is passed on (explicit ``--folds`` would win over ``--fast``'s one fold).
     """
     commands = []
     model = Path(model)
@@ -115,11 +117,14 @@ def predict_commands(input_dir: Path | str, output_dir: Path | str, model: Path 
         model = Path(import_dir)
     cmd = ["predict", "-i", str(input_dir), "-o", str(output_dir), "-m", str(model),
            "--device", device]
-    cmd += [] if tta else ["--no-tta"]
-    cmd += ["--uncertainty"] if uncertainty else []
+    if fast:
+        cmd += ["--fast"]
+    else:
+        cmd += [] if tta else ["--no-tta"]
+        cmd += ["--uncertainty"] if uncertainty else []
     cmd += [] if postprocessing else ["--no-postprocessing"]
     cmd += ["--allow-unfinished"] if allow_unfinished else []
-    fold_list = [str(f) for f in parse_folds(folds)]
+    fold_list = [str(f) for f in parse_folds(folds)][:1 if fast else None]
     cmd += ["--folds", *fold_list] if fold_list else []
     commands.append(cmd)
     return commands

@@ -98,7 +98,7 @@ LOCKS = {
     "segment": ["modelPathLineEdit", "useTrainedModelButton", "inputVolumeSelector",
                 "channelSelectorsWidget", "outputSegmentationSelector", "predictDeviceComboBox",
                 "predictFoldsLineEdit", "ttaCheckBox", "uncertaintyCheckBox",
-                "postprocessingCheckBox", "allowUnfinishedCheckBox"],
+                "postprocessingCheckBox", "allowUnfinishedCheckBox", "previewFirstCheckBox"],
     "batch": ["batchSourceComboBox", "batchInputFolderPathLineEdit", "batchVolumesSelector",
               "batchFolderPathLineEdit", "modelPathLineEdit", "useTrainedModelButton",
               "predictDeviceComboBox", "predictFoldsLineEdit", "ttaCheckBox",

@@ -15,6 +15,12 @@ segmentation nodes:
 * a deleted input volume or output node never raises: the result still arrives, in a
   new node, with a note saying so.
 
+With *Preview first* the run also holds the commands of a fast preview (``nnseg predict
+--fast``, into ``<tmp>/preview``); :func:`deliver_results` with ``preview=True`` puts its
+label maps into the output node right away, named "… (preview)" and tagged
+(:data:`TAG_PREVIEW`, :func:`mark_preview`), and makes that node the one the full result
+replaces (:mod:`NNSegLib.slicer.segment_sequence` runs the two phases).
+
 A run holds a list of cases, so segmenting several inputs in one job (a batch) uses the
 same path. No ``qt``; MRML nodes through :mod:`NNSegLib.slicer.mrml`.
 """
@@ -34,6 +40,10 @@ from NNSegLib.slicer.i18n import tr
 
 #: Node attribute holding the content fingerprint of the segments NNSeg wrote.
 TAG_FINGERPRINT = "NNSeg.ResultFingerprint"
+#: Node attribute of a preview result: the node's name without the "(preview)" mark.
+TAG_PREVIEW = "NNSeg.Preview"
+#: Job output folders (under the run's temporary folder) of the full result and the preview.
+OUTPUT, PREVIEW_OUTPUT = "output", "preview"
 
 
 @dataclass
@@ -59,6 +69,8 @@ class SegmentRun:
     show_3d: bool = False
     postprocessing: bool = True
     started: float = field(default_factory=time.time)
+    preview_steps: list[list[str]] = field(default_factory=list)  # empty: no preview
+    source: str = ""              # the model as chosen (folder or .zip)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -122,7 +134,8 @@ def overwrite_decision(scene: Any, node: Any) -> OverwriteDecision:
 def capture_segment_run(scene: Any, cases: Sequence[Sequence[Any]], outputs: Sequence[Any],
                         model_path: Path | str, folds: str = "", device: str = "auto",
                         tta: bool = True, uncertainty: bool = False, postprocessing: bool = True,
-                        show_3d: bool = False, allow_unfinished: bool = False) -> SegmentRun:
+                        show_3d: bool = False, allow_unfinished: bool = False,
+                        preview: bool = False) -> SegmentRun:
     """Write every case's volumes to a new temporary folder and build the job's commands.
 
     Args:
@@ -135,10 +148,12 @@ def capture_segment_run(scene: Any, cases: Sequence[Sequence[Any]], outputs: Seq
         show_3d: Show the results in 3D.
         allow_unfinished: Also use folds whose training has not finished ("Use unfinished
             folds"; see :mod:`NNSegLib.slicer.model_folds`).
+        preview: "Preview first": also build the fast preview's commands
+            (``run.preview_steps``, run before ``run.steps``; a ``.zip`` is imported by them).
 
     Case ``k``'s channel ``c`` becomes ``<tmp>/input/case<k:03d>_<c:04d>.nii.gz``; the job
-    writes ``<tmp>/output/case<k:03d>.*``. The caller runs ``run.steps`` and calls
-    :meth:`SegmentRun.cleanup` when done.
+    writes ``<tmp>/output/case<k:03d>.*`` (the preview ``<tmp>/preview/…``). The caller runs
+    the steps and calls :meth:`SegmentRun.cleanup` when done.
     """
     from NNSegLib.data.io import SimpleITKIO
     from NNSegLib.slicer.panel_commands import predict_commands
@@ -159,15 +174,30 @@ def capture_segment_run(scene: Any, cases: Sequence[Sequence[Any]], outputs: Seq
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     model = Path(str(model_path))
-    steps = predict_commands(tmp / "input", tmp / "output", model, folds, device, tta,
+    steps = predict_commands(tmp / "input", tmp / OUTPUT, model, folds, device, tta,
                              uncertainty, import_dir=tmp / "model",
                              postprocessing=postprocessing, allow_unfinished=allow_unfinished)
+    preview_steps: list[list[str]] = []
+    if preview:
+        preview_steps = predict_commands(
+            tmp / "input", tmp / PREVIEW_OUTPUT, model, folds, device, import_dir=tmp / "model",
+            postprocessing=postprocessing, allow_unfinished=allow_unfinished, fast=True)
+        steps = [s for s in steps if s[0] != "import-model"]  # the preview imported it
+    source = str(model)
     model = tmp / "model" if model.suffix.lower() == ".zip" else model
-    return SegmentRun(captured, model, tmp, steps, uncertainty, show_3d, postprocessing)
+    return SegmentRun(captured, model, tmp, steps, uncertainty, show_3d, postprocessing,
+                      preview_steps=preview_steps, source=source)
 
 
-def deliver_results(scene: Any, run: SegmentRun) -> list[SegmentResult]:
+def deliver_results(scene: Any, run: SegmentRun, preview: bool = False) -> list[SegmentResult]:
     """Read the job's label maps into segmentation nodes (see the module doc).
+
+    Args:
+        scene: The MRML scene.
+        run: The captured run.
+        preview: Deliver the fast preview (``<tmp>/preview``): the nodes are marked as
+            preview and become the run's outputs, so the full result replaces them (unless
+            edited or deleted by then). Without it, a preview mark on the node is removed.
 
     Raises:
         RuntimeError: when the job wrote no label map for a case.
@@ -180,11 +210,12 @@ def deliver_results(scene: Any, run: SegmentRun) -> list[SegmentResult]:
     if "labels" not in info:
         raise RuntimeError(f"{run.model}: {info.get('description', 'no model')}")
     results = []
+    folder = run.tmp / (PREVIEW_OUTPUT if preview else OUTPUT)
     for case in run.cases:
-        outputs = sorted(p for p in (run.tmp / "output").glob(f"{case.name}.*"))
+        outputs = sorted(p for p in folder.glob(f"{case.name}.*"))
         if not outputs:
             raise RuntimeError(tr("{folder}: the prediction wrote no label map for {case}",
-                                  folder=run.tmp / "output", case=case.name))
+                                  folder=folder, case=case.name))
         labels, geometry = SimpleITKIO().read(outputs[0])
         notes: list[str] = []
         volume = scene.GetNodeByID(case.volume_ids[0])
@@ -196,13 +227,17 @@ def deliver_results(scene: Any, run: SegmentRun) -> list[SegmentResult]:
             scene, labels.astype("int32"), geometry, info["labels"], reference_volume=volume,
             node=node, model_info=model_tags(run.model),
             name=scene.GenerateUniqueName(f"{case.volume_name} segmentation"))
+        mark_preview(seg, preview)
         seg.SetAttribute(TAG_FINGERPRINT, content_fingerprint(scene, seg))
+        if preview:   # the full result replaces this node's segments
+            case.output_id = seg.GetID()
+            case.output_fingerprint = seg.GetAttribute(TAG_FINGERPRINT)
         if volume is not None:
             place_in_study(scene, seg, volume)
         show_in_3d(seg, run.show_3d)
         unc = None
-        unc_path = next((run.tmp / "output").glob(f"{case.name}_uncertainty.*"), None)
-        if run.uncertainty and unc_path is not None:
+        unc_path = next(folder.glob(f"{case.name}_uncertainty.*"), None)
+        if run.uncertainty and not preview and unc_path is not None:
             array, geo = SimpleITKIO().read(unc_path)
             unc = mrml.volume_node_from_array(scene, array, geo,
                                               f"{case.volume_name} uncertainty")
@@ -210,6 +245,28 @@ def deliver_results(scene: Any, run: SegmentRun) -> list[SegmentResult]:
                 place_in_study(scene, unc, volume)
         results.append(SegmentResult(seg, unc, notes))
     return results
+
+
+def preview_name(name: str) -> str:
+    """The name a preview result carries: ``"<name> (preview)"``."""
+    return tr("{name} (preview)", name=name)
+
+
+def mark_preview(node: Any, preview: bool) -> None:
+    """Mark a segmentation as a fast preview, or remove the mark from it.
+
+    Marking renames the node to :func:`preview_name` and keeps its name in
+    :data:`TAG_PREVIEW`; unmarking restores that name (unless the user renamed the node
+    meanwhile) and removes the tag. Marking twice or unmarking an unmarked node does nothing.
+    """
+    base = node.GetAttribute(TAG_PREVIEW)
+    if preview and base is None:
+        node.SetAttribute(TAG_PREVIEW, node.GetName())
+        node.SetName(preview_name(node.GetName()))
+    elif not preview and base is not None:
+        if node.GetName() == preview_name(base):
+            node.SetName(base)
+        node.RemoveAttribute(TAG_PREVIEW)
 
 
 def _output_node(scene: Any, case: SegmentCase, notes: list[str]) -> Any:
@@ -286,7 +343,8 @@ def describe_postprocessing(model_path: Path | str) -> str:
               "component of label(s) {groups}.", best=best, groups=groups)
 
 
-__all__ = ["OverwriteDecision", "SegmentCase", "SegmentResult", "SegmentRun",
-           "TAG_FINGERPRINT", "capture_segment_run", "content_fingerprint",
-           "deliver_results", "describe_postprocessing", "overwrite_decision",
-           "place_in_study", "show_in_3d"]
+__all__ = ["OUTPUT", "OverwriteDecision", "PREVIEW_OUTPUT", "SegmentCase", "SegmentResult",
+           "SegmentRun", "TAG_FINGERPRINT", "TAG_PREVIEW", "capture_segment_run",
+           "content_fingerprint", "deliver_results", "describe_postprocessing",
+           "mark_preview", "overwrite_decision", "place_in_study", "preview_name",
+           "show_in_3d"]

@@ -430,6 +430,67 @@ def test_segment_panel_says_when_only_unfinished_folds_exist(app, tmp_path):
     assert ui.allowUnfinishedCheckBox.enabled and record.errors == []
 
 
+def _segmentation_names(scene) -> list[str]:
+    return [scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode").GetName()
+            for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))]
+
+
+def _wait_for_preview(widget, scene, timeout: float = 240.0) -> list[str]:
+    """Poll until the preview is in the scene; returns the segmentation names then."""
+    deadline = time.monotonic() + timeout
+    while not any(n.endswith("(preview)") for n in _segmentation_names(scene)):
+        assert widget.board.get("segment") is not None, "the job ended without a preview"
+        assert time.monotonic() < deadline, "no preview"
+        widget.onTimer()
+        time.sleep(0.05)
+    return _segmentation_names(scene)
+
+
+def test_segment_preview_first_then_full_quality_and_expected_times(app, tmp_path):
+    widget, scene, record, _module = app
+    ui, p = widget.ui, widget._parameterNode
+    model = make_model_folder(tmp_path / "model", folds=("0", "1"))
+    volume, _seg = _case(scene, "patient", 3)
+    p.modelPath, p.inputVolume, p.predictDevice = model, volume, "cpu"
+    widget.onModelChanged(str(model))
+    assert ui.segmentTimeLabel.text == (
+        "Expected time on the CPU: unknown until the first case is segmented (the preview "
+        "runs about 128× fewer network passes than the full result).")
+    p.previewFirst = True
+    ui.segmentButton.click()
+    assert not ui.previewFirstCheckBox.enabled   # captured and locked while it runs
+    run = widget.board.get("segment").context["run"]
+    assert "--fast" in run.preview_steps[-1] and "--fast" not in run.steps[-1]
+    names = _wait_for_preview(widget, scene)
+    assert names == ["patient seg", "patient segmentation (preview)"]
+    assert ui.segmentStatusLabel.text.startswith(
+        "Preview in 'patient segmentation (preview)' after"), record.errors
+    _wait(widget, "segment")
+    assert ui.segmentStatusLabel.text.startswith("Segmentation completed"), (
+        ui.segmentStatusLabel.text, record.errors)
+    assert _segmentation_names(scene) == ["patient seg", "patient segmentation"]
+    assert ui.previewFirstCheckBox.enabled and record.errors == []
+    # both modes were measured on this model and device: the line shows both times
+    times = slicer_stubs.QSettings.store["NNSeg/SegmentTimes"]
+    assert '"mode": "fast"' in times and '"mode": "full"' in times
+    widget.updateGui()
+    text = ui.segmentTimeLabel.text
+    assert text.startswith("Expected on the CPU for this volume (0.0246 Mvoxels): preview ≈ ")
+    assert "full quality ≈ " in text and "rough" not in text
+
+    # cancelling the full phase keeps the preview and says so
+    ui.segmentButton.click()
+    _wait_for_preview(widget, scene)
+    ui.segmentButton.click()   # Cancel
+    _wait(widget, "segment")
+    kept = _segmentation_names(scene)[-1]
+    assert kept.startswith("patient segmentation") and kept.endswith(" (preview)")
+    assert ui.segmentStatusLabel.text.startswith(
+        f"Cancelled: the preview is kept in '{kept}'"), (ui.segmentStatusLabel.text,
+                                                         record.errors)
+    assert len(_segmentation_names(scene)) == 3 and record.errors == []
+
+
 def test_batch_review_and_add(app, tmp_path):
     """Segment two scene volumes in one job, review the least certain first, mark, correct,
     add to the dataset; the queue is there again after a restart."""

@@ -259,6 +259,7 @@ def test_new_fields_have_their_widgets_and_defaults(tree, ui):
     assert {"memoryBudgetAuto", "detachTraining", "postprocessing", "show3D", "timeBudget",
             "allowUnfinished", "fineTuneAdaptHead"} <= set(fields)
     assert not ast.literal_eval(fields["allowUnfinished"].value)  # unfinished folds: opt in
+    assert not ast.literal_eval(fields["previewFirst"].value)  # the preview: opt in
 
 
 # ------------------------------------------------------------------ the Logic, headless
@@ -411,7 +412,9 @@ def test_readme_describes_every_panel_and_control(ui):
         assert f"**{title}**" in section, title
     w = widgets(ui)
     for name in ("allowUnfinishedCheckBox", "batchButton", "acceptButton",
-                 "needsCorrectionButton", "addToDatasetButton", "fineTuneButton"):
+                 "needsCorrectionButton", "addToDatasetButton", "fineTuneButton",
+                 "previewFirstCheckBox"):
         text = string_prop(w[name], "text").split(" (")[0]
         assert f"*{text}*" in section, text
     assert "*Train for N minutes*" in section and "--time-budget" in section
+    assert "nnseg predict --fast" in section and "expected time" in section

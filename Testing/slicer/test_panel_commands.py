@@ -135,3 +135,16 @@ def test_train_for_n_minutes_and_unfinished_folds(tmp_path):
     assert not _parse(pred).allow_unfinished
     (seg,) = segment_batch_commands("in", "b", tmp_path / "m", allow_unfinished=True)
     assert _parse(seg).allow_unfinished
+
+
+def test_the_preview_command_is_predict_fast_with_one_fold(tmp_path):
+    (pred,) = predict_commands("in", "out", tmp_path / "m", folds="2-4", device="cpu",
+                               tta=True, uncertainty=True, postprocessing=False, fast=True)
+    a = _parse(pred)
+    assert a.fast and a.folds == ["2"] and a.step is None and not a.uncertainty
+    assert not a.no_tta and a.no_postprocessing and a.device == "cpu"
+    (pred,) = predict_commands("in", "out", tmp_path / "m", fast=True)
+    a = _parse(pred)
+    assert a.fast and a.folds is None   # --fast picks the lowest-numbered finished fold
+    (pred,) = predict_commands("in", "out", tmp_path / "m", folds="2-4")
+    assert _parse(pred).folds == ["2", "3", "4"] and not _parse(pred).fast
