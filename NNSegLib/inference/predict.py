@@ -388,16 +388,20 @@ def predict_files(cases: Sequence[InputCase], out_dir: Path, model: LoadedModel,
 
 # --- CLI --------------------------------------------------------------------------------
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``nnseg predict``."""
+def add_input_model_arguments(parser: argparse.ArgumentParser, output_help: str) -> None:
+    """``-i``, ``-o``, ``-m``, ``-f``: the options every command that segments shares."""
     parser.add_argument("-i", "--input", nargs="+", required=True, type=Path,
                         help="image files or folders (channels as <case>_0000, _0001, …)")
-    parser.add_argument("-o", "--output", required=True, type=Path,
-                        help="output folder for <case><ending> label maps")
+    parser.add_argument("-o", "--output", required=True, type=Path, help=output_help)
     parser.add_argument("-m", "--model", required=True, type=Path,
                         help="model folder (WORK/results) or an nnU-Net v2 results folder")
     parser.add_argument("-f", "--folds", nargs="+", default=None,
                         help="folds to ensemble (default: every trained fold)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``nnseg predict``."""
+    add_input_model_arguments(parser, "output folder for <case><ending> label maps")
     parser.add_argument("-c", "--config", "--configuration", dest="configuration", default=None,
                         help="configuration (default: best_configuration.json, else "
                              "3d_fullres, else what exists)")

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from NNSegLib.data.io import Geometry
+from NNSegLib.util import options
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.precision import REQUESTS
 from NNSegLib.util.progress import Progress
@@ -144,29 +145,25 @@ def folder_batch(input_dir: Path | str, batch_dir: Path | str, model_path: Path 
 # --- CLI --------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``nnseg segment-batch``."""
-    parser.add_argument("-i", "--input", nargs="+", required=True, type=Path,
-                        help="image files or folders (channels as <case>_0000, _0001, …)")
-    parser.add_argument("-o", "--output", required=True, type=Path,
-                        help="batch folder: segmentations, uncertainty maps, review_queue.json")
-    parser.add_argument("-m", "--model", required=True, type=Path,
-                        help="model folder (WORK/results) or an nnU-Net v2 results folder")
-    parser.add_argument("-f", "--folds", nargs="+", default=None,
-                        help="folds to ensemble (default: every trained fold)")
+    from NNSegLib.inference.predict import add_input_model_arguments
+
+    add_input_model_arguments(
+        parser, "batch folder: segmentations, uncertainty maps, review_queue.json")
     parser.add_argument("-c", "--configuration", default=None,
                         help="configuration (default: as nnseg predict chooses)")
     parser.add_argument("--no-tta", action="store_true", help="no mirror test-time augmentation")
-    parser.add_argument("--step", type=float, default=0.5,
+    parser.add_argument("--step", type=options.number(0.0, 1.0, low_open=True), default=0.5,
                         help="sliding-window step as a fraction of the patch (default 0.5)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--precision", default="auto", choices=list(REQUESTS),
                         help="network arithmetic, as `nnseg predict --precision`")
-    parser.add_argument("--threads", type=int, default=0,
+    parser.add_argument("--threads", type=options.non_negative_int, default=0,
                         help="CPU threads for torch (default: all this process may use)")
     parser.add_argument("--format", default="auto", choices=FORMATS,
                         help="segmentation files: seg.nrrd (needs Slicer or slicer-core), "
                              "image (label map in the input's format) or auto (seg.nrrd when "
                              "possible)")
-    parser.add_argument("--threshold", type=float, default=0.5,
+    parser.add_argument("--threshold", type=options.number(0.0, 1.0), default=0.5,
                         help="normalized entropy from which a voxel counts as uncertain")
     parser.add_argument("--overwrite", action="store_true",
                         help="start the batch again even if another model made it")
