@@ -26,7 +26,7 @@ allocations (kernels' workspace, allocator slack).
 
 Calibration (8 GB budget): a 6-stage 3D U-Net with 32…320 channels fits a 128³ patch at
 batch 2 (≈ 6.0 GB) but not batch 3 (≈ 8.5 GB), which is how nnU-Net v2 plans large isotropic data;
-for Dataset004_Hippocampus (40×56×40, 4 stages) one sample costs ≈ 0.19 GB, so the batch
+for Dataset004_Hippocampus (40×56×40, 4 stages) one sample costs ≈ 0.11 GB, so the batch
 is limited by the 5 %-of-dataset rule, not by memory.
 """
 
