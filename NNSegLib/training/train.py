@@ -498,7 +498,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "checkpoint (a 3d_lowres fold also rewrites the cascade's inputs)")
     parser.add_argument("--time-budget", type=options.positive_number, default=None,
                         metavar="MINUTES",
-                        help="stop cleanly (final checkpoint) after this many minutes")
+                        help="train for this many minutes: after a few timed iterations the "
+                             "schedule is fitted so that its decay (v2) or final low-lr phase "
+                             "(paper) and the final validation end when the budget does")
     parser.add_argument("--init-from", type=Path, default=None, metavar="MODEL",
                         help="fine-tune: start from trained weights (a model folder: the same "
                              "configuration and fold; a fold folder; or a checkpoint file), "
