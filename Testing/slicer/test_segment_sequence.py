@@ -104,6 +104,16 @@ def _run(scene, tmp_path, preview=True, model=None, output=None, folds="0-4"):
     return ct, run
 
 
+def _preview_shown(scene, run):
+    """A sequence whose preview job finished and whose preview is in the scene."""
+    runner = Runner()
+    seq = SegmentSequence(run, runner)
+    runner.jobs[0].finish(shift=1)
+    seq.poll()
+    deliver_preview(scene, seq)
+    return runner, seq
+
+
 def _segmentations(scene) -> list:
     return [scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
             for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))]
@@ -176,11 +186,7 @@ def test_preview_shows_at_once_then_the_full_result_replaces_it(scene, tmp_path)
 def test_a_chosen_output_node_gets_the_preview_then_its_name_back(scene, tmp_path):
     target = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Liver")
     ct, run = _run(scene, tmp_path, output=target)
-    runner = Runner()
-    seq = SegmentSequence(run, runner)
-    runner.jobs[0].finish(shift=1)
-    seq.poll()
-    deliver_preview(scene, seq)
+    runner, seq = _preview_shown(scene, run)
     assert target.GetName() == "Liver (preview)" and len(_segmentations(scene)) == 1
     runner.jobs[1].finish()
     seq.poll()
@@ -191,11 +197,7 @@ def test_a_chosen_output_node_gets_the_preview_then_its_name_back(scene, tmp_pat
 
 def test_cancel_during_the_full_phase_keeps_the_preview(scene, tmp_path):
     _ct, run = _run(scene, tmp_path)
-    runner = Runner()
-    seq = SegmentSequence(run, runner)
-    runner.jobs[0].finish(shift=1)
-    seq.poll()
-    deliver_preview(scene, seq)
+    runner, seq = _preview_shown(scene, run)
     seq.cancel(1.0)
     assert seq.cancel_requested and runner.jobs[1].cancel_requested
     seq.poll()
@@ -258,11 +260,7 @@ def test_failures_of_the_full_phase_keep_the_preview_and_say_why(scene, tmp_path
 
 def test_an_edited_preview_is_kept_and_the_result_goes_to_a_new_node(scene, tmp_path):
     _ct, run = _run(scene, tmp_path)
-    runner = Runner()
-    seq = SegmentSequence(run, runner)
-    runner.jobs[0].finish(shift=1)
-    seq.poll()
-    deliver_preview(scene, seq)
+    runner, seq = _preview_shown(scene, run)
     [preview] = _segmentations(scene)
     _paint(preview, "organ")
     runner.jobs[1].finish()
