@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,14 +42,8 @@ VARIANTS = ("base", "ds_nearest_exact", "centre")
 FEATURES = (8, 16, 32, 64)
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "Testing"))
-
-
-def commit() -> str:
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "NNSegLib"],
-                           capture_output=True, text=True).stdout.strip()
-    return head + ("+dirty" if dirty else "")
+sys.path.insert(0, str(BENCH))
+import benchlib as bl  # noqa: E402
 
 
 def run_one(variant: str, seed: int, epochs: int) -> dict:
@@ -93,7 +86,7 @@ def run_one(variant: str, seed: int, epochs: int) -> dict:
         loss_module.downsample_target = original
     return {"benchmark": "design_choices", "variant": variant, "seed": seed, "epochs": epochs,
             "iterations_per_epoch": 25, "features_per_stage": list(FEATURES),
-            "nnseg_code": commit(),
+            "nnseg_code": bl.repo_code_version(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_s": round(time.time() - start, 1),
             "dice": {k: v["dice"] for k, v in summary["mean"].items()},
             "train_loss_per_epoch": [r["train_loss"] for r in log]}

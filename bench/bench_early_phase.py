@@ -39,14 +39,6 @@ def variant_arg(text: str) -> tuple[str, list[str]]:
     return name, [s for s in sets.split(",") if s]
 
 
-def code_version() -> str:
-    head = subprocess.run(["git", "-C", str(bl.REPO), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(bl.REPO), "status", "--porcelain", "NNSegLib"],
-                           capture_output=True, text=True).stdout.strip()
-    return head + ("+dirty" if dirty else "")
-
-
 def work_folder(matched: Path, name: str) -> Path:
     """A fresh work folder sharing the matched folder's preprocessed data, plan and splits."""
     work = bl.fresh_dir(bl.CACHE / "early-phase" / name)
@@ -80,7 +72,7 @@ def run_one(args: argparse.Namespace, matched: Path, name: str, sets: list[str],
     result = {
         "benchmark": "early_phase", "variant": name, "recipe": args.recipe, "sets": sets,
         "seed": seed,
-        "nnseg_code": code_version(), "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "nnseg_code": bl.repo_code_version(), "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "epochs": args.epochs, "iterations_per_epoch": args.iterations,
         "val_iterations": args.val_iterations, "threads": args.threads,
         "wall_s": round(time.time() - start, 1),

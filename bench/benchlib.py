@@ -735,3 +735,14 @@ def nnseg_code_info(python: Path) -> dict:
         )
         info.update(commit=head.stdout.strip(), dirty=bool(st.stdout.strip()), pinned=False)
     return info
+
+
+def repo_code_version() -> str:
+    """This checkout's short commit, ``+dirty`` when its NNSegLib differs from it (what the
+    NNSeg-only benchmarks that import NNSegLib from here record)."""
+    git = ["git", "--no-optional-locks", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "NNSegLib"], capture_output=True,
+                           text=True).stdout.strip()
+    return head + ("+dirty" if dirty else "")
