@@ -53,4 +53,16 @@ def fitted_iterations(budget_s: float, elapsed_s: float, done: int, seconds_per_
     return done + max(1, int(left // per_iteration))
 
 
-__all__ = ["final_validation_seconds", "fitted_iterations", "windows_per_case"]
+def refitted_iterations(budget_s: float, elapsed_s: float, done: int,
+                        all_in_seconds_per_iteration: float, final_validation_s: float) -> int:
+    """Total iterations that fit, from the measured all-in cost of an iteration.
+
+    ``all_in_seconds_per_iteration`` already includes each epoch's validation and checkpoints.
+    Returns ``done`` (end now) when not even one more iteration fits.
+    """
+    left = budget_s - elapsed_s - final_validation_s
+    return done + max(0, int(left // max(all_in_seconds_per_iteration, 1e-9)))
+
+
+__all__ = ["final_validation_seconds", "fitted_iterations", "refitted_iterations",
+           "windows_per_case"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -200,7 +201,8 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
         mode: ``new``, ``fresh`` (overwrite an existing run), ``continue``, ``extend`` or
             ``validate`` (final validation of a finished run only).
         extend_epochs: Epochs to add in mode ``extend``.
-        time_budget_minutes: Stop cleanly (final checkpoint) after this much wall-clock.
+        time_budget_minutes: Wall-clock minutes for this call, counted from its start: the
+            schedule is fitted so that training and the final validation end within them.
         init_from: Start a new run (``new``/``fresh``) from these weights: a model folder
             (same configuration and fold), a fold folder or a checkpoint file.
         adapt_head: With ``init_from``, start new segmentation heads when the label sets
@@ -213,6 +215,7 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
     """
     from NNSegLib.data.splits import parse_fold
 
+    started = time.monotonic()
     if mode not in MODES:
         raise NNSegError(f"mode {mode!r} not in {MODES}")
     if adapt_head and init_from is None:
@@ -224,8 +227,10 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
     resolve_configuration(plans, configuration, RunConfig())   # unknown: before any folder
     run = ws.run(configuration, fold)
     with _run_lock(run, f"nnseg train {configuration} fold {fold}"):
+        budget = (None if time_budget_minutes is None
+                  else 60.0 * time_budget_minutes - (time.monotonic() - started))
         return _train(ws, plans, run, dataset, configuration, fold, overrides or {}, mode,
-                      extend_epochs, time_budget_minutes, init_from, adapt_head, progress)
+                      extend_epochs, budget, init_from, adapt_head, progress)
 
 
 @contextmanager
@@ -245,12 +250,14 @@ def _run_lock(run: RunFolder, what: str) -> Iterator[None]:
 
 def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | None,
            configuration: str, fold: int | str, overrides: dict[str, Any], mode: str,
-           extend_epochs: int, time_budget_minutes: float | None,
+           extend_epochs: int, budget: float | None,
            init_from: Path | str | None, adapt_head: bool,
            progress: Progress) -> TrainResult:
-    """:func:`train_fold` once the run folder is locked."""
+    """:func:`train_fold` once the run folder is locked (``budget`` in seconds, left now)."""
     from NNSegLib.training.mixed_precision import amp_precision
     from NNSegLib.training.trainer import Trainer, TrainSetup
+
+    started = time.monotonic()
 
     run_dir = run.path
     source = _init_source(init_from, mode, ws, configuration, fold)
@@ -277,7 +284,8 @@ def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | No
             ws.model.adopt(ws.plans, [ws.dataset_json,
                                       Path(dataset) / DATASET_JSON if dataset else None])
             rc.save(run.run_config)
-        budget = None if time_budget_minutes is None else 60.0 * time_budget_minutes
+        if budget is not None:   # what the set-up above took counts too
+            budget -= time.monotonic() - started
         setup = TrainSetup(config, rc, run_dir, folder, tuple(train_cases), tuple(val_cases),
                            fold, in_channels, plans.num_classes, device, ctx, budget, previous)
         trainer = Trainer(setup, progress if ctx.is_main else Progress(progress.cancel_token))

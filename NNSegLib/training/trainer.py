@@ -62,7 +62,9 @@ class TrainSetup:
         num_classes: Output classes (background included).
         device: Training device.
         ctx: Distributed context.
-        time_budget_s: Wall-clock budget of this invocation (``None`` = unlimited).
+        time_budget_s: Wall-clock budget left for this invocation when the trainer is built
+            (``None`` = unlimited); head initialisation, resuming, training and the final
+            validation all count.
         previous_stage: Cascade stage: folder of the previous stage's segmentations
             (:meth:`NNSegLib.util.model_folder.ModelFolder.next_stage_dir`).
     """
@@ -155,6 +157,9 @@ class Trainer:
         self.dice_ema = EMA(rc.dice_ema_alpha)
         self._started = time.monotonic()
         self._step_times: list[float] = []
+        #: (time, iterations done) after the first step of this invocation: the origin of
+        #: the all-in cost per iteration that re-fits the budget after every epoch.
+        self._rate_origin: tuple[float, int] | None = None
         self._fit_pending = setup.time_budget_s is not None
 
     # --- construction ---------------------------------------------------------------
@@ -275,7 +280,6 @@ class Trainer:
         Raises:
             Cancelled: after writing ``checkpoint_latest.pt``, when cancelled.
         """
-        self._started = time.monotonic()
         while not self.state.finished:
             if not self._train_epoch():
                 break
@@ -315,6 +319,8 @@ class Trainer:
                 self.progress.advance(1, loss=st.epoch_losses[-1])
                 if self.setup.time_budget_s is not None:
                     self._step_times.append(time.monotonic())
+                    if self._rate_origin is None:
+                        self._rate_origin = (self._step_times[0], self._done())
                     if self.schedule.total_iterations is None or self._fit_pending:
                         self._maybe_fit_budget()
                     count = min(count, self.schedule.iterations_in_epoch(st.epoch))
@@ -328,33 +334,78 @@ class Trainer:
             loader.close()
         return True
 
-    def _maybe_fit_budget(self) -> None:
-        """After the probe iterations, fit the schedule to the rest of the time budget."""
-        from NNSegLib.training.budget import final_validation_seconds, fitted_iterations
+    def _done(self) -> int:
+        """Iterations done since the start of the run (earlier invocations included)."""
+        return self.state.epoch * self.rc.iterations_per_epoch + self.state.iteration
 
-        s, rc, st = self.setup, self.rc, self.state
-        times = self._step_times
-        if len(times) < rc.budget_probe_iterations + 1 or s.time_budget_s is None:
-            return
-        recent = np.diff(times[1:])   # the first step pays for start-up
-        per_iteration = float(np.median(recent))
-        mirrors = 2 ** s.config.spatial_dims
-        final = (final_validation_seconds(len(s.val_cases), s.config.median_shape,
-                                          s.config.patch_size, s.config.batch_size,
-                                          per_iteration, mirrors)
-                 if rc.final_validation and s.val_cases else 0.0)
-        done = st.epoch * rc.iterations_per_epoch + st.iteration
-        total = fitted_iterations(s.time_budget_s, time.monotonic() - self._started, done,
-                                  per_iteration, rc.iterations_per_epoch, rc.val_iterations,
-                                  final)
+    def _step_seconds(self) -> float:
+        """Median wall time of the recent training steps (the first one pays for start-up)."""
+        return float(np.median(np.diff(self._step_times[1:][-200:])))
+
+    def _final_validation_seconds(self, per_iteration: float) -> float:
+        from NNSegLib.training.budget import final_validation_seconds
+
+        s = self.setup
+        if not (self.rc.final_validation and s.val_cases):
+            return 0.0
+        return final_validation_seconds(len(s.val_cases), s.config.median_shape,
+                                        s.config.patch_size, s.config.batch_size,
+                                        per_iteration, 2 ** s.config.spatial_dims)
+
+    def _fit_to_budget(self, total: int) -> int:
+        """Fit the schedule to ``total`` iterations (the same on every rank); returns it."""
+        s = self.setup
         if s.ctx.enabled:   # every rank must stop after the same iteration
             total = int(min(dist.gather_floats(float(total), s.ctx)))
-        self.schedule.fit_iterations(min(total, rc.max_epochs * rc.iterations_per_epoch))
+        total = min(total, self.rc.max_epochs * self.rc.iterations_per_epoch)
+        self.schedule.fit_iterations(total)
+        return self.schedule.total_iterations or total
+
+    def _maybe_fit_budget(self) -> None:
+        """After the probe iterations, fit the schedule to the rest of the time budget."""
+        from NNSegLib.training.budget import fitted_iterations
+
+        s, rc = self.setup, self.rc
+        if len(self._step_times) < rc.budget_probe_iterations + 1 or s.time_budget_s is None:
+            return
+        per_iteration = self._step_seconds()
+        final = self._final_validation_seconds(per_iteration)
+        total = self._fit_to_budget(fitted_iterations(
+            s.time_budget_s, time.monotonic() - self._started, self._done(), per_iteration,
+            rc.iterations_per_epoch, rc.val_iterations, final))
         self._fit_pending = False
         self.progress.message(
             f"time budget: {per_iteration:.2f} s per iteration here, so the run ends after "
-            f"{self.schedule.total_iterations} iterations ({self.schedule.max_epochs} epochs; "
+            f"{total} iterations ({self.schedule.max_epochs} epochs; "
             f"{final:.0f} s kept for the final validation)")
+
+    def _refit_budget(self) -> None:
+        """At an epoch's end: re-fit the schedule with what an iteration has really cost.
+
+        The probe only times training steps; an epoch also pays for its validation batches,
+        its checkpoints and any slow-down since the probe. The cost per iteration measured
+        over the whole run so far includes all of that, so the schedule (and its decay or
+        final low-lr phase) still ends when the budget does. No time left: the run ends now.
+        """
+        from NNSegLib.training.budget import refitted_iterations
+
+        s = self.setup
+        if (s.time_budget_s is None or self._fit_pending or self._rate_origin is None
+                or len(self._step_times) < 3):
+            return
+        now, done = time.monotonic(), self._done()
+        origin_time, origin_done = self._rate_origin
+        if done <= origin_done:
+            return
+        all_in = (now - origin_time) / (done - origin_done)
+        final = self._final_validation_seconds(self._step_seconds())
+        before = self.schedule.total_iterations
+        total = self._fit_to_budget(refitted_iterations(
+            s.time_budget_s, now - self._started, done, all_in, final))
+        if total != before:
+            self.progress.message(
+                f"time budget: re-fitted to {total} iterations ({all_in:.2f} s per iteration "
+                f"with validation and checkpoints; {final:.0f} s kept for the final validation)")
 
     def _set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -513,6 +564,7 @@ class Trainer:
         t0 = time.perf_counter()
         val_loss, counts = self.validate(st.epoch)
         val_seconds = time.perf_counter() - t0
+        self._refit_budget()
         dice = dice_from_counts(counts)
         defined = [d for d in dice if d is not None]
         mean_dice = float(np.mean(defined)) if defined else None
@@ -531,6 +583,8 @@ class Trainer:
             "augment_share": st.epoch_augment / max(st.epoch_seconds, 1e-9),
             "lr_reduced": decision.lr_changed,
         }
+        if self.setup.time_budget_s is not None:
+            record["fitted_iterations"] = self.schedule.total_iterations
         improved = st.ema_dice is not None and st.ema_dice > st.best_ema_dice
         if st.ema_dice is not None and improved:
             st.best_ema_dice = st.ema_dice

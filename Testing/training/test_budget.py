@@ -8,7 +8,12 @@ import pytest
 from conftest import tiny_plans, write_preprocessed
 
 from NNSegLib.training import trainer as trainer_module
-from NNSegLib.training.budget import final_validation_seconds, fitted_iterations, windows_per_case
+from NNSegLib.training.budget import (
+    final_validation_seconds,
+    fitted_iterations,
+    refitted_iterations,
+    windows_per_case,
+)
 from NNSegLib.training.train import train_fold
 from NNSegLib.util.progress import Progress
 from NNSegLib.util.workspace import Workspace
@@ -29,14 +34,26 @@ def test_fitted_iterations_reserve_validation_and_checkpoints():
     assert fitted_iterations(100, 99, 7, 2.0, 50, 5, 100) == 8   # over budget: one more
 
 
-class FakeClock:
-    """``time.monotonic`` that moves 0.5 s per call: every iteration costs the same."""
+def test_refitted_iterations_use_the_all_in_cost():
+    # 600 s budget, 300 s gone, 100 done, 2.5 s/it all in, 50 s final: 100 + 250 // 2.5
+    assert refitted_iterations(600, 300, 100, 2.5, 50) == 200
+    assert refitted_iterations(600, 599, 100, 2.5, 0) == 100   # no time left: end now
 
-    def __init__(self) -> None:
-        self._ticks = itertools.count()
+
+class FakeClock:
+    """``time.monotonic`` that moves ``tick`` s per call (``slow_tick`` after ``slow_after``)."""
+
+    def __init__(self, tick: float = 0.5, slow_after: int | None = None,
+                 slow_tick: float = 0.5) -> None:
+        self._calls = itertools.count()
+        self.now = 0.0
+        self.tick, self.slow_after, self.slow_tick = tick, slow_after, slow_tick
 
     def monotonic(self) -> float:
-        return 0.5 * next(self._ticks)
+        call = next(self._calls)
+        slow = self.slow_after is not None and call >= self.slow_after
+        self.now += self.slow_tick if slow else self.tick
+        return self.now
 
     def __getattr__(self, name):
         import time
@@ -44,11 +61,11 @@ class FakeClock:
         return getattr(time, name)
 
 
-def test_budget_run_ends_with_the_fitted_schedule(tmp_path, monkeypatch):
+def _budget_run(tmp_path, monkeypatch, clock):
     ws = Workspace(tmp_path / "work")
     tiny_plans(recipe="v2").save(ws.plans)
     write_preprocessed(ws.preprocessed("3d_fullres"), num_cases=6)
-    monkeypatch.setattr(trainer_module, "time", FakeClock())
+    monkeypatch.setattr(trainer_module, "time", clock)
     messages = []
     progress = Progress(listeners=[lambda e: messages.append(e)])
     result = train_fold(None, ws.root, "3d_fullres", 0, time_budget_minutes=0.5,
@@ -56,15 +73,33 @@ def test_budget_run_ends_with_the_fitted_schedule(tmp_path, monkeypatch):
                         overrides={"max_epochs": 1000, "iterations_per_epoch": 6,
                                    "val_iterations": 1, "num_threads": 1, "device": "cpu",
                                    "budget_probe_iterations": 4, "final_validation": False})
-    fitted = [m["text"] for m in messages if m["event"] == "message"
-              and m["text"].startswith("time budget:")]
-    assert len(fitted) == 1, fitted
-    assert "max_epochs" in result.stop_reason   # the schedule ended, not the hard stop
+    texts = [m["text"] for m in messages if m["event"] == "message"
+             and m["text"].startswith("time budget:")]
     iterations = sum(1 for m in messages if m["event"] == "progress" and "loss" in m)
-    assert f"ends after {iterations} iterations" in fitted[0]
-    assert 10 <= iterations <= 40
+    return ws, result, texts, iterations
+
+
+def test_budget_run_ends_with_the_fitted_schedule(tmp_path, monkeypatch):
+    ws, result, texts, iterations = _budget_run(tmp_path, monkeypatch, FakeClock())
+    assert "so the run ends after" in texts[0]   # the first fit, after the probe
+    assert "max_epochs" in result.stop_reason   # the schedule ended, not the hard stop
+    last = _log(ws)[-1]["fitted_iterations"]   # re-fitted after every epoch
+    assert iterations == last and 10 <= iterations <= 40
     lrs = [record["lr"] for record in _log(ws)]   # the lr of each epoch's last iteration
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 1e-2 * 0.3   # decays toward 0
+
+
+def test_budget_refit_keeps_a_run_that_slows_down_within_budget(tmp_path, monkeypatch):
+    # Steps cost twice as much once the probe is over: the first fit is far too long.
+    clock = FakeClock(tick=0.3, slow_after=40, slow_tick=0.6)
+    ws, result, texts, iterations = _budget_run(tmp_path, monkeypatch, clock)
+    first = int(texts[0].split("ends after ")[1].split()[0])
+    assert any("re-fitted" in t for t in texts[1:]), texts
+    assert iterations < first   # the schedule was shortened ...
+    assert "max_epochs" in result.stop_reason   # ... and ended itself, not the hard stop
+    assert iterations == _log(ws)[-1]["fitted_iterations"]
+    assert clock.now <= 30.0 + 3 * 0.6   # within the budget (a few clock reads of slack)
+    assert _log(ws)[-1]["lr"] < 1e-2 * 0.3   # the decay still reached its end
 
 
 def _log(ws):
