@@ -108,6 +108,7 @@ VARIANTS: dict[str, tuple[NetworkOptions, str]] = {
     "bf16_group": (dataclasses.replace(_CF, norm_impl="group"), "bf16"),
     "bf16_cl": (NetworkOptions(memory_format="channels_last"), "bf16"),
     "bf16_cl_group": (NetworkOptions(memory_format="channels_last", norm_impl="group"), "bf16"),
+    "bf16_cl_fused": (NetworkOptions(memory_format="channels_last", norm_impl="fused"), "bf16"),
     "default": (NetworkOptions(), "fp32"),
     "bf16_default": (NetworkOptions(), "bf16"),
     "compiled": (NetworkOptions(compile=True), "fp32"),

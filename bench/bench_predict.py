@@ -12,10 +12,19 @@
    including start-up and model loading) and peak memory of the process tree.
 3. Dice per foreground label against labelsTr, computed here with numpy + SimpleITK.
 
+Variants (``--variants``; default: nnseg_tta nnunet_tta): ``nnunet_tta`` / ``nnunet_notta``
+(``nnUNetv2_predict`` [--disable_tta]), ``nnseg_tta`` / ``nnseg_notta`` (NNSeg's own model
+[--no-tta]) and ``nnseg_import_tta`` / ``nnseg_import_notta`` (``nnseg predict -m`` on
+nnU-Net's results folder: the imported nnU-Net model). ``--nnseg-precision`` is passed to
+every NNSeg variant. ``--nnseg-model`` / ``--nnunet-results`` reuse already trained models
+(e.g. bench_accuracy's) instead of training short ones. Imported-model variants also report
+the share of voxels equal to nnU-Net's own labels of the same TTA setting.
+
 Writes bench/results/runs/predict-*.json and the "predict" section of bench/RESULTS.md.
 
     .venv/bin/python bench/bench_predict.py [--cases 20] [--epochs 1] [--iterations 30]
-        [--repeats 2] [--retrain] [--tools nnseg nnunet] [--nnseg-train-args "..."]
+        [--repeats 2] [--retrain] [--variants ...] [--nnseg-precision fp32]
+        [--nnseg-model DIR] [--nnunet-results DIR] [--nnseg-train-args "..."]
 """
 
 from __future__ import annotations
@@ -34,6 +43,33 @@ import benchlib as bl  # noqa: E402
 
 CONFIG = "3d_fullres"
 TIMEOUT = 3600.0  # seconds per command; --timeout
+
+#: variant -> (tool, model kind, extra arguments)
+VARIANTS: dict[str, tuple[str, str, list[str]]] = {
+    "nnunet_tta": ("nnunet", "nnunet", []),
+    "nnunet_notta": ("nnunet", "nnunet", ["--disable_tta"]),
+    "nnseg_tta": ("nnseg", "nnseg", []),
+    "nnseg_notta": ("nnseg", "nnseg", ["--no-tta"]),
+    "nnseg_import_tta": ("nnseg", "nnunet", []),
+    "nnseg_import_notta": ("nnseg", "nnunet", ["--no-tta"]),
+}
+#: NNSeg variant -> the nnU-Net variant it is compared with
+PAIRS = {"nnseg_tta": "nnunet_tta", "nnseg_notta": "nnunet_notta",
+         "nnseg_import_tta": "nnunet_tta", "nnseg_import_notta": "nnunet_notta"}
+
+
+def same_voxels(a: Path, b: Path, cases: list[str], ending: str) -> float:
+    """Share of voxels with the same label in two prediction folders."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    equal = total = 0
+    for case in cases:
+        x = sitk.GetArrayFromImage(sitk.ReadImage(str(a / f"{case}{ending}")))
+        y = sitk.GetArrayFromImage(sitk.ReadImage(str(b / f"{case}{ending}")))
+        equal += int(np.count_nonzero(x == y))
+        total += x.size
+    return round(equal / max(total, 1), 6)
 
 
 def train_models(
@@ -113,7 +149,13 @@ def main() -> int:
     ap.add_argument(
         "--rebuild-nnseg", action="store_true", help="redo NNSeg's matched preprocessing"
     )
-    ap.add_argument("--tools", nargs="+", choices=["nnseg", "nnunet"], default=["nnseg", "nnunet"])
+    ap.add_argument("--variants", nargs="+", choices=sorted(VARIANTS),
+                    default=["nnseg_tta", "nnunet_tta"])
+    ap.add_argument("--nnseg-precision", default="auto", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--nnseg-model", type=Path, default=None,
+                    help="an already trained NNSeg model folder (WORK/results) to use")
+    ap.add_argument("--nnunet-results", type=Path, default=None,
+                    help="an already trained nnU-Net results root (nnUNet_results) to use")
     ap.add_argument("--nnseg-train-args", default="")
     ap.add_argument("--nnseg-predict-args", default="", help="extra arguments for nnseg predict")
     ap.add_argument(
@@ -123,7 +165,8 @@ def main() -> int:
     args = ap.parse_args()
     globals()["TIMEOUT"] = args.timeout
 
-    tools = list(args.tools)
+    variants = list(args.variants)
+    tools = sorted({VARIANTS[v][1] for v in variants} | {VARIANTS[v][0] for v in variants})
     if "nnseg" in tools and (bl.nnseg_help("predict") is None or bl.nnseg_help("train") is None):
         print("nnseg train/predict not available yet: running nnU-Net only", file=sys.stderr)
         tools.remove("nnseg")
@@ -132,51 +175,67 @@ def main() -> int:
     dsj = json.loads((ds / "dataset.json").read_text())
     ending = dsj.get("file_ending", ".nii.gz")
     ref = bl.ensure_nnunet_ref(ds)
+    to_train = [t for t in tools if {"nnseg": args.nnseg_model,
+                                     "nnunet": args.nnunet_results}[t] is None]
     matched = (
-        bl.ensure_nnseg_matched(ds, ref, rebuild=args.rebuild_nnseg) if "nnseg" in tools else None
+        bl.ensure_nnseg_matched(ds, ref, rebuild=args.rebuild_nnseg)
+        if "nnseg" in to_train else None
     )
     models = train_models(
         ds,
         ref,
         matched,
-        tools,
+        to_train,
         args.epochs,
         args.iterations,
         args.seed,
         args.retrain,
         shlex.split(args.nnseg_train_args),
     )
+    if args.nnseg_model is not None:
+        models["nnseg_model"] = args.nnseg_model
+        models["tag"] = "given"
+    if args.nnunet_results is not None:
+        models["nnunet_results"] = args.nnunet_results
+        models["tag"] = "given"
+    imported = None
+    if "nnunet" in tools:
+        imported = (Path(models["nnunet_results"]) / ds.name
+                    / f"{bl.TRAINER_NAME}__nnUNetPlans__{CONFIG}")
 
     cases = sorted(ref["splits"][0]["val"])[: args.cases]
     base = bl.CACHE / "runs" / f"predict-{time.strftime('%Y%m%d-%H%M%S')}"
     inp = bl.link_cases(ds, cases, base / "input")
 
-    runs: dict[str, list[dict]] = {t: [] for t in tools}
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
     for rep in range(args.repeats):
-        order = tools if rep % 2 == 0 else tools[::-1]
-        for tool in order:
-            out = bl.fresh_dir(base / f"rep{rep}" / f"{tool}_pred")
+        order = variants if rep % 2 == 0 else variants[::-1]
+        for variant in order:
+            tool, kind, extra = VARIANTS[variant]
+            out = bl.fresh_dir(base / f"rep{rep}" / f"{variant}_pred")
             load = os.getloadavg()[0]
             print(
-                f"[rep {rep + 1}/{args.repeats}] {tool}: predicting {len(cases)} cases ...",
+                f"[rep {rep + 1}/{args.repeats}] {variant}: predicting {len(cases)} cases ...",
                 flush=True,
             )
             if tool == "nnunet":
                 env = bl.nnunet_env(ref["root"], extra={"nnUNet_results": models["nnunet_results"]})
-                cmd = bl.nnunet_predict_cmd(inp, out, ds, CONFIG)
+                cmd = bl.nnunet_predict_cmd(inp, out, ds, CONFIG) + extra
             else:
                 env = bl.nnseg_env()
                 cmd = bl.nnseg_predict_cmd(
                     inp,
                     out,
-                    models["nnseg_model"],
-                    extra=shlex.split(args.nnseg_predict_args),
+                    models["nnseg_model"] if kind == "nnseg" else imported,
+                    extra=[*extra, "--precision", args.nnseg_precision,
+                           *shlex.split(args.nnseg_predict_args)],
                     config=CONFIG,
                 )
             res = bl.run_monitored(
-                cmd, env=env, log=base / f"rep{rep}" / f"{tool}_predict.log", timeout=TIMEOUT
+                cmd, env=env, log=base / f"rep{rep}" / f"{variant}_predict.log", timeout=TIMEOUT
             )
-            bl.check_ok(res, f"{tool} predict")
+            bl.check_ok(res, f"{variant} predict")
+            res["pred_dir"] = str(out)
             res["s_per_case"] = round(res["wall_s"] / len(cases), 3)
             res["repeat"], res["loadavg1_before"] = rep, round(load, 2)
             res["dice"] = bl.dice_scores(ds / "labelsTr", out, cases, dsj["labels"], ending)
@@ -193,6 +252,7 @@ def main() -> int:
     summary = {}
     for tool, rs in runs.items():
         summary[tool] = {
+            "command_extra": VARIANTS[tool][2],
             "s_per_case": bl.stats([r["s_per_case"] for r in rs]),
             "cpu_s_per_case": bl.stats([r["cpu_s"] / len(cases) for r in rs]),
             "peak_pss_tree_mb": bl.stats([r["peak_pss_tree_mb"] for r in rs]),
@@ -201,9 +261,13 @@ def main() -> int:
             "dice_stable_across_repeats": len({json.dumps(r["dice"]["mean"]) for r in rs}) == 1,
         }
     ratios = {}
-    if len(summary) == 2:
-        a, b = summary["nnseg"], summary["nnunet"]
-        ratios = {
+    for mine, theirs in PAIRS.items():
+        if mine not in summary or theirs not in summary:
+            continue
+        a, b = summary[mine], summary[theirs]
+        ratios[f"{mine}/{theirs}"] = {
+            "speedup_median": bl.ratio(b["s_per_case"]["median"], a["s_per_case"]["median"]),
+            "speedup_min": bl.ratio(b["s_per_case"]["min"], a["s_per_case"]["min"]),
             "time_median": bl.ratio(a["s_per_case"]["median"], b["s_per_case"]["median"]),
             "time_min": bl.ratio(a["s_per_case"]["min"], b["s_per_case"]["min"]),
             "peak_pss_median": bl.ratio(
@@ -215,12 +279,18 @@ def main() -> int:
                 else round(a["dice"]["mean_foreground"] - b["dice"]["mean_foreground"], 4)
             ),
         }
+        if VARIANTS[mine][1] == "nnunet":   # imported model: the same voxels as nnU-Net?
+            ratios[f"{mine}/{theirs}"]["same_voxels"] = same_voxels(
+                Path(runs[mine][-1]["pred_dir"]), Path(runs[theirs][-1]["pred_dir"]), cases,
+                ending)
     data = {
         "benchmark": "predict",
         "dataset": str(ds),
         "configuration": CONFIG,
         "fold": 0,
         "cases": cases,
+        "variants": variants,
+        "nnseg_precision": args.nnseg_precision,
         "train_budget": {
             "epochs": args.epochs,
             "iterations_per_epoch": args.iterations,
@@ -235,23 +305,25 @@ def main() -> int:
     }
     path = bl.write_json("predict", data)
 
-    print(
-        f"\n== predict {len(cases)} fold-0 validation cases, {CONFIG}, TTA on, models trained "
-        f"{args.epochs}×{args.iterations} iterations"
+    trained = (
+        "given models (" + ", ".join(
+            f"{k} {v}" for k, v in models.items() if k in ("nnseg_model", "nnunet_results"))
+        + ")" if models.get("tag") == "given"
+        else f"models trained {args.epochs}×{args.iterations} iterations"
     )
+    print(f"\n== predict {len(cases)} fold-0 validation cases, {CONFIG}, {trained}, "
+          f"NNSeg precision {args.nnseg_precision}")
     for tool, s in summary.items():
         print(
-            f"{tool:7s} s/case median {bl.fmt(s['s_per_case']['median'])} (min "
+            f"{tool:18s} s/case median {bl.fmt(s['s_per_case']['median'])} (min "
             f"{bl.fmt(s['s_per_case']['min'])}); "
             f"peak PSS median {bl.fmt(s['peak_pss_tree_mb']['median'], 0)} MB; Dice {s['dice']}"
         )
-    if ratios:
-        print(
-            f"NNSeg/nnU-Net time per case: median {ratios['time_median']}, min "
-            f"{ratios['time_min']} "
-            f"(target <= 0.5); peak PSS {ratios['peak_pss_median']} (target <= 1); "
-            f"Dice difference (NNSeg - nnU-Net) {ratios['dice_diff']}"
-        )
+    for pair, r in ratios.items():
+        print(f"{pair}: nnU-Net time / NNSeg time median {r['speedup_median']} (min-vs-min "
+              f"{r['speedup_min']}); peak PSS ratio {r['peak_pss_median']}; Dice difference "
+              f"{r['dice_diff']}" + (f"; same voxels {r['same_voxels']}"
+                                     if "same_voxels" in r else ""))
     print("JSON:", path)
 
     if not args.no_results_md:
@@ -259,16 +331,13 @@ def main() -> int:
             f"## Inference ({ds.name}, {CONFIG}, fold 0 model, {len(cases)} fold-0 validation "
             "cases)\n",
             bl.machine_md(info),
-            f"- Both models trained here for the same budget: {args.epochs} epoch(s) × "
-            f"{args.iterations} "
-            f"iterations, seed {args.seed}, same plan and folds — far from converged, so Dice "
-            "compares "
-            "equal budgets, not final accuracy.\n",
-            "- Mirror TTA on for both; nnU-Net `-npp 1 -nps 1`; time per case = process wall time "
-            "÷ cases "
-            f"(includes start-up and model loading); {args.repeats} repeats, alternating order.\n",
+            f"- Models: {trained}; seed {args.seed}, same plan and folds. NNSeg precision "
+            f"`{args.nnseg_precision}`; nnU-Net v2 runs fp32 on CPU.\n",
+            "- nnU-Net `-npp 1 -nps 1`; time per case = process wall time ÷ cases (includes "
+            f"start-up and model loading); {args.repeats} repeats, alternating order. "
+            "`import` = NNSeg running nnU-Net's own model folder.\n",
             bl.load_note(info),
-            "| tool | s/case median | s/case min | peak PSS median (MB) | peak RSS tree median "
+            "| variant | s/case median | s/case min | peak PSS median (MB) | peak RSS tree median "
             "(MB) | Dice (mean per label, mean fg) |",
             "|---|---|---|---|---|---|",
         ]
@@ -281,12 +350,13 @@ def main() -> int:
                 f"{s['dice']} |"
             )
         if ratios:
-            md.append(
-                f"\nNNSeg/nnU-Net: time per case median {ratios['time_median']} (target ≤ 0.5), "
-                f"peak PSS {ratios['peak_pss_median']} (target ≤ 1), mean foreground Dice "
-                "difference "
-                f"{ratios['dice_diff']} (target ≥ 0)."
-            )
+            md.append("\n| NNSeg vs nnU-Net | speed-up (median) | speed-up (min vs min) | "
+                      "peak PSS ratio | Dice difference | same voxels |")
+            md.append("|---|---|---|---|---|---|")
+            for pair, r in ratios.items():
+                md.append(f"| {pair} | {r['speedup_median']} | {r['speedup_min']} | "
+                          f"{r['peak_pss_median']} | {r['dice_diff']} | "
+                          f"{r.get('same_voxels', '—')} |")
         else:
             md.append("\nOnly " + ", ".join(summary) + " was measured in this run (no ratio).")
         md.append(

@@ -16,8 +16,13 @@ start of the epoch), so it includes sampling + augmentation + forward/backward/s
 Reports s/iteration (min/median), iterations/s and the ratio NNSeg/nnU-Net of iterations/s;
 writes bench/results/runs/train-*.json and the "train" section of bench/RESULTS.md.
 
+Several NNSeg settings can be measured against the same nnU-Net runs, e.g. bf16 and fp32:
+``--nnseg-variant default= --nnseg-variant fp32="--amp off"`` (each ``NAME=ARGS``; ratios
+are reported per variant).
+
     .venv/bin/python bench/bench_train.py [--iterations 8] [--warmup 2] [--repeats 2]
         [--tools nnseg nnunet] [--nnseg-args "--loader-threads 1"] [--rebuild-nnseg]
+        [--nnseg-variant NAME=ARGS ...]
 """
 
 from __future__ import annotations
@@ -107,9 +112,10 @@ def run_nnseg(
     seed: int,
     extra: list[str],
     final_val: bool = False,
+    label: str = "nnseg",
 ) -> dict:
     work = matched["work"]
-    prog = rdir / "nnseg_progress.jsonl"
+    prog = rdir / f"{label}_progress.jsonl"
     prog.unlink(missing_ok=True)
     cmd = [
         str(bl.NNSEG_BIN),
@@ -137,7 +143,9 @@ def run_nnseg(
     ]
     if not final_val:
         cmd.append("--no-final-validation")
-    res = bl.run_monitored(cmd, env=bl.nnseg_env(), log=rdir / "nnseg_train.log", timeout=TIMEOUT)
+    res = bl.run_monitored(cmd, env=bl.nnseg_env(), log=rdir / f"{label}_train.log",
+                           timeout=TIMEOUT)
+    res["command"] = cmd
     bl.check_ok(res, "nnseg train")
     res["iter_seconds"] = parse_nnseg_progress(prog)
     res["model_dir"] = str(work / "results")
@@ -155,6 +163,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tools", nargs="+", choices=["nnseg", "nnunet"], default=["nnseg", "nnunet"])
     ap.add_argument("--nnseg-args", default="", help="extra arguments for nnseg train (quoted)")
+    ap.add_argument("--nnseg-variant", action="append", default=[], metavar="NAME=ARGS",
+                    help="an NNSeg setting to measure (repeatable); ARGS are added to "
+                         "--nnseg-args")
     ap.add_argument(
         "--rebuild-nnseg", action="store_true", help="redo NNSeg's matched preprocessing"
     )
@@ -183,6 +194,14 @@ def main() -> int:
             "WARNING: NNSeg plan differs from nnU-Net's:", matched["differences"], file=sys.stderr
         )
     extra = shlex.split(args.nnseg_args)
+    variants = {"nnseg": extra}
+    if args.nnseg_variant:
+        variants = {}
+        for spec in args.nnseg_variant:
+            name, _, more = spec.partition("=")
+            variants[f"nnseg:{name}"] = extra + shlex.split(more)
+    if "nnseg" in tools:
+        tools = [*variants, *(t for t in tools if t != "nnseg")]
 
     base = bl.CACHE / "runs" / f"train-{time.strftime('%Y%m%d-%H%M%S')}"
     runs: dict[str, list[dict]] = {t: [] for t in tools}
@@ -199,7 +218,8 @@ def main() -> int:
             if tool == "nnunet":
                 res = run_nnunet(args.dataset, ref, rdir, args.iterations, args.seed)
             else:
-                res = run_nnseg(args.dataset, matched, rdir, args.iterations, args.seed, extra)
+                res = run_nnseg(args.dataset, matched, rdir, args.iterations, args.seed,
+                                variants[tool], label=tool.replace(":", "_"))
             res["repeat"], res["loadavg1_before"] = rep, round(load, 2)
             res["steady"] = steady(res["iter_seconds"], args.warmup)
             runs[tool].append(res)
@@ -225,15 +245,17 @@ def main() -> int:
         }
         med = summary[tool]["s_per_iter_pooled"]["median"]
         summary[tool]["iter_per_s_median"] = round(1 / med, 4) if med else None
-    ratios = {}
-    if len(summary) == 2:
-        a, b = summary["nnseg"]["s_per_iter_pooled"], summary["nnunet"]["s_per_iter_pooled"]
-        ratios = {
+    ratios: dict = {}
+    for name in variants:
+        if name not in summary or "nnunet" not in summary:
+            continue
+        a, b = summary[name]["s_per_iter_pooled"], summary["nnunet"]["s_per_iter_pooled"]
+        ratios[name] = {
             "speedup_median": bl.ratio(b["median"], a["median"]),
             "speedup_min": bl.ratio(b["min"], a["min"]),
             "speedup_per_repeat": [
                 bl.ratio(y["steady"]["median"], x["steady"]["median"])
-                for x, y in zip(runs["nnseg"], runs["nnunet"])
+                for x, y in zip(runs[name], runs["nnunet"])
             ],
         }
     data = {
@@ -246,6 +268,7 @@ def main() -> int:
         "repeats": args.repeats,
         "seed": args.seed,
         "nnseg_extra_args": extra,
+        "nnseg_variants": variants,
         "machine": info,
         "nnunet_config": bl.nnunet_3d_params(ref["plans"]),
         "nnseg_config": matched["config"] if matched else None,
@@ -263,16 +286,15 @@ def main() -> int:
     )
     for tool, s in summary.items():
         print(
-            f"{tool:7s} s/iter median {bl.fmt(s['s_per_iter_pooled']['median'])} (min "
+            f"{tool:12s} s/iter median {bl.fmt(s['s_per_iter_pooled']['median'])} (min "
             f"{bl.fmt(s['s_per_iter_pooled']['min'])}, n={s['s_per_iter_pooled']['n']}); "
             f"{bl.fmt(s['iter_per_s_median'], 3)} it/s; peak PSS median "
             f"{bl.fmt(s['peak_pss_tree_mb']['median'], 0)} MB"
         )
-    if ratios:
+    for name, r in ratios.items():
         print(
-            f"NNSeg speed-up (nnU-Net s/iter ÷ NNSeg s/iter): median {ratios['speedup_median']}, "
-            f"min-vs-min {ratios['speedup_min']}, per repeat {ratios['speedup_per_repeat']} "
-            "(target >= 1.5)"
+            f"{name} speed-up (nnU-Net s/iter ÷ NNSeg s/iter): median {r['speedup_median']}, "
+            f"min-vs-min {r['speedup_min']}, per repeat {r['speedup_per_repeat']}"
         )
     print("JSON:", path)
 
@@ -292,8 +314,9 @@ def main() -> int:
             f"- {args.repeats} repeats × {args.iterations} iterations, first {args.warmup} of "
             "each run "
             "excluded; time per iteration includes sampling + augmentation + step. nnU-Net: "
-            "nnUNet_n_proc_DA=0, nnUNet_compile=f, own short trainer subclass. NNSeg extra args: "
-            f"`{' '.join(extra) or '(none)'}`.\n",
+            "nnUNet_n_proc_DA=0, nnUNet_compile=f, own short trainer subclass. NNSeg settings: "
+            + "; ".join(f"{k} `{' '.join(v) or '(defaults)'}`" for k, v in variants.items())
+            + ".\n",
             bl.load_note(info),
             "| tool | s/iter median | s/iter min | iterations/s (median) | n iterations | peak "
             "PSS median (MB) |",
@@ -306,13 +329,12 @@ def main() -> int:
                 f"| {bl.fmt(s['iter_per_s_median'], 3)} | {s['s_per_iter_pooled']['n']} | "
                 f"{bl.fmt(s['peak_pss_tree_mb']['median'], 0)} |"
             )
-        if ratios:
+        for name, r in ratios.items():
             md.append(
-                f"\nNNSeg iterations/s ÷ nnU-Net iterations/s: median {ratios['speedup_median']}, "
-                f"min-vs-min {ratios['speedup_min']}, per repeat {ratios['speedup_per_repeat']} "
-                "(target ≥ 1.5)."
+                f"\n{name} iterations/s ÷ nnU-Net iterations/s: median {r['speedup_median']}, "
+                f"min-vs-min {r['speedup_min']}, per repeat {r['speedup_per_repeat']}."
             )
-        else:
+        if not ratios:
             md.append("\nOnly " + ", ".join(summary) + " was measured in this run (no ratio).")
         md.append(f"\nRaw data: `bench/results/runs/{path.name}`.")
         bl.update_results_md("train", "\n".join(md))

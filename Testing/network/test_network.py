@@ -146,7 +146,8 @@ def test_default_matches_nnunet_like_reference(name):
     expected = ref.eval()(x)
     state = ref.state_dict()
     for options in (NetworkOptions(), NetworkOptions(norm_impl="fused"),
-                    NetworkOptions(norm_impl="torch", memory_format="channels_last")):
+                    NetworkOptions(norm_impl="torch", memory_format="channels_last"),
+                    NetworkOptions(memory_format="contiguous")):
         net = build_network(cfg, 1, 3, options=options)
         net.load_state_dict({k: state[k] for k in net.state_dict()})
         model = prepare_network(net, "cpu").eval()
@@ -182,9 +183,59 @@ def test_norm_impls_gradients_match_torch():
         y.backward(dy)
         grads[impl] = (y.detach(), x.grad.clone(), norm.weight.grad, norm.bias.grad)
         x.grad = None
-    for impl in ("group", "fused"):
+    for impl in ("group", "fused", "gemm", "auto"):
         for a, b in zip(grads["torch"], grads[impl]):
             assert torch.allclose(a, b, atol=1e-9), impl
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 6, 4), (2, 4, 7, 5), (1, 3, 4, 5, 6)])
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+def test_gemm_norm_matches_torch_in_both_layouts(shape, layout):
+    """The GEMM-statistics backward equals instance norm's, channels-last or not, 2D or 3D."""
+    torch.manual_seed(3)
+    x = torch.randn(*shape, dtype=torch.float64) * 2 + 0.5
+    dy = torch.randn(*shape, dtype=torch.float64)
+    if layout == "channels_last":
+        fmt = torch.channels_last_3d if len(shape) == 5 else torch.channels_last
+        x, dy = x.contiguous(memory_format=fmt), dy.contiguous(memory_format=fmt)
+    results = {}
+    for impl in ("torch", "gemm"):
+        norm = InstanceNormAct(shape[1], impl=impl).double()
+        with torch.no_grad():
+            norm.weight.copy_(torch.linspace(-1.2, 1.5, shape[1]))
+            norm.bias.copy_(torch.linspace(0.3, -0.2, shape[1]))
+        xi = x.clone().requires_grad_()
+        y = norm(xi)
+        y.backward(dy)
+        results[impl] = (y.detach(), xi.grad, norm.weight.grad, norm.bias.grad)
+        if impl == "gemm":   # the layout survives forward and backward
+            assert y.stride() == x.stride() and xi.grad.stride() == x.stride()
+    for a, b in zip(results["torch"], results["gemm"]):
+        assert torch.allclose(a, b, atol=1e-9)
+
+
+def test_gemm_norm_bf16_channels_last_close_to_float64():
+    """In bf16 (the AMX training path) the error is that of bf16 rounding, < 1 %."""
+    torch.manual_seed(4)
+    x = torch.randn(2, 8, 12, 10, 9) * 3 + 1
+    dy = torch.randn(2, 8, 12, 10, 9)
+    ref = InstanceNormAct(8, impl="torch").double()
+    xr = x.double().requires_grad_()
+    ref(xr).backward(dy.double())
+    norm = InstanceNormAct(8, impl="auto")
+    fmt = torch.channels_last_3d
+    xb = x.to(torch.bfloat16).contiguous(memory_format=fmt).requires_grad_()
+    y = norm(xb)
+    y.backward(dy.to(torch.bfloat16).contiguous(memory_format=fmt))
+    assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=fmt)
+
+    def rel(a, b):
+        return ((a.double() - b).abs().mean() / b.abs().mean()).item()
+
+    assert rel(y, ref(xr).detach()) < 1e-2
+    assert rel(xb.grad, xr.grad) < 1e-2
+    assert rel(norm.weight.grad, ref.weight.grad) < 1e-2
+    assert rel(norm.bias.grad, ref.bias.grad) < 2e-2
 
 
 def test_fused_gradcheck_channels_last():
@@ -218,7 +269,10 @@ def test_options_round_trip_and_validation():
         NetworkOptions(norm_impl="nope")
     with pytest.raises(ValueError):
         NetworkOptions(memory_format="sideways")
-    assert resolve_memory_format("auto", torch.device("cpu")) == "contiguous"
+    assert resolve_memory_format("auto", torch.device("cpu")) == "channels_last"
+    assert resolve_memory_format("auto", torch.device("cuda")) == "contiguous"
+    assert resolve_memory_format("auto", torch.device("mps")) == "contiguous"
+    assert resolve_memory_format("contiguous", torch.device("cpu")) == "contiguous"
     assert resolve_memory_format("channels_last", torch.device("cpu")) == "channels_last"
 
 
