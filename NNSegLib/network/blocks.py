@@ -201,9 +201,10 @@ class _GemmNormAct(torch.autograd.Function):
         x, y, mean, rstd, weight = ctx.saved_tensors
         n, c = x.shape[:2]
         last = is_channels_last(x)
-        if dy.stride() != y.stride():
-            dy = dy.contiguous(memory_format=_memory_format(x, last))
-        dz = torch.ops.aten.leaky_relu_backward(dy, y, ctx.slope, True)
+        # Written straight into y's layout: a channel slice of a concatenation's gradient
+        # (the skip connections) needs no copy first.
+        dz = torch.empty_like(y)
+        torch.ops.aten.leaky_relu_backward.grad_input(dy, y, ctx.slope, True, grad_input=dz)
         dz3, x3 = _spatial_view(dz, last), _spatial_view(x, last)
         size = x[0, 0].numel()
         sum_dz = _channel_sums(dz3, last)
@@ -222,12 +223,6 @@ class _GemmNormAct(torch.autograd.Function):
             dx = dx3.view(x.shape)
         return (dx, sum_dz_xhat.sum(0).to(weight.dtype), sum_dz.sum(0).to(weight.dtype),
                 None, None)
-
-
-def _memory_format(x: torch.Tensor, channels_last: bool) -> torch.memory_format:
-    if not channels_last:
-        return torch.contiguous_format
-    return torch.channels_last_3d if x.dim() == 5 else torch.channels_last
 
 
 def _norm_act_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,

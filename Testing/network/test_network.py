@@ -214,6 +214,23 @@ def test_gemm_norm_matches_torch_in_both_layouts(shape, layout):
         assert torch.allclose(a, b, atol=1e-9)
 
 
+def test_gemm_norm_takes_a_channel_slice_as_gradient():
+    """A skip connection's gradient is a channel slice of the concatenation's gradient."""
+    torch.manual_seed(5)
+    fmt = torch.channels_last_3d
+    x = (torch.randn(2, 3, 4, 5, 6, dtype=torch.float64) + 1).contiguous(memory_format=fmt)
+    big = torch.randn(2, 7, 4, 5, 6, dtype=torch.float64).contiguous(memory_format=fmt)
+    dy = big[:, 2:5]   # neither contiguous nor channels-last
+    grads = []
+    for impl, grad in (("torch", dy.contiguous()), ("gemm", dy)):
+        norm = InstanceNormAct(3, impl=impl).double()
+        xi = x.clone().requires_grad_()
+        norm(xi).backward(grad)
+        grads.append((xi.grad, norm.weight.grad, norm.bias.grad))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-9)
+
+
 def test_gemm_norm_bf16_channels_last_close_to_float64():
     """In bf16 (the AMX training path) the error is that of bf16 rounding, < 1 %."""
     torch.manual_seed(4)
