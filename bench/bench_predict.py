@@ -239,7 +239,7 @@ def main() -> int:
             res["s_per_case"] = round(res["wall_s"] / len(cases), 3)
             res["repeat"], res["loadavg1_before"] = rep, round(load, 2)
             res["dice"] = bl.dice_scores(ds / "labelsTr", out, cases, dsj["labels"], ending)
-            runs[tool].append(res)
+            runs[variant].append(res)
             print(
                 f"    {res['s_per_case']:.2f} s/case (wall {res['wall_s']:.1f} s), peak PSS "
                 f"{res['peak_pss_tree_mb']:.0f} MB (largest process RSS "

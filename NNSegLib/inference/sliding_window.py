@@ -43,7 +43,9 @@ class SlidingWindowSettings:
         sigma_scale: σ of the Gaussian as a fraction of the patch edge.
         output: ``"softmax"`` or ``"logits"``: what is averaged over mirrors and patches.
         max_batch_voxels: Upper bound on voxels per network call (patches × mirrors × patch
-            voxels); at least one patch with all its mirrors is always run together.
+            voxels; at least one patch per call). The default, 2^18, runs a Hippocampus
+            patch (40×56×40) two mirrors at a time: on the CPU as fast as all eight at once
+            and with half the peak memory (bench/RESULTS.md, inference).
         nnunet_numerics: Reproduce nnU-Net v2's numerics for agreement with
             ``nnUNetv2_predict``: float16 accumulation buffers and its Gaussian (centre at
             ``s // 2``, zero beyond 4σ then raised to the smallest non-zero value, float16).
@@ -60,7 +62,7 @@ class SlidingWindowSettings:
     use_gaussian: bool = True
     sigma_scale: float = 1.0 / 8.0
     output: str = "softmax"
-    max_batch_voxels: int = 2**21
+    max_batch_voxels: int = 2**18
     nnunet_numerics: bool = False
     precision: str = "auto"
 
