@@ -25,6 +25,11 @@ fp32 convolutions already run close to the CPU's peak in oneDNN, so fp32 variant
 differ in the ~15 % spent outside them; bf16 (AMX) is the large lever. Logit deviation from
 the reference: ~1e-5 for every fp32 variant, ~0.1 for bf16.
 
+The table above predates the channels-last default. On 2026-11-28 (same VM, quiet, batch 7)
+channels-last was faster once the instance-norm backward no longer used PyTorch's
+channels-last group-norm kernel (``norm_impl="gemm"``, now ``auto`` on channels-last): see
+``bench/RESULTS.md``, "Where a training step's time goes", and ``profile_train_step.py``.
+
 Examples::
 
     .venv/bin/python bench/bench_network.py --preset hippocampus --batch 2 --rounds 3
