@@ -181,7 +181,10 @@ class UNet(nn.Module):
         self.memory_format = memory_format
         for p in self.parameters():
             if p.ndim == self.spatial_dims + 2:
-                p.data = p.data.contiguous(memory_format=memory_format)
+                # ``to`` also restrides weights whose layout is ambiguous (one input channel:
+                # the first convolution), which ``contiguous`` leaves as they are; oneDNN
+                # then keeps that convolution's output channels-last too.
+                p.data = p.data.to(memory_format=memory_format)
         return self
 
 
