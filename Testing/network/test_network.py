@@ -255,6 +255,24 @@ def test_gemm_norm_bf16_channels_last_close_to_float64():
     assert rel(norm.bias.grad, ref.bias.grad) < 2e-2
 
 
+@pytest.mark.parametrize("name", ["2d", "3d_iso"])
+def test_channels_last_network_stays_channels_last(name):
+    """Every block, the first one after the 1-channel input included, sees channels-last
+    tensors (no layout conversions inside the network on CPU)."""
+    from NNSegLib.network.blocks import is_channels_last
+
+    cfg = PLANS[name]
+    net = prepare_network(build_network(cfg, 1, 3, options=NetworkOptions()), "cpu")
+    seen = []
+    for m in net.modules():
+        if isinstance(m, InstanceNormAct):
+            m.register_forward_hook(lambda mod, inp, out: seen.append(
+                is_channels_last(inp[0]) and is_channels_last(out)))
+    outputs = net(torch.randn(2, 1, *cfg.patch_size))
+    assert seen and all(seen)
+    assert all(is_channels_last(o) for o in outputs)
+
+
 def test_fused_gradcheck_channels_last():
     torch.manual_seed(0)
     norm = InstanceNormAct(2, impl="fused").double()
