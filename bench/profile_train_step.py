@@ -135,10 +135,8 @@ class StepProfiler:
         self.sample_seconds: list[float] = []
 
     def install(self, trainer_cls: Any) -> None:
-        from NNSegLib.training.mixed_precision import optimizer_step
-
         profiler = self
-        load_batch = trainer_cls._load_batch
+        load_batch, train_step = trainer_cls._load_batch, trainer_cls._train_step
 
         def timed_load(trainer: Any, *args: Any) -> Any:
             t = time.thread_time()
@@ -149,14 +147,7 @@ class StepProfiler:
         def step(trainer: Any, images: torch.Tensor, seg: torch.Tensor) -> float:
             profiler.count += 1
             if profiler.count <= profiler.warmup:
-                t0 = time.perf_counter()
-                images, seg = trainer._augment(*trainer._to_device(images, seg))
-                trainer.state.epoch_augment += time.perf_counter() - t0
-                trainer.optimizer.zero_grad(set_to_none=True)
-                loss, _ = trainer._forward_loss(trainer.model, images, seg)
-                optimizer_step(loss, trainer.optimizer, trainer.scaler,
-                               trainer.network.parameters(), trainer.rc.grad_clip)
-                return float(loss.detach())
+                return train_step(trainer, images, seg)   # the trainer's own step
             return profiler.profiled_step(trainer, images, seg)
 
         trainer_cls._train_step = step

@@ -233,7 +233,7 @@ def resolve_memory_format(option: str, device: torch.device | str) -> str:
     layout and back: the full-resolution 32-channel convolution of a Hippocampus step ran
     1.3x faster in fp32 and 3.2x faster in bf16 than on contiguous tensors, and with the
     ``"gemm"`` instance-norm backward (:mod:`NNSegLib.network.blocks`) a whole training
-    step 1.05x (fp32) and 1.4x (bf16) faster (``bench/profile_train_step.py``). CUDA and
+    step 1.2x (fp32) and 1.6x (bf16) faster (``bench/profile_train_step.py``). CUDA and
     MPS keep the contiguous layout, the one their 3D convolutions were tested with here.
     """
     if option in ("channels_last", "contiguous"):

@@ -215,7 +215,8 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
     """
     from NNSegLib.data.splits import parse_fold
 
-    started = time.monotonic()
+    deadline = (None if time_budget_minutes is None
+                else time.monotonic() + 60.0 * time_budget_minutes)
     if mode not in MODES:
         raise NNSegError(f"mode {mode!r} not in {MODES}")
     if adapt_head and init_from is None:
@@ -227,10 +228,8 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
     resolve_configuration(plans, configuration, RunConfig())   # unknown: before any folder
     run = ws.run(configuration, fold)
     with _run_lock(run, f"nnseg train {configuration} fold {fold}"):
-        budget = (None if time_budget_minutes is None
-                  else 60.0 * time_budget_minutes - (time.monotonic() - started))
         return _train(ws, plans, run, dataset, configuration, fold, overrides or {}, mode,
-                      extend_epochs, budget, init_from, adapt_head, progress)
+                      extend_epochs, deadline, init_from, adapt_head, progress)
 
 
 @contextmanager
@@ -250,14 +249,13 @@ def _run_lock(run: RunFolder, what: str) -> Iterator[None]:
 
 def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | None,
            configuration: str, fold: int | str, overrides: dict[str, Any], mode: str,
-           extend_epochs: int, budget: float | None,
+           extend_epochs: int, deadline: float | None,
            init_from: Path | str | None, adapt_head: bool,
            progress: Progress) -> TrainResult:
-    """:func:`train_fold` once the run folder is locked (``budget`` in seconds, left now)."""
+    """:func:`train_fold` once the run folder is locked (``deadline``: ``time.monotonic()``
+    at which a time budget ends)."""
     from NNSegLib.training.mixed_precision import amp_precision
     from NNSegLib.training.trainer import Trainer, TrainSetup
-
-    started = time.monotonic()
 
     run_dir = run.path
     source = _init_source(init_from, mode, ws, configuration, fold)
@@ -284,8 +282,7 @@ def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | No
             ws.model.adopt(ws.plans, [ws.dataset_json,
                                       Path(dataset) / DATASET_JSON if dataset else None])
             rc.save(run.run_config)
-        if budget is not None:   # what the set-up above took counts too
-            budget -= time.monotonic() - started
+        budget = None if deadline is None else deadline - time.monotonic()
         setup = TrainSetup(config, rc, run_dir, folder, tuple(train_cases), tuple(val_cases),
                            fold, in_channels, plans.num_classes, device, ctx, budget, previous)
         trainer = Trainer(setup, progress if ctx.is_main else Progress(progress.cancel_token))

@@ -390,13 +390,11 @@ class Trainer:
         from NNSegLib.training.budget import refitted_iterations
 
         s = self.setup
-        if (s.time_budget_s is None or self._fit_pending or self._rate_origin is None
-                or len(self._step_times) < 3):
+        if s.time_budget_s is None or self._fit_pending:   # not fitted after the probe yet
             return
+        assert self._rate_origin is not None   # set at the first step, before the probe fit
         now, done = time.monotonic(), self._done()
         origin_time, origin_done = self._rate_origin
-        if done <= origin_done:
-            return
         all_in = (now - origin_time) / (done - origin_done)
         final = self._final_validation_seconds(self._step_seconds())
         before = self.schedule.total_iterations
