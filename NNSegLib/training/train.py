@@ -171,6 +171,7 @@ def _device_and_threads(rc: RunConfig) -> tuple[Any, dist.DistContext]:
     import os
 
     from NNSegLib.util.device import configure_threads, pick_device
+    from NNSegLib.util.host_memory import reuse_freed_memory
 
     try:
         device = pick_device(rc.device)
@@ -182,6 +183,8 @@ def _device_and_threads(rc: RunConfig) -> tuple[Any, dist.DistContext]:
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
         threads = max(1, len(os.sched_getaffinity(0)) // per_node)
     configure_threads(threads)
+    if device.type == "cpu":
+        reuse_freed_memory()
     return device, ctx
 
 

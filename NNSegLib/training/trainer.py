@@ -37,6 +37,7 @@ from NNSegLib.training.run_config import RunConfig
 from NNSegLib.training.sampler import TRAIN_STREAM, VAL_STREAM, PatchSampler, Prefetcher, batch_rng
 from NNSegLib.training.schedule import EMA, build_schedule
 from NNSegLib.training.training_log import TrainingLog
+from NNSegLib.util.host_memory import release_freed_memory
 from NNSegLib.util.model_folder import CHECKPOINT_BEST, CHECKPOINT_FINAL, CHECKPOINT_LATEST
 from NNSegLib.util.precision import torch_dtype
 from NNSegLib.util.progress import Cancelled, Progress
@@ -591,6 +592,7 @@ class Trainer:
         st.epoch_wait = st.epoch_augment = st.epoch_seconds = 0.0
         st.finished, st.stop_reason = decision.stop, decision.reason
         self._record(record, improved)
+        release_freed_memory()
 
     def _record(self, record: dict[str, Any], improved: bool) -> None:
         """Log, plot, checkpoint and report one finished epoch (files on rank 0 only)."""
