@@ -27,6 +27,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import resource
 import shutil
 import sys
 import tempfile
@@ -133,6 +134,7 @@ class StepProfiler:
         self.cpu: list[float] = []
         self.events: list[Any] = []
         self.sample_seconds: list[float] = []
+        self.page_faults: list[int] = []
 
     def install(self, trainer_cls: Any) -> None:
         profiler = self
@@ -157,6 +159,7 @@ class StepProfiler:
         from torch.profiler import ProfilerActivity, profile
 
         amp = trainer.amp
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         c0, t = time.process_time(), [time.perf_counter()]
         images, seg = trainer._augment(*trainer._to_device(images, seg))
         t.append(time.perf_counter())
@@ -175,6 +178,7 @@ class StepProfiler:
         trainer.optimizer.step()
         t.append(time.perf_counter())
         self.cpu.append(time.process_time() - c0)
+        self.page_faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
         names = ["augment", "forward", "loss", "backward", "clip + optimizer"]
         self.phases.append({n: b - a for n, a, b in zip(names, t, t[1:])})
         self.events.append(prof.events())
@@ -255,6 +259,7 @@ def summarise(sp: StepProfiler, peak: float, gemm_peak: float) -> dict[str, Any]
         "step_wall_s": round(wall, 3),
         "step_cpu_s": round(sum(sp.cpu) / steps, 3),
         "threads_busy": round(sum(sp.cpu) / steps / wall, 2),
+        "page_faults_per_step": round(sum(sp.page_faults) / steps),
         "phases_s": {k: round(v, 4) for k, v in phases.items()},
         "phases_share": {k: round(v / wall, 3) for k, v in phases.items()},
         "kinds_self_s": {k: round(v, 4) for k, v in kinds.most_common()},
@@ -318,8 +323,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="RunConfig overrides (JSON values), e.g. channels_last='\"on\"'")
+    ap.add_argument("--host-memory", choices=["reuse", "system"], default="reuse",
+                    help="'system': leave glibc's defaults (unmap freed large blocks), the "
+                         "behaviour before NNSeg reused freed host memory; one setting per "
+                         "process, since it cannot be undone")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.host_memory == "system":
+        from NNSegLib.util import host_memory
+
+        host_memory.reuse_freed_memory = lambda: False  # train_fold looks it up per call
     from NNSegLib.util.device import configure_threads
 
     configure_threads(0)
@@ -334,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_start": os.getloadavg(),
         "gemm_peak_gflop_per_s": {"fp32": round(peak_gemm_gflops(torch.float32), 1),
                                   "bf16": round(peak_gemm_gflops(torch.bfloat16), 1)},
-        "work": str(args.work), "runs": [],
+        "work": str(args.work), "host_memory": args.host_memory, "runs": [],
     }
     from benchlib import repo_code_version
 
