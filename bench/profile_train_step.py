@@ -329,14 +329,11 @@ def main(argv: list[str] | None = None) -> int:
                          "process, since it cannot be undone")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    if args.host_memory == "system":
-        from NNSegLib.util import host_memory
-
-        host_memory.reuse_freed_memory = lambda: False  # train_fold looks it up per call
     from NNSegLib.util.device import configure_threads
 
     configure_threads(0)
     extra = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    extra.setdefault("host_memory", args.host_memory)
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith(
             "model name")), platform.processor())

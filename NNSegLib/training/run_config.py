@@ -31,6 +31,7 @@ OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("plateau", "poly")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")
+HOST_MEMORY = ("reuse", "system")
 HEAD_INITS = ("he", "prior", "prior_zero", "calibrated")
 PLACEMENTS = ("clip", "centre")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$", re.IGNORECASE)
@@ -91,6 +92,11 @@ class RunConfig:
             :func:`NNSegLib.util.precision.choose_precision`), ``off``, ``bf16``, ``fp16``.
         channels_last: Channels-last memory format: ``auto`` (the network's choice, see
             :func:`NNSegLib.network.network.resolve_memory_format`), ``on``, ``off``.
+        host_memory: On the CPU, ``reuse``: keep freed host memory for the next step instead
+            of having the system zero-fill it again (faster; the process holds its peak
+            memory, given back after every epoch), see
+            :func:`NNSegLib.util.host_memory.reuse_freed_memory`; ``system``: the C library's
+            defaults.
         loader_threads: Background threads extracting patches.
         prefetch: Batches prepared ahead of the network.
         final_validation: Segment the fold's validation cases at the end.
@@ -132,6 +138,7 @@ class RunConfig:
     compile: bool = False
     amp: str = "auto"
     channels_last: str = "auto"
+    host_memory: str = "reuse"
     loader_threads: int = 1
     prefetch: int = 3
     final_validation: bool = True
@@ -162,7 +169,7 @@ class RunConfig:
         for name, allowed in (("recipe", tuple(RECIPE_DEFAULTS)), ("optimizer", OPTIMIZERS),
                               ("lr_schedule", LR_SCHEDULES), ("amp", AMP_MODES),
                               ("foreground_placement", PLACEMENTS), ("head_init", HEAD_INITS),
-                              ("channels_last", SWITCHES)):
+                              ("channels_last", SWITCHES), ("host_memory", HOST_MEMORY)):
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} {getattr(self, name)!r} not in {allowed}")
         for name in ("max_epochs", "iterations_per_epoch", "loader_threads", "prefetch",

@@ -38,6 +38,7 @@ from NNSegLib.training.run_config import (
     AMP_MODES,
     FINE_TUNE_EPOCHS,
     FINE_TUNE_LR_FACTOR,
+    HOST_MEMORY,
     OPTIMIZERS,
     RECIPE_DEFAULTS,
     SWITCHES,
@@ -183,7 +184,7 @@ def _device_and_threads(rc: RunConfig) -> tuple[Any, dist.DistContext]:
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
         threads = max(1, len(os.sched_getaffinity(0)) // per_node)
     configure_threads(threads)
-    if device.type == "cpu":
+    if device.type == "cpu" and rc.host_memory == "reuse":
         reuse_freed_memory()
     return device, ctx
 
@@ -463,13 +464,15 @@ _OPTIONS: dict[str, tuple[str, Any, str]] = {
               "with loss scaling; bf16 on CPUs with AMX/AVX512-BF16; fp32 on MPS and other "
               "CPUs), off, bf16, fp16"),
     "--channels-last": ("channels_last", str, "channels-last: auto (network default), on, off"),
+    "--host-memory": ("host_memory", str, "CPU only: reuse (keep freed memory for the next "
+                      "step: faster, holds the peak until the epoch ends) or system"),
     "--loader-threads": ("loader_threads", options.positive_int,
                          "background patch-extraction threads"),
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "recipe": tuple(RECIPE_DEFAULTS), "optimizer": OPTIMIZERS, "amp": AMP_MODES,
-    "channels_last": SWITCHES,
+    "channels_last": SWITCHES, "host_memory": HOST_MEMORY,
 }
 
 

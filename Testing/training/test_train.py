@@ -182,3 +182,21 @@ def test_cli_sigterm_mid_epoch_then_continue(tmp_path):
     assert "resuming 3d_fullres fold 0 at epoch 0" in done.stderr
     events = [json.loads(x) for x in done.stdout.splitlines()]
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [0, 1]
+
+
+@pytest.mark.parametrize("setting, expected", [("reuse", 1), ("system", 0)])
+def test_host_memory_setting_decides_reuse_on_cpu(monkeypatch, setting, expected):
+    from NNSegLib.training import train as train_module
+    from NNSegLib.util import host_memory
+
+    calls = []
+    monkeypatch.setattr(host_memory, "reuse_freed_memory", lambda: calls.append(1) or True)
+    device, _ = train_module._device_and_threads(RunConfig(device="cpu", num_threads=1,
+                                                           host_memory=setting))
+    assert device.type == "cpu"
+    assert len(calls) == expected
+
+
+def test_host_memory_setting_is_checked():
+    with pytest.raises(NNSegError, match="host_memory 'keep' not in"):
+        RunConfig(host_memory="keep").validated()
