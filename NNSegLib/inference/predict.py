@@ -434,6 +434,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "checkpoint); by default they are refused or left out")
     parser.add_argument("--threads", type=options.non_negative_int, default=0,
                         help="CPU threads for torch (default: all this process may use)")
+    parser.add_argument("--host-memory", default="reuse", choices=["reuse", "system"],
+                        help="CPU only: reuse freed memory between windows and cases (faster; "
+                             "the process holds its peak until it ends) or leave the C "
+                             "library's defaults")
 
 
 def run(args: argparse.Namespace, progress: Progress) -> int:
@@ -459,7 +463,7 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
                            precision=args.precision, allow_unfinished=args.allow_unfinished)
     except RuntimeError as e:   # device not available
         raise NNSegError(str(e)) from e
-    if model.device.type == "cpu":
+    if model.device.type == "cpu" and args.host_memory == "reuse":
         reuse_freed_memory()
     cases = collect_cases(args.input, model.num_input_channels)
     for member in [model, *model.ensemble]:

@@ -159,6 +159,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="network arithmetic, as `nnseg predict --precision`")
     parser.add_argument("--threads", type=options.non_negative_int, default=0,
                         help="CPU threads for torch (default: all this process may use)")
+    parser.add_argument("--host-memory", default="reuse", choices=["reuse", "system"],
+                        help="CPU only: reuse freed memory between windows and cases (faster; "
+                             "the process holds its peak until it ends) or leave the C "
+                             "library's defaults")
     parser.add_argument("--format", default="auto", choices=FORMATS,
                         help="segmentation files: seg.nrrd (needs Slicer or slicer-core), "
                              "image (label map in the input's format) or auto (seg.nrrd when "
@@ -187,7 +191,7 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
                            allow_unfinished=args.allow_unfinished)
     except RuntimeError as e:   # device not available
         raise NNSegError(str(e)) from e
-    if model.device.type == "cpu":
+    if model.device.type == "cpu" and args.host_memory == "reuse":
         reuse_freed_memory()
     cases = batch_inputs(args.input, model.num_input_channels)
     try:
