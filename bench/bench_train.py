@@ -52,7 +52,8 @@ def steady(durations: list[float], warmup: int) -> dict:
 
 
 def run_nnunet(
-    ds: Path, ref: dict, rdir: Path, iters: int, seed: int, final_val: bool = False
+    ds: Path, ref: dict, rdir: Path, iters: int, seed: int, final_val: bool = False,
+    env_extra: dict | None = None,
 ) -> dict:
     results = rdir / "nnunet_results"
     bl.fresh_dir(results)
@@ -69,6 +70,7 @@ def run_nnunet(
             "NNSEG_BENCH_SEED": seed,
             "NNSEG_BENCH_TIMING_FILE": timing,
             "NNSEG_BENCH_SKIP_FINAL_VAL": "0" if final_val else "1",
+            **(env_extra or {}),
         },
     )
     cmd = bl.nnunet_train_cmd(ds, CONFIG)
@@ -113,6 +115,7 @@ def run_nnseg(
     extra: list[str],
     final_val: bool = False,
     label: str = "nnseg",
+    env_extra: dict | None = None,
 ) -> dict:
     work = matched["work"]
     prog = rdir / f"{label}_progress.jsonl"
@@ -143,7 +146,7 @@ def run_nnseg(
     ]
     if not final_val:
         cmd.append("--no-final-validation")
-    res = bl.run_monitored(cmd, env=bl.nnseg_env(), log=rdir / f"{label}_train.log",
+    res = bl.run_monitored(cmd, env=bl.nnseg_env(env_extra), log=rdir / f"{label}_train.log",
                            timeout=TIMEOUT)
     res["command"] = cmd
     bl.check_ok(res, "nnseg train")
@@ -166,6 +169,9 @@ def main() -> int:
     ap.add_argument("--nnseg-variant", action="append", default=[], metavar="NAME=ARGS",
                     help="an NNSeg setting to measure (repeatable); ARGS are added to "
                          "--nnseg-args")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment variable for both tools' processes (repeatable), e.g. "
+                         "ONEDNN_MAX_CPU_ISA=AVX2 to run both as on a CPU without AVX-512")
     ap.add_argument(
         "--rebuild-nnseg", action="store_true", help="redo NNSeg's matched preprocessing"
     )
@@ -194,6 +200,7 @@ def main() -> int:
             "WARNING: NNSeg plan differs from nnU-Net's:", matched["differences"], file=sys.stderr
         )
     extra = shlex.split(args.nnseg_args)
+    env_extra = dict(spec.split("=", 1) for spec in args.env)
     variants = {"nnseg": extra}
     if args.nnseg_variant:
         variants = {}
@@ -216,10 +223,12 @@ def main() -> int:
             )
             load = os.getloadavg()[0]
             if tool == "nnunet":
-                res = run_nnunet(args.dataset, ref, rdir, args.iterations, args.seed)
+                res = run_nnunet(args.dataset, ref, rdir, args.iterations, args.seed,
+                                 env_extra=env_extra)
             else:
                 res = run_nnseg(args.dataset, matched, rdir, args.iterations, args.seed,
-                                variants[tool], label=tool.replace(":", "_"))
+                                variants[tool], label=tool.replace(":", "_"),
+                                env_extra=env_extra)
             res["repeat"], res["loadavg1_before"] = rep, round(load, 2)
             res["steady"] = steady(res["iter_seconds"], args.warmup)
             runs[tool].append(res)
@@ -269,6 +278,7 @@ def main() -> int:
         "seed": args.seed,
         "nnseg_extra_args": extra,
         "nnseg_variants": variants,
+        "environment": env_extra,
         "machine": info,
         "nnunet_config": bl.nnunet_3d_params(ref["plans"]),
         "nnseg_config": matched["config"] if matched else None,
