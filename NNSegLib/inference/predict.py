@@ -35,7 +35,7 @@ from NNSegLib.inference.loaded_model import LoadedModel
 from NNSegLib.inference.predict_timing import device_kind, network_passes
 from NNSegLib.inference.sliding_window import SlidingWindowStats, mirror_combinations
 from NNSegLib.inference.uncertainty import normalized_entropy
-from NNSegLib.util import options
+from NNSegLib.util import host_memory, options
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.precision import REQUESTS
 from NNSegLib.util.progress import Progress, child_progress
@@ -434,7 +434,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "checkpoint); by default they are refused or left out")
     parser.add_argument("--threads", type=options.non_negative_int, default=0,
                         help="CPU threads for torch (default: all this process may use)")
-    parser.add_argument("--host-memory", default="reuse", choices=["reuse", "system"],
+    parser.add_argument("--host-memory", default="reuse", choices=host_memory.SETTINGS,
                         help="CPU only: reuse freed memory between windows and cases (faster; "
                              "the process holds its peak until it ends) or leave the C "
                              "library's defaults")

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from NNSegLib.data.io import Geometry
-from NNSegLib.util import options
+from NNSegLib.util import host_memory, options
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.precision import REQUESTS
 from NNSegLib.util.progress import Progress
@@ -159,7 +159,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="network arithmetic, as `nnseg predict --precision`")
     parser.add_argument("--threads", type=options.non_negative_int, default=0,
                         help="CPU threads for torch (default: all this process may use)")
-    parser.add_argument("--host-memory", default="reuse", choices=["reuse", "system"],
+    parser.add_argument("--host-memory", default="reuse", choices=host_memory.SETTINGS,
                         help="CPU only: reuse freed memory between windows and cases (faster; "
                              "the process holds its peak until it ends) or leave the C "
                              "library's defaults")

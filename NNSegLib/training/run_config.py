@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from NNSegLib.util import host_memory
 from NNSegLib.util.atomic import write_json
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.json_files import load_document
@@ -31,7 +32,7 @@ OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("plateau", "poly")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")
-HOST_MEMORY = ("reuse", "system")
+HOST_MEMORY = host_memory.SETTINGS
 HEAD_INITS = ("he", "prior", "prior_zero", "calibrated")
 PLACEMENTS = ("clip", "centre")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$", re.IGNORECASE)
