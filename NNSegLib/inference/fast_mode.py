@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 #: Sliding-window step of the preview: windows touch, no overlap.
 FAST_STEP = 1.0
@@ -108,4 +108,46 @@ def fast_choice(model_dir: Path | str, configuration: str | None = None,
     return FastChoice(configuration, chosen, step, description)
 
 
-__all__ = ["FAST_STEP", "FastChoice", "fast_choice", "first_fold"]
+@dataclass(frozen=True)
+class RunSettings:
+    """What a ``predict`` / ``segment-batch`` command line asks for, ``--fast`` resolved.
+
+    Attributes:
+        configuration: Configuration to load (``None``: the model folder's default).
+        folds: Folds to load (``None``: every finished fold).
+        step: Sliding-window step.
+        tta: Mirror test-time augmentation.
+    """
+
+    configuration: str | None
+    folds: list[str] | None
+    step: float
+    tta: bool
+
+
+def run_settings(model_dir: Path | str, configuration: str | None,
+                 folds: Sequence[str] | None, step: float | None, tta: bool, fast: bool,
+                 allow_unfinished: bool = False, progress: Any = None) -> RunSettings:
+    """The settings of a command line: as given, or the preview's with ``fast``.
+
+    Args:
+        model_dir: NNSeg model folder or nnU-Net v2 results folder.
+        configuration: ``--configuration`` (``None`` when not given).
+        folds: ``--folds`` (``None`` when not given).
+        step: ``--step`` (``None`` when not given: 0.5, or :data:`FAST_STEP` with ``fast``).
+        tta: Not ``--no-tta``.
+        fast: ``--fast``.
+        allow_unfinished: ``--allow-unfinished``.
+        progress: Told the preview's description (a ``Progress``), if given.
+    """
+    if not fast:
+        return RunSettings(configuration, list(folds) if folds else None,
+                           0.5 if step is None else float(step), tta)
+    choice = fast_choice(model_dir, configuration, folds, step, allow_unfinished)
+    if progress is not None:
+        progress.message(choice.description)
+    return RunSettings(choice.configuration, choice.folds, choice.step, False)
+
+
+__all__ = ["FAST_STEP", "FastChoice", "RunSettings", "fast_choice", "first_fold",
+           "run_settings"]

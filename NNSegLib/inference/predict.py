@@ -442,23 +442,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, progress: Progress) -> int:
     """``nnseg predict``."""
+    from NNSegLib.inference.fast_mode import run_settings
     from NNSegLib.inference.model_loader import load_model
     from NNSegLib.util.device import configure_threads
     from NNSegLib.util.host_memory import reuse_freed_memory
 
     configure_threads(args.threads)
     check_output_folder(args.output, args.input)
-    configuration, folds, step, tta = (args.configuration, args.folds, args.step,
-                                       not args.no_tta)
-    if getattr(args, "fast", False):
-        from NNSegLib.inference.fast_mode import fast_choice
-
-        choice = fast_choice(args.model, configuration, folds, step, args.allow_unfinished)
-        configuration, folds, step, tta = choice.configuration, choice.folds, choice.step, False
-        progress.message(choice.description)
+    settings = run_settings(args.model, args.configuration, args.folds, args.step,
+                            not args.no_tta, getattr(args, "fast", False),
+                            args.allow_unfinished, progress)
     try:
-        model = load_model(args.model, configuration, folds, args.device, tta=tta,
-                           step=0.5 if step is None else step,
+        model = load_model(args.model, settings.configuration, settings.folds, args.device,
+                           tta=settings.tta, step=settings.step,
                            use_postprocessing=not args.no_postprocessing,
                            precision=args.precision, allow_unfinished=args.allow_unfinished)
     except RuntimeError as e:   # device not available

@@ -152,8 +152,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--configuration", default=None,
                         help="configuration (default: as nnseg predict chooses)")
     parser.add_argument("--no-tta", action="store_true", help="no mirror test-time augmentation")
-    parser.add_argument("--step", type=options.number(0.0, 1.0, low_open=True), default=0.5,
-                        help="sliding-window step as a fraction of the patch (default 0.5)")
+    parser.add_argument("--step", type=options.number(0.0, 1.0, low_open=True), default=None,
+                        help="sliding-window step as a fraction of the patch (default 0.5; "
+                             "1.0 with --fast)")
+    parser.add_argument("--fast", action="store_true",
+                        help="fast first pass, as `nnseg predict --fast`: one fold, no mirror "
+                             "TTA, step 1.0; --folds, --step and --configuration given "
+                             "explicitly win. Uncertainty then comes from that one pass")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--precision", default="auto", choices=list(REQUESTS),
                         help="network arithmetic, as `nnseg predict --precision`")
@@ -179,15 +184,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, progress: Progress) -> int:
     """``nnseg segment-batch``."""
     from NNSegLib.inference.batch import batch_inputs, segment_batch
+    from NNSegLib.inference.fast_mode import run_settings
     from NNSegLib.inference.model_loader import load_model
     from NNSegLib.util.device import configure_threads
     from NNSegLib.util.host_memory import reuse_freed_memory
 
     configure_threads(args.threads)
     writer = choose_writer(args.format)
+    settings = run_settings(args.model, args.configuration, args.folds, args.step,
+                            not args.no_tta, args.fast, args.allow_unfinished, progress)
     try:
-        model = load_model(args.model, args.configuration, args.folds, args.device,
-                           tta=not args.no_tta, step=args.step, precision=args.precision,
+        model = load_model(args.model, settings.configuration, settings.folds, args.device,
+                           tta=settings.tta, step=settings.step, precision=args.precision,
                            allow_unfinished=args.allow_unfinished)
     except RuntimeError as e:   # device not available
         raise NNSegError(str(e)) from e

@@ -1,4 +1,5 @@
-"""``nnseg predict --fast``: one fold, no TTA, step 1.0 — fewer windows, same output format."""
+"""``nnseg predict --fast`` (and ``segment-batch --fast``): one fold, no TTA, step 1.0 — fewer
+windows, same output format."""
 
 from __future__ import annotations
 
@@ -110,6 +111,42 @@ def test_explicit_folds_and_step_win_over_fast(tmp_path, counted):
     _out, events = _predict(tmp_path, model, "o2", "--fast", "--step", "0.5")
     assert (_done(events)["windows"], _done(events)["patch_passes"]) == (32, 32)
     assert _done(events)["passes"] == 8.0
+
+
+def _segment_batch(tmp_path: Path, model: Path, name: str, *extra: str
+                   ) -> tuple[Path, list[dict]]:
+    from NNSegLib.slicer import batch_job
+
+    parser = argparse.ArgumentParser()
+    batch_job.add_arguments(parser)
+    out = tmp_path / name
+    args = parser.parse_args(["-i", str(tmp_path / "in"), "-o", str(out), "-m", str(model),
+                              "--device", "cpu", "--precision", "fp32", "--format", "image",
+                              *extra])
+    events: list[dict] = []
+    assert batch_job.run(args, Progress(listeners=[events.append])) == 0
+    return out, events
+
+
+def test_segment_batch_fast_is_the_same_preview(tmp_path, counted):
+    model = make_model_folder(tmp_path / "model", folds=("0", "1"))
+    write_image(tmp_path / "in" / "patient_0000.nii.gz", _easy_case()[0])
+    full_dir, _ = _segment_batch(tmp_path, model, "full")
+    assert sum(n for _, n in counted) == 2 * 32 * 8   # two folds, step 0.5, mirrors
+    counted.clear()
+    fast_dir, events = _segment_batch(tmp_path, model, "fast", "--fast")
+    assert sum(n for _, n in counted) == 18 and len({i for i, _ in counted}) == 1
+    messages = [e["text"] for e in events if e["event"] == "message"]
+    assert "fast preview: 3d_fullres fold(s) 0, no test-time augmentation, step 1" in messages
+    # the same review batch: segmentation, uncertainty map and queue entry
+    for folder in (full_dir, fast_dir):
+        queue = json.loads((folder / "review_queue.json").read_text())
+        [entry] = queue["cases"].values()
+        assert (folder / entry["segmentation"]).is_file()
+        assert (folder / entry["uncertainty"]).is_file()
+    a = SimpleITKIO().read(full_dir / "patient.nii.gz")[0]
+    b = SimpleITKIO().read(fast_dir / "patient.nii.gz")[0]
+    assert a.shape == b.shape == SHAPE
 
 
 class _ContextNet(torch.nn.Module):
