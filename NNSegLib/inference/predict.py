@@ -399,6 +399,24 @@ def add_input_model_arguments(parser: argparse.ArgumentParser, output_help: str)
                         help="folds to ensemble (default: every trained fold)")
 
 
+def add_step_arguments(parser: argparse.ArgumentParser, fast_help: str) -> None:
+    """``--step`` and ``--fast`` (resolved by :func:`.fast_mode.run_settings`)."""
+    parser.add_argument("--step", type=options.number(0.0, 1.0, low_open=True), default=None,
+                        help="sliding-window step as a fraction of the patch (default 0.5; "
+                             "1.0 with --fast)")
+    parser.add_argument("--fast", action="store_true", help=fast_help)
+
+
+def add_cpu_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` and ``--host-memory``: how a segmenting command uses the CPU."""
+    parser.add_argument("--threads", type=options.non_negative_int, default=0,
+                        help="CPU threads for torch (default: all this process may use)")
+    parser.add_argument("--host-memory", default="reuse", choices=host_memory.SETTINGS,
+                        help="CPU only: reuse freed memory between windows and cases (faster; "
+                             "the process holds its peak until it ends) or leave the C "
+                             "library's defaults")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``nnseg predict``."""
     add_input_model_arguments(parser, "output folder for <case><ending> label maps")
@@ -407,15 +425,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "3d_fullres, else what exists)")
     parser.add_argument("--no-tta", action="store_true",
                         help="no mirror test-time augmentation (about 8x faster in 3D)")
-    parser.add_argument("--step", type=options.number(0.0, 1.0, low_open=True), default=None,
-                        help="sliding-window step as a fraction of the patch (default 0.5; "
-                             "1.0 with --fast)")
-    parser.add_argument("--fast", action="store_true",
-                        help="fast preview: one fold (the lowest-numbered finished fold of "
-                             "the configuration; the first configuration of an ensemble), no "
-                             "mirror TTA, step 1.0 (windows do not overlap); --folds, --step "
-                             "and --config given explicitly win. No uncertainty map unless "
-                             "--uncertainty. Same output format and geometry")
+    add_step_arguments(parser, "fast preview: one fold (the lowest-numbered finished fold of "
+                       "the configuration; the first configuration of an ensemble), no mirror "
+                       "TTA, step 1.0 (windows do not overlap); --folds, --step and --config "
+                       "given explicitly win. No uncertainty map unless --uncertainty. Same "
+                       "output format and geometry")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                         help="compute device (default: cuda, else mps, else cpu)")
     parser.add_argument("--save-probabilities", action="store_true",
@@ -432,12 +446,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-unfinished", action="store_true",
                         help="also use folds whose training has not finished (their best "
                              "checkpoint); by default they are refused or left out")
-    parser.add_argument("--threads", type=options.non_negative_int, default=0,
-                        help="CPU threads for torch (default: all this process may use)")
-    parser.add_argument("--host-memory", default="reuse", choices=host_memory.SETTINGS,
-                        help="CPU only: reuse freed memory between windows and cases (faster; "
-                             "the process holds its peak until it ends) or leave the C "
-                             "library's defaults")
+    add_cpu_arguments(parser)
 
 
 def run(args: argparse.Namespace, progress: Progress) -> int:

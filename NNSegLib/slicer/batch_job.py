@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from NNSegLib.data.io import Geometry
-from NNSegLib.util import host_memory, options
+from NNSegLib.util import options
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.precision import REQUESTS
 from NNSegLib.util.progress import Progress
@@ -145,29 +145,24 @@ def folder_batch(input_dir: Path | str, batch_dir: Path | str, model_path: Path 
 # --- CLI --------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``nnseg segment-batch``."""
-    from NNSegLib.inference.predict import add_input_model_arguments
+    from NNSegLib.inference.predict import (
+        add_cpu_arguments,
+        add_input_model_arguments,
+        add_step_arguments,
+    )
 
     add_input_model_arguments(
         parser, "batch folder: segmentations, uncertainty maps, review_queue.json")
     parser.add_argument("-c", "--configuration", default=None,
                         help="configuration (default: as nnseg predict chooses)")
     parser.add_argument("--no-tta", action="store_true", help="no mirror test-time augmentation")
-    parser.add_argument("--step", type=options.number(0.0, 1.0, low_open=True), default=None,
-                        help="sliding-window step as a fraction of the patch (default 0.5; "
-                             "1.0 with --fast)")
-    parser.add_argument("--fast", action="store_true",
-                        help="fast first pass, as `nnseg predict --fast`: one fold, no mirror "
-                             "TTA, step 1.0; --folds, --step and --configuration given "
-                             "explicitly win. Uncertainty then comes from that one pass")
+    add_step_arguments(parser, "fast first pass, as `nnseg predict --fast`: one fold, no "
+                       "mirror TTA, step 1.0; --folds, --step and --configuration given "
+                       "explicitly win. Uncertainty then comes from that one pass")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--precision", default="auto", choices=list(REQUESTS),
                         help="network arithmetic, as `nnseg predict --precision`")
-    parser.add_argument("--threads", type=options.non_negative_int, default=0,
-                        help="CPU threads for torch (default: all this process may use)")
-    parser.add_argument("--host-memory", default="reuse", choices=host_memory.SETTINGS,
-                        help="CPU only: reuse freed memory between windows and cases (faster; "
-                             "the process holds its peak until it ends) or leave the C "
-                             "library's defaults")
+    add_cpu_arguments(parser)
     parser.add_argument("--format", default="auto", choices=FORMATS,
                         help="segmentation files: seg.nrrd (needs Slicer or slicer-core), "
                              "image (label map in the input's format) or auto (seg.nrrd when "
