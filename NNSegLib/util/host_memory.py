@@ -5,8 +5,8 @@ PyTorch takes CPU tensors from ``malloc``. glibc serves blocks above its mmap th
 large tensor a CPU training step creates - a full-resolution activation of the training
 benchmark's batch is 80 MB, and a step makes dozens - arrives as untouched pages that the
 kernel zero-fills one 4 KiB page at a time on first write. On the 2-core Xeon of
-``bench/RESULTS.md`` that was 578,000 page faults per fp32 step of the training benchmark,
-and its steps took 3.68 s instead of 3.08 s.
+``bench/RESULTS.md`` that was 578,000 page faults per profiled fp32 step, and the training
+benchmark's fp32 steps took 3.68 s instead of 3.08 s.
 
 :func:`reuse_freed_memory` tells glibc to serve large blocks from its heap and to keep
 freed memory there, which is what a caching allocator (CUDA's, for instance) does: the
