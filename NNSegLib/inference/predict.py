@@ -454,7 +454,6 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     from NNSegLib.inference.fast_mode import run_settings
     from NNSegLib.inference.model_loader import load_model
     from NNSegLib.util.device import configure_threads
-    from NNSegLib.util.host_memory import reuse_freed_memory
 
     configure_threads(args.threads)
     check_output_folder(args.output, args.input)
@@ -468,8 +467,7 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
                            precision=args.precision, allow_unfinished=args.allow_unfinished)
     except RuntimeError as e:   # device not available
         raise NNSegError(str(e)) from e
-    if model.device.type == "cpu" and args.host_memory == "reuse":
-        reuse_freed_memory()
+    host_memory.apply_setting(args.host_memory, model.device.type)
     cases = collect_cases(args.input, model.num_input_channels)
     for member in [model, *model.ensemble]:
         for note in member.extra.get("notes", []):

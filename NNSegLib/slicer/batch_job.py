@@ -181,8 +181,8 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     from NNSegLib.inference.batch import batch_inputs, segment_batch
     from NNSegLib.inference.fast_mode import run_settings
     from NNSegLib.inference.model_loader import load_model
+    from NNSegLib.util import host_memory
     from NNSegLib.util.device import configure_threads
-    from NNSegLib.util.host_memory import reuse_freed_memory
 
     configure_threads(args.threads)
     writer = choose_writer(args.format)
@@ -194,8 +194,7 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
                            allow_unfinished=args.allow_unfinished)
     except RuntimeError as e:   # device not available
         raise NNSegError(str(e)) from e
-    if model.device.type == "cpu" and args.host_memory == "reuse":
-        reuse_freed_memory()
+    host_memory.apply_setting(args.host_memory, model.device.type)
     cases = batch_inputs(args.input, model.num_input_channels)
     try:
         progress.message(f"{len(cases)} case(s), model {args.model} ({model.kind}), "

@@ -171,8 +171,8 @@ def _previous_stage(ws: Workspace, plans: Plans, config: ConfigurationPlan,
 def _device_and_threads(rc: RunConfig) -> tuple[Any, dist.DistContext]:
     import os
 
+    from NNSegLib.util import host_memory
     from NNSegLib.util.device import configure_threads, pick_device
-    from NNSegLib.util.host_memory import reuse_freed_memory
 
     try:
         device = pick_device(rc.device)
@@ -184,8 +184,7 @@ def _device_and_threads(rc: RunConfig) -> tuple[Any, dist.DistContext]:
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
         threads = max(1, len(os.sched_getaffinity(0)) // per_node)
     configure_threads(threads)
-    if device.type == "cpu" and rc.host_memory == "reuse":
-        reuse_freed_memory()
+    host_memory.apply_setting(rc.host_memory, device.type)
     return device, ctx
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 #: Values of the ``host_memory`` setting: reuse freed memory, or the C library's defaults.
@@ -36,8 +37,11 @@ TRIM_THRESHOLD_BYTES = 2 ** 31 - 1
 _applied = False
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
-    """The process's C library if it is glibc (the only one whose ``mallopt`` we tune)."""
+    """The process's C library if it is glibc (the only one whose ``mallopt`` we tune).
+
+    Looked up once per process (``find_library`` runs ``ldconfig``)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -70,6 +74,20 @@ def reuse_freed_memory() -> bool:
           and libc.mallopt(_M_MMAP_MAX, 0) == 1)
     _applied = ok
     return ok
+
+
+def apply_setting(setting: str, device_type: str) -> bool:
+    """Carry out a ``host_memory`` setting (:data:`SETTINGS`) for work on ``device_type``.
+
+    Only CPU work allocates its tensors from ``malloc``; ``"reuse"`` on the CPU calls
+    :func:`reuse_freed_memory`, anything else leaves the C library as it is.
+
+    Returns:
+        Whether freed memory is now reused.
+    """
+    if setting == "reuse" and device_type == "cpu":
+        return reuse_freed_memory()
+    return False
 
 
 def release_freed_memory() -> bool:
