@@ -1,0 +1,242 @@
+"""The Slicer application around a scripted module: ``slicer.app``, the main window's
+module panel, ``slicer.modules`` and how a scripted module is loaded from its folder.
+
+What Slicer's C++ does and the module relies on, reproduced (reference files, 5.12.3):
+* the module panel calls the widget's ``enter()`` each time the module is shown and
+  ``exit()`` each time another one is (qSlicerAbstractModuleWidget.h:52-60,
+  qSlicerScriptedLoadableModuleWidget.cxx:231-245); the widget is set up the first time
+  it is shown;
+* a scripted module is found as ``<folder>/<Name>.py`` (Additional module paths) and its
+  folder goes on ``sys.path``; the widget class is ``<Name>Widget`` instantiated with the
+  qSlicerScriptedLoadableModuleWidget as parent (cxx:100-170);
+* ``slicer.app.moduleManager()`` emits ``moduleAboutToBeUnloaded(QString)`` when Slicer
+  exits, which calls the widget's ``cleanup()`` (ScriptedLoadableModule.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+from PyQt5 import QtCore, QtWidgets
+from PyQt5.QtCore import pyqtProperty, pyqtSignal, pyqtSlot
+
+from .facts import class_facts
+from .pythonqt import PythonQtObject, report_exception
+
+
+class ModuleManager(QtCore.QObject):
+    moduleAboutToBeUnloaded = pyqtSignal(str)
+
+    def __init__(self) -> None:
+        QtCore.QObject.__init__(self)
+        self.modules: dict[str, object] = {}
+
+    def module(self, name: str):
+        return self.modules.get(name)
+
+    def factoryManager(self):
+        return self
+
+    def loadedModuleNames(self) -> list[str]:
+        return list(self.modules)
+
+    def connect(self, signature: str, slot) -> bool:
+        from .pythonqt import Receiver
+
+        self._receivers = getattr(self, "_receivers", {})
+        receiver = Receiver(slot)
+        self._receivers[(signature, slot)] = receiver
+        self.moduleAboutToBeUnloaded.connect(receiver)
+        return True
+
+    def disconnect(self, signature: str, slot) -> bool:
+        receiver = getattr(self, "_receivers", {}).pop((signature, slot), None)
+        if receiver is not None:
+            self.moduleAboutToBeUnloaded.disconnect(receiver)
+        return receiver is not None
+
+
+class qSlicerScriptedLoadableModuleWidget(PythonQtObject, QtWidgets.QWidget):
+    """The C++ parent of a scripted module's widget (``self.parent`` in Python)."""
+
+    _pq = class_facts("qSlicerScriptedLoadableModuleWidget")
+
+    def __init__(self, module) -> None:
+        QtWidgets.QWidget.__init__(self)
+        QtWidgets.QWidget.setLayout(self, QtWidgets.QVBoxLayout())
+        self._module, self._self, self._entered = module, None, False
+
+    def _call(self, method: str) -> None:
+        try:
+            getattr(self._self, method)()
+        except Exception as exc:  # PythonQt::handleError prints it
+            report_exception(exc)
+
+    @pyqtSlot()
+    def enter(self) -> None:
+        self._entered = True
+        self._call("enter")
+
+    @pyqtSlot()
+    def exit(self) -> None:
+        self._entered = False
+        self._call("exit")
+
+    @pyqtSlot(result=object)
+    def self(self):
+        return self._self
+
+    @pyqtSlot()
+    def reload(self) -> None:
+        pass
+
+    @pyqtSlot(object, str, str, result=bool)
+    def setEditedNode(self, node, role="", context="") -> bool:
+        return False
+
+    @pyqtSlot(object, result=bool)
+    def nodeEditable(self, node) -> bool:
+        return False
+
+    isEntered = pyqtProperty(bool, lambda s: s._entered)
+    moduleName = pyqtProperty(str, lambda s: s._module._name)
+
+
+class qSlicerScriptedLoadableModule(PythonQtObject, QtCore.QObject):
+    """The C++ module object given to ``NNSeg(parent)``: title, categories, path..."""
+
+    _pq = class_facts("qSlicerScriptedLoadableModule")
+
+    def __init__(self, name: str, path: Path, logic=None) -> None:
+        QtCore.QObject.__init__(self)
+        self._name, self._path, self._logic = name, str(path), logic
+        self._values: dict[str, object] = {}
+        self._widget = None
+
+    def _prop(name: str, kind, default):  # noqa: N805 - class-body helper
+        return pyqtProperty(kind, lambda s: s._values.get(name, default),
+                            lambda s, v: s._values.__setitem__(name, v))
+
+    title = _prop("title", str, "")
+    categories = _prop("categories", "QStringList", [])
+    contributors = _prop("contributors", "QStringList", [])
+    associatedNodeTypes = _prop("associatedNodeTypes", "QStringList", [])
+    helpText = _prop("helpText", str, "")
+    acknowledgementText = _prop("acknowledgementText", str, "")
+    extensions = _prop("extensions", "QStringList", [])
+    icon = _prop("icon", "QIcon", None)
+    hidden = _prop("hidden", bool, False)
+    dependencies = _prop("dependencies", "QStringList", [])
+    index = _prop("index", int, -1)
+    slicerWikiUrl = _prop("slicerWikiUrl", str, "")
+    defaultDocumentationLink = _prop("defaultDocumentationLink", str, "")
+    isInstalled = _prop("isInstalled", bool, False)
+    isBuiltIn = _prop("isBuiltIn", bool, False)
+    widgetRepresentationCreationEnabled = _prop("wrce", bool, True)
+    path = pyqtProperty(str, lambda s: s._path)
+    name = pyqtProperty(str, lambda s: s._name)
+
+    @pyqtSlot(result=object)
+    def widgetRepresentation(self):
+        return self._widget
+
+    @pyqtSlot(result=object)
+    def createNewWidgetRepresentation(self):
+        return self._widget
+
+    @pyqtSlot(result=object)
+    def logic(self):
+        return self._logic
+
+    @pyqtSlot(result=object)
+    def mrmlScene(self):
+        import slicer
+
+        return slicer.mrmlScene
+
+    @pyqtSlot(object)
+    def setMRMLScene(self, scene) -> None:
+        pass
+
+
+class LogicModule:
+    """``slicer.modules.<name>`` of a C++ module used here only for its logic."""
+
+    def __init__(self, logic) -> None:
+        self._logic = logic
+
+    def logic(self):
+        return self._logic
+
+
+class ModulePanel:
+    """The main window's module selector: shows one module at a time."""
+
+    def __init__(self, app) -> None:
+        self.app, self.current = app, None
+
+    def selectModule(self, name: str) -> None:
+        module = self.app.module_manager.module(name)
+        if module is None:
+            raise RuntimeError(f"no module {name}")
+        if self.current is module:
+            return
+        if self.current is not None and self.current._widget is not None:
+            self.current._widget.exit()
+        self.current = module
+        if isinstance(module, qSlicerScriptedLoadableModule):
+            if module._widget is None:
+                self.app.create_widget(module)
+            module._widget.enter()
+
+    @property
+    def selectedModule(self) -> str:
+        return self.current._name if self.current else ""
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    def __init__(self, app) -> None:
+        QtWidgets.QMainWindow.__init__(self)
+        self.setObjectName("qSlicerMainWindow")
+        self._panel = ModulePanel(app)
+
+    def moduleSelector(self):
+        return self._panel
+
+
+def load_scripted_module(app, folder: Path, name: str) -> qSlicerScriptedLoadableModule:
+    """What Slicer does with a module found in *Additional module paths*."""
+    import slicer
+
+    path = folder / f"{name}.py"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(name, path)
+    source = importlib.util.module_from_spec(spec)
+    sys.modules[name] = source
+    spec.loader.exec_module(source)
+    module = qSlicerScriptedLoadableModule(name, path)
+    module._source = source
+    getattr(source, name)(module)  # ScriptedLoadableModule.__init__(parent)
+    app.module_manager.modules[name] = module
+    setattr(slicer.modules, name.lower(), module)
+    return module
+
+
+def create_widget(module: qSlicerScriptedLoadableModule):
+    import slicer
+
+    parent = qSlicerScriptedLoadableModuleWidget(module)
+    module._widget = parent
+    widget = getattr(sys.modules[module._name], module._name + "Widget")(parent)
+    parent._self = widget
+    setattr(slicer.modules, module._name + "Widget", widget)
+    widget.setup()
+    return widget
+
+
+__all__ = ["LogicModule", "MainWindow", "ModuleManager", "create_widget", "load_scripted_module",
+           "qSlicerScriptedLoadableModule", "qSlicerScriptedLoadableModuleWidget", "types"]

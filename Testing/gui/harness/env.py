@@ -1,0 +1,270 @@
+"""Assemble what Slicer's Python sees: ``qt``, ``ctk`` and ``slicer`` for one release.
+
+* ``qt``: the PyQt5 classes (real Qt 5.15, offscreen) with PythonQt's attribute rules; the
+  classes of ``api_facts.json`` are strict, others keep their PyQt API.
+* ``ctk``, ``slicer.qMRML*``: the look-alikes of :mod:`.ctk` and :mod:`.qmrml`.
+* ``slicer``: slicer-core's real MRML, plus Slicer's own Python layer of the chosen release
+  (``../shared/slicer/python/<version>/slicer``: util, parameterNodeWrapper,
+  ScriptedLoadableModule, i18n), imported unchanged, plus ``slicer.app``, ``mrmlScene``
+  and ``modules``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import types
+from pathlib import Path
+
+from . import application, ctk, qmrml
+from .facts import SHARED, class_facts, raw_facts
+from .pythonqt import LOG, PythonQtObject, install_handlers, python_qt_class
+
+_STATE: dict = {}
+LAYER = ("i18n", "util", "parameterNodeWrapper", "ScriptedLoadableModule")
+
+
+def _qt_module():
+    from PyQt5 import QtCore, QtGui, QtWidgets
+
+    module = types.ModuleType("qt")
+    sources = (QtWidgets, QtGui, QtCore)
+    built: dict[str, type] = {}
+
+    def pyqt(name: str):
+        for source in sources:
+            if hasattr(source, name):
+                return getattr(source, name)
+        return None
+
+    def make(name: str):
+        if name in built:
+            return built[name]
+        base = pyqt(name)
+        if base is None:
+            raise AttributeError(f"module 'qt' has no attribute '{name}'")
+        if not (isinstance(base, type) and issubclass(base, QtCore.QObject)):
+            built[name] = base  # value classes (QSize, QIcon, QTableWidgetItem...) as they are
+            return base
+        strict = name in raw_facts() and not name.startswith("_")
+        info = class_facts(name) if strict else _permissive_facts(name, base)
+        built[name] = python_qt_class(name, base, info, strict)
+        return built[name]
+
+    module.__getattr__ = make  # type: ignore[attr-defined]
+    module.Qt = QtCore.Qt
+    module.QUiLoader = UiLoader
+    module.SIGNAL = lambda s: s
+    module._make = make
+    return module
+
+
+def _permissive_facts(name: str, base):
+    from PyQt5 import QtCore
+
+    from .facts import ClassFacts, split_signature
+
+    info = ClassFacts(name, qt_class=True)
+    mo = base.staticMetaObject
+    for i in range(mo.propertyCount()):
+        info.properties.add(mo.property(i).name())
+    for i in range(mo.methodCount()):
+        m = mo.method(i)
+        sig = bytes(m.methodSignature()).decode()
+        if m.methodType() == QtCore.QMetaMethod.Signal:
+            n, args = split_signature(sig)
+            info.signals.setdefault(n, []).append(args)
+        else:
+            info.slots.add(split_signature(sig)[0])
+            info.slot_signatures.add(sig)
+    return info
+
+
+class UiLoader:
+    """``qt.QUiLoader``: Slicer's form builder with its widget plugins."""
+
+    def load(self, qfile):
+        from . import uiloader
+
+        return uiloader.load(qfile.fileName(), _STATE["classes"])
+
+
+def _application_class(qt):
+    from PyQt5 import QtWidgets
+    from PyQt5.QtCore import pyqtSlot
+
+    class qSlicerApplication(PythonQtObject, QtWidgets.QApplication):
+        _pq = class_facts("qSlicerApplication")
+
+        @pyqtSlot(result=object)
+        def mrmlScene(self):
+            return _STATE["context"].scene
+
+        @pyqtSlot(result=object)
+        def applicationLogic(self):
+            return _STATE["context"].app_logic
+
+        @pyqtSlot(result=object)
+        def moduleManager(self):
+            return self._module_manager
+
+        @pyqtSlot(str, result=object)
+        def moduleLogic(self, name):
+            return self._module_logics.get(name)
+
+        @pyqtSlot(result=object)
+        def layoutManager(self):
+            return None
+
+        @pyqtSlot(result=object)
+        def settings(self):
+            return qt.QSettings()
+
+        @pyqtSlot(result=object)
+        def userSettings(self):
+            return qt.QSettings()
+
+        @staticmethod
+        def testingEnabled() -> bool:
+            return _STATE.get("testing", False)
+
+        def processEvents(self, *args) -> None:
+            QtWidgets.QApplication.processEvents(*args)
+
+    qSlicerApplication._pq.wrapped |= {"processEvents", "testingEnabled"}
+    return qSlicerApplication
+
+
+def _load_file(name: str, path: Path, package: bool = False):
+    spec = importlib.util.spec_from_file_location(
+        name, path / "__init__.py" if package else path,
+        submodule_search_locations=[str(path)] if package else None)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def start(version: str):
+    """The application for ``version`` (created once per process; the layer is swapped)."""
+    if SHARED is None:
+        raise RuntimeError("../shared/slicer is not here")
+    if _STATE.get("version") == version:
+        return _STATE["app"]
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if "XDG_RUNTIME_DIR" not in os.environ:  # Qt warns without one (a desktop session has it)
+        import tempfile
+
+        os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="xdg-")
+    if "app" not in _STATE:
+        _first_start()
+    import slicer
+
+    folder = SHARED / "python" / version / "slicer"
+    for name in list(sys.modules):
+        if name.startswith(tuple(f"slicer.{n}" for n in LAYER)):
+            del sys.modules[name]
+    for name in LAYER:
+        package = (folder / name).is_dir()
+        module = _load_file(f"slicer.{name}", folder / name if package else folder / f"{name}.py",
+                            package)
+        setattr(slicer, name, module)
+    _STATE["version"] = version
+    return _STATE["app"]
+
+
+def _first_start() -> None:
+    install_handlers()
+    qt = _qt_module()
+    sys.modules["qt"] = qt
+    ctk_module = types.ModuleType("ctk")
+    for name, cls in ctk.CLASSES.items():
+        setattr(ctk_module, name, cls)
+    ctk_module.__getattr__ = _absent_factory("ctk")  # type: ignore[attr-defined]
+    sys.modules["ctk"] = ctk_module
+    import slicer  # slicer-core: real MRML
+    import vtk  # noqa: F401
+
+    from NNSegLib.slicer import mrml
+
+    app_class = _application_class(qt)
+    app = app_class(["NNSegHarness"])
+    app.setApplicationName("Slicer")
+    app.setOrganizationName("NA-MIC")
+    app.setOrganizationDomain("www.na-mic.org")
+    _STATE.update(app=app, context=mrml.new_scene())
+    plots = slicer.vtkSlicerPlotsLogic()
+    plots.SetMRMLScene(_STATE["context"].scene)
+    plots.SetMRMLApplicationLogic(_STATE["context"].app_logic)
+    app._module_manager = application.ModuleManager()
+    app._module_logics = {"Segmentations": _STATE["context"].segmentations_logic, "Plots": plots}
+    slicer.app = app
+    slicer.mrmlScene = _STATE["context"].scene
+    slicer.modules = types.SimpleNamespace(
+        segmentations=application.LogicModule(_STATE["context"].segmentations_logic),
+        plots=application.LogicModule(plots))
+    for name, cls in qmrml.CLASSES.items():
+        setattr(slicer, name, cls)
+    for name in ("qSlicerScriptedLoadableModuleWidget", "qSlicerScriptedLoadableModule"):
+        setattr(slicer, name, getattr(application, name))
+    for missing in ("qMRMLSubjectHierarchyComboBox", "qMRMLSubjectHierarchyTreeView",
+                    "qMRMLSliderWidget", "qMRMLSpinBox", "qMRMLRangeWidget",
+                    "qMRMLSegmentSelectorWidget", "qMRMLSubjectHierarchyModel"):
+        if not hasattr(slicer, missing):
+            setattr(slicer, missing, _absent(missing))
+    classes = {}
+    for name in raw_facts():
+        if name.startswith("Q") and not name.startswith("_"):
+            try:
+                classes[name] = qt._make(name)
+            except AttributeError:
+                pass
+    for name in ("QVBoxLayout", "QHBoxLayout", "QGridLayout", "QFormLayout", "QWidget",
+                 "QGroupBox", "QToolButton", "QRadioButton", "QSlider", "QTextEdit"):
+        classes[name] = qt._make(name)
+    classes.update(ctk.CLASSES)
+    classes.update(qmrml.CLASSES)
+    _STATE["classes"] = classes
+    window = application.MainWindow(app)
+    _STATE["window"] = window
+    app.module_manager = app._module_manager
+    app.create_widget = application.create_widget
+
+
+def _absent_factory(prefix: str):
+    cache: dict[str, type] = {}
+
+    def get(name: str):
+        if not name.startswith(prefix):
+            raise AttributeError(name)
+        return cache.setdefault(name, _absent(name))
+
+    return get
+
+
+def _absent(name: str):
+    def create(*args, **kwargs):
+        raise NotImplementedError(f"{name} is not part of the harness (NNSeg does not use it)")
+
+    return type(name, (), {"__new__": lambda cls, *a, **k: create()})
+
+
+def scene():
+    return _STATE["context"].scene
+
+
+def load_module(folder: Path, name: str = "NNSeg"):
+    """The module as Slicer loads it from *Additional module paths* (its folder)."""
+    return application.load_scripted_module(_STATE["app"], folder, name)
+
+
+def select(name: str) -> None:
+    _STATE["window"].moduleSelector().selectModule(name)
+
+
+def set_testing(enabled: bool) -> None:
+    _STATE["testing"] = enabled
+
+
+__all__ = ["LOG", "load_module", "scene", "select", "set_testing", "start"]
