@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	echo "$(TORCH_SPEC)" > $(VENV)/torch-constraint.txt
-	$(PY) -m pip install -q -c $(VENV)/torch-constraint.txt -e ".[dev,slicer]"
+	$(PY) -m pip install -q -c $(VENV)/torch-constraint.txt -e ".[dev,slicer,gui]"
 	touch $@
 
 setup: $(VENV)/.installed

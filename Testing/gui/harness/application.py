@@ -24,7 +24,8 @@ from PyQt5 import QtCore, QtWidgets
 from PyQt5.QtCore import pyqtProperty, pyqtSignal, pyqtSlot
 
 from .facts import class_facts
-from .pythonqt import PythonQtObject, report_exception
+from .pythonqt import report_exception
+from .qtmodule import qt_class
 
 
 class ModuleManager(QtCore.QObject):
@@ -59,7 +60,7 @@ class ModuleManager(QtCore.QObject):
         return receiver is not None
 
 
-class qSlicerScriptedLoadableModuleWidget(PythonQtObject, QtWidgets.QWidget):
+class qSlicerScriptedLoadableModuleWidget(qt_class("QWidget")):
     """The C++ parent of a scripted module's widget (``self.parent`` in Python)."""
 
     _pq = class_facts("qSlicerScriptedLoadableModuleWidget")
@@ -105,7 +106,7 @@ class qSlicerScriptedLoadableModuleWidget(PythonQtObject, QtWidgets.QWidget):
     moduleName = pyqtProperty(str, lambda s: s._module._name)
 
 
-class qSlicerScriptedLoadableModule(PythonQtObject, QtCore.QObject):
+class qSlicerScriptedLoadableModule(qt_class("QObject")):
     """The C++ module object given to ``NNSeg(parent)``: title, categories, path..."""
 
     _pq = class_facts("qSlicerScriptedLoadableModule")

@@ -15,13 +15,13 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from PyQt5.QtCore import pyqtProperty, pyqtSignal, pyqtSlot
 
 from .facts import class_facts
-from .pythonqt import LOG, PythonQtObject
+from .pythonqt import LOG
+from .qtmodule import qt_class
 
 
-class CtkWidget(PythonQtObject):
-    """Base of the look-alikes: C++ signal signatures mapped to their PyQt declarations."""
-
-    _pq_signal_types: dict = {}
+def CtkWidget(qt_base: str):  # noqa: N802 - reads as a base class
+    """The ``qt.<qt_base>`` a look-alike derives from (Qt's class tree)."""
+    return qt_class(qt_base)
 
 
 def _facts(name: str):
@@ -29,7 +29,7 @@ def _facts(name: str):
 
 
 # -- ctkCollapsibleButton --------------------------------------------------------------------
-class ctkCollapsibleButton(CtkWidget, QtWidgets.QAbstractButton):
+class ctkCollapsibleButton(CtkWidget("QAbstractButton")):
     """A checkable header whose children hide when it is collapsed
     (ctkCollapsibleButton.cpp:223-231 setCollapsed = setChecked(!c); 272-328 onToggled →
     collapse: each child widget hidden or shown, then contentsCollapsed(bool))."""
@@ -154,7 +154,7 @@ def name_filters_pattern(name_filters: list[str]) -> str:
     return "(" + "|".join(parts) + ")" if parts else ".+"
 
 
-class ctkPathLineEdit(CtkWidget, QtWidgets.QWidget):
+class ctkPathLineEdit(CtkWidget("QWidget")):
     """An editable combo box + browse button (ctkPathLineEdit.cpp:230-300). The line edit's
     QRegularExpressionValidator comes from ``nameFilters`` (ctkPathLineEdit.cpp:388-394);
     ``currentPathChanged`` is emitted only for acceptable input (ctkPathLineEdit.cpp:730-750)."""
@@ -251,7 +251,7 @@ class ctkPathLineEdit(CtkWidget, QtWidgets.QWidget):
 
 
 # -- ctkSliderWidget ---------------------------------------------------------------------------
-class ctkSliderWidget(CtkWidget, QtWidgets.QWidget):
+class ctkSliderWidget(CtkWidget("QWidget")):
     """A slider beside a spin box sharing one value (ctkSliderWidget.cpp:220-380): the spin
     box rounds to ``decimals`` and clamps to the range; ``valueChanged(double)`` follows the
     spin box's value (setSpinBoxValue, :362-380)."""
@@ -345,7 +345,7 @@ class ctkSliderWidget(CtkWidget, QtWidgets.QWidget):
 
 
 # -- ctkMessageBox -------------------------------------------------------------------------------
-class ctkMessageBox(CtkWidget, QtWidgets.QMessageBox):
+class ctkMessageBox(CtkWidget("QMessageBox")):
     """slicer.util.messageBox's dialog. ``exec_`` does not block: it records the text and
     returns the answer the test queued (:data:`DIALOGS`); an unexpected dialog is a problem."""
 
@@ -354,7 +354,19 @@ class ctkMessageBox(CtkWidget, QtWidgets.QMessageBox):
     def __init__(self, parent=None) -> None:
         QtWidgets.QMessageBox.__init__(self, parent)
         self._dontShowAgain, self._settingsKey = False, ""
-        self._dontShowVisible = False
+        self._dontShowVisible, self._roles = False, []
+
+    @pyqtSlot(bool)
+    def setDontShowAgain(self, dont: bool) -> None:
+        self._dontShowAgain = dont
+
+    @pyqtSlot(int)
+    def addDontShowAgainButtonRole(self, role: int) -> None:
+        self._roles.append(role)
+
+    @pyqtSlot(int)
+    def onFinished(self, result: int) -> None:
+        pass
 
     def exec_(self) -> int:
         return DIALOGS.answer(QtWidgets.QMessageBox.text(self),
@@ -367,6 +379,8 @@ class ctkMessageBox(CtkWidget, QtWidgets.QMessageBox):
                                  lambda s, v: setattr(s, "_dontShowAgain", v))
     dontShowAgainSettingsKey = pyqtProperty(str, lambda s: s._settingsKey,
                                             lambda s, v: setattr(s, "_settingsKey", v))
+    dontShowAgainButtonRoles = pyqtProperty("QVariantList", lambda s: s._roles,
+                                            lambda s, v: setattr(s, "_roles", list(v)))
     dontShowAgainVisible = pyqtProperty(bool, lambda s: s._dontShowVisible,
                                         lambda s, v: setattr(s, "_dontShowVisible", v))
 

@@ -19,66 +19,19 @@ from pathlib import Path
 
 from . import application, ctk, qmrml
 from .facts import SHARED, class_facts, raw_facts
-from .pythonqt import LOG, PythonQtObject, install_handlers, python_qt_class
+from .pythonqt import LOG, install_handlers
 
 _STATE: dict = {}
 LAYER = ("i18n", "util", "parameterNodeWrapper", "ScriptedLoadableModule")
 
 
 def _qt_module():
-    from PyQt5 import QtCore, QtGui, QtWidgets
+    from . import qtmodule
 
-    module = types.ModuleType("qt")
-    sources = (QtWidgets, QtGui, QtCore)
-    built: dict[str, type] = {}
-
-    def pyqt(name: str):
-        for source in sources:
-            if hasattr(source, name):
-                return getattr(source, name)
-        return None
-
-    def make(name: str):
-        if name in built:
-            return built[name]
-        base = pyqt(name)
-        if base is None:
-            raise AttributeError(f"module 'qt' has no attribute '{name}'")
-        if not (isinstance(base, type) and issubclass(base, QtCore.QObject)):
-            built[name] = base  # value classes (QSize, QIcon, QTableWidgetItem...) as they are
-            return base
-        strict = name in raw_facts() and not name.startswith("_")
-        info = class_facts(name) if strict else _permissive_facts(name, base)
-        built[name] = python_qt_class(name, base, info, strict)
-        return built[name]
-
-    module.__getattr__ = make  # type: ignore[attr-defined]
-    module.Qt = QtCore.Qt
-    module.QUiLoader = UiLoader
-    module.SIGNAL = lambda s: s
-    module._make = make
-    return module
-
-
-def _permissive_facts(name: str, base):
-    from PyQt5 import QtCore
-
-    from .facts import ClassFacts, split_signature
-
-    info = ClassFacts(name, qt_class=True)
-    mo = base.staticMetaObject
-    for i in range(mo.propertyCount()):
-        info.properties.add(mo.property(i).name())
-    for i in range(mo.methodCount()):
-        m = mo.method(i)
-        sig = bytes(m.methodSignature()).decode()
-        if m.methodType() == QtCore.QMetaMethod.Signal:
-            n, args = split_signature(sig)
-            info.signals.setdefault(n, []).append(args)
-        else:
-            info.slots.add(split_signature(sig)[0])
-            info.slot_signatures.add(sig)
-    return info
+    qt = qtmodule.module()
+    qt.QUiLoader = UiLoader
+    qt._make = qtmodule.qt_class
+    return qt
 
 
 class UiLoader:
@@ -94,7 +47,7 @@ def _application_class(qt):
     from PyQt5 import QtWidgets
     from PyQt5.QtCore import pyqtSlot
 
-    class qSlicerApplication(PythonQtObject, QtWidgets.QApplication):
+    class qSlicerApplication(qt.QApplication):
         _pq = class_facts("qSlicerApplication")
 
         @pyqtSlot(result=object)
@@ -170,6 +123,8 @@ def start(version: str):
         module = _load_file(f"slicer.{name}", folder / name if package else folder / f"{name}.py",
                             package)
         setattr(slicer, name, module)
+    for cls in list(ctk.CLASSES.values()) + list(qmrml.CLASSES.values()):
+        cls._pq = class_facts(cls.__name__, version)  # 5.12.3-only API only on 5.12.3
     _STATE["version"] = version
     return _STATE["app"]
 
@@ -268,3 +223,15 @@ def set_testing(enabled: bool) -> None:
 
 
 __all__ = ["LOG", "load_module", "scene", "select", "set_testing", "start"]
+
+
+def unload_all() -> None:
+    """Slicer exiting: ``moduleAboutToBeUnloaded`` for each module (its widget's cleanup)."""
+    app = _STATE["app"]
+    panel = _STATE["window"].moduleSelector()
+    if panel.current is not None and panel.current._widget is not None:
+        panel.current._widget.exit()
+    panel.current = None
+    for name in list(app._module_manager.modules):
+        app._module_manager.moduleAboutToBeUnloaded.emit(name)
+    app._module_manager.modules.clear()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
@@ -81,7 +81,7 @@ def _own(entry: dict, version: str) -> dict:
     return own
 
 
-@lru_cache(maxsize=None)
+@cache
 def class_facts(name: str, version: str = VERSIONS[-1]) -> ClassFacts:
     facts = raw_facts()
     chain, current = [], name

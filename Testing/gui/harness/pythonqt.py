@@ -141,7 +141,8 @@ def _meta_has_signal(obj, signature: str, info: ClassFacts) -> bool:
     sig = QtCore.QMetaObject.normalizedSignature(signature).data().decode()
     for i in range(mo.methodCount()):
         m = mo.method(i)
-        if m.methodType() == QtCore.QMetaMethod.Signal and bytes(m.methodSignature()).decode() == sig:
+        signature = bytes(m.methodSignature()).decode()
+        if m.methodType() == QtCore.QMetaMethod.Signal and signature == sig:
             return True
     return False
 
@@ -189,7 +190,8 @@ class PythonQtObject:
         cls = type(self)
         info: ClassFacts = cls._pq
         if name in info.properties:
-            return QtCore.QObject.property(self, name)
+            value = QtCore.QObject.property(self, name)
+            return tuple(value) if isinstance(value, list) else value  # QList → tuple
         if name == "name":  # PythonQt's alias of objectName (Slicer's util relies on it)
             return QtCore.QObject.objectName(self)
         if name in info.signals:

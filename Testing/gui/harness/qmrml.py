@@ -20,12 +20,12 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from PyQt5.QtCore import pyqtProperty, pyqtSignal, pyqtSlot
 
 from .facts import class_facts
-from .pythonqt import PythonQtObject
+from .qtmodule import qt_class
 
 NODE_ID = QtCore.Qt.UserRole + 1
 
 
-class qMRMLWidget(PythonQtObject, QtWidgets.QWidget):
+class qMRMLWidget(qt_class("QWidget")):
     _pq = class_facts("qMRMLWidget")
     mrmlSceneChanged = pyqtSignal(object)
     _pq_signal_types = {("mrmlSceneChanged", ("vtkMRMLScene*",)): object}
@@ -62,7 +62,7 @@ _NODE_SIGNALS = ("currentNodeChanged", "nodeActivated", "nodeAdded", "nodeAddedB
                  "nodeAboutToBeRemoved", "nodeAboutToBeEdited", "nodeAddedByUserAction")
 
 
-class qMRMLNodeComboBox(PythonQtObject, QtWidgets.QWidget):
+class qMRMLNodeComboBox(qt_class("QWidget")):
     _pq = class_facts("qMRMLNodeComboBox")
     currentNodeChanged = pyqtSignal([object], [bool])
     currentNodeIDChanged = pyqtSignal(str)
@@ -168,9 +168,9 @@ class qMRMLNodeComboBox(PythonQtObject, QtWidgets.QWidget):
             return
         pre, post = self._extraItems()
         row = self._model.rowCount() - len(post)
+        # QComboBox itself selects the row when it was empty (no None, no action items):
+        # Qt 5.15 QComboBoxPrivate::_q_rowsInserted
         self._model.insertRow(row, self._item(node))
-        if len(self._nodeRows()) == 1 and self._currentID() is None and not self._none:
-            self._combo.setCurrentIndex(row)  # QComboBox selects the first inserted row
         self._signal("nodeAdded")[object].emit(node)
 
     def _onNodeRemoved(self, scene, event, node=None) -> None:
@@ -298,8 +298,8 @@ class qMRMLNodeComboBox(PythonQtObject, QtWidgets.QWidget):
     def currentNode(self):
         return self._node(self._currentID())
 
-    @pyqtSlot(result=str)
-    def currentNodeId(self) -> str:
+    @pyqtSlot(result=str, name="currentNodeId")
+    def _currentNodeIdSlot(self) -> str:
         return self._currentID() or ""
 
     @pyqtSlot(result=int)

@@ -76,11 +76,12 @@ class Builder:
             if prop.get("stdset") == "0":
                 QtCore.QObject.setProperty(obj, name, value)
                 continue
+            label = f"{QtCore.QObject.objectName(obj)} ({type(obj).__name__})"
             if not _is_real_property(obj, name):
-                raise UiError(f"{QtCore.QObject.objectName(obj)} ({type(obj).__name__}): '{name}' is not a "
-                              "property of the class; mark dynamic properties stdset=\"0\"")
+                raise UiError(f"{label}: '{name}' is not a property of the class; mark "
+                              "dynamic properties stdset=\"0\"")
             if not QtCore.QObject.setProperty(obj, name, value):
-                raise UiError(f"{QtCore.QObject.objectName(obj)}: property '{name}' refused {value!r}")
+                raise UiError(f"{label}: property '{name}' refused {value!r}")
 
     def widget(self, element, parent):
         w = self.create(element.get("class"), parent)
@@ -152,7 +153,8 @@ class Builder:
 
     def connections(self, root) -> None:
         for c in root.findall("connections/connection"):
-            sender, receiver = self.objects[c.findtext("sender")], self.objects[c.findtext("receiver")]
+            sender = self.objects[c.findtext("sender")]
+            receiver = self.objects[c.findtext("receiver")]
             signal, slot = c.findtext("signal"), c.findtext("slot")
             receiver_facts = type(receiver)._pq
             from .facts import normalize
