@@ -166,6 +166,8 @@ class qSlicerScriptedLoadableModule(qt_class("QObject")):
 class LogicModule:
     """``slicer.modules.<name>`` of a C++ module used here only for its logic."""
 
+    _widget = None
+
     def __init__(self, logic) -> None:
         self._logic = logic
 

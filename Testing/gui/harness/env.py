@@ -235,3 +235,9 @@ def unload_all() -> None:
     for name in list(app._module_manager.modules):
         app._module_manager.moduleAboutToBeUnloaded.emit(name)
     app._module_manager.modules.clear()
+
+
+def module_widget(name: str = "NNSeg"):
+    import slicer
+
+    return getattr(slicer.modules, name + "Widget")

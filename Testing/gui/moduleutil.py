@@ -1,0 +1,60 @@
+"""Helpers of the GUI tests: the NNSeg module loaded from its folder, scene content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def open_module(env):
+    """NNSeg as a clinician opens it: loaded from its folder, then its panel shown."""
+    env.load_module(REPO / "NNSeg")
+    env.select("NNSeg")
+    import slicer
+
+    return slicer.modules.NNSegWidget
+
+
+def other_module(env) -> None:
+    """Show another module (NNSeg's widget gets ``exit()``)."""
+    import slicer
+
+    from harness import application
+
+    manager = slicer.app.moduleManager()
+    if manager.module("Data") is None:
+        manager.modules["Data"] = application.LogicModule(None)
+    env.select("Data")
+
+
+def add_case(scene, name: str, seed: int, shape=(24, 32, 32)):
+    from NNSegLib.data.io import Geometry
+    from NNSegLib.slicer import mrml
+
+    geo = Geometry(shape, (2.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    rng = np.random.default_rng(seed)
+    image = rng.normal(100, 10, shape).astype(np.float32)
+    labels = np.zeros(shape, np.uint8)
+    labels[6:14, 8:20, 8:20] = 1
+    labels[14:18, 10:16, 18:26] = 2
+    image[labels == 1] += 60
+    image[labels == 2] += 120
+    volume = mrml.volume_node_from_array(scene, image, geo, name)
+    seg = mrml.segmentation_from_labels(scene, labels, geo, {0: "bg", 1: "a", 2: "b"},
+                                        reference_volume=volume, name=f"{name} seg")
+    return volume, seg
+
+
+def bound_widgets(widget) -> dict:
+    """SlicerParameterName → widget, as the parameterNodeWrapper finds them."""
+    import qt
+
+    found = {}
+    for w in widget.parent.findChildren(qt.QWidget):
+        name = w.property("SlicerParameterName")
+        if name:
+            found[name] = w
+    return found

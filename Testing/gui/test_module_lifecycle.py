@@ -1,0 +1,124 @@
+"""NNSeg driven as Slicer drives a scripted module, in real Qt, on 5.10.0 and 5.12.3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from moduleutil import REPO, add_case, bound_widgets, open_module, other_module
+
+pytestmark = pytest.mark.gui
+
+#: A GUI value per parameter (a value the widget accepts and differs from the default).
+GUI_VALUES = {
+    "channelNames": "T1, T2", "recipe": "v2", "memoryBudgetAuto": False,
+    "memoryBudgetGB": 12.5, "configurations": "3d_fullres", "trainConfiguration": "2d",
+    "folds": "0-4", "maxEpochs": 7, "device": "cpu", "detachTraining": True,
+    "timeBudget": True, "timeBudgetMinutes": 25, "predictDevice": "cpu", "predictFolds": "0",
+    "tta": False, "uncertainty": True, "postprocessing": False, "show3D": True,
+    "allowUnfinished": True, "previewFirst": True, "batchSource": "scene volumes",
+    "overlayOpacity": 0.25, "fineTuneEpochs": 30, "fineTuneAdaptHead": True,
+}
+
+
+def _set_gui(w, value) -> None:
+    import ctk
+    import qt
+    import slicer
+
+    if isinstance(w, qt.QAbstractButton):
+        w.checked = value
+    elif isinstance(w, qt.QComboBox):
+        w.currentIndex = w.findText(value)
+    elif isinstance(w, (qt.QSpinBox, qt.QDoubleSpinBox, ctk.ctkSliderWidget)):
+        w.value = value
+    elif isinstance(w, qt.QLineEdit):
+        w.text = value
+    elif isinstance(w, ctk.ctkPathLineEdit):
+        w.currentPath = str(value)
+    elif isinstance(w, slicer.qMRMLNodeComboBox):
+        w.setCurrentNode(value)
+    else:
+        raise AssertionError(f"no way to set {type(w).__name__}")
+
+
+def _read_gui(w):
+    import ctk
+    import qt
+    import slicer
+
+    if isinstance(w, qt.QAbstractButton):
+        return w.checked
+    if isinstance(w, qt.QComboBox):
+        return w.currentText
+    if isinstance(w, (qt.QSpinBox, qt.QDoubleSpinBox, ctk.ctkSliderWidget)):
+        return w.value
+    if isinstance(w, qt.QLineEdit):
+        return w.text
+    if isinstance(w, ctk.ctkPathLineEdit):
+        return w.currentPath
+    if isinstance(w, slicer.qMRMLNodeComboBox):
+        return w.currentNode()
+    raise AssertionError(type(w).__name__)
+
+
+def test_module_loads_from_its_folder_sets_up_and_enters(harness):
+    from harness.pythonqt import LOG
+
+    widget = open_module(harness)
+    assert widget.parent.isEntered
+    assert widget.ui.planButton.toolTip  # buttons carry the reason they are disabled
+    assert not widget.ui.planButton.enabled
+    other_module(harness)
+    assert not widget.parent.isEntered
+    open_module(harness)  # loaded again (as after Reload) and shown
+    assert LOG.problems() == []
+
+
+def test_ui_values_survive_loading(harness):
+    """Every spin box keeps the value the .ui gives it (properties apply in file order)."""
+    import xml.etree.ElementTree as ET
+
+    widget = open_module(harness)
+    root = ET.parse(REPO / "NNSeg" / "Resources" / "UI" / "NNSeg.ui").getroot()
+    checked = 0
+    for element in root.iter("widget"):
+        prop = element.find("property[@name='value']")
+        if prop is None:
+            continue
+        expected = float(list(prop)[0].text)
+        w = getattr(widget.ui, element.get("name"))
+        assert w.value == pytest.approx(expected), element.get("name")
+        checked += 1
+    assert checked >= 5
+
+
+def test_every_binding_round_trips(harness, tmp_path):
+    """GUI → parameter node → GUI for every bound widget, also after exit()/enter() and
+    after the scene is saved and loaded again."""
+    from harness.pythonqt import LOG
+
+    widget = open_module(harness)
+    scene = harness.scene()
+    volume, seg = add_case(scene, "case0", 0)
+    values = dict(GUI_VALUES)
+    values.update(trainingVolume=volume, trainingSegmentation=seg, inputVolume=volume,
+                  outputSegmentation=seg, datasetFolder=tmp_path / "Dataset002_X",
+                  workFolder=tmp_path / "work", modelPath=tmp_path / "model",
+                  batchInputFolder=tmp_path / "in", batchFolder=tmp_path / "batch")
+    for path in ("model", "in", "batch"):
+        (tmp_path / path).mkdir()
+    widgets = bound_widgets(widget)
+    assert set(widgets) == set(values), set(widgets) ^ set(values)
+    p = widget._parameterNode
+    for name, value in values.items():
+        _set_gui(widgets[name], value)
+        assert getattr(p, name) == value, f"{name}: GUI → parameter lost"
+    other_module(harness)
+    open_module(harness)
+    widget = harness.module_widget()
+    for name, value in values.items():
+        assert getattr(widget._parameterNode, name) == value, f"{name} after exit/enter"
+        shown = _read_gui(bound_widgets(widget)[name])
+        assert shown == (str(value) if isinstance(value, Path) else value), name
+    assert LOG.problems() == []
