@@ -767,6 +767,8 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def showDidItHelp(self) -> None:
         """The fine-tuned model's cross-validation Dice beside its parent's."""
         p = self._parameterNode
+        if p is None:  # the panel is not shown (exit() or a closing scene)
+            return
         with slicer.util.tryWithErrorDisplay(_("Could not compare the models."),
                                              waitCursor=False):
             text, header, rows = self.logic.didItHelp(p.workFolder, p.trainConfiguration)

@@ -50,9 +50,9 @@ def harness(slicer_version, tmp_path, monkeypatch):
     QtCore.QSettings.setPath(QtCore.QSettings.IniFormat, QtCore.QSettings.UserScope,
                              str(tmp_path / "settings"))
     env.set_testing(False)
-    env.scene().Clear(0)
+    env.reset_scene()
     LOG.clear()
     DIALOGS.clear()
     yield env
     env.unload_all()
-    env.scene().Clear(0)
+    env.reset_scene()

@@ -21,7 +21,6 @@ def open_module(env):
 def other_module(env) -> None:
     """Show another module (NNSeg's widget gets ``exit()``)."""
     import slicer
-
     from harness import application
 
     manager = slicer.app.moduleManager()

