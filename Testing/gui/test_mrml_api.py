@@ -92,7 +92,7 @@ def test_facts_agree_with_slicer_core():
         total += len(own)
         absent += len({a for a in own if api.python_name(a) not in known})
     assert total > 8000
-    assert absent / total < 0.015, (absent, total)
+    assert absent / total < 0.01, (absent, total)   # 62 of 10476 when written
     # spot checks, read in the headers: added after 5.12.3 / after 5.10.0
     assert "GetInteractionHandleOpacity" in vars(slicer.vtkMRMLMarkupsDisplayNode)
     assert facts.find("vtkMRMLMarkupsDisplayNode", "GetInteractionHandleOpacity") is None
@@ -115,6 +115,7 @@ def test_header_reader_on_macros_access_and_wrap_guards():
       static vtkDemo* New();
       vtkTypeMacro(vtkDemo, vtkObject);
       enum Kinds { KindA = 0, KindB /* last */ };
+      enum { VTK_DEMO_TRACE = 1 << 2, Old VTK_DEPRECATED_IN_9_3_0("use KindA") };
       vtkGetMacro(Level, int);
       vtkSetClampMacro(Level, int, 0, 9);
       vtkBooleanMacro(Visible, bool);
@@ -140,7 +141,7 @@ def test_header_reader_on_macros_access_and_wrap_guards():
     (demo,) = parse_header(header, "vtkDemo.h")
     facts = demo.to_json()
     assert facts["superclass"] == "vtkObject"
-    assert facts["constants"] == ["KindA", "KindB", "Kinds"]
+    assert facts["constants"] == ["KindA", "KindB", "Kinds", "Old", "VTK_DEMO_TRACE"]
     assert {k: api.parse_arities(v) for k, v in facts["methods"].items()} == {
         "Draw": [(0, 0), (1, 3)], "GetLevel": [(0, 0)], "SetLevel": [(1, 1)],
         "GetLevelMinValue": [(0, 0)], "GetLevelMaxValue": [(0, 0)],

@@ -312,6 +312,15 @@ def _skip_statement(toks: list[str], i: int) -> int:
     return n
 
 
+def _enumerator(part: list[str]) -> str | None:
+    """Name of one enumerator (``NAME``, ``NAME = value``, annotations such as
+    ``VTK_DEPRECATED…("…")`` skipped; names may start with ``VTK_`` themselves)."""
+    head = part[:part.index("=")] if "=" in part else part
+    words = [t for k, t in enumerate(head) if re.fullmatch(r"[A-Za-z_]\w*", t)
+             and not (k + 1 < len(head) and head[k + 1] == "(")]
+    return words[-1] if words else None
+
+
 def _parse_enum(toks: list[str], i: int, facts: ClassFacts | None) -> int:
     j = i
     while j < len(toks) and toks[j] not in ("{", ";"):
@@ -324,9 +333,9 @@ def _parse_enum(toks: list[str], i: int, facts: ClassFacts | None) -> int:
         facts.constants.add(head[0])   # the enum type is an attribute too
     if facts is not None:
         for part in _split_top(toks[j + 1:end - 1]):
-            part, _ = _drop_annotations(part)
-            if part and re.fullmatch(r"[A-Za-z_]\w*", part[0]):
-                facts.constants.add(part[0])
+            name = _enumerator(part)
+            if name:
+                facts.constants.add(name)
     return _skip_statement(toks, end)
 
 
