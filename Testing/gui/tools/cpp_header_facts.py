@@ -75,7 +75,7 @@ MACROS = {
 NO_METHOD_MACROS = {"vtkErrorMacro", "vtkWarningMacro", "vtkDebugMacro"}
 
 TOKEN_RE = re.compile(
-    r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|[A-Za-z_][A-Za-z0-9_]*|\d[\w.]*|::|->|\.\.\.|\S')
+    r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|[A-Za-z_][A-Za-z0-9_]*|\d[\w.]*|::|->|<<|>>|\.\.\.|\S')
 ANNOTATION_RE = re.compile(r"^(VTK_[A-Z0-9_]+|VTK_ITK_OVERRIDE|VTK_OVERRIDE)$")
 ACCESS = {"public", "protected", "private"}
 #: declared in every class, never callable from Python (``New`` is the constructor)
@@ -172,22 +172,24 @@ def _match(toks: list[str], i: int, open_: str, close: str) -> int:
     for j in range(i, len(toks)):
         if toks[j] == open_:
             depth += 1
-        elif toks[j] == close:
-            depth -= 1
-            if depth == 0:
+        elif toks[j] == close or (close == ">" and toks[j] == ">>"):
+            depth -= len(toks[j])
+            if depth <= 0:
                 return j + 1
     raise ParseError(f"unbalanced {open_}{close}")
 
 
 def _split_top(toks: list[str]) -> list[list[str]]:
-    """Split on commas outside (), <>, {} and []."""
+    """Split on commas outside (), <>, {} and [] (``<<`` is a shift, ``>>`` closes two)."""
     parts: list[list[str]] = [[]]
     depth = 0
     for t in toks:
-        if t in "(<{[":
+        if t in ("(", "<", "{", "["):
             depth += 1
-        elif t in ")>}]":
+        elif t in (")", ">", "}", "]"):
             depth -= 1
+        elif t == ">>" and depth >= 2:
+            depth -= 2
         if t == "," and depth == 0:
             parts.append([])
         else:
@@ -389,8 +391,8 @@ def _first_paren(stmt: list[str]) -> int:
     for k, t in enumerate(stmt):
         if t == "<":
             depth += 1
-        elif t == ">":
-            depth -= 1
+        elif t in (">", ">>"):
+            depth = max(0, depth - len(t))
         elif t == "(" and depth == 0:
             return k
     return -1
