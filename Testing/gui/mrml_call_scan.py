@@ -10,9 +10,12 @@
   class (``scene.StartCloseEvent``, ``series.PlotTypeScatter``);
 * ``class`` — a Slicer class named in the code: ``slicer.vtkX``, ``from slicer import vtkX``,
   and string literals given as a class name (``scene.AddNewNodeByClass("vtkMRML…")``,
-  ``GetNodesByClass``, ``IsA``, ``nodeTypes = [...]``).
+  ``GetNodesByClass``, ``IsA``, ``nodeTypes = [...]``);
+* ``util`` — a function of Slicer's Python ``slicer.util`` (``slicer.util.X(...)``,
+  ``from slicer.util import X``), with the keyword arguments of the call.
 
-:func:`problems` checks each use with :mod:`mrml_api_check`.
+:func:`problems` checks each use but ``util`` with :mod:`mrml_api_check`;
+:func:`util_problems` checks ``util`` uses against a release's ``slicer/util.py``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Use:
     name: str              # method / constant / class name
     cls: str | None = None   # the class, when known exactly
     nargs: int | None = None  # positional arguments of a call (None: unknown)
+    keywords: tuple[str, ...] = ()  # keyword arguments of a call
 
     def where(self) -> str:
         return f"{self.path}:{self.line}"
@@ -65,6 +69,9 @@ class _Scanner(ast.NodeVisitor):
                 self.slicer_modules.add(alias.asname or "slicer")
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.module == "slicer.util":
+            for alias in node.names:
+                self._add(node, "util", alias.name)
         if node.module == "slicer":
             for alias in node.names:
                 if CLASS_RE.fullmatch(alias.name):
@@ -82,8 +89,12 @@ class _Scanner(ast.NodeVisitor):
 
     # uses -------------------------------------------------------------------------------
     def _add(self, node, kind: str, name: str, cls: str | None = None,
-             nargs: int | None = None) -> None:
-        self.uses.append(Use(self.path, node.lineno, kind, name, cls, nargs))
+             nargs: int | None = None, keywords: tuple[str, ...] = ()) -> None:
+        self.uses.append(Use(self.path, node.lineno, kind, name, cls, nargs, keywords))
+
+    def _is_util(self, node: ast.expr) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "util" \
+            and isinstance(node.value, ast.Name) and node.value.id in self.slicer_modules
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
@@ -92,7 +103,12 @@ class _Scanner(ast.NodeVisitor):
             starred = any(isinstance(a, ast.Starred) for a in node.args) or node.keywords
             nargs = None if starred else len(node.args)
             cls = self._class_of(func.value)
-            if cls is not None:
+            if self._is_util(func.value):
+                keywords = tuple(k.arg for k in node.keywords if k.arg is not None)
+                self._add(node, "util", func.attr, None,
+                          None if any(isinstance(a, ast.Starred) for a in node.args)
+                          else len(node.args), keywords)
+            elif cls is not None:
                 self._add(node, "qualified", func.attr, cls, nargs)
             elif func.attr in api.core_owners():
                 self._add(node, "call", func.attr, None, nargs)
@@ -106,7 +122,9 @@ class _Scanner(ast.NodeVisitor):
             self._add(node, "class", cls, cls)
         elif id(node) not in self.call_funcs:
             owner = self._class_of(node.value)
-            if owner is not None:
+            if self._is_util(node.value):
+                self._add(node, "util", node.attr)
+            elif owner is not None:
                 self._add(node, "qualified", node.attr, owner)
             elif _is_constant(node.attr):
                 self._add(node, "constant", node.attr)
@@ -149,8 +167,40 @@ def scan_files(paths: Iterable[Path], root: Path) -> list[Use]:
     return uses
 
 
+def util_problems(use: Use, util_source: str, release: str) -> list[str]:
+    """What ``slicer.util`` of one release (its ``util.py`` text) lacks for this use."""
+    tree = ast.parse(util_source)
+    defined: dict[str, ast.AST] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
+            defined[stmt.name] = stmt
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            for alias in stmt.names:
+                defined[(alias.asname or alias.name).split(".")[0]] = stmt
+        elif isinstance(stmt, ast.Assign):
+            for target in stmt.targets:
+                if isinstance(target, ast.Name):
+                    defined[target.id] = stmt
+    found = defined.get(use.name)
+    if found is None:
+        return [f"Slicer {release}: slicer.util has no {use.name}"]
+    if not isinstance(found, ast.FunctionDef):
+        return []
+    args = found.args
+    names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+    out = [f"Slicer {release}: slicer.util.{use.name} has no argument {k}"
+           for k in use.keywords if k not in names and args.kwarg is None]
+    positional = len(args.posonlyargs + args.args)
+    if use.nargs is not None and use.nargs > positional and args.vararg is None:
+        out.append(f"Slicer {release}: slicer.util.{use.name} takes {positional} positional "
+                   f"arguments, called with {use.nargs}")
+    return out
+
+
 def problems(use: Use, apis: list | None = None) -> list[str]:
     """What the supported releases lack for this use ([] when every release has it)."""
+    if use.kind == "util":
+        raise ValueError("check slicer.util uses with util_problems")
     if use.kind == "class":
         return api.check_class(use.name, apis)
     if use.kind == "qualified":

@@ -214,8 +214,35 @@ def test_static_calls_exist_in_supported_releases():
     excluded = {(u.path, u.name) for u in uses} & set(NOT_MRML)
     assert excluded == set(NOT_MRML), "stale NOT_MRML entries"
     problems = [f"{u.where()} {u.cls + '.' if u.cls else ''}{u.name}: {p}"
-                for u in uses if (u.path, u.name) not in NOT_MRML for p in scan.problems(u)]
+                for u in uses if (u.path, u.name) not in NOT_MRML and u.kind != "util"
+                for p in scan.problems(u)]
     assert not problems, "\n".join(problems)
+
+
+def test_slicer_util_functions_exist_in_supported_releases():
+    """``slicer.util`` is Slicer's own Python: checked against each release's ``util.py``
+    (in ``../shared/slicer/python/<version>/``), names and keyword arguments."""
+    shared = REPO.parent / "shared" / "slicer" / "python"
+    if not shared.is_dir():
+        pytest.skip("needs ../shared/slicer/python (Slicer's Python layer of each release)")
+    uses = [u for u in _uses() if u.kind == "util"]
+    assert {"arrayFromVolume", "tryWithErrorDisplay", "setSliceViewerLayers",
+            "VTKObservationMixin"} <= {u.name for u in uses}
+    problems = []
+    for release in api.RELEASES:
+        text = (shared / release / "slicer" / "util.py").read_text(encoding="utf-8")
+        problems += [f"{u.where()} {p}" for u in uses
+                     for p in scan.util_problems(u, text, release)]
+    assert not problems, "\n".join(problems)
+    # and the check fails where it must: an argument and a function no release has
+    text = (shared / "5.10.0" / "slicer" / "util.py").read_text(encoding="utf-8")
+    (bad_kw, bad_name) = scan.scan_source(
+        "import slicer\nslicer.util.setSliceViewerLayers(foregroundAlpha=0.4)\n"
+        "slicer.util.noSuchHelper()\n")
+    assert scan.util_problems(bad_kw, text, "5.10.0") == [
+        "Slicer 5.10.0: slicer.util.setSliceViewerLayers has no argument foregroundAlpha"]
+    assert scan.util_problems(bad_name, text, "5.10.0") == [
+        "Slicer 5.10.0: slicer.util has no noSuchHelper"]
 
 
 def _trace(tmp_path: Path, tests: list[str]) -> dict:
