@@ -26,8 +26,12 @@ from pathlib import Path
 FACTS_DIR = Path(__file__).resolve().parent / "mrml_api"
 #: Supported releases: the oldest (5.10.0) and what a clinician downloads today (5.12.3).
 RELEASES = ("5.10.0", "5.12.3")
+#: The release before: not supported (NNSegLib calls MRML methods it lacks); its facts
+#: show why the minimum is 5.10.
+OLDER_RELEASE = "5.8.1"
 #: The commits of those tags (Slicer/Slicer), as in ``../shared/slicer/SOURCE.md``.
-COMMITS = {"5.10.0": "a2b6d082be04274a849884fbb1e85634a9df90fb",
+COMMITS = {"5.8.1": "11eaf62e5a70b828021ff8beebbdd14d10d4f51c",
+           "5.10.0": "a2b6d082be04274a849884fbb1e85634a9df90fb",
            "5.12.3": "9034c71a8fce68ab312458b3d7d16f610562263d"}
 
 

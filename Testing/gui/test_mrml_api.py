@@ -62,7 +62,7 @@ ALL_MRML_TESTS = TRACED_TESTS + [
 # The facts
 # ----------------------------------------------------------------------------------------
 def test_facts_come_from_the_release_commits():
-    for release in api.RELEASES:
+    for release in (*api.RELEASES, api.OLDER_RELEASE):
         facts = api.load(release)
         assert facts.commit == api.COMMITS[release]
         assert facts.release == release
@@ -243,6 +243,22 @@ def test_slicer_util_functions_exist_in_supported_releases():
         "Slicer 5.10.0: slicer.util.setSliceViewerLayers has no argument foregroundAlpha"]
     assert scan.util_problems(bad_name, text, "5.10.0") == [
         "Slicer 5.10.0: slicer.util has no noSuchHelper"]
+
+
+def test_slicer_5_8_lacks_two_calls_so_the_minimum_is_5_10():
+    """The same check against Slicer 5.8.1 finds the two calls that need 5.10: a real
+    failure on NNSegLib's own code. When they are gone, the minimum can be lowered."""
+    older = [api.load(api.OLDER_RELEASE)]
+    found = {(u.path, u.name, p) for u in _uses()
+             if u.kind != "util" and (u.path, u.name) not in NOT_MRML
+             for p in scan.problems(u, older)}
+    assert found == {
+        ("NNSegLib/slicer/mrml.py", "SetColorDefined",
+         "Slicer 5.8.1: none of the slicer-core classes defining SetColorDefined "
+         "(vtkMRMLColorNode) has it with 2 argument(s)"),
+        ("NNSegLib/slicer/mrml.py", "SetTerminology",
+         "Slicer 5.8.1: none of the slicer-core classes defining SetTerminology "
+         "(vtkMRMLColorNode, vtkSegment) has it with 1 argument(s)")}, found
 
 
 def _trace(tmp_path: Path, tests: list[str]) -> dict:
