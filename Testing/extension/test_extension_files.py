@@ -86,7 +86,8 @@ def test_extension_metadata():
                 "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
         assert cmake_value(text, key).strip(), key
     assert cmake_value(text, "EXTENSION_ICONURL").endswith("Resources/Icons/NNSeg.png")
-    order = ["find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})",
+    order = ["find_package(Slicer ${NNSEG_SLICER_VERSION_MIN} REQUIRED)",
+             "include(${Slicer_USE_FILE})",
              "add_subdirectory(NNSeg)", "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
              "include(${Slicer_EXTENSION_CPACK})"]
     positions = [text.find(s) for s in order]
