@@ -85,6 +85,11 @@ SHAPES: dict[str, dict] = {
     "Dataset918_YZCoarse": dict(n=25, channels=["MRI", "noNorm"], fg=2,
                                 spacing=[0.7, 0.9, 0.9], shape=[190, 160, 150],
                                 spacing_jitter=0.0, relative=0.5),
+    # a tenth of the cases finer along z than in plane: the 10th percentile is clamped
+    "Dataset919_MixedSlices": dict(n=60, channels=["CT"], fg=1, spacing=[5.0, 0.8, 0.8],
+                                   shape=[40, 512, 512],
+                                   z_choices=[0.6, 0.7, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0],
+                                   inplane=512),
 }
 
 
