@@ -20,9 +20,9 @@ both recipes:
 * Normalization: ``ct`` for a channel named CT, ``none`` for ``noNorm``, else ``zscore``;
   mask for norm on ``zscore`` channels when cropping left < 75 % of the median case.
 
-A fingerprint no plan can be made from (no cases, a spacing that is not a finite number
-> 0, a shape under 1 voxel, cases that resample to 0 voxels along an axis) is refused
-naming the case.
+A fingerprint no plan can be made from (no cases, channels or labels; a spacing that is not
+a finite number > 0; a cropped shape with an axis of 0 voxels) is refused naming the case,
+and a budget too small for any patch naming ``--gpu-memory-gb``.
 """
 
 from __future__ import annotations
@@ -85,20 +85,6 @@ def axis_order(spacing: Values) -> tuple[int, ...]:
     """``transpose_forward``: the coarsest axis (the first of equals) first, then the rest."""
     coarse = int(np.argmax(np.asarray(spacing, dtype=np.float64)))
     return (coarse, *[a for a in range(len(spacing)) if a != coarse])
-
-
-def _zero_axis_problem(cases: Cases, shapes: np.ndarray, median: np.ndarray,
-                       spacing: np.ndarray, order: Sequence[int]) -> str | None:
-    axes = [a for a in range(len(median)) if median[a] < 1]
-    if not axes:
-        return None
-    a = axes[0]
-    i = int(np.argmin(shapes[:, a]))
-    return (f"at the target spacing {[round(float(s), 4) for s in spacing]} (plan axes), "
-            f"the median image has {median[a]:g} voxels along plan axis {a} (image axis "
-            f"{order[a]}): e.g. case {i} shape {cases.shapes[i].tolist()} at spacing "
-            f"{cases.spacings[i].tolist()} becomes {shapes[i].tolist()}; the patch would "
-            "have 0 voxels")
 
 
 # --- configurations --------------------------------------------------------------------
@@ -179,10 +165,9 @@ def plan_dataset(
     order = axis_order(target) if r.transpose else (0, 1, 2)
     cases, spacing = raw.transposed(order), target[list(order)]
     shapes = cases.shapes_at(spacing)
+    # ≥ 0.5 voxel along every axis (half the cases are at or above the median spacing and
+    # keep ≥ 1), so every patch has ≥ 1
     median = np.median(shapes, axis=0)
-    problem = _zero_axis_problem(cases, shapes, median, spacing, order)
-    if problem:
-        raise NNSegError(problem)
     voxels = rules.dataset_voxels(shapes, median, ctx)
     aniso = _anisotropy_axis(cases, r)
     common = _common_fields(fingerprint, r, aniso)
@@ -302,6 +287,9 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
             progress.message(warning, level="warning")
     clean_stale_temps(ws.root)
     fingerprint = Fingerprint.load(ws.fingerprint)
+    problem = fingerprint_problem(fingerprint)
+    if problem:
+        raise NNSegError(f"{ws.fingerprint}: {problem}; run `nnseg fingerprint` again")
     plans = plan_dataset(fingerprint, args.recipe, args.gpu_memory_gb, args.configurations)
     if args.override:
         try:

@@ -78,7 +78,7 @@ def fit_patch(median: Sequence[int], spacing: Values, ctx: PlanContext) -> Topol
         patch[a] -= step
         topo = _topology(patch, spacing, ctx)
     raise NNSegError(
-        f"no patch fits a memory budget of {ctx.budget_gb} GB even at the smallest size; "
+        f"no patch fits a memory budget of {ctx.budget_gb:g} GB even at the smallest size; "
         "raise --gpu-memory-gb"
     )
 

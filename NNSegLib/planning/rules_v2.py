@@ -96,8 +96,8 @@ def fit_v2(spacing: Values, median: Values, dataset_voxels: float,
         patch[axis] -= step
         if patch[axis] < 1:
             raise NNSegError(
-                f"no {dims}D patch fits a memory budget of {ctx.budget_gb:g} GB even at the "
-                "smallest size; raise --gpu-memory-gb")
+                f"no patch fits a memory budget of {ctx.budget_gb:g} GB even at the smallest "
+                "size; raise --gpu-memory-gb")
         topo = _topology(patch, spacing, ctx)
         values = _values(topo, ctx)
     batch = round(reference / values * ref_batch)

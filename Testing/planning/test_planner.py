@@ -227,3 +227,28 @@ def test_cli_plan_without_fingerprint_fails(tmp_path):
     from NNSegLib.cli import main
 
     assert main(["plan", str(tmp_path / "raw"), "--work", str(tmp_path / "w"), "--quiet"]) == 2
+
+
+@pytest.mark.parametrize("recipe", ["paper", "v2"])
+def test_unplannable_fingerprints_are_refused_naming_the_case(recipe):
+    import dataclasses
+
+    good = _fingerprint([(20, 30, 30)] * 4, [(1.0, 1.0, 1.0)] * 4)
+    assert plan_dataset(good, recipe).configurations
+    for field, value, says in (
+            ("spacing", (float("nan"), 1.0, 1.0), r"case 'case_002': spacing \[nan, 1.0, 1.0\] "
+                                                   "is not a finite number > 0"),
+            ("spacing", (1.0, 0.0, 1.0), "case 'case_002': spacing"),
+            ("spacing", (1.0, 1.0, float("inf")), "case 'case_002': spacing"),
+            ("spacing", (1.0, 1.0), "need 3 values each"),
+            ("shape_after_crop", (0, 30, 30), r"shape after cropping \[0, 30, 30\] has an axis "
+                                              "of 0 voxels")):
+        cases = list(good.cases)
+        cases[2] = dataclasses.replace(cases[2], **{field: value})
+        with pytest.raises(NNSegError, match=says):
+            plan_dataset(dataclasses.replace(good, cases=tuple(cases)), recipe)
+    with pytest.raises(NNSegError, match="has no cases"):
+        plan_dataset(dataclasses.replace(good, cases=()), recipe)
+    # v2 (as nnU-Net) plans a patch of a few voxels for 1e-4 GB; nothing fits 1e-7 GB
+    with pytest.raises(NNSegError, match="no patch fits a memory budget of 1e-07 GB"):
+        plan_dataset(good, recipe, memory_gb=1e-7)
