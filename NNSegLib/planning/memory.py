@@ -1,6 +1,12 @@
-"""An explicit estimate of the device memory one training step of a U-Net needs.
+"""Two ways to weigh a U-Net's training step against a device memory budget (METHOD §2).
 
-The planner trades patch and batch size against this number (METHOD §2). The model:
+* :class:`MemoryModel` (recipe ``paper``): an explicit estimate in GB, below.
+* :class:`FeatureMapBudget` (recipe ``v2``): nnU-Net v2's way. It counts the values of the
+  network's feature maps for one sample (:func:`feature_map_values`) and compares them with
+  reference counts that nnU-Net's authors found to fill 8 GB (560 M in 3D at batch 2, 85 M
+  in 2D at batch 12), scaled linearly to the budget.
+
+The explicit model:
 
     memory = batch × activations × bytes_per_activation
              + parameters × bytes_per_parameter
@@ -110,4 +116,52 @@ def estimate_memory_gb(
     return total / GB + model.overhead_gb
 
 
-__all__ = ["MemoryModel", "count_activations", "count_parameters", "estimate_memory_gb"]
+def feature_map_values(topology: Topology, num_classes: int, n_conv: int = 2,
+                       n_conv_decoder: int = 2) -> int:
+    """Feature-map values of one sample, counted as nnU-Net v2 counts them.
+
+    Each encoder convolution's output (``n_conv × F_s × V_s`` per stage), each decoder
+    stage's transposed convolution and convolutions (``(1 + n_conv_decoder) × F_s × V_s``,
+    every stage but the deepest) and the top segmentation output (``K × V_0``; no
+    deep-supervision heads). Input channels do not count.
+    """
+    voxels = [math.prod(s) for s in topology.feature_map_shapes()]
+    feats = topology.features_per_stage
+    total = sum(n_conv * f * v for f, v in zip(feats, voxels))
+    total += sum((1 + n_conv_decoder) * feats[s] * voxels[s] for s in range(len(feats) - 1))
+    return int(total + num_classes * voxels[0])
+
+
+@dataclass(frozen=True)
+class FeatureMapBudget:
+    """nnU-Net v2's reference values (module docstring): what fills ``reference_gb``."""
+
+    reference_values_3d: float = 560_000_000.0
+    reference_values_2d: float = 85_000_000.0
+    reference_gb: float = 8.0
+    reference_batch_3d: int = 2
+    reference_batch_2d: int = 12
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeatureMapBudget:
+        return cls(**d)
+
+    def reference(self, spatial_dims: int, budget_gb: float) -> tuple[float, int]:
+        """Reference values for ``budget_gb`` and the batch size they were measured at."""
+        if spatial_dims == 2:
+            values, batch = self.reference_values_2d, self.reference_batch_2d
+        else:
+            values, batch = self.reference_values_3d, self.reference_batch_3d
+        return values * (budget_gb / self.reference_gb), batch
+
+    def memory_gb(self, values: int, batch_size: int, spatial_dims: int) -> float:
+        """``values`` per sample at ``batch_size`` expressed in GB of the reference."""
+        ref, ref_batch = self.reference(spatial_dims, self.reference_gb)
+        return values * batch_size / ref_batch / ref * self.reference_gb
+
+
+__all__ = ["FeatureMapBudget", "MemoryModel", "count_activations", "count_parameters",
+           "estimate_memory_gb", "feature_map_values"]

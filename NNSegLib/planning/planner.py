@@ -1,28 +1,28 @@
 """METHOD §2: derive ``plans.json`` from the dataset fingerprint (``nnseg plan``).
 
-Axis order is numpy's ``(z, y, x)`` throughout (as SimpleITK's ``GetArrayFromImage`` and
-nnU-Net v2 both use), so Dataset004_Hippocampus' median image is 36×50×35 and its v2
-3d_fullres patch 40×56×40.
+Axis order is numpy's ``(z, y, x)`` (as SimpleITK's ``GetArrayFromImage`` and nnU-Net v2
+both use), permuted by the plan's ``transpose_forward`` (:func:`axis_order`): the axis with
+the coarsest target spacing goes first, the others keep their order, so 2D configurations
+slice across it. So Dataset004_Hippocampus' median image is 36×50×35 and its v2 3d_fullres
+patch 40×56×40.
 
-Steps (constants of a recipe live in :class:`Recipe`, registry :data:`RECIPE_REGISTRY`):
+The recipe (:mod:`.recipe`) names the rules that choose the target spacing, patch, batch and
+low-res stage (registry :data:`RULES`: :mod:`.rules_paper`, :mod:`.rules_v2`). Then, for
+both recipes:
 
-1. **Target spacing**: per-axis median of the case spacings. If the coarsest axis is at
-   least ``anisotropy_threshold`` (3) times the finest *and* has few voxels (median voxels
-   × 3 < the other axes' median voxels), it takes the 10th percentile of that axis'
-   spacings instead (never finer than the other axes).
-2. **Patch and topology** (:func:`fit_patch`): start from the median image shape at the
-   target spacing; while the memory estimate (:mod:`NNSegLib.planning.memory`) at the minimum batch
-   exceeds the budget or the patch has more than 128³ (2D: 256²) voxels, shrink the axis
-   whose patch is largest relative to the median shape (ties: the longer axis in mm) by its
-   divisor. Topology per :mod:`NNSegLib.planning.topology`.
-3. **Batch** (:func:`fit_batch`): the largest batch that fits the budget (≥ 2), capped so
-   one batch holds at most 5 % of all dataset voxels (at the target spacing) and, for 2D
-   in the paper recipe, at 42.
-4. **Configurations**: ``2d`` (same spacing and preprocessed data as ``3d_fullres``),
-   ``3d_fullres``, and ``3d_lowres`` + ``3d_cascade_fullres`` when the full-res patch
-   covers less than a quarter of the median image. The low-res spacing grows by
-   ``lowres_factor`` per step (paper: ×2, v2: ×1.03) — only along axes finer than half the
-   coarsest while there are any, then along all — until the patch covers a quarter.
+* ``2d`` plans the last two axes of the full-res median image (same spacing and preprocessed
+  data as ``3d_fullres``); datasets whose median image has one slice get only ``2d``.
+* ``3d_lowres`` + ``3d_cascade_fullres`` exist when the rules plan a low-res stage; the
+  cascade stage is ``3d_fullres`` with ``previous_stage = 3d_lowres``.
+* ``batch_dice``: ``2d`` and ``3d_cascade_fullres`` use batch Dice, ``3d_lowres`` per-sample
+  Dice, ``3d_fullres`` per-sample Dice — or, with a cascade and
+  ``Recipe.fullres_batch_dice_with_cascade`` (v2), the cascade stage's batch Dice.
+* Normalization: ``ct`` for a channel named CT, ``none`` for ``noNorm``, else ``zscore``;
+  mask for norm on ``zscore`` channels when cropping left < 75 % of the median case.
+
+A fingerprint no plan can be made from (no cases, channels or labels; a spacing that is not
+a finite number > 0; a cropped shape with an axis of 0 voxels) is refused naming the case,
+and a budget too small for any patch naming ``--gpu-memory-gb``.
 """
 
 from __future__ import annotations
@@ -30,14 +30,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from NNSegLib.planning.fingerprint import Fingerprint
-from NNSegLib.planning.memory import MemoryModel, estimate_memory_gb
 from NNSegLib.planning.plans import (
     CONFIGURATIONS,
     ConfigurationPlan,
@@ -45,156 +43,55 @@ from NNSegLib.planning.plans import (
     apply_overrides,
     parse_override,
 )
-from NNSegLib.planning.topology import Topology, plan_topology
+from NNSegLib.planning.recipe import RECIPE_REGISTRY, PlanContext, Recipe
+from NNSegLib.planning.rules_base import Cases, Fit, PlanningRules, Values
+from NNSegLib.planning.rules_paper import PaperRules, lowres_spacing_steps
+from NNSegLib.planning.rules_v2 import V2Rules
 from NNSegLib.util import options
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress
 
+#: Rule sets by :attr:`Recipe.rules`.
+RULES: dict[str, PlanningRules] = {"paper": PaperRules(), "v2": V2Rules()}
 
-@dataclass(frozen=True)
-class Recipe:
-    """Every constant the planner uses (METHOD §2 defaults)."""
-
-    name: str
-    base_features: int
-    min_feature_map: int
-    lowres_factor: float
-    max_batch_2d: int | None
-    max_batch_3d: int | None = None
-    max_features_3d: int = 320
-    max_features_2d: int = 512
-    max_pools: int = 5
-    max_patch_voxels_3d: int = 128 ** 3
-    max_patch_voxels_2d: int = 256 ** 2
-    anisotropy_threshold: float = 3.0
-    kernel_anisotropy_ratio: float = 2.0
-    lowres_min_coverage: float = 0.25
-    max_dataset_fraction: float = 0.05
-    min_batch: int = 2
-    mask_crop_threshold: float = 0.75
-    memory: MemoryModel = field(default_factory=MemoryModel)
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "memory": self.memory.to_dict()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Recipe:
-        return cls(**{**d, "memory": MemoryModel.from_dict(d.get("memory", {}))})
+#: Channel name (case-insensitive) → normalization; any other name is ``zscore``.
+NORMALIZATION_BY_CHANNEL = {"ct": "ct", "nonorm": "none", "zscore": "zscore"}
 
 
-RECIPE_REGISTRY: dict[str, Recipe] = {
-    "paper": Recipe("paper", base_features=30, min_feature_map=8, lowres_factor=2.0,
-                    max_batch_2d=42),
-    "v2": Recipe("v2", base_features=32, min_feature_map=4, lowres_factor=1.03,
-                 max_batch_2d=None),
-}
+# --- checks and axis order -------------------------------------------------------------
+def fingerprint_problem(fingerprint: Fingerprint) -> str | None:
+    """Why no plan can be made from ``fingerprint`` (one line naming a case), or None."""
+    if not fingerprint.cases:
+        return f"fingerprint of {fingerprint.dataset_name!r} has no cases"
+    if not fingerprint.channel_names:
+        return f"fingerprint of {fingerprint.dataset_name!r} has no channels"
+    if not fingerprint.labels:
+        return f"fingerprint of {fingerprint.dataset_name!r} has no labels"
+    for case in fingerprint.cases:
+        spacing, shape = case.spacing, case.shape_after_crop
+        if len(spacing) != 3 or len(shape) != 3:
+            return (f"case {case.identifier!r}: spacing {list(spacing)} and shape {list(shape)} "
+                    "need 3 values each (z, y, x)")
+        if not all(math.isfinite(v) and v > 0 for v in spacing):
+            return (f"case {case.identifier!r}: spacing {list(spacing)} is not a finite "
+                    "number > 0 on every axis")
+        if not all(v >= 1 for v in shape):
+            return f"case {case.identifier!r}: shape after cropping {list(shape)} has an " \
+                   "axis of 0 voxels"
+    return None
 
 
-@dataclass(frozen=True)
-class _Context:
-    """What every configuration's fitting needs besides spacing and shape."""
-
-    recipe: Recipe
-    budget_gb: float
-    in_channels: int
-    num_classes: int
-
-
-# --- spacing and shapes ----------------------------------------------------------------
-def fullres_spacing(
-    fingerprint: Fingerprint, recipe: Recipe,
-) -> tuple[tuple[float, ...], int | None]:
-    """Target spacing and the anisotropic (low-resolution) axis, if any."""
-    spacings = np.asarray(fingerprint.spacings, dtype=np.float64)
-    target = np.median(spacings, axis=0)
-    voxels = np.median(np.asarray(fingerprint.shapes_after_crop, dtype=np.float64), axis=0)
-    axis = int(np.argmax(target))
-    others = [a for a in range(len(target)) if a != axis]
-    if target[axis] < recipe.anisotropy_threshold * target.min():
-        return tuple(float(s) for s in target), None
-    if voxels[axis] * recipe.anisotropy_threshold < voxels[others].min():
-        finest_other = float(target[others].max())
-        target[axis] = max(float(np.percentile(spacings[:, axis], 10)), finest_other)
-    return tuple(float(s) for s in target), axis
-
-
-def shapes_at(fingerprint: Fingerprint, spacing: Sequence[float]) -> np.ndarray:
-    """Each case's cropped shape resampled to ``spacing``, ``(N, 3)`` integers."""
-    shapes = np.asarray(fingerprint.shapes_after_crop, dtype=np.float64)
-    spacings = np.asarray(fingerprint.spacings, dtype=np.float64)
-    return np.maximum(np.round(shapes * spacings / np.asarray(spacing)), 1).astype(np.int64)
-
-
-def median_shape(shapes: np.ndarray) -> tuple[int, ...]:
-    return tuple(int(round(v)) for v in np.median(shapes, axis=0))
-
-
-# --- patch, topology, batch ------------------------------------------------------------
-def _topology(patch: Sequence[int], spacing: Sequence[float], ctx: _Context) -> Topology:
-    r = ctx.recipe
-    cap = r.max_features_3d if len(patch) == 3 else r.max_features_2d
-    return plan_topology(patch, spacing, r.min_feature_map, r.max_pools, r.base_features, cap,
-                         r.kernel_anisotropy_ratio)
-
-
-def _memory(topology: Topology, batch: int, ctx: _Context) -> float:
-    return estimate_memory_gb(topology, batch, ctx.in_channels, ctx.num_classes,
-                              model=ctx.recipe.memory)
-
-
-def fit_patch(median: Sequence[int], spacing: Sequence[float], ctx: _Context) -> Topology:
-    """Shrink the median shape until the minimum batch fits the budget (module docstring)."""
-    dims = len(median)
-    max_voxels = ctx.recipe.max_patch_voxels_3d if dims == 3 else ctx.recipe.max_patch_voxels_2d
-    topo = _topology([max(1, int(m)) for m in median], spacing, ctx)
-    for _ in range(100000):
-        if (math.prod(topo.patch_size) <= max_voxels
-                and _memory(topo, ctx.recipe.min_batch, ctx) <= ctx.budget_gb):
-            return topo
-        patch = list(topo.patch_size)
-        axes = [a for a in range(dims) if patch[a] > 1]
-        if not axes:
-            break
-        a = max(axes, key=lambda i: (patch[i] / max(median[i], 1), patch[i] * spacing[i]))
-        step = topo.divisor[a] if patch[a] > topo.divisor[a] else max(1, patch[a] // 2)
-        patch[a] -= step
-        topo = _topology(patch, spacing, ctx)
-    raise NNSegError(
-        f"no patch fits a memory budget of {ctx.budget_gb} GB even at the smallest size; "
-        "raise --gpu-memory-gb"
-    )
-
-
-def fit_batch(topology: Topology, total_voxels: float, ctx: _Context) -> int:
-    """Largest batch that fits the budget, capped at 5 % of the dataset (module docstring)."""
-    r = ctx.recipe
-    fixed = _memory(topology, 0, ctx)
-    per_sample = _memory(topology, 1, ctx) - fixed
-    by_memory = int((ctx.budget_gb - fixed) // per_sample) if per_sample > 0 else 10 ** 6
-    by_data = int(r.max_dataset_fraction * total_voxels // math.prod(topology.patch_size))
-    batch = min(by_memory, by_data)
-    cap = r.max_batch_3d if len(topology.patch_size) == 3 else r.max_batch_2d
-    if cap is not None:
-        batch = min(batch, cap)
-    return max(r.min_batch, batch)
-
-
-def lowres_spacing_steps(spacing: Sequence[float], factor: float) -> tuple[float, ...]:
-    """One low-res step: coarsen axes finer than half the coarsest, or all axes if none."""
-    sp = np.asarray(spacing, dtype=np.float64)
-    fine = sp < sp.max() / 2
-    if fine.any():
-        sp[fine] *= factor
-    else:
-        sp *= factor
-    return tuple(float(s) for s in sp)
+def axis_order(spacing: Values) -> tuple[int, ...]:
+    """``transpose_forward``: the coarsest axis (the first of equals) first, then the rest."""
+    coarse = int(np.argmax(np.asarray(spacing, dtype=np.float64)))
+    return (coarse, *[a for a in range(len(spacing)) if a != coarse])
 
 
 # --- configurations --------------------------------------------------------------------
 def _common_fields(fingerprint: Fingerprint, recipe: Recipe,
                    anisotropy_axis: int | None) -> dict:
     names = [fingerprint.channel_names[k] for k in sorted(fingerprint.channel_names, key=int)]
-    schemes = tuple("ct" if n.strip().lower() == "ct" else "zscore" for n in names)
+    schemes = tuple(NORMALIZATION_BY_CHANNEL.get(n.strip().casefold(), "zscore") for n in names)
     shrank = fingerprint.median_relative_size_after_cropping < recipe.mask_crop_threshold
     return {
         "normalization": schemes,
@@ -206,47 +103,24 @@ def _common_fields(fingerprint: Fingerprint, recipe: Recipe,
     }
 
 
-def _plan_3d(name: str, spacing: tuple[float, ...], shapes: np.ndarray, ctx: _Context,
-             common: dict, data_identifier: str, batch_dice: bool) -> ConfigurationPlan:
-    median = median_shape(shapes)
-    topo = fit_patch(median, spacing, ctx)
-    batch = fit_batch(topo, float(np.prod(shapes, axis=1).sum()), ctx)
+def _anisotropy_axis(cases: Cases, recipe: Recipe) -> int | None:
+    """The coarse axis of the median spacing when ≥ 3× the finest (resampled on its own)."""
+    median = np.median(cases.spacings, axis=0)
+    axis = int(np.argmax(median))
+    return axis if median[axis] >= recipe.anisotropy_threshold * median.min() else None
+
+
+def _configuration(name: str, spacing: Values, median: Values, fit: Fit,
+                   common: dict, data_identifier: str, batch_dice: bool) -> ConfigurationPlan:
+    topo = fit.topology
     return ConfigurationPlan(
-        name=name, spatial_dims=3, data_identifier=data_identifier, spacing=spacing,
-        median_shape=median, patch_size=topo.patch_size, batch_size=batch,
-        strides=topo.strides, kernel_sizes=topo.kernel_sizes,
-        features_per_stage=topo.features_per_stage, batch_dice=batch_dice,
-        estimated_memory_gb=round(_memory(topo, batch, ctx), 3), **common,
+        name=name, spatial_dims=len(topo.patch_size), data_identifier=data_identifier,
+        spacing=tuple(float(s) for s in spacing),
+        median_shape=tuple(max(1, int(round(float(m)))) for m in median),
+        patch_size=topo.patch_size, batch_size=fit.batch_size, strides=topo.strides,
+        kernel_sizes=topo.kernel_sizes, features_per_stage=topo.features_per_stage,
+        batch_dice=batch_dice, estimated_memory_gb=fit.memory_gb, **common,
     )
-
-
-def _plan_2d(spacing: tuple[float, ...], shapes: np.ndarray, ctx: _Context,
-             common: dict) -> ConfigurationPlan:
-    median = median_shape(shapes)
-    topo = fit_patch(median[1:], spacing[1:], ctx)
-    total_slices_voxels = float(np.prod(shapes, axis=1).sum())
-    batch = fit_batch(topo, total_slices_voxels, ctx)
-    return ConfigurationPlan(
-        name="2d", spatial_dims=2, data_identifier="3d_fullres", spacing=spacing,
-        median_shape=median, patch_size=topo.patch_size, batch_size=batch,
-        strides=topo.strides, kernel_sizes=topo.kernel_sizes,
-        features_per_stage=topo.features_per_stage, batch_dice=True,
-        estimated_memory_gb=round(_memory(topo, batch, ctx), 3), **common,
-    )
-
-
-def _plan_lowres(fingerprint: Fingerprint, fullres: tuple[float, ...], ctx: _Context,
-                 common: dict) -> ConfigurationPlan:
-    spacing = fullres
-    for _ in range(10000):
-        spacing = lowres_spacing_steps(spacing, ctx.recipe.lowres_factor)
-        shapes = shapes_at(fingerprint, spacing)
-        median = median_shape(shapes)
-        topo = fit_patch(median, spacing, ctx)
-        if math.prod(topo.patch_size) >= ctx.recipe.lowres_min_coverage * math.prod(median):
-            break
-    lowres = _plan_3d("3d_lowres", spacing, shapes, ctx, common, "3d_lowres", True)
-    return dataclasses.replace(lowres, next_stage="3d_cascade_fullres")
 
 
 def plan_dataset(
@@ -266,6 +140,10 @@ def plan_dataset(
 
     Returns:
         The :class:`~NNSegLib.planning.plans.Plans`.
+
+    Raises:
+        NNSegError: for an unknown recipe or configuration, or a fingerprint no plan can be
+            made from (naming the case).
     """
     if recipe not in RECIPE_REGISTRY:
         raise NNSegError(f"unknown recipe {recipe!r}; choose from {sorted(RECIPE_REGISTRY)}")
@@ -273,32 +151,48 @@ def plan_dataset(
     unknown = [c for c in wanted if c not in CONFIGURATIONS]
     if unknown:
         raise NNSegError(f"unknown configurations {unknown}; choose from {list(CONFIGURATIONS)}")
-    if not fingerprint.cases:
-        raise NNSegError(f"fingerprint of {fingerprint.dataset_name!r} has no cases")
+    problem = fingerprint_problem(fingerprint)
+    if problem:
+        raise NNSegError(problem)
     r = RECIPE_REGISTRY[recipe]
-    ctx = _Context(r, float(memory_gb), len(fingerprint.channel_names),
-                   max(fingerprint.labels.values()) + 1)
-    spacing, aniso = fullres_spacing(fingerprint, r)
+    rules = RULES[r.rules]
+    ctx = PlanContext(r, float(memory_gb), len(fingerprint.channel_names),
+                      max(fingerprint.labels.values()) + 1, len(fingerprint.labels),
+                      len(fingerprint.cases))
+    raw = Cases(np.asarray(fingerprint.spacings, dtype=np.float64),
+                np.asarray(fingerprint.shapes_after_crop, dtype=np.float64))
+    target = rules.target_spacing(raw, r)
+    order = axis_order(target) if r.transpose else (0, 1, 2)
+    cases, spacing = raw.transposed(order), target[list(order)]
+    shapes = cases.shapes_at(spacing)
+    # ≥ 0.5 voxel along every axis (half the cases are at or above the median spacing and
+    # keep ≥ 1), so every patch has ≥ 1
+    median = np.median(shapes, axis=0)
+    voxels = rules.dataset_voxels(shapes, median, ctx)
+    aniso = _anisotropy_axis(cases, r)
     common = _common_fields(fingerprint, r, aniso)
-    shapes = shapes_at(fingerprint, spacing)
-    is_2d_data = bool(np.all(shapes[:, 0] == 1))
+    is_2d_data = bool(median[0] == 1)
     configs: dict[str, ConfigurationPlan] = {}
     if "2d" in wanted:
-        configs["2d"] = _plan_2d(spacing, shapes, ctx, common)
+        fit = rules.fit(spacing[1:], median[1:], voxels, ctx)
+        configs["2d"] = _configuration("2d", spacing, median, fit, common, "3d_fullres", True)
     if not is_2d_data and any(c in wanted for c in CONFIGURATIONS if c != "2d"):
-        full = _plan_3d("3d_fullres", spacing, shapes, ctx, common, "3d_fullres", False)
+        full_fit = rules.fit(spacing, median, voxels, ctx)
+        # planned whatever is wanted: whether it exists decides 3d_fullres' batch_dice
+        low = rules.lowres(cases, spacing, median, full_fit, ctx)
+        cascade = low is not None and "3d_cascade_fullres" in wanted
+        full = _configuration("3d_fullres", spacing, median, full_fit, common, "3d_fullres",
+                              low is not None and r.fullres_batch_dice_with_cascade)
         if "3d_fullres" in wanted:
             configs["3d_fullres"] = full
-        coverage = math.prod(full.patch_size) / math.prod(full.median_shape)
-        if coverage < r.lowres_min_coverage and ("3d_lowres" in wanted
-                                                 or "3d_cascade_fullres" in wanted):
-            low = _plan_lowres(fingerprint, spacing, ctx, common)
-            if "3d_cascade_fullres" not in wanted:
-                low = dataclasses.replace(low, next_stage=None)
-            configs["3d_lowres"] = low
-            if "3d_cascade_fullres" in wanted:
-                configs["3d_cascade_fullres"] = dataclasses.replace(
-                    full, name="3d_cascade_fullres", previous_stage="3d_lowres")
+        if low is not None and ("3d_lowres" in wanted or cascade):
+            configs["3d_lowres"] = dataclasses.replace(
+                _configuration("3d_lowres", low.spacing, low.median_shape, low.fit, common,
+                               "3d_lowres", False),
+                next_stage="3d_cascade_fullres" if cascade else None)
+        if cascade:
+            configs["3d_cascade_fullres"] = dataclasses.replace(
+                full, name="3d_cascade_fullres", previous_stage="3d_lowres", batch_dice=True)
     if not configs:
         raise NNSegError(f"none of {wanted} applies to {fingerprint.dataset_name!r}"
                          + (" (2D images: plan '2d')" if is_2d_data else ""))
@@ -306,6 +200,7 @@ def plan_dataset(
         dataset_name=fingerprint.dataset_name, recipe=recipe, memory_budget_gb=float(memory_gb),
         channel_names=dict(fingerprint.channel_names), labels=dict(fingerprint.labels),
         intensity_properties=dict(fingerprint.intensity_properties), configurations=configs,
+        transpose_forward=tuple(order),
     )
 
 
@@ -344,7 +239,10 @@ def format_plans_table(plans: Plans) -> str:
     keys = list(columns[0])
     head_w = max(len(k) for k in keys)
     widths = [max(len(n), *(len(c[k]) for k in keys)) for n, c in zip(names, columns)]
-    lines = [f"{plans.dataset_name} — recipe {plans.recipe}, budget {plans.memory_budget_gb:g} GB",
+    order = "" if plans.transpose_forward == (0, 1, 2) else \
+        f", axes transposed {list(plans.transpose_forward)}"
+    lines = [f"{plans.dataset_name} — recipe {plans.recipe}, budget "
+             f"{plans.memory_budget_gb:g} GB{order}",
              " " * head_w + "  " + "  ".join(n.ljust(w) for n, w in zip(names, widths))]
     for k in keys:
         cells = "  ".join(c[k].ljust(w) for c, w in zip(columns, widths))
@@ -389,6 +287,9 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
             progress.message(warning, level="warning")
     clean_stale_temps(ws.root)
     fingerprint = Fingerprint.load(ws.fingerprint)
+    problem = fingerprint_problem(fingerprint)
+    if problem:
+        raise NNSegError(f"{ws.fingerprint}: {problem}; run `nnseg fingerprint` again")
     plans = plan_dataset(fingerprint, args.recipe, args.gpu_memory_gb, args.configurations)
     if args.override:
         try:
@@ -404,11 +305,11 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
 __all__ = [
     "CONFIGURATIONS",
     "RECIPE_REGISTRY",
+    "RULES",
     "Recipe",
-    "fit_batch",
-    "fit_patch",
+    "axis_order",
+    "fingerprint_problem",
     "format_plans_table",
-    "fullres_spacing",
     "lowres_spacing_steps",
     "plan_dataset",
 ]

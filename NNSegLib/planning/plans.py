@@ -1,9 +1,12 @@
 """The plan: a typed, versioned, human-readable document (``plans.json``).
 
 A plan fully determines preprocessing, the network and training defaults of every
-configuration. All spatial tuples are in numpy axis order ``(z, y, x)`` (see
-:mod:`NNSegLib.data.io`); 2D configurations have 2-tuples ``(y, x)`` for patch, kernels and
-strides, while ``spacing`` and ``median_shape`` stay 3D.
+configuration. Its spatial tuples are in the plan's axis order: numpy's ``(z, y, x)`` (see
+:mod:`NNSegLib.data.io`) permuted by :attr:`Plans.transpose_forward`, which puts the coarsest
+axis first (identity for most scans). Preprocessing transposes each case that way and the
+restoring functions transpose predictions back, so files on disk keep their own geometry.
+2D configurations have 2-tuples (the last two axes) for patch, kernels and strides, while
+``spacing`` and ``median_shape`` stay 3D.
 
 Plans are frozen dataclasses: change them with :func:`dataclasses.replace` (or
 :func:`apply_overrides`, which also records the change in ``Plans.overrides``).
@@ -14,7 +17,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 from NNSegLib.util.atomic import write_json
 from NNSegLib.util.json_files import load_document
@@ -23,7 +28,9 @@ from NNSegLib.util.options import coerce, parse_json_value
 #: Every configuration a plan can hold, in the order they are planned and shown.
 CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
 
-PLANS_VERSION = 1
+PLANS_VERSION = 2
+#: Versions this NNSeg reads (1: before the axis order was recorded; read as identity).
+READABLE_PLANS_VERSIONS = (1, 2)
 
 RECIPES = ("paper", "v2")
 
@@ -154,6 +161,8 @@ class Plans:
         configurations: Name → :class:`ConfigurationPlan`.
         overrides: Changes made by users after planning, in order
             (``{"field": "3d_fullres.batch_size", "old": 2, "new": 4}``).
+        transpose_forward: Axis order of the plan: plan axis ``i`` is image axis
+            ``transpose_forward[i]`` (numpy order), as nnU-Net's ``transpose_forward``.
     """
 
     dataset_name: str
@@ -164,7 +173,13 @@ class Plans:
     intensity_properties: dict[str, IntensityProperties]
     configurations: dict[str, ConfigurationPlan]
     overrides: tuple[dict, ...] = ()
+    transpose_forward: tuple[int, ...] = (0, 1, 2)
     version: int = PLANS_VERSION
+
+    @property
+    def transpose_backward(self) -> tuple[int, ...]:
+        """The inverse permutation: image axis ``i`` is plan axis ``transpose_backward[i]``."""
+        return inverse_permutation(self.transpose_forward)
 
     @property
     def num_channels(self) -> int:
@@ -185,16 +200,26 @@ class Plans:
 
     # --- JSON round trip -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return _to_jsonable(dataclasses.asdict(self))
+        d = _to_jsonable(dataclasses.asdict(self))
+        d["transpose_backward"] = list(self.transpose_backward)  # for people reading it
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Plans:
         version = d.get("version")
-        if version != PLANS_VERSION:
+        if version not in READABLE_PLANS_VERSIONS:
             raise ValueError(
-                f"plans version {version!r} is not supported (this NNSeg reads {PLANS_VERSION});"
-                " re-run `nnseg plan`"
+                f"plans version {version!r} is not supported (this NNSeg reads "
+                f"{', '.join(map(str, READABLE_PLANS_VERSIONS))}); re-run `nnseg plan`"
             )
+        forward = tuple(int(v) for v in d.get("transpose_forward", (0, 1, 2)))
+        if sorted(forward) != [0, 1, 2]:
+            raise ValueError(f"transpose_forward {list(forward)} is not an order of the axes "
+                             "0, 1, 2")
+        backward = d.get("transpose_backward")
+        if backward is not None and tuple(backward) != inverse_permutation(forward):
+            raise ValueError(f"transpose_backward {list(backward)} does not undo "
+                             f"transpose_forward {list(forward)}")
         configs = {k: _config_from_dict(v) for k, v in d["configurations"].items()}
         for name, config in configs.items():
             problems = config.problems(len(d["channel_names"]))
@@ -212,7 +237,7 @@ class Plans:
             intensity_properties=intensity,
             configurations=configs,
             overrides=tuple(d.get("overrides", ())),
-            version=version,
+            transpose_forward=forward,
         )
 
     def save(self, path: Path | str) -> None:
@@ -228,6 +253,11 @@ class Plans:
                 command that writes it).
         """
         return load_document(path, cls.from_dict, what="NNSeg plans file", hint=hint)
+
+
+def inverse_permutation(order: Sequence[int]) -> tuple[int, ...]:
+    """The permutation that undoes ``order`` (``np.transpose`` by one, then the other)."""
+    return tuple(int(i) for i in np.argsort(np.asarray(order)))
 
 
 def _to_jsonable(obj: Any) -> Any:
@@ -357,6 +387,8 @@ def apply_overrides(plans: Plans, assignments: list[str]) -> Plans:
 
 __all__ = [
     "PLANS_VERSION",
+    "READABLE_PLANS_VERSIONS",
+    "inverse_permutation",
     "RECIPES",
     "ConfigurationPlan",
     "IntensityProperties",

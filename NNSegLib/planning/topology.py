@@ -1,7 +1,10 @@
 """U-Net topology from a patch size and a spacing (METHOD §2, "Topology").
 
-Rules, applied stage by stage starting from the patch (numpy axis order, ``(z, y, x)`` in
-3D and ``(y, x)`` in 2D):
+Two rule sets, registry :data:`TOPOLOGY_RULES`: the paper recipe's (:func:`plan_topology`)
+and nnU-Net v2's (:func:`v2_topology`). Axes are the plan's (``(z, y, x)`` after the plan's
+transposition in 3D, ``(y, x)`` in 2D).
+
+Paper rules (:func:`plan_topology`), applied stage by stage starting from the patch:
 
 * An axis is *coarse* while its current spacing is more than ``anisotropy_ratio`` (2) times
   the finest current spacing. A coarse axis gets kernel size 1 and is not pooled; once an
@@ -122,4 +125,63 @@ def plan_topology(
     return Topology(patch, tuple(strides), tuple(kernels), features)
 
 
-__all__ = ["Topology", "plan_topology"]
+def v2_topology(
+    patch_size: Sequence[float],
+    spacing: Sequence[float],
+    min_feature_map: int = 4,
+    max_pools: int | None = None,
+    base_features: int = 32,
+    max_features: int = 320,
+) -> Topology:
+    """nnU-Net v2's topology rules (the same answers as its ``get_pool_and_conv_props``).
+
+    Stage by stage, an axis is pooled when (1) its current feature map is at least
+    ``2 * min_feature_map``, (2) its current spacing is less than twice the finest current
+    spacing among the axes passing (1), and (3) it has been pooled fewer than ``max_pools``
+    times (None: no limit). A lone pooled axis must also be at least ``3 * min_feature_map``.
+    Feature maps halve rounding up. Before each pooling, an axis gets kernel 3 once its
+    spacing is less than twice the finest of all axes (and keeps it); the deepest stage's
+    kernel is 3 on every axis. The patch (which may hold fractional medians) is rounded up to
+    a multiple of ``2 ** pools`` per axis.
+
+    Args:
+        patch_size: Requested patch (rounded up in the result).
+        spacing: Spacing of the configuration, same axes.
+        min_feature_map: Smallest feature map edge in the bottleneck.
+        max_pools: Most poolings per axis; None for no limit (nnU-Net's default planner).
+        base_features: Channels of the first stage.
+        max_features: Channel cap.
+    """
+    dims = len(patch_size)
+    if len(spacing) != dims:
+        raise ValueError(f"patch {tuple(patch_size)} and spacing {tuple(spacing)} differ in length")
+    limit = math.inf if max_pools is None else max_pools
+    current = [float(s) for s in spacing]
+    size = [float(p) for p in patch_size]
+    pools = [0] * dims
+    kernel = [1] * dims
+    strides: list[tuple[int, ...]] = [(1,) * dims]
+    kernels: list[tuple[int, ...]] = []
+    while True:
+        large = [a for a in range(dims) if size[a] >= 2 * min_feature_map]
+        if not large:
+            break
+        finest_large = min(current[a] for a in large)
+        axes = [a for a in large if current[a] / finest_large < 2 and pools[a] < limit]
+        if not axes or (len(axes) == 1 and size[axes[0]] < 3 * min_feature_map):
+            break
+        finest = min(current)
+        kernel = [3 if k == 3 or current[a] / finest < 2 else 1 for a, k in enumerate(kernel)]
+        for a in axes:
+            pools[a] += 1
+            current[a] *= 2
+            size[a] = math.ceil(size[a] / 2)
+        strides.append(tuple(2 if a in axes else 1 for a in range(dims)))
+        kernels.append(tuple(kernel))
+    kernels.append((3,) * dims)
+    features = tuple(min(base_features * 2 ** i, max_features) for i in range(len(strides)))
+    patch = tuple(int(math.ceil(p / 2 ** n) * 2 ** n) for p, n in zip(patch_size, pools))
+    return Topology(patch, tuple(strides), tuple(kernels), features)
+
+
+__all__ = ["Topology", "plan_topology", "v2_topology"]

@@ -22,8 +22,12 @@ time preprocesses a folder (:mod:`NNSegLib.util.locking`); the size a case would
 resampling is checked before resampling it. Adding cases to a dataset (``nnseg add-case``,
 METHOD §8) therefore preprocesses only the new and replaced ones.
 
-Inference uses :func:`preprocess_case` and, to go back, :func:`restore_to_original` and
-:func:`restore_labels` (:mod:`.restore`).
+Before cropping, each case is transposed to the plan's axis order
+(``Plans.transpose_forward``: the coarsest axis first, METHOD §2), so the stored arrays, the
+crop box and the shapes in the properties are in plan axes; the properties keep the
+original geometry and the order. Inference uses :func:`preprocess_case` and, to go back,
+:func:`restore_to_original` and :func:`restore_labels` (:mod:`.restore`), which also
+transpose back.
 """
 
 from __future__ import annotations
@@ -106,19 +110,23 @@ def preprocess_case(
         properties dict needed by :func:`restore_to_original`.
     """
     cfg = _config(plans, config)
-    images = _as_channels(images, geometry)
-    bbox, crop_shape, new_shape, axis = _target_grid(images, geometry, cfg)
+    order = tuple(plans.transpose_forward)
+    images = _transposed(_as_channels(images, geometry), order)
+    spacing = _spacing_in(geometry, order)
+    bbox, crop_shape, new_shape, axis = _target_grid(images, spacing, cfg)
     data = crop(images, bbox)
     mask = nonzero_mask(data) if any(cfg.use_mask_for_norm) else None
     data = normalize(data, cfg.normalization, cfg.use_mask_for_norm, plans.intensity_properties,
                      mask)
     if seg is not None:
-        seg = _labels_to_grid(seg, geometry, bbox, new_shape, axis, cfg, plans.num_classes)
+        seg = _labels_to_grid(seg, geometry, order, bbox, new_shape, axis, cfg,
+                              plans.num_classes)
     if new_shape != crop_shape:
         data = resample_images(data, new_shape, cfg.resample_order_image, axis,
                                cfg.resample_order_z)
     properties = {
         "original_geometry": geometry.to_dict(),
+        "transpose_forward": list(order),
         "bbox": bbox,
         "shape_after_crop": list(crop_shape),
         "shape_after_resample": list(new_shape),
@@ -141,9 +149,11 @@ def preprocess_labels(seg: np.ndarray, images: np.ndarray, geometry: Geometry, p
         int8 ``(1, z, y, x)``.
     """
     cfg = _config(plans, config)
-    images = _as_channels(images, geometry)
-    bbox, _crop_shape, new_shape, axis = _target_grid(images, geometry, cfg)
-    return _labels_to_grid(seg, geometry, bbox, new_shape, axis, cfg, plans.num_classes)[None]
+    order = tuple(plans.transpose_forward)
+    images = _transposed(_as_channels(images, geometry), order)
+    bbox, _crop_shape, new_shape, axis = _target_grid(images, _spacing_in(geometry, order), cfg)
+    return _labels_to_grid(seg, geometry, order, bbox, new_shape, axis, cfg,
+                           plans.num_classes)[None]
 
 
 def _as_channels(images: np.ndarray, geometry: Geometry) -> np.ndarray:
@@ -155,34 +165,45 @@ def _as_channels(images: np.ndarray, geometry: Geometry) -> np.ndarray:
     return images
 
 
-def _target_grid(images: np.ndarray, geometry: Geometry, cfg: ConfigurationPlan
+def _transposed(array: np.ndarray, order: Sequence[int]) -> np.ndarray:
+    """``(C, …)`` with its spatial axes in plan ``order`` (a view; a no-op for identity)."""
+    return array.transpose(0, *[a + 1 for a in order])
+
+
+def _spacing_in(geometry: Geometry, order: Sequence[int]) -> tuple[float, ...]:
+    return tuple(float(geometry.spacing[a]) for a in order)
+
+
+def _target_grid(images: np.ndarray, spacing: Sequence[float], cfg: ConfigurationPlan
                  ) -> tuple[list[list[int]], tuple[int, ...], tuple[int, ...], int | None]:
-    """Crop box, cropped shape, resampled shape and separate (anisotropic) axis of a case."""
+    """Crop box, cropped shape, resampled shape and separate (anisotropic) axis of a case
+    (``images`` and ``spacing`` in plan axes)."""
     from NNSegLib.util.device import case_memory_problem
 
     bbox = bbox_of(nonzero_mask(images))
     crop_shape = tuple(int(hi - lo) for lo, hi in bbox)
-    new_shape = tuple(compute_new_shape(crop_shape, geometry.spacing, cfg.spacing))
+    new_shape = tuple(compute_new_shape(crop_shape, spacing, cfg.spacing))
     problem = case_memory_problem(new_shape, images.shape[0],
-                                  f"resampled from spacing {tuple(geometry.spacing)} to "
+                                  f"resampled from spacing {tuple(spacing)} to "
                                   f"{tuple(cfg.spacing)}, the case")
     if problem:
         raise NNSegError(f"{problem}; check the spacing in the file header")
     axis = None
     if new_shape != crop_shape:
-        axis = separate_axis(geometry.spacing, cfg.spacing, cfg.anisotropy_axis)
+        axis = separate_axis(spacing, cfg.spacing, cfg.anisotropy_axis)
     return bbox, crop_shape, new_shape, axis
 
 
-def _labels_to_grid(seg: np.ndarray, geometry: Geometry, bbox: list[list[int]],
-                    new_shape: tuple[int, ...], axis: int | None, cfg: ConfigurationPlan,
-                    num_classes: int) -> np.ndarray:
-    """Crop, check and resample a label map ``(z, y, x)`` (or ``(1, z, y, x)``) → int8."""
+def _labels_to_grid(seg: np.ndarray, geometry: Geometry, order: Sequence[int],
+                    bbox: list[list[int]], new_shape: tuple[int, ...], axis: int | None,
+                    cfg: ConfigurationPlan, num_classes: int) -> np.ndarray:
+    """Transpose, crop, check and resample a label map ``(z, y, x)`` (or ``(1, z, y, x)``)
+    → int8 in plan axes."""
     seg = np.asarray(seg)
     seg = seg[0] if seg.ndim == 4 else seg
     if tuple(seg.shape) != tuple(geometry.shape):
         raise NNSegError(f"label shape {seg.shape} != image shape {geometry.shape}")
-    seg = _labels_to_int8(crop(seg, bbox), num_classes)
+    seg = _labels_to_int8(crop(np.ascontiguousarray(seg.transpose(order)), bbox), num_classes)
     if tuple(new_shape) != tuple(seg.shape):
         seg = resample_labels(seg, new_shape, cfg.resample_order_label, axis,
                               cfg.resample_order_z)
@@ -250,8 +271,11 @@ PREPROCESSING_FIELDS = ("spacing", "normalization", "use_mask_for_norm", "anisot
 
 
 def preprocessing_key(plans: Plans, cfg: ConfigurationPlan) -> dict[str, Any]:
-    """Everything that determines a configuration's preprocessed data."""
+    """Everything that determines a configuration's preprocessed data (the axis order only
+    when it is not the identity, so data made before it was recorded stays valid)."""
     key: dict[str, Any] = {f: _jsonable(getattr(cfg, f)) for f in PREPROCESSING_FIELDS}
+    if tuple(plans.transpose_forward) != (0, 1, 2):
+        key["transpose_forward"] = list(plans.transpose_forward)
     if "ct" in cfg.normalization:
         key["intensity_properties"] = {
             k: [v.mean, v.std, v.percentile_00_5, v.percentile_99_5]

@@ -1,9 +1,12 @@
 """METHOD §3, inverted: network output on the preprocessed grid back to the original grid.
 
 :func:`restore_to_original` (class probabilities) and :func:`restore_labels` (label map)
-undo the crop and resampling of :func:`NNSegLib.preprocessing.preprocess.preprocess_case`
-from the properties it returned. Both resample class by class (numpy with SciPy, torch
-tensors on their own device) so at most one extra full-size class map exists at a time.
+undo the resampling, crop and axis transposition of
+:func:`NNSegLib.preprocessing.preprocess.preprocess_case` from the properties it returned
+(``transpose_forward``; absent in properties made before it was recorded: identity), so the
+result is on the original image's grid, in its own axis order. Both resample class by class
+(numpy with SciPy, torch tensors on their own device) so at most one extra full-size class
+map exists at a time.
 """
 
 from __future__ import annotations
@@ -32,11 +35,26 @@ def _restore_class(volume: Any, properties: dict, order_z: int) -> Any:
 
 
 def _check_shape(probabilities: Any, properties: dict) -> tuple[int, ...]:
+    """The original shape in plan axes (the canvas the crop box refers to)."""
     expected = tuple(properties["shape_after_resample"])
     if tuple(probabilities.shape[1:]) != expected:
         raise NNSegError(f"probabilities of shape {tuple(probabilities.shape[1:])} do not match "
                          f"the preprocessed shape {expected}")
-    return tuple(Geometry.from_dict(properties["original_geometry"]).shape)
+    shape = Geometry.from_dict(properties["original_geometry"]).shape
+    return tuple(shape[a] for a in _order(properties))
+
+
+def _order(properties: dict) -> list[int]:
+    return [int(a) for a in properties.get("transpose_forward", range(3))]
+
+
+def _back(array: np.ndarray, properties: dict) -> np.ndarray:
+    """``array`` (spatial axes last, in plan order) in the image's own axis order."""
+    backward = [int(i) for i in np.argsort(_order(properties))]
+    if backward == sorted(backward):
+        return array
+    lead = array.ndim - len(backward)
+    return np.ascontiguousarray(array.transpose(*range(lead), *[b + lead for b in backward]))
 
 
 def _box(properties: dict) -> tuple[slice, ...]:
@@ -54,7 +72,7 @@ def restore_to_original(probabilities: Any, properties: dict,
     for k in range(probabilities.shape[0]):
         r = _restore_class(probabilities[k], properties, order_z)
         out[k][box] = r.detach().cpu().numpy() if _is_torch(r) else r
-    return out
+    return _back(out, properties)
 
 
 def restore_labels(probabilities: Any, properties: dict,
@@ -76,7 +94,7 @@ def restore_labels(probabilities: Any, properties: dict,
     dtype = np.uint8 if probabilities.shape[0] <= 256 else np.int16
     out = np.zeros(shape, dtype=dtype)
     out[_box(properties)] = labels
-    return out
+    return _back(out, properties)
 
 
 def _torch_int16():

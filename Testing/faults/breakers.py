@@ -368,6 +368,17 @@ def predict_training(*extra: str):
     return setup
 
 
+def edited_fingerprint(case: int, field: str, value: list) -> Callable[[World], list[str]]:
+    """The fingerprint edited by hand: case ``case``'s ``field`` set to ``value``."""
+    def setup(w: World) -> list[str]:
+        path = w.work / "dataset_fingerprint.json"
+        data = json.loads(path.read_text())
+        data["cases"][case][field] = value
+        path.write_text(json.dumps(data))     # NaN is written as the JSON extension NaN
+        return plan_cmd(w)
+    return setup
+
+
 def then(prepare: Callable[[World], object], argv: Callable[[World], list[str]]):
     def setup(w: World) -> list[str]:
         prepare(w)

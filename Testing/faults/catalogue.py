@@ -35,6 +35,7 @@ from breakers import (  # noqa: E402
     disk_full_checkpoint,
     disk_full_preprocess,
     dotdot_zip_name,
+    edited_fingerprint,
     empty_labels,
     evil_checkpoint,
     held_preprocess,
@@ -230,6 +231,18 @@ FAULTS: tuple[Fault, ...] = (
           "nnseg plan: error: override '3d_fullres.patch_size=[5,5,5]': 3d_fullres: patch_size "
           "[5, 5, 5] must be divisible by", KEEPS_ALL,
           lambda w: plan_cmd(w, "--override", "3d_fullres.patch_size=[5,5,5]")),
+    Fault("fingerprint with a NaN spacing (edited)", "plan", WEAK,
+          "nnseg plan: error: {WORK}/dataset_fingerprint.json: case 'case_001': spacing [nan, "
+          "1.0, 1.0] is not a finite number > 0 on every axis; run `nnseg fingerprint` again",
+          KEEPS_ALL, edited_fingerprint(1, "spacing", [float("nan"), 1.0, 1.0])),
+    Fault("fingerprint with a case cropped to 0 voxels (edited)", "plan", WEAK,
+          "nnseg plan: error: {WORK}/dataset_fingerprint.json: case 'case_002': shape after "
+          "cropping [0, 16, 16] has an axis of 0 voxels; run `nnseg fingerprint` again",
+          KEEPS_ALL, edited_fingerprint(2, "shape_after_crop", [0, 16, 16])),
+    Fault("plan --gpu-memory-gb too small for any patch", "plan", WEAK,
+          "nnseg plan: error: no patch fits a memory budget of 0.0001 GB even at the smallest "
+          "size; raise --gpu-memory-gb", KEEPS_ALL,
+          lambda w: plan_cmd(w, "--gpu-memory-gb", "0.0001")),
     Fault("train --patch-size the network cannot divide", "train", WEAK,
           "nnseg train: error: --patch-size/--batch-size (patch_size [5, 5, 5]) do not fit "
           "3d_fullres: patch_size [5, 5, 5] must be divisible by [4, 4, 4]", KEEPS_ALL,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from NNSegLib.planning.fingerprint import CaseFingerprint, Fingerprint
-from NNSegLib.planning.memory import estimate_memory_gb
+from NNSegLib.planning.memory import estimate_memory_gb, feature_map_values
 from NNSegLib.planning.planner import (
     RECIPE_REGISTRY,
     format_plans_table,
@@ -120,9 +120,11 @@ def test_large_ct_gets_lowres_and_cascade():
     ratios = np.asarray(low.spacing) / np.asarray(full.spacing)
     assert np.allclose(np.log2(ratios), np.round(np.log2(ratios)))
     assert math.prod(low.patch_size) >= 0.25 * math.prod(low.median_shape)
-    assert low.next_stage == "3d_cascade_fullres" and low.batch_dice is True
+    # paper: per-sample Dice for the 3D U-Net and the cascade's first stage, batch Dice after
+    assert low.next_stage == "3d_cascade_fullres" and low.batch_dice is False
     assert cascade.previous_stage == "3d_lowres" and cascade.data_identifier == "3d_fullres"
-    assert low.data_identifier == "3d_lowres" and cascade.batch_dice is False
+    assert low.data_identifier == "3d_lowres" and cascade.batch_dice is True
+    assert full.batch_dice is False and plans.configuration("2d").batch_dice is True
     assert full.normalization == ("ct",) and full.use_mask_for_norm == (False,)
     for cfg in plans.configurations.values():
         assert _divisible(cfg)
@@ -175,8 +177,14 @@ def test_patch_shrinks_to_fit_small_budget():
     b, s = big.configuration("3d_fullres"), small.configuration("3d_fullres")
     assert b.patch_size == (128, 128, 128) and b.batch_size == 2
     assert math.prod(s.patch_size) < math.prod(b.patch_size)
-    assert estimate_memory_gb(_topology_of(s), 2, 1, 3) <= 2.0
+    # v2 weighs nnU-Net's feature-map count against its reference (560 M at 8 GB, batch 2)
+    assert feature_map_values(_topology_of(s), 3) <= 560e6 * 2.0 / 8.0
+    assert feature_map_values(_topology_of(b), 3) > 560e6 * 2.0 / 8.0
     assert max(s.patch_size) - min(s.patch_size) <= max(s.patch_size) // 2
+    paper = plan_dataset(fp, "paper", memory_gb=2.0, configurations=["3d_fullres"])
+    p = paper.configuration("3d_fullres")
+    assert estimate_memory_gb(_topology_of(p), 2, 1, 3) <= 2.0 < estimate_memory_gb(
+        _topology_of(plan_dataset(fp, "paper").configuration("3d_fullres")), 2, 1, 3)
 
 
 def test_paper_2d_batch_cap_and_mask_rule():
@@ -219,3 +227,28 @@ def test_cli_plan_without_fingerprint_fails(tmp_path):
     from NNSegLib.cli import main
 
     assert main(["plan", str(tmp_path / "raw"), "--work", str(tmp_path / "w"), "--quiet"]) == 2
+
+
+@pytest.mark.parametrize("recipe", ["paper", "v2"])
+def test_unplannable_fingerprints_are_refused_naming_the_case(recipe):
+    import dataclasses
+
+    good = _fingerprint([(20, 30, 30)] * 4, [(1.0, 1.0, 1.0)] * 4)
+    assert plan_dataset(good, recipe).configurations
+    for field, value, says in (
+            ("spacing", (float("nan"), 1.0, 1.0), r"case 'case_002': spacing \[nan, 1.0, 1.0\] "
+                                                   "is not a finite number > 0"),
+            ("spacing", (1.0, 0.0, 1.0), "case 'case_002': spacing"),
+            ("spacing", (1.0, 1.0, float("inf")), "case 'case_002': spacing"),
+            ("spacing", (1.0, 1.0), "need 3 values each"),
+            ("shape_after_crop", (0, 30, 30), r"shape after cropping \[0, 30, 30\] has an axis "
+                                              "of 0 voxels")):
+        cases = list(good.cases)
+        cases[2] = dataclasses.replace(cases[2], **{field: value})
+        with pytest.raises(NNSegError, match=says):
+            plan_dataset(dataclasses.replace(good, cases=tuple(cases)), recipe)
+    with pytest.raises(NNSegError, match="has no cases"):
+        plan_dataset(dataclasses.replace(good, cases=()), recipe)
+    # v2 (as nnU-Net) plans a patch of a few voxels for 1e-4 GB; nothing fits 1e-7 GB
+    with pytest.raises(NNSegError, match="no patch fits a memory budget of 1e-07 GB"):
+        plan_dataset(good, recipe, memory_gb=1e-7)
