@@ -89,7 +89,8 @@ class RunConfig:
         num_threads: Torch intra-op threads (0 = all CPUs available to the process).
         compile: Wrap the network in ``torch.compile``.
         amp: Mixed precision: ``auto`` (bf16 on CUDA with native bf16, else fp16 with a
-            gradient scaler; bf16 on CPUs with AMX/AVX512-BF16; fp32 on MPS and other CPUs:
+            gradient scaler; bf16 on CPUs with AMX/AVX512-BF16 that the kernels may use;
+            fp32 on MPS and other CPUs:
             :func:`NNSegLib.util.precision.choose_precision`), ``off``, ``bf16``, ``fp16``.
         channels_last: Channels-last memory format: ``auto`` (the network's choice, see
             :func:`NNSegLib.network.network.resolve_memory_format`), ``on``, ``off``.

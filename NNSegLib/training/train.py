@@ -460,8 +460,9 @@ _OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--num-threads": ("num_threads", options.non_negative_int,
                       "torch CPU threads (0 = all available)"),
     "--amp": ("amp", str, "mixed precision: auto (bf16 on CUDA with native bf16, else fp16 "
-              "with loss scaling; bf16 on CPUs with AMX/AVX512-BF16; fp32 on MPS and other "
-              "CPUs), off, bf16, fp16"),
+              "with loss scaling; bf16 on CPUs with AMX/AVX512-BF16 that oneDNN and ATen may "
+              "use, i.e. not under ONEDNN_MAX_CPU_ISA=AVX2 or ATEN_CPU_CAPABILITY=avx2; fp32 "
+              "on MPS and other CPUs), off, bf16, fp16"),
     "--channels-last": ("channels_last", str, "channels-last: auto (network default), on, off"),
     "--host-memory": ("host_memory", str, "CPU only: reuse (keep freed memory for the next "
                       "step: faster, holds the peak until the epoch ends) or system"),
