@@ -41,6 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+import cpu_profiles  # noqa: E402
+
 DEFAULT_WORK = (Path.home() / ".cache/nnseg-bench/nnseg-matched/nnseg-9c4fbf0/"
                 "Dataset004_Hippocampus")
 
@@ -328,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                          "behaviour before NNSeg reused freed host memory; one setting per "
                          "process, since it cannot be undone")
     ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args(argv)
+    args = cpu_profiles.parse_args(ap, argv)
     from NNSegLib.util.device import configure_threads
 
     configure_threads(0)
