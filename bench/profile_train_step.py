@@ -139,12 +139,14 @@ class StepProfiler:
         self.page_faults: list[int] = []
 
     def install(self, trainer_cls: Any) -> None:
-        profiler = self
-        load_batch, train_step = trainer_cls._load_batch, trainer_cls._train_step
+        from NNSegLib.training.batches import Batches
 
-        def timed_load(trainer: Any, *args: Any) -> Any:
+        profiler = self
+        load_batch, train_step = Batches.load, trainer_cls._train_step
+
+        def timed_load(batches: Any, *args: Any) -> Any:
             t = time.thread_time()
-            out = load_batch(trainer, *args)
+            out = load_batch(batches, *args)
             profiler.sample_seconds.append(time.thread_time() - t)
             return out
 
@@ -155,7 +157,7 @@ class StepProfiler:
             return profiler.profiled_step(trainer, images, seg)
 
         trainer_cls._train_step = step
-        trainer_cls._load_batch = timed_load
+        Batches.load = timed_load  # type: ignore[method-assign]
 
     def profiled_step(self, trainer: Any, images: torch.Tensor, seg: torch.Tensor) -> float:
         from torch.profiler import ProfilerActivity, profile
@@ -163,7 +165,8 @@ class StepProfiler:
         amp = trainer.amp
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         c0, t = time.process_time(), [time.perf_counter()]
-        images, seg = trainer._augment(*trainer._to_device(images, seg))
+        images, seg = trainer.batches.augmented(*trainer.batches.to_device(images, seg),
+                                                trainer.state.step)
         t.append(time.perf_counter())
         trainer.optimizer.zero_grad(set_to_none=True)
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:

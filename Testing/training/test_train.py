@@ -146,8 +146,12 @@ def test_fold_all_2d_and_time_budget(tmp_path):
     assert result.epochs == 1 and (run_dir / CHECKPOINT_FINAL).is_file()
     assert not (run_dir / "validation_summary.json").exists()
     assert not ws.splits.exists()
+    with pytest.raises(NNSegError, match=r"--time-budget 1e-06: must be at least 3 minutes, "
+                                         r"one validation interval"):
+        _train(ws, fold=1, config="2d", time_budget_minutes=1e-6, overrides={"max_epochs": 50})
+    assert not ws.run_dir("2d", 1).exists()   # refused before anything was written
     budget = _train(ws, fold=1, config="2d", time_budget_minutes=1e-6,
-                    overrides={"max_epochs": 50})
+                    overrides={"max_epochs": 50, "epoch_minutes": 1e-6})
     assert budget.stop_reason == "time budget used"
     state = ckpt.load_checkpoint(ws.run_dir("2d", 1) / CHECKPOINT_FINAL)
     assert state["meta"]["epoch"] == 0 and state["meta"]["iteration"] == 1
