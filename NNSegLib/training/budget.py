@@ -269,8 +269,9 @@ class EpochClock:
     After each step :meth:`should_end` projects the epoch's length if it took one more step:
     the time so far, one step (the median of the recent ones), the validation batches of an
     epoch that long (:meth:`validation_batches`, at the last measured cost per batch, else
-    :data:`FORWARD_SHARE` of a step) and the last measured cost of writing the log, the plot
-    and the checkpoints. A 5 % margin absorbs the noise of a busy machine.
+    :data:`FORWARD_SHARE` of a step) and the rest of the last epoch's end (log, plot,
+    checkpoints, re-fit: the time from its last step to the next epoch's start, less its
+    validation). A 5 % margin absorbs the noise of a busy machine.
     """
 
     #: Share of ``limit_s`` the projection may reach.
@@ -285,13 +286,18 @@ class EpochClock:
         self.started = clock()
         self._last = self.started
         self._steps: deque[float] = deque(maxlen=9)
-        #: Measured seconds per validation batch and per epoch's bookkeeping (log,
-        #: plot, checkpoints); ``None`` until measured.
+        #: Measured seconds per validation batch (``None`` until measured) and of the rest
+        #: of an epoch's end (log, plot, checkpoints).
         self.val_batch_s: float | None = None
-        self.record_s: float = 2 * CHECKPOINT_SECONDS
+        self.fixed_s: float = 2 * CHECKPOINT_SECONDS
+        self._val_s = 0.0
+        self._last_step: float | None = None   # of the epoch that just ended
 
     def start(self, now: float) -> None:
         """An epoch (or the rest of one, after a resume) starts at ``now``."""
+        if self._last_step is not None:   # the whole end of the last epoch, measured
+            self.fixed_s = max(self.fixed_s, now - self._last_step - self._val_s)
+            self._last_step = None
         self.started = self._last = now
 
     def step(self, now: float) -> None:
@@ -307,10 +313,11 @@ class EpochClock:
         return max(1, min(self.val_iterations, share))
 
     def measured(self, val_batches: int, val_s: float, record_s: float) -> None:
-        """What the epoch's validation and bookkeeping really cost."""
+        """What the epoch that just ended spent on validation and on its log, plot and
+        checkpoints (the next :meth:`start` adds what else its end cost)."""
         if val_batches > 0:
             self.val_batch_s = val_s / val_batches
-        self.record_s = record_s
+        self.fixed_s, self._val_s, self._last_step = record_s, val_s, self._last
 
     def should_end(self, now: float, iterations: int) -> bool:
         """Whether the epoch, ``iterations`` long so far, must end now."""
@@ -319,7 +326,7 @@ class EpochClock:
         steps = sorted(self._steps)
         step = steps[len(steps) // 2]
         per_batch = FORWARD_SHARE * step if self.val_batch_s is None else self.val_batch_s
-        projected = (now - self.started + step + self.record_s
+        projected = (now - self.started + step + self.fixed_s
                      + self.validation_batches(iterations + 1) * per_batch)
         return projected > self.SAFETY * self.limit_s
 
