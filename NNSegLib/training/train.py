@@ -218,11 +218,11 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
     progress = progress or Progress()
     fold = parse_fold(fold)
     ws = Workspace.for_dataset(dataset or ".", work)
-    plans = Plans.load(ws.plans, hint="nnseg plan")
-    resolve_configuration(plans, configuration, RunConfig())   # unknown: before any folder
     run = ws.run(configuration, fold)
     if time_budget_minutes is not None and mode != "validate":
         _check_time_budget(time_budget_minutes, run, mode, overrides or {})
+    plans = Plans.load(ws.plans, hint="nnseg plan")
+    resolve_configuration(plans, configuration, RunConfig())   # unknown: before any folder
     budget = _Budget(started, time_budget_minutes)
     with _run_lock(run, f"nnseg train {configuration} fold {fold}"):
         return _train(ws, plans, run, dataset, configuration, fold, overrides or {}, mode,

@@ -61,6 +61,16 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+def _minutes(text: str) -> float:
+    """A number of minutes; its range (at least one validation interval, which depends on
+    the run's config) is checked by :func:`~NNSegLib.training.train.train_fold`, so 0, a
+    negative value and NaN get the same message naming the minimum."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of minutes, got {text!r}") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``nnseg train``."""
     parser.add_argument("dataset", type=Path, help="raw dataset folder (nnU-Net v2 layout)")
@@ -92,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--validate-only", action="store_true",
                       help="only segment the fold's validation cases again with the final "
                            "checkpoint (a 3d_lowres fold also rewrites the cascade's inputs)")
-    parser.add_argument("--time-budget", type=options.number(), default=None,
+    parser.add_argument("--time-budget", type=_minutes, default=None,
                         metavar="MINUTES",
                         help="train for this many minutes, counted from now: after a few timed "
                              "iterations the schedule is fitted so that its decay (v2) or final "
