@@ -40,6 +40,7 @@ from NNSegLib.training.mixed_precision import (
     grad_scaler,
     optimizer_step,
 )
+from NNSegLib.training.pseudo_dice import confusion_counts, dice_from_counts
 from NNSegLib.training.run_config import RunConfig
 from NNSegLib.training.sampler import TRAIN_STREAM, VAL_STREAM, Prefetcher
 from NNSegLib.training.schedule import EMA, build_schedule
@@ -124,26 +125,6 @@ def build_optimizer(rc: RunConfig, params: Any) -> torch.optim.Optimizer:
 
 #: ``RunConfig.channels_last`` → ``NetworkOptions.memory_format``.
 MEMORY_FORMATS = {"auto": "auto", "on": "channels_last", "off": "contiguous"}
-
-
-def confusion_counts(logits: torch.Tensor, target: torch.Tensor, num_classes: int
-                     ) -> torch.Tensor:
-    """Per class ``[tp, fp, fn]`` (``(K, 3)`` int64) of ``argmax(logits)`` against ``target``."""
-    pred = logits.argmax(1).flatten().long()
-    ref = target[:, 0].flatten().long().clamp(0, num_classes - 1)
-    cm = torch.bincount(ref * num_classes + pred, minlength=num_classes ** 2)
-    cm = cm.reshape(num_classes, num_classes).cpu()
-    tp = cm.diagonal()
-    return torch.stack([tp, cm.sum(0) - tp, cm.sum(1) - tp], dim=1)
-
-
-def dice_from_counts(counts: np.ndarray) -> list[float | None]:
-    """Foreground classes' Dice from ``(K, 3)`` counts (``None`` where undefined)."""
-    out: list[float | None] = []
-    for tp, fp, fn in counts[1:]:
-        denom = 2 * tp + fp + fn
-        out.append(float(2 * tp / denom) if denom > 0 else None)
-    return out
 
 
 class Trainer:
@@ -269,6 +250,12 @@ class Trainer:
         """
         now = self._now()
         while not self.state.finished:
+            st = self.state
+            if self.schedule.epoch_iterations(st.step - st.iteration) <= st.iteration:
+                # nothing left (a resume with a lower --epochs): end without another epoch
+                st.finished, st.stop_reason = True, f"reached max_epochs={self.schedule.max_epochs}"
+                self.save(CHECKPOINT_LATEST)
+                break
             if not self._train_epoch(now):
                 break
             self._end_epoch()
@@ -497,5 +484,4 @@ class Trainer:
             f"({record['data_wait_share']:.0%} waiting for data)")
 
 
-__all__ = ["LoopState", "TrainSetup", "Trainer", "amp_dtype", "build_optimizer",
-           "confusion_counts", "dice_from_counts"]
+__all__ = ["LoopState", "TrainSetup", "Trainer", "amp_dtype", "build_optimizer"]
