@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("NNSegLib.planning.planner", "derive plans.json (configurations, patch, batch, net)"),
     "preprocess": ("NNSegLib.preprocessing.preprocess",
                    "crop, resample and normalize for each configuration"),
-    "train": ("NNSegLib.training.train", "train one configuration and fold"),
+    "train": ("NNSegLib.training.train_cli", "train one configuration and fold"),
     "find-best": ("NNSegLib.postprocessing.find_best",
                   "choose configuration/ensemble and postprocessing"),
     "predict": ("NNSegLib.inference.predict", "segment new images with a trained model"),

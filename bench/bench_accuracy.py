@@ -41,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
+import cpu_profiles  # noqa: E402
 
 CONFIG = "3d_fullres"
 FOLD = "0"
@@ -542,7 +543,7 @@ def main() -> int:
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the run files")
     ap.add_argument("--summarize", action="store_true", help="only summarize existing runs")
     ap.add_argument("--no-results-md", action="store_true")
-    a = ap.parse_args()
+    a = cpu_profiles.parse_args(ap)
     globals()["RESULTS"] = a.results
     if a.summarize:
         summarize(not a.no_results_md)

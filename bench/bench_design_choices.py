@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "Testing"))
 sys.path.insert(0, str(BENCH))
 import benchlib as bl  # noqa: E402
+import cpu_profiles  # noqa: E402
 
 
 def run_one(variant: str, seed: int, epochs: int) -> dict:
@@ -118,7 +119,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--summarize", action="store_true")
-    args = ap.parse_args()
+    args = cpu_profiles.parse_args(ap)
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.summarize:
         for seed in args.seeds:

@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
+import cpu_profiles  # noqa: E402
 
 OUT = bl.BENCH / "results" / "early_phase"
 WINDOWS = ((0, 10), (10, 25), (25, 50), (50, 75), (75, 100), (100, 150))
@@ -142,7 +143,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads per run (same for every variant; default 1)")
     ap.add_argument("--summarize", action="store_true")
-    args = ap.parse_args()
+    args = cpu_profiles.parse_args(ap)
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.summarize:
         matched = args.matched or sorted((bl.CACHE / "nnseg-matched").glob(

@@ -48,6 +48,9 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cpu_profiles  # noqa: E402
 
 from NNSegLib.network.network import (  # noqa: E402
     NNUNET_LIKE,
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--classes", type=int, default=3)
-    args = p.parse_args(argv)
+    args = cpu_profiles.parse_args(p, argv)
 
     threads = configure_threads(args.threads or None)
     device = pick_device(args.device)

@@ -40,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
+import cpu_profiles  # noqa: E402
 
 CONFIG = "3d_fullres"
 TIMEOUT = 3600.0  # seconds per command; --timeout
@@ -162,7 +163,7 @@ def main() -> int:
         "--timeout", type=float, default=TIMEOUT, help="seconds before a hung command is killed"
     )
     ap.add_argument("--no-results-md", action="store_true")
-    args = ap.parse_args()
+    args = cpu_profiles.parse_args(ap)
     globals()["TIMEOUT"] = args.timeout
 
     variants = list(args.variants)

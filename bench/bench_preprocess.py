@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
+import cpu_profiles  # noqa: E402
 
 
 def run_nnunet(dataset: Path, root: Path, workers: int, logdir: Path, timeout: float) -> dict:
@@ -127,7 +128,7 @@ def main() -> int:
     )
     ap.add_argument("--keep", action="store_true", help="keep the last repeat's output folders")
     ap.add_argument("--no-results-md", action="store_true", help="do not touch bench/RESULTS.md")
-    args = ap.parse_args()
+    args = cpu_profiles.parse_args(ap)
 
     tools = list(args.tools)
     if "nnseg" in tools and bl.nnseg_help("preprocess") is None:

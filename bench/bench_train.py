@@ -38,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
+import cpu_profiles  # noqa: E402
 
 CONFIG = "3d_fullres"
 TIMEOUT = 3600.0  # seconds per command; --timeout
@@ -155,7 +156,7 @@ def run_nnseg(
     return res
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -171,7 +172,8 @@ def main() -> int:
                          "--nnseg-args")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment variable for both tools' processes (repeatable), e.g. "
-                         "ONEDNN_MAX_CPU_ISA=AVX2 to run both as on a CPU without AVX-512")
+                         "ONEDNN_MAX_CPU_ISA=AVX2 to run both as on a CPU without AVX-512 "
+                         "(--cpu-profile clinician sets a whole profile)")
     ap.add_argument(
         "--rebuild-nnseg", action="store_true", help="redo NNSeg's matched preprocessing"
     )
@@ -179,28 +181,19 @@ def main() -> int:
         "--timeout", type=float, default=TIMEOUT, help="seconds before a hung command is killed"
     )
     ap.add_argument("--no-results-md", action="store_true")
-    args = ap.parse_args()
-    globals()["TIMEOUT"] = args.timeout
+    args = cpu_profiles.parse_args(ap)
     if args.iterations <= args.warmup:
         ap.error("--iterations must exceed --warmup")
+    return args
 
+
+def tool_variants(args: argparse.Namespace) -> tuple[list[str], dict[str, list[str]]]:
+    """The tools to run (NNSeg once per variant) and each NNSeg variant's extra arguments."""
     tools = list(args.tools)
     if "nnseg" in tools and bl.nnseg_help("train") is None:
         print("nnseg train is not available yet: running nnU-Net only", file=sys.stderr)
         tools.remove("nnseg")
-    info = bl.machine_info()
-    ref = bl.ensure_nnunet_ref(args.dataset)
-    matched = (
-        bl.ensure_nnseg_matched(args.dataset, ref, rebuild=args.rebuild_nnseg)
-        if "nnseg" in tools
-        else None
-    )
-    if matched and matched["differences"]:
-        print(
-            "WARNING: NNSeg plan differs from nnU-Net's:", matched["differences"], file=sys.stderr
-        )
     extra = shlex.split(args.nnseg_args)
-    env_extra = dict(spec.split("=", 1) for spec in args.env)
     variants = {"nnseg": extra}
     if args.nnseg_variant:
         variants = {}
@@ -209,7 +202,12 @@ def main() -> int:
             variants[f"nnseg:{name}"] = extra + shlex.split(more)
     if "nnseg" in tools:
         tools = [*variants, *(t for t in tools if t != "nnseg")]
+    return tools, variants
 
+
+def run_all(args: argparse.Namespace, tools: list[str], variants: dict[str, list[str]],
+            ref: dict, matched: dict | None, env_extra: dict) -> dict[str, list[dict]]:
+    """Every repeat of every tool, alternating the order."""
     base = bl.CACHE / "runs" / f"train-{time.strftime('%Y%m%d-%H%M%S')}"
     runs: dict[str, list[dict]] = {t: [] for t in tools}
     for rep in range(args.repeats):
@@ -226,6 +224,7 @@ def main() -> int:
                 res = run_nnunet(args.dataset, ref, rdir, args.iterations, args.seed,
                                  env_extra=env_extra)
             else:
+                assert matched is not None
                 res = run_nnseg(args.dataset, matched, rdir, args.iterations, args.seed,
                                 variants[tool], label=tool.replace(":", "_"),
                                 env_extra=env_extra)
@@ -239,12 +238,16 @@ def main() -> int:
                 f"{res['steady']['all']}; peak PSS {res['peak_pss_tree_mb']:.0f} MB",
                 flush=True,
             )
-    info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     shutil.rmtree(base / "rep0" / "nnunet_results", ignore_errors=True)
+    return runs
 
+
+def summarise(runs: dict[str, list[dict]], variants: dict[str, list[str]], warmup: int
+              ) -> tuple[dict, dict]:
+    """Per tool statistics, and each NNSeg variant's speed-up against nnU-Net."""
     summary = {}
     for tool, rs in runs.items():
-        pooled = [d for r in rs for d in r["iter_seconds"][args.warmup :]]
+        pooled = [d for r in rs for d in r["iter_seconds"][warmup:]]
         per_run_median = [r["steady"]["median"] for r in rs]
         summary[tool] = {
             "s_per_iter_pooled": bl.stats(pooled),
@@ -267,87 +270,106 @@ def main() -> int:
                 for x, y in zip(runs[name], runs["nnunet"])
             ],
         }
-    data = {
-        "benchmark": "train",
-        "dataset": str(args.dataset),
-        "configuration": CONFIG,
-        "fold": 0,
-        "iterations": args.iterations,
-        "warmup": args.warmup,
-        "repeats": args.repeats,
-        "seed": args.seed,
-        "nnseg_extra_args": extra,
-        "nnseg_variants": variants,
-        "environment": env_extra,
-        "machine": info,
-        "nnunet_config": bl.nnunet_3d_params(ref["plans"]),
-        "nnseg_config": matched["config"] if matched else None,
-        "config_differences": matched["differences"] if matched else None,
-        "runs": runs,
-        "summary": summary,
-        "nnseg_speedup_iter_per_s": ratios,
-    }
-    path = bl.write_json("train", data)
+    return summary, ratios
 
+
+def print_summary(data: dict, path: Path) -> None:
     p = data["nnunet_config"]
     print(
         f"\n== training {CONFIG} fold 0: patch {p['patch_size']}, batch {p['batch_size']}, "
         f"features {p['features_per_stage']}"
     )
-    for tool, s in summary.items():
+    for tool, s in data["summary"].items():
         print(
             f"{tool:12s} s/iter median {bl.fmt(s['s_per_iter_pooled']['median'])} (min "
             f"{bl.fmt(s['s_per_iter_pooled']['min'])}, n={s['s_per_iter_pooled']['n']}); "
             f"{bl.fmt(s['iter_per_s_median'], 3)} it/s; peak PSS median "
             f"{bl.fmt(s['peak_pss_tree_mb']['median'], 0)} MB"
         )
-    for name, r in ratios.items():
+    for name, r in data["nnseg_speedup_iter_per_s"].items():
         print(
             f"{name} speed-up (nnU-Net s/iter ÷ NNSeg s/iter): median {r['speedup_median']}, "
             f"min-vs-min {r['speedup_min']}, per repeat {r['speedup_per_repeat']}"
         )
     print("JSON:", path)
 
+
+def results_md(data: dict, path: Path) -> str:
+    """The "train" section of ``RESULTS.md``."""
+    p, info = data["nnunet_config"], data["machine"]
+    summary, ratios = data["summary"], data["nnseg_speedup_iter_per_s"]
+    md = [
+        f"## Training speed ({Path(data['dataset']).name}, {CONFIG}, fold 0)\n",
+        bl.machine_md(info),
+        f"- Same plan for both: patch {p['patch_size']}, batch {p['batch_size']}, features "
+        f"{p['features_per_stage']}, strides {p['strides']} (nnU-Net's plans; NNSeg "
+        "overridden to match"
+        + (
+            f"; remaining differences: {data['config_differences']}"
+            if data["config_differences"]
+            else ""
+        )
+        + ").\n",
+        f"- {data['repeats']} repeats × {data['iterations']} iterations, first "
+        f"{data['warmup']} of each run "
+        "excluded; time per iteration includes sampling + augmentation + step. nnU-Net: "
+        "nnUNet_n_proc_DA=0, nnUNet_compile=f, own short trainer subclass. NNSeg settings: "
+        + "; ".join(f"{k} `{' '.join(v) or '(defaults)'}`"
+                    for k, v in data["nnseg_variants"].items())
+        + ".\n",
+        bl.load_note(info),
+        "| tool | s/iter median | s/iter min | iterations/s (median) | n iterations | peak "
+        "PSS median (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for tool, s in summary.items():
+        md.append(
+            f"| {tool} | {bl.fmt(s['s_per_iter_pooled']['median'])} | "
+            f"{bl.fmt(s['s_per_iter_pooled']['min'])} "
+            f"| {bl.fmt(s['iter_per_s_median'], 3)} | {s['s_per_iter_pooled']['n']} | "
+            f"{bl.fmt(s['peak_pss_tree_mb']['median'], 0)} |"
+        )
+    for name, r in ratios.items():
+        md.append(
+            f"\n{name} iterations/s ÷ nnU-Net iterations/s: median {r['speedup_median']}, "
+            f"min-vs-min {r['speedup_min']}, per repeat {r['speedup_per_repeat']}."
+        )
+    if not ratios:
+        md.append("\nOnly " + ", ".join(summary) + " was measured in this run (no ratio).")
+    md.append(f"\nRaw data: `bench/results/runs/{path.name}`.")
+    return "\n".join(md)
+
+
+def main() -> int:
+    args = parse_args()
+    globals()["TIMEOUT"] = args.timeout
+    tools, variants = tool_variants(args)
+    info = bl.machine_info()
+    ref = bl.ensure_nnunet_ref(args.dataset)
+    matched = (bl.ensure_nnseg_matched(args.dataset, ref, rebuild=args.rebuild_nnseg)
+               if any(t != "nnunet" for t in tools) else None)
+    if matched and matched["differences"]:
+        print(
+            "WARNING: NNSeg plan differs from nnU-Net's:", matched["differences"], file=sys.stderr
+        )
+    env_extra = dict(spec.split("=", 1) for spec in args.env)
+    runs = run_all(args, tools, variants, ref, matched, env_extra)
+    info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    summary, ratios = summarise(runs, variants, args.warmup)
+    data = {
+        "benchmark": "train", "dataset": str(args.dataset), "configuration": CONFIG, "fold": 0,
+        "iterations": args.iterations, "warmup": args.warmup, "repeats": args.repeats,
+        "seed": args.seed, "nnseg_extra_args": shlex.split(args.nnseg_args),
+        "nnseg_variants": variants, "environment": env_extra, "machine": info,
+        "nnunet_config": bl.nnunet_3d_params(ref["plans"]),
+        "nnseg_config": matched["config"] if matched else None,
+        "config_differences": matched["differences"] if matched else None,
+        "runs": runs, "summary": summary, "nnseg_speedup_iter_per_s": ratios,
+    }
+    path = bl.write_json("train", data)
+    print_summary(data, path)
     if not args.no_results_md:
-        md = [
-            f"## Training speed ({args.dataset.name}, {CONFIG}, fold 0)\n",
-            bl.machine_md(info),
-            f"- Same plan for both: patch {p['patch_size']}, batch {p['batch_size']}, features "
-            f"{p['features_per_stage']}, strides {p['strides']} (nnU-Net's plans; NNSeg "
-            "overridden to match"
-            + (
-                f"; remaining differences: {data['config_differences']}"
-                if data["config_differences"]
-                else ""
-            )
-            + ").\n",
-            f"- {args.repeats} repeats × {args.iterations} iterations, first {args.warmup} of "
-            "each run "
-            "excluded; time per iteration includes sampling + augmentation + step. nnU-Net: "
-            "nnUNet_n_proc_DA=0, nnUNet_compile=f, own short trainer subclass. NNSeg settings: "
-            + "; ".join(f"{k} `{' '.join(v) or '(defaults)'}`" for k, v in variants.items())
-            + ".\n",
-            bl.load_note(info),
-            "| tool | s/iter median | s/iter min | iterations/s (median) | n iterations | peak "
-            "PSS median (MB) |",
-            "|---|---|---|---|---|---|",
-        ]
-        for tool, s in summary.items():
-            md.append(
-                f"| {tool} | {bl.fmt(s['s_per_iter_pooled']['median'])} | "
-                f"{bl.fmt(s['s_per_iter_pooled']['min'])} "
-                f"| {bl.fmt(s['iter_per_s_median'], 3)} | {s['s_per_iter_pooled']['n']} | "
-                f"{bl.fmt(s['peak_pss_tree_mb']['median'], 0)} |"
-            )
-        for name, r in ratios.items():
-            md.append(
-                f"\n{name} iterations/s ÷ nnU-Net iterations/s: median {r['speedup_median']}, "
-                f"min-vs-min {r['speedup_min']}, per repeat {r['speedup_per_repeat']}."
-            )
-        if not ratios:
-            md.append("\nOnly " + ", ".join(summary) + " was measured in this run (no ratio).")
-        md.append(f"\nRaw data: `bench/results/runs/{path.name}`.")
-        bl.update_results_md("train", "\n".join(md))
+        bl.update_results_md("train", results_md(data, path))
     return 0
 
 

@@ -22,6 +22,9 @@ from typing import Sequence
 
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpu_profiles  # noqa: E402
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OUT = BENCH / "results" / "runs"
@@ -161,6 +164,7 @@ def machine_info(nnseg_python: Path | None = None) -> dict:
         "mem_total_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": sys.version.split()[0],
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+        "cpu_profile": cpu_profiles.active(),
         "versions": {
             "nnseg": _version_of(nnseg_python or NNSEG_PY, "NNSegLib"),
             "nnseg_torch": _version_of(nnseg_python or NNSEG_PY, "torch"),
@@ -364,6 +368,7 @@ def machine_md(info: dict) -> str:
         f"- Versions: NNSeg {v['nnseg']} (torch {v['nnseg_torch']}), nnU-Net v2 {v['nnunetv2']} "
         f"(torch {v['nnunet_torch']})\n"
         f"- Load average at start {info['loadavg_start']}, at end {info.get('loadavg_end')}\n"
+        + cpu_profiles.describe(info)
     )
 
 

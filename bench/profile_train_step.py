@@ -41,6 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+import cpu_profiles  # noqa: E402
+
 DEFAULT_WORK = (Path.home() / ".cache/nnseg-bench/nnseg-matched/nnseg-9c4fbf0/"
                 "Dataset004_Hippocampus")
 
@@ -137,12 +139,14 @@ class StepProfiler:
         self.page_faults: list[int] = []
 
     def install(self, trainer_cls: Any) -> None:
-        profiler = self
-        load_batch, train_step = trainer_cls._load_batch, trainer_cls._train_step
+        from NNSegLib.training.batches import Batches
 
-        def timed_load(trainer: Any, *args: Any) -> Any:
+        profiler = self
+        load_batch, train_step = Batches.load, trainer_cls._train_step
+
+        def timed_load(batches: Any, *args: Any) -> Any:
             t = time.thread_time()
-            out = load_batch(trainer, *args)
+            out = load_batch(batches, *args)
             profiler.sample_seconds.append(time.thread_time() - t)
             return out
 
@@ -153,7 +157,7 @@ class StepProfiler:
             return profiler.profiled_step(trainer, images, seg)
 
         trainer_cls._train_step = step
-        trainer_cls._load_batch = timed_load
+        Batches.load = timed_load  # type: ignore[method-assign]
 
     def profiled_step(self, trainer: Any, images: torch.Tensor, seg: torch.Tensor) -> float:
         from torch.profiler import ProfilerActivity, profile
@@ -161,7 +165,8 @@ class StepProfiler:
         amp = trainer.amp
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         c0, t = time.process_time(), [time.perf_counter()]
-        images, seg = trainer._augment(*trainer._to_device(images, seg))
+        images, seg = trainer.batches.augmented(*trainer.batches.to_device(images, seg),
+                                                trainer.state.step)
         t.append(time.perf_counter())
         trainer.optimizer.zero_grad(set_to_none=True)
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
@@ -328,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                          "behaviour before NNSeg reused freed host memory; one setting per "
                          "process, since it cannot be undone")
     ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args(argv)
+    args = cpu_profiles.parse_args(ap, argv)
     from NNSegLib.util.device import configure_threads
 
     configure_threads(0)

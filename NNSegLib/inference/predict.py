@@ -441,7 +441,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not apply postprocessing.json")
     parser.add_argument("--precision", default="auto", choices=list(REQUESTS),
                         help="network arithmetic (default auto: fp16 on CUDA and Apple MPS, "
-                             "bf16 on CPUs with AMX/AVX512-BF16, else fp32; nnU-Net v2 models "
+                             "bf16 on CPUs with AMX/AVX512-BF16 that oneDNN and ATen may use "
+                             "(not under ONEDNN_MAX_CPU_ISA=AVX2 or ATEN_CPU_CAPABILITY=avx2), "
+                             "else fp32; nnU-Net v2 models "
                              "fp16 on CUDA, else fp32); bf16 is refused on MPS")
     parser.add_argument("--allow-unfinished", action="store_true",
                         help="also use folds whose training has not finished (their best "

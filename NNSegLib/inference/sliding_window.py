@@ -296,9 +296,9 @@ def autocast_dtype(settings: SlidingWindowSettings, device):
     """The autocast dtype for ``settings.precision`` on ``device`` (``None``: plain fp32).
 
     The choice is :func:`NNSegLib.util.precision.choose_precision` for inference: ``auto``
-    is fp16 on CUDA and on MPS (torch >= 2.5), bf16 on CPUs with AMX/AVX512-BF16, fp32
-    otherwise; with ``settings.nnunet_numerics`` fp16 on CUDA and fp32 elsewhere, as
-    nnU-Net v2 predicts.
+    is fp16 on CUDA and on MPS (torch >= 2.5), bf16 on CPUs with AMX/AVX512-BF16 (that the
+    kernels may use), fp32 otherwise; with ``settings.nnunet_numerics`` fp16 on CUDA and fp32
+    elsewhere, as nnU-Net v2 predicts.
 
     Raises:
         PrecisionError: ``settings.precision`` is impossible on ``device`` (bf16 on MPS).

@@ -11,12 +11,15 @@ that first, largest gradient, so the early updates go to the features.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from NNSegLib.training.sampler import PatchSampler, batch_rng
+
+if TYPE_CHECKING:   # pragma: no cover
+    from NNSegLib.training.batches import Batches
 
 #: The random stream the frequency estimate draws from (not used by training itself).
 PRIOR_STREAM = 3
@@ -78,5 +81,31 @@ def mean_head_logits(network: Any, inputs: list[torch.Tensor]) -> list[torch.Ten
     return [s / len(inputs) for s in sums]
 
 
-__all__ = ["PRIOR_STREAM", "class_frequencies", "initialise_heads", "mean_head_logits",
-           "sample_batches"]
+def initialise_run_heads(network: torch.nn.Module, batches: Batches, head_init: str,
+                         seed: int) -> dict[str, Any] | None:
+    """A new run's segmentation heads per ``RunConfig.head_init`` (before any step).
+
+    Returns:
+        What was done (``{"head_init", "class_frequencies"}``) or ``None`` for ``he``.
+    """
+    if head_init == "he":
+        return None
+    from NNSegLib.training.augment import _center_crop
+
+    setup = batches.setup
+    freqs = class_frequencies(batches.train_sampler, setup.num_classes, seed)
+    means = None
+    if head_init == "calibrated":
+        patch = tuple(setup.config.patch_size)
+        inputs = []
+        for images, seg in sample_batches(batches.train_sampler, seed):
+            images, seg = batches.to_device(_center_crop(images, patch),
+                                            _center_crop(seg, patch))
+            inputs.append(batches.with_previous_stage(images, seg)[0])
+        means = mean_head_logits(network, inputs)
+    initialise_heads(network, freqs, zero_weights=head_init == "prior_zero", mean_logits=means)
+    return {"head_init": head_init, "class_frequencies": freqs.tolist()}
+
+
+__all__ = ["PRIOR_STREAM", "class_frequencies", "initialise_heads", "initialise_run_heads",
+           "mean_head_logits", "sample_batches"]

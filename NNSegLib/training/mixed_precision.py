@@ -26,7 +26,8 @@ def amp_precision(rc: RunConfig, device: torch.device) -> str:
 
     ``auto`` follows :func:`NNSegLib.util.precision.choose_precision` for training: bf16 on
     CUDA with native bf16 (else fp16 with a gradient scaler) and on CPUs with AMX /
-    AVX512-BF16, fp32 on MPS and other CPUs; ``off`` is fp32.
+    AVX512-BF16 that the kernels may use (:func:`NNSegLib.util.precision.cpu_kernel_limit`),
+    fp32 on MPS and other CPUs; ``off`` is fp32.
 
     Raises:
         PrecisionError: ``rc.amp`` names a precision the device cannot train in.

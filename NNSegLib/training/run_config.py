@@ -46,7 +46,17 @@ class RunConfig:
         recipe: ``"paper"`` or ``"v2"`` (also selects the augmentation recipe).
         max_epochs: Hard cap on epochs.
         iterations_per_epoch: Training batches per epoch.
-        val_iterations: Validation batches per epoch (pseudo-Dice, validation loss).
+        epoch_minutes: Longest wall time from one validation point (and checkpoint) to the
+            next, in minutes, on every device. An epoch ends after ``iterations_per_epoch``
+            iterations or as soon as one more iteration, its validation and its checkpoint
+            would take longer than this, whichever comes first; the next epoch goes on from
+            there (the schedules count iterations, so the run's course does not change). So
+            ``log.jsonl``, ``progress.png`` and the Slicer chart get a point at least this
+            often, and a crash loses at most this much training. On a GPU (an epoch in about
+            a minute) nothing changes; on a CPU an epoch is about this long. A time budget
+            must be at least this long (one validation interval).
+        val_iterations: Validation batches per epoch (pseudo-Dice, validation loss); an epoch
+            that ends early validates on the same share of them (at least one).
         optimizer: ``"adam"`` or ``"sgd"``.
         lr: Initial learning rate.
         weight_decay: L2 weight decay.
@@ -89,7 +99,8 @@ class RunConfig:
         num_threads: Torch intra-op threads (0 = all CPUs available to the process).
         compile: Wrap the network in ``torch.compile``.
         amp: Mixed precision: ``auto`` (bf16 on CUDA with native bf16, else fp16 with a
-            gradient scaler; bf16 on CPUs with AMX/AVX512-BF16; fp32 on MPS and other CPUs:
+            gradient scaler; bf16 on CPUs with AMX/AVX512-BF16 that the kernels may use;
+            fp32 on MPS and other CPUs:
             :func:`NNSegLib.util.precision.choose_precision`), ``off``, ``bf16``, ``fp16``.
         channels_last: Channels-last memory format: ``auto`` (the network's choice, see
             :func:`NNSegLib.network.network.resolve_memory_format`), ``on``, ``off``.
@@ -107,6 +118,7 @@ class RunConfig:
     recipe: str = "paper"
     max_epochs: int = 1000
     iterations_per_epoch: int = 250
+    epoch_minutes: float = 3.0
     val_iterations: int = 50
     optimizer: str = "adam"
     lr: float = 3e-4
@@ -187,7 +199,7 @@ class RunConfig:
         for name in ("loss_ema_alpha", "dice_ema_alpha", "lr_factor"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 problems.append(f"{name} must be in [0, 1)")
-        for name in ("lr", "poly_exponent"):
+        for name in ("lr", "poly_exponent", "epoch_minutes"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0")
         if self.batch_size is not None and self.batch_size < 1:

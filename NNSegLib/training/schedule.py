@@ -9,9 +9,16 @@ Two schedules, chosen by ``RunConfig.lr_schedule`` from :data:`SCHEDULES`:
   learning rate falls below ``min_lr``.
 - :class:`PolySchedule` (recipe ``v2``): ``lr = lr0 * (1 - epoch / max_epochs) ** 0.9``.
 
-Both stop at ``max_epochs``. Call :meth:`lr_at_start` before each epoch (or :meth:`lr_at`
-before each iteration) and :meth:`end_epoch` after it; the returned :class:`Decision` says
+Both stop after ``max_epochs × iterations_per_epoch`` iterations. Call :meth:`lr_at` before
+each iteration and :meth:`end_epoch` after each epoch; the returned :class:`Decision` says
 whether to go on.
+
+The schedules count *iterations* (``step``: iterations done since the start of the run),
+not epochs: an epoch that the trainer ends early (``RunConfig.epoch_minutes``) moves them on
+by its share of ``iterations_per_epoch``. Where a rule is written in epochs (poly's
+per-epoch learning rate, the plateau patience windows, the loss moving averages) an epoch
+means ``iterations_per_epoch`` iterations: a run with full epochs behaves exactly as
+nnU-Net's, and one whose epochs end early by time follows the same course.
 
 A time budget (``nnseg train --time-budget``) *shapes* the schedule instead of cutting it:
 once the trainer knows how long an iteration takes it calls :meth:`Schedule.fit_iterations`
@@ -29,6 +36,9 @@ from typing import Any
 
 from NNSegLib.training.run_config import RunConfig
 
+#: Slack for comparing fractional epoch positions (epochs that ended early by time).
+EPSILON = 1e-9
+
 
 class EMA:
     """Exponential moving average ``v = alpha * v + (1 - alpha) * x`` (first ``x`` starts it)."""
@@ -37,9 +47,12 @@ class EMA:
         self.alpha = float(alpha)
         self.value = value
 
-    def update(self, x: float) -> float:
+    def update(self, x: float, weight: float = 1.0) -> float:
+        """Add ``x``; ``weight`` < 1 counts it as a fraction of a full update
+        (``alpha ** weight`` for the old value: two half updates equal one full one)."""
         x = float(x)
-        self.value = x if self.value is None else self.alpha * self.value + (1 - self.alpha) * x
+        alpha = self.alpha ** max(0.0, float(weight))
+        self.value = x if self.value is None else alpha * self.value + (1 - alpha) * x
         return self.value
 
 
@@ -65,9 +78,17 @@ class Schedule:
     def lr_at_start(self, epoch: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def lr_at(self, epoch: int, iteration: int) -> float:
-        """Learning rate of ``iteration`` (0-based, within ``epoch``)."""
-        return self.lr_at_start(epoch)
+    def lr_at(self, step: int) -> float:
+        """Learning rate of the iteration after ``step`` iterations (0-based)."""
+        return self.lr_at_start(step // self.config.iterations_per_epoch)
+
+    @property
+    def end_step(self) -> int:
+        """Iterations after which the run ends: the fitted number, else ``max_epochs`` full
+        epochs."""
+        if self.total_iterations is not None:
+            return self.total_iterations
+        return self.max_epochs * self.config.iterations_per_epoch
 
     def fit_iterations(self, total: int) -> None:
         """End the schedule after ``total`` iterations (from the start of the run)."""
@@ -75,28 +96,32 @@ class Schedule:
         self.total_iterations = max(1, int(total))
         self.max_epochs = -(-self.total_iterations // per_epoch)
 
-    def iterations_in_epoch(self, epoch: int) -> int:
-        """Training iterations of ``epoch`` (the last epoch of a fitted run may be shorter)."""
-        per_epoch = self.config.iterations_per_epoch
-        if self.total_iterations is None:
-            return per_epoch
-        return max(0, min(per_epoch, self.total_iterations - epoch * per_epoch))
+    def epoch_iterations(self, step: int) -> int:
+        """Most iterations an epoch starting after ``step`` iterations may have
+        (``iterations_per_epoch``; fewer at the end of the run)."""
+        return max(0, min(self.config.iterations_per_epoch, self.end_step - step))
 
-    def _progress(self, epoch: int, iteration: int) -> float:
+    def _progress(self, step: int) -> float:
         """Fraction of the fitted run done before this iteration."""
-        done = epoch * self.config.iterations_per_epoch + iteration
-        return min(done / max(self.total_iterations or 1, 1), 1.0)
+        return min(step / max(self.total_iterations or 1, 1), 1.0)
 
-    def end_epoch(self, epoch: int, train_loss: float, val_loss: float | None) -> Decision:
-        """Record epoch ``epoch`` (0-based) and decide whether to stop after it."""
-        if epoch + 1 >= self.max_epochs:
+    def end_epoch(self, step: int, train_loss: float, val_loss: float | None,
+                  weight: float = 1.0) -> Decision:
+        """Record the epoch that ended after ``step`` iterations of the run and decide whether
+        to stop. ``weight``: the epoch's iterations as a share of ``iterations_per_epoch``."""
+        if step >= self.end_step:
             return Decision(True, f"reached max_epochs={self.max_epochs}")
         return Decision(False)
 
-    def extend(self, epochs_done: int, extra: int) -> None:
-        """Allow ``extra`` more epochs after ``epochs_done`` (clears early-stop state)."""
-        self.max_epochs = epochs_done + extra
+    def extend(self, step: int, extra: int) -> None:
+        """Allow ``extra`` more epochs after ``step`` iterations (clears early-stop state)."""
+        self.max_epochs = -(-step // self.config.iterations_per_epoch) + extra
         self.total_iterations = None
+
+    def _epoch_position(self, step: int) -> float:
+        """The epoch that ended after ``step`` iterations, 0-based and counted in
+        ``iterations_per_epoch`` (fractional when epochs end early)."""
+        return step / self.config.iterations_per_epoch - 1
 
     def state_dict(self) -> dict[str, Any]:
         return {"max_epochs": self.max_epochs, "total_iterations": self.total_iterations}
@@ -115,11 +140,11 @@ class PolySchedule(Schedule):
         frac = min(epoch / max(self.max_epochs, 1), 1.0)
         return self.base_lr * (1.0 - frac) ** self.config.poly_exponent
 
-    def lr_at(self, epoch: int, iteration: int) -> float:
+    def lr_at(self, step: int) -> float:
         """Per epoch like nnU-Net v2; per iteration once fitted to a time budget."""
         if self.total_iterations is None:
-            return self.lr_at_start(epoch)
-        return self.base_lr * (1.0 - self._progress(epoch, iteration)) ** self.config.poly_exponent
+            return self.lr_at_start(step // self.config.iterations_per_epoch)
+        return self.base_lr * (1.0 - self._progress(step)) ** self.config.poly_exponent
 
 
 class PlateauSchedule(Schedule):
@@ -131,49 +156,51 @@ class PlateauSchedule(Schedule):
         self.train_ema = EMA(config.loss_ema_alpha)
         self.val_ema = EMA(config.loss_ema_alpha)
         self.best_train = math.inf
-        self.best_train_epoch = -1
+        self.best_train_epoch = -1.0
         self.best_val = math.inf
-        self.best_val_epoch = -1
+        self.best_val_epoch = -1.0
 
     def lr_at_start(self, epoch: int) -> float:
         return self.lr
 
-    def lr_at(self, epoch: int, iteration: int) -> float:
+    def lr_at(self, step: int) -> float:
         """The plateau learning rate; in a fitted run's final phase it falls linearly to 0."""
         if self.total_iterations is None:
             return self.lr
         final = self.config.final_phase_fraction
-        left = 1.0 - self._progress(epoch, iteration)
+        left = 1.0 - self._progress(step)
         return self.lr * min(1.0, left / final) if final > 0 else self.lr
 
-    def end_epoch(self, epoch: int, train_loss: float, val_loss: float | None) -> Decision:
+    def end_epoch(self, step: int, train_loss: float, val_loss: float | None,
+                  weight: float = 1.0) -> Decision:
         cfg = self.config
-        t = self.train_ema.update(train_loss)
-        v = self.val_ema.update(train_loss if val_loss is None else val_loss)
+        epoch = self._epoch_position(step)
+        t = self.train_ema.update(train_loss, weight)
+        v = self.val_ema.update(train_loss if val_loss is None else val_loss, weight)
         lr_changed = False
         if t < self.best_train - cfg.plateau_threshold:
             self.best_train, self.best_train_epoch = t, epoch
-        elif epoch - self.best_train_epoch >= cfg.lr_patience:
+        elif epoch - self.best_train_epoch >= cfg.lr_patience - EPSILON:
             self.lr *= cfg.lr_factor
             lr_changed = True
             # The patience window restarts; the reference level stays the best EMA so far.
             self.best_train_epoch = epoch
         if v < self.best_val - cfg.plateau_threshold:
             self.best_val, self.best_val_epoch = v, epoch
-        elif epoch - self.best_val_epoch >= cfg.stop_patience:
+        elif epoch - self.best_val_epoch >= cfg.stop_patience - EPSILON:
             return Decision(True, f"validation loss EMA did not improve by "
                                   f"{cfg.plateau_threshold:g} in {cfg.stop_patience} epochs",
                             lr_changed)
         if self.lr < cfg.min_lr:
             return Decision(True, f"learning rate {self.lr:.3g} fell below {cfg.min_lr:g}",
                             lr_changed)
-        base = super().end_epoch(epoch, train_loss, val_loss)
+        base = super().end_epoch(step, train_loss, val_loss, weight)
         return Decision(base.stop, base.reason, lr_changed)
 
-    def extend(self, epochs_done: int, extra: int) -> None:
+    def extend(self, step: int, extra: int) -> None:
         """More epochs after an early stop: patience windows restart now, lr ≥ ``min_lr``."""
-        super().extend(epochs_done, extra)
-        last = epochs_done - 1
+        super().extend(step, extra)
+        last = self._epoch_position(step)
         self.best_train_epoch = max(self.best_train_epoch, last)
         self.best_val_epoch = max(self.best_val_epoch, last)
         self.lr = max(self.lr, self.config.min_lr)
@@ -196,9 +223,9 @@ class PlateauSchedule(Schedule):
         self.train_ema.value = state["train_ema"]
         self.val_ema.value = state["val_ema"]
         self.best_train = float(state["best_train"])
-        self.best_train_epoch = int(state["best_train_epoch"])
+        self.best_train_epoch = float(state["best_train_epoch"])
         self.best_val = float(state["best_val"])
-        self.best_val_epoch = int(state["best_val_epoch"])
+        self.best_val_epoch = float(state["best_val_epoch"])
 
 
 #: ``RunConfig.lr_schedule`` → schedule class.

@@ -1,7 +1,8 @@
 """``nnseg train DATASET CONFIG FOLD|all``: one training run (METHOD §4), start to finish.
 
 This module resolves *what* to train (plan, splits, run config, device, resume state) and
-hands it to :class:`NNSegLib.training.trainer.Trainer`. The fold folder
+hands it to :class:`NNSegLib.training.trainer.Trainer`; the command line's options are
+:mod:`NNSegLib.training.train_cli`. The fold folder
 ``Workspace.run_dir(config, fold)`` ends up holding ``run_config.json``,
 ``checkpoint_latest.pt`` / ``checkpoint_best.pt`` / ``checkpoint_final.pt``, ``log.jsonl``,
 ``progress.png`` and, after the full-image validation of the fold's validation cases,
@@ -13,7 +14,8 @@ hands it to :class:`NNSegLib.training.trainer.Trainer`. The fold folder
 (:mod:`NNSegLib.training.model_versions`).
 
 Modes: a new run (refused if the folder already has one, unless ``--fresh``);
-``--continue`` resumes from ``checkpoint_latest.pt`` exactly where it stopped;
+``--continue`` resumes from ``checkpoint_latest.pt`` exactly where it stopped (a run with a
+time budget keeps what was left of it, :mod:`NNSegLib.training.budget`);
 ``--extend N`` adds N epochs to a finished (or early-stopped) run; ``--validate-only``
 re-runs the final validation of a finished run.
 
@@ -23,7 +25,6 @@ segmentations (:mod:`NNSegLib.inference.cascade`): train the five ``3d_lowres`` 
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from contextlib import contextmanager
@@ -34,19 +35,7 @@ from typing import Any, Iterator
 from NNSegLib.network import checkpoint as ckpt
 from NNSegLib.planning.plans import ConfigurationPlan, Plans
 from NNSegLib.training import distributed as dist
-from NNSegLib.training.run_config import (
-    AMP_MODES,
-    FINE_TUNE_EPOCHS,
-    FINE_TUNE_LR_FACTOR,
-    HOST_MEMORY,
-    OPTIMIZERS,
-    RECIPE_DEFAULTS,
-    SWITCHES,
-    RunConfig,
-    fine_tune_defaults,
-    parse_assignment,
-)
-from NNSegLib.util import options
+from NNSegLib.training.run_config import RunConfig, fine_tune_defaults
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.model_folder import CHECKPOINT_FINAL, DATASET_JSON, RunFolder
 from NNSegLib.util.progress import Progress
@@ -206,6 +195,9 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
         extend_epochs: Epochs to add in mode ``extend``.
         time_budget_minutes: Wall-clock minutes for this call, counted from its start: the
             schedule is fitted so that training and the final validation end within them.
+            At least one validation interval (``RunConfig.epoch_minutes``). ``None`` with
+            ``continue``: a run started with a budget keeps what was left of it at its last
+            checkpoint.
         init_from: Start a new run (``new``/``fresh``) from these weights: a model folder
             (same configuration and fold), a fold folder or a checkpoint file.
         adapt_head: With ``init_from``, start new segmentation heads when the label sets
@@ -218,8 +210,7 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
     """
     from NNSegLib.data.splits import parse_fold
 
-    deadline = (None if time_budget_minutes is None
-                else time.monotonic() + 60.0 * time_budget_minutes)
+    started = time.monotonic()
     if mode not in MODES:
         raise NNSegError(f"mode {mode!r} not in {MODES}")
     if adapt_head and init_from is None:
@@ -227,12 +218,60 @@ def train_fold(dataset: Path | str | None, work: Path | str | None, configuratio
     progress = progress or Progress()
     fold = parse_fold(fold)
     ws = Workspace.for_dataset(dataset or ".", work)
+    run = ws.run(configuration, fold)
+    if time_budget_minutes is not None and mode != "validate":
+        _check_time_budget(time_budget_minutes, run, mode, overrides or {})
     plans = Plans.load(ws.plans, hint="nnseg plan")
     resolve_configuration(plans, configuration, RunConfig())   # unknown: before any folder
-    run = ws.run(configuration, fold)
+    budget = _Budget(started, time_budget_minutes)
     with _run_lock(run, f"nnseg train {configuration} fold {fold}"):
         return _train(ws, plans, run, dataset, configuration, fold, overrides or {}, mode,
-                      extend_epochs, deadline, init_from, adapt_head, progress)
+                      extend_epochs, budget, init_from, adapt_head, progress)
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """When this call started (``time.monotonic()``) and its ``--time-budget``."""
+
+    started: float
+    minutes: float | None
+
+    def for_trainer(self, mode: str, state: dict | None,
+                    progress: Progress) -> tuple[float | None, float | None]:
+        """``(seconds left now, the run's whole budget in seconds)`` for the trainer.
+
+        A ``--time-budget`` counts from the start of this call. Without one, ``--continue``
+        of a budget run gets what was left of its budget at its last checkpoint.
+        """
+        from NNSegLib.training.budget import TimeBudget
+
+        used = time.monotonic() - self.started
+        if self.minutes is not None:
+            return 60.0 * self.minutes - used, 60.0 * self.minutes
+        if mode != "continue" or state is None:
+            return None, None
+        resumed = TimeBudget.left_after_resume(state.get("time_budget"))
+        if resumed is None:
+            return None, None
+        total, left = resumed
+        progress.message(f"time budget: {left / 60:.1f} of its {total / 60:g} minutes were "
+                         "left at the last checkpoint; the run goes on with them")
+        return left - used, total
+
+
+def _check_time_budget(minutes: float, run: RunFolder, mode: str,
+                       overrides: dict[str, Any]) -> None:
+    """Refuse a ``--time-budget`` below one validation interval (before any file is written)."""
+    from NNSegLib.training.budget import budget_problem
+
+    epoch_minutes = overrides.get("epoch_minutes")
+    if epoch_minutes is None and mode in ("continue", "extend") and run.run_config.is_file():
+        epoch_minutes = RunConfig.load(run.run_config).epoch_minutes
+    if epoch_minutes is None:
+        epoch_minutes = RunConfig.epoch_minutes
+    problem = budget_problem(minutes, float(epoch_minutes))
+    if problem:
+        raise NNSegError(problem)
 
 
 @contextmanager
@@ -252,11 +291,10 @@ def _run_lock(run: RunFolder, what: str) -> Iterator[None]:
 
 def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | None,
            configuration: str, fold: int | str, overrides: dict[str, Any], mode: str,
-           extend_epochs: int, deadline: float | None,
+           extend_epochs: int, budget: _Budget,
            init_from: Path | str | None, adapt_head: bool,
            progress: Progress) -> TrainResult:
-    """:func:`train_fold` once the run folder is locked (``deadline``: ``time.monotonic()``
-    at which a time budget ends)."""
+    """:func:`train_fold` once the run folder is locked."""
     from NNSegLib.training.mixed_precision import amp_precision
     from NNSegLib.training.trainer import Trainer, TrainSetup
 
@@ -277,7 +315,7 @@ def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | No
             in_channels += plans.num_classes - 1
         state = _load_state(run, mode)
         if mode == "extend" and state is not None:
-            rc = rc.replace(max_epochs=int(state["trainer"]["epoch"]) + extend_epochs)
+            rc = rc.replace(max_epochs=_epochs_done(state, rc) + extend_epochs)
         if ctx.is_main and mode != "validate":
             if mode == "fresh":
                 _clear_run(run)
@@ -285,9 +323,10 @@ def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | No
             ws.model.adopt(ws.plans, [ws.dataset_json,
                                       Path(dataset) / DATASET_JSON if dataset else None])
             rc.save(run.run_config)
-        budget = None if deadline is None else deadline - time.monotonic()
+        left, total = budget.for_trainer(mode, state, progress)
         setup = TrainSetup(config, rc, run_dir, folder, tuple(train_cases), tuple(val_cases),
-                           fold, in_channels, plans.num_classes, device, ctx, budget, previous)
+                           fold, in_channels, plans.num_classes, device, ctx, left, previous,
+                           total)
         trainer = Trainer(setup, progress if ctx.is_main else Progress(progress.cancel_token))
         if mode == "validate" and state is not None:
             return _validate_only(trainer, state, ws, dataset, configuration, fold, progress)
@@ -305,6 +344,14 @@ def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | No
         return _finish(trainer, ws, dataset, configuration, fold, reason, progress)
     finally:
         dist.shutdown(ctx)
+
+
+def _epochs_done(state: dict, rc: RunConfig) -> int:
+    """Epochs of ``iterations_per_epoch`` a checkpoint's run has done (begun ones count)."""
+    t = state["trainer"]
+    ipe = rc.iterations_per_epoch
+    step = int(t.get("step", int(t["epoch"]) * ipe + int(t["iteration"])))
+    return -(-step // ipe)
 
 
 def _init_source(init_from: Path | str | None, mode: str, ws: Workspace, configuration: str,
@@ -437,132 +484,4 @@ def _finite(v: float) -> float | None:
     return None if v is None or v == float("-inf") else float(v)
 
 
-# --- CLI ---------------------------------------------------------------------------------
-#: CLI option → (RunConfig field, type, help)
-_OPTIONS: dict[str, tuple[str, Any, str]] = {
-    "--recipe": ("recipe", str, "training recipe: paper (Adam + plateau) or v2 (SGD + poly); "
-                                "default: the plan's"),
-    "--epochs": ("max_epochs", options.positive_int, "maximum number of epochs"),
-    "--iterations-per-epoch": ("iterations_per_epoch", options.positive_int,
-                               "training batches per epoch"),
-    "--val-iterations": ("val_iterations", options.non_negative_int,
-                         "validation batches per epoch (0 = none)"),
-    "--lr": ("lr", options.positive_number, "initial learning rate"),
-    "--optimizer": ("optimizer", str, "adam or sgd"),
-    "--weight-decay": ("weight_decay", options.non_negative_number, "weight decay"),
-    "--momentum": ("momentum", options.fraction, "SGD momentum"),
-    "--batch-size": ("batch_size", options.positive_int, "batch size (default: the plan's)"),
-    "--oversample-foreground": ("oversample_foreground", options.fraction,
-                                "minimum share of foreground-centred patches per batch"),
-    "--seed": ("seed", options.non_negative_int,
-               "random seed of sampling, augmentation and initialisation"),
-    "--device": ("device", str, "auto, cpu, cuda, cuda:N or mps"),
-    "--num-threads": ("num_threads", options.non_negative_int,
-                      "torch CPU threads (0 = all available)"),
-    "--amp": ("amp", str, "mixed precision: auto (bf16 on CUDA with native bf16, else fp16 "
-              "with loss scaling; bf16 on CPUs with AMX/AVX512-BF16; fp32 on MPS and other "
-              "CPUs), off, bf16, fp16"),
-    "--channels-last": ("channels_last", str, "channels-last: auto (network default), on, off"),
-    "--host-memory": ("host_memory", str, "CPU only: reuse (keep freed memory for the next "
-                      "step: faster, holds the peak until the epoch ends) or system"),
-    "--loader-threads": ("loader_threads", options.positive_int,
-                         "background patch-extraction threads"),
-}
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "recipe": tuple(RECIPE_DEFAULTS), "optimizer": OPTIMIZERS, "amp": AMP_MODES,
-    "channels_last": SWITCHES, "host_memory": HOST_MEMORY,
-}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``nnseg train``."""
-    parser.add_argument("dataset", type=Path, help="raw dataset folder (nnU-Net v2 layout)")
-    parser.add_argument("configuration", help="configuration of the plan, e.g. 3d_fullres")
-    parser.add_argument("fold", help="fold 0-4, or 'all' to train on every case")
-    parser.add_argument("--work", type=Path, default=None,
-                        help="work folder (default ./nnseg_work/<dataset folder name>)")
-    for flag, (field, typ, help_text) in _OPTIONS.items():
-        parser.add_argument(flag, type=typ, default=None, help=help_text,
-                            choices=_CHOICES.get(field))
-    parser.add_argument("--patch-size", type=options.positive_int, nargs="+", default=None,
-                        help="patch size, 2 or 3 values (default: the plan's)")
-    parser.add_argument("--compile", action="store_true", default=None,
-                        help="compile the network with torch.compile")
-    parser.add_argument("--no-deep-supervision", action="store_true",
-                        help="train without deep-supervision heads")
-    parser.add_argument("--no-final-validation", action="store_true",
-                        help="skip segmenting the fold's validation cases at the end")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        type=options.checked(parse_assignment),
-                        help="set any run_config.json field (JSON value); repeatable")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--continue", dest="continue_", action="store_true",
-                      help="resume an interrupted run from checkpoint_latest.pt")
-    mode.add_argument("--extend", type=options.positive_int, default=None, metavar="N",
-                      help="train a finished (or early-stopped) run N more epochs")
-    mode.add_argument("--fresh", action="store_true",
-                      help="start over even if the fold folder already holds a run")
-    mode.add_argument("--validate-only", action="store_true",
-                      help="only segment the fold's validation cases again with the final "
-                           "checkpoint (a 3d_lowres fold also rewrites the cascade's inputs)")
-    parser.add_argument("--time-budget", type=options.positive_number, default=None,
-                        metavar="MINUTES",
-                        help="train for this many minutes: after a few timed iterations the "
-                             "schedule is fitted so that its decay (v2) or final low-lr phase "
-                             "(paper) and the final validation end when the budget does")
-    parser.add_argument("--init-from", type=Path, default=None, metavar="MODEL",
-                        help="fine-tune: start from trained weights (a model folder: the same "
-                             "configuration and fold; a fold folder; or a checkpoint file), "
-                             f"by default for {FINE_TUNE_EPOCHS} epochs at the recipe's "
-                             f"learning rate x {FINE_TUNE_LR_FACTOR}")
-    parser.add_argument("--init-from-adapt-head", action="store_true",
-                        help="with --init-from: when the label sets differ, start new "
-                             "segmentation heads (labels both have keep their rows) instead "
-                             "of refusing")
-
-
-def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """RunConfig field values given on the command line (only those given)."""
-    out: dict[str, Any] = {}
-    for flag, (field, _typ, _help) in _OPTIONS.items():
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
-        if value is not None:
-            out[field] = value
-    if args.patch_size is not None:
-        out["patch_size"] = tuple(args.patch_size)
-    if args.compile:
-        out["compile"] = True
-    if args.no_deep_supervision:
-        out["deep_supervision"] = False
-    if args.no_final_validation:
-        out["final_validation"] = False
-    for assignment in args.set:
-        key, value = (parse_assignment(assignment) if isinstance(assignment, str)
-                      else assignment)
-        out[key] = value
-    return out
-
-
-def run(args: argparse.Namespace, progress: Progress) -> int:
-    """Entry point of ``nnseg train``."""
-
-    mode = ("continue" if args.continue_ else "extend" if args.extend is not None
-            else "fresh" if args.fresh else "validate" if args.validate_only else "new")
-    try:
-        result = train_fold(args.dataset, args.work, args.configuration, args.fold,
-                            overrides=overrides_from_args(args), mode=mode,
-                            extend_epochs=args.extend or 0,
-                            time_budget_minutes=args.time_budget, init_from=args.init_from,
-                            adapt_head=args.init_from_adapt_head, progress=progress)
-    finally:
-        progress.close()
-    progress.event("done", stage="train", run_dir=str(result.run_dir), epochs=result.epochs,
-                   stop_reason=result.stop_reason,
-                   best_ema_pseudo_dice=result.best_ema_pseudo_dice)
-    return 0
-
-
-__all__ = ["TrainResult", "add_arguments",
-           "overrides_from_args", "resolve_configuration", "resolve_run_config", "run",
-           "train_fold"]
+__all__ = ["TrainResult", "resolve_configuration", "resolve_run_config", "train_fold"]

@@ -21,6 +21,13 @@ CPU with AMX/AVX512-BF16   bf16                             bf16
 other CPU                  fp32                             fp32
 =========================  ===============================  ================================
 
+"CPU with AMX/AVX512-BF16" means the kernels of *this process* can use those units, not only
+that the processor has them (:func:`cpu_kernel_limit`): ``ONEDNN_MAX_CPU_ISA`` (or the older
+``DNNL_MAX_CPU_ISA``) below ``AVX512_CORE_BF16``, an ATen CPU capability below AVX512
+(``ATEN_CPU_CAPABILITY=avx2``, read back through ``torch.backends.cpu.get_cpu_capability()``)
+or a PyTorch without oneDNN (or with it switched off) leave bf16 to slow emulation, so
+``auto`` is fp32 there. ``MKL_ENABLE_INSTRUCTIONS`` is not read: MKL runs no bf16 convolution.
+
 With ``nnunet_numerics`` (reproduce nnU-Net v2) ``auto`` does what nnU-Net does: fp16 on
 CUDA, fp32 everywhere else. An explicit ``fp32``/``bf16``/``fp16`` is used as asked unless
 the device cannot do it: bf16 on MPS, fp16 where torch has no fp16 autocast for the device,
@@ -41,9 +48,10 @@ elsewhere bf16 is emulated and slower.
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from NNSegLib.util.errors import NNSegError
 
@@ -55,6 +63,12 @@ PURPOSES = ("train", "inference")
 #: Device kinds the rules know; any other kind gets fp32 for ``auto``.
 KINDS = ("cuda", "mps", "cpu")
 GB = 1024.0 ** 3
+#: ``ONEDNN_MAX_CPU_ISA`` values that leave oneDNN without bf16 arithmetic (every other value,
+#: ``AVX512_CORE_BF16`` and up, ``ALL`` or one oneDNN does not know, keeps it).
+ONEDNN_ISAS_WITHOUT_BF16 = frozenset({
+    "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_MIC", "AVX512_MIC_4OPS",
+    "AVX512_CORE", "AVX512_CORE_VNNI"})
+ONEDNN_ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 
 
 class PrecisionError(NNSegError, ValueError):
@@ -70,7 +84,8 @@ class DeviceCapabilities:
             get fp32).
         name: GPU name, ``"Apple GPU (MPS)"`` or the processor.
         bf16: bf16 arithmetic in hardware (CUDA compute capability 8+, i.e. Ampere and
-            later; a CPU with AMX or AVX512-BF16). Never on MPS.
+            later; a CPU with AMX or AVX512-BF16 whose kernels may use them in this process,
+            see :func:`cpu_kernel_limit`). Never on MPS.
         fp16_autocast: ``torch.autocast`` can run fp16 on this device type with this torch
             (always on CUDA; MPS from torch 2.5).
         memory_gb: GPU memory (CUDA); ``None`` for MPS (shares the system memory) and CPU.
@@ -162,12 +177,15 @@ def _cached_capabilities(device: str) -> DeviceCapabilities:
     return probe_capabilities(device)
 
 
-def probe_capabilities(device: Any = "cpu", torch: Any = None) -> DeviceCapabilities:
+def probe_capabilities(device: Any = "cpu", torch: Any = None,
+                       environ: Mapping[str, str] | None = None) -> DeviceCapabilities:
     """Ask ``torch`` what ``device`` can do (uncached; prefer :func:`device_capabilities`).
 
     Args:
         device: A ``torch.device`` or a name (``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``).
         torch: The ``torch`` module (default: imported). Tests pass stand-ins.
+        environ: The process environment (default ``os.environ``), for
+            :func:`cpu_kernel_limit`.
     """
     if torch is None:
         import torch
@@ -179,8 +197,8 @@ def probe_capabilities(device: Any = "cpu", torch: Any = None) -> DeviceCapabili
     if kind == "mps":
         return DeviceCapabilities("mps", "Apple GPU (MPS)", False, _fp16_autocast(torch, "mps"))
     if kind == "cpu":
-        return DeviceCapabilities("cpu", cpu_name(), _cpu_bf16(torch),
-                                  _fp16_autocast(torch, "cpu"))
+        bf16 = _cpu_bf16(torch) and cpu_kernel_limit(torch, environ) is None
+        return DeviceCapabilities("cpu", cpu_name(), bf16, _fp16_autocast(torch, "cpu"))
     return DeviceCapabilities(kind)
 
 
@@ -204,6 +222,43 @@ def _cpu_bf16(torch: Any) -> bool:
     return False
 
 
+def cpu_kernel_limit(torch: Any = None, environ: Mapping[str, str] | None = None) -> str | None:
+    """Why this process's CPU kernels cannot run bf16 natively, or ``None`` when they can
+    (provided the processor has AMX or AVX512-BF16 units, which :func:`_cpu_bf16` asks).
+
+    The processor's flags are not enough: oneDNN (the convolutions) obeys
+    ``ONEDNN_MAX_CPU_ISA``, and ATen's vectorised kernels (normalisation, activations,
+    element-wise work) run at ``torch.backends.cpu.get_cpu_capability()``, which
+    ``ATEN_CPU_CAPABILITY`` can lower. With either below the bf16 level every bf16 operation
+    is emulated, slower than fp32.
+
+    Args:
+        torch: The ``torch`` module (default: imported). Tests pass stand-ins; parts a
+            stand-in lacks are not checked.
+        environ: The process environment (default ``os.environ``).
+
+    Returns:
+        E.g. ``"ONEDNN_MAX_CPU_ISA=AVX2"`` or ``"ATen CPU capability AVX2"``.
+    """
+    if torch is None:
+        import torch
+    environ = os.environ if environ is None else environ
+    for name in ONEDNN_ISA_VARIABLES:
+        isa = environ.get(name, "").strip().upper()
+        if isa in ONEDNN_ISAS_WITHOUT_BF16:
+            return f"{name}={isa}"
+    backends = getattr(torch, "backends", None)
+    mkldnn = getattr(backends, "mkldnn", None)
+    if mkldnn is not None and not (mkldnn.is_available() and getattr(mkldnn, "enabled", True)):
+        return "PyTorch's oneDNN is unavailable or switched off"
+    capability = getattr(getattr(backends, "cpu", None), "get_cpu_capability", None)
+    if capability is not None:
+        level = str(capability()).upper()
+        if "AVX512" not in level:
+            return f"ATen CPU capability {level}"
+    return None
+
+
 def _fp16_autocast(torch: Any, kind: str) -> bool:
     """Whether ``torch.autocast(kind, dtype=float16)`` is enabled with this torch (older
     versions refuse the device type, or warn and disable autocast for the dtype)."""
@@ -224,5 +279,5 @@ def cpu_name() -> str:
 
 
 __all__ = ["KINDS", "PRECISIONS", "PURPOSES", "REQUESTS", "DeviceCapabilities",
-           "PrecisionError", "choose_precision", "cpu_name", "device_capabilities",
-           "needs_grad_scaler", "probe_capabilities", "torch_dtype"]
+           "PrecisionError", "choose_precision", "cpu_kernel_limit", "cpu_name",
+           "device_capabilities", "needs_grad_scaler", "probe_capabilities", "torch_dtype"]

@@ -77,6 +77,10 @@ BUG, WEAK, HELD = "bug, fixed", "weak spot, made strong", "held, kept working"
 GROUPS = (BUG, WEAK, HELD)
 
 KEEPS_ALL = "everything (nothing written)"
+#: What ``train --time-budget`` says below one validation interval (``{v}``: the value).
+TIME_BUDGET_SAYS = ("nnseg train: error: --time-budget {v}: must be at least 3 minutes, one "
+                    "validation interval (run config epoch_minutes=3; --set epoch_minutes=M "
+                    "lowers it)")
 PROPERTIES = "work/preprocessed/3d_fullres/dataset_properties.json"
 
 
@@ -253,6 +257,18 @@ FAULTS: tuple[Fault, ...] = (
     Fault("train --host-memory keep (not one of the choices)", "train", WEAK,
           "argument --host-memory: invalid choice: 'keep' (choose from 'reuse', 'system')",
           KEEPS_ALL, lambda w: train_cmd(w, "1", "--host-memory", "keep")),
+    Fault("train --time-budget 0", "train", WEAK, TIME_BUDGET_SAYS.format(v="0"), KEEPS_ALL,
+          lambda w: train_cmd(w, "1", "--time-budget", "0")),
+    Fault("train --time-budget -5 (negative)", "train", WEAK, TIME_BUDGET_SAYS.format(v="-5"),
+          KEEPS_ALL, lambda w: train_cmd(w, "1", "--time-budget", "-5")),
+    Fault("train --time-budget nan", "train", WEAK, TIME_BUDGET_SAYS.format(v="nan"),
+          KEEPS_ALL, lambda w: train_cmd(w, "1", "--time-budget", "nan")),
+    Fault("train --time-budget 2 (less than one validation interval)", "train", WEAK,
+          TIME_BUDGET_SAYS.format(v="2"), KEEPS_ALL,
+          lambda w: train_cmd(w, "1", "--time-budget", "2")),
+    Fault("train --continue --time-budget 1 of a run whose interval is 3 minutes", "train",
+          WEAK, TIME_BUDGET_SAYS.format(v="1"), KEEPS_ALL,
+          lambda w: train_cmd(w, "0", "--continue", "--time-budget", "1")),
     Fault("numeric options out of range (--epochs 0)", "train", WEAK,
           "argument --epochs: must be an integer >= 1, got '0'", KEEPS_ALL,
           lambda w: train_cmd(w, "1", "--epochs", "0")),

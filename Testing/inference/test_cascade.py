@@ -173,9 +173,9 @@ def test_trainer_turns_previous_stage_into_one_hot_inputs(tmp_path: Path):
     setup = TrainSetup(config, rc, tmp_path / "run", folder, tuple(ids[:2]), tuple(ids[2:]), 0,
                        3, 3, torch.device("cpu"), previous_stage=prev)
     trainer = Trainer(setup, Progress())
-    images, seg = trainer._load_batch(1, 0, 0)
+    images, seg = trainer.batches.load(1, 0, 0)
     assert seg.shape[1] == 2
-    x, target = trainer._with_previous_stage(images, seg)
+    x, target = trainer.batches.with_previous_stage(images, seg)
     assert x.shape[1] == 3 and target.shape[1] == 1
     for k in (1, 2):   # without augmentation the extra channels are the one-hot labels
         assert torch.equal(x[:, k], (target[:, 0] == k).float())

@@ -9,12 +9,17 @@ from NNSegLib.training.schedule import EMA, PlateauSchedule, PolySchedule, build
 from NNSegLib.util.errors import NNSegError
 
 
+def end(schedule, epoch, t, v):
+    """End full epoch ``epoch`` (0-based): the run has done ``(epoch + 1) × ipe`` iterations."""
+    return schedule.end_epoch((epoch + 1) * schedule.config.iterations_per_epoch, t, v)
+
+
 def run(schedule, train, val):
     """Feed loss curves; return (lrs used per epoch, stop epoch or None, reason)."""
     lrs = []
     for epoch, (t, v) in enumerate(zip(train, val)):
-        lrs.append(schedule.lr_at_start(epoch))
-        decision = schedule.end_epoch(epoch, t, v)
+        lrs.append(schedule.lr_at(epoch * schedule.config.iterations_per_epoch))
+        decision = end(schedule, epoch, t, v)
         if decision.stop:
             return lrs, epoch, decision.reason
     return lrs, None, ""
@@ -102,8 +107,8 @@ def test_max_epochs_and_state_round_trip():
     t = PlateauSchedule(cfg)
     t.load_state_dict(s.state_dict())
     assert t.state_dict() == s.state_dict()
-    t.extend(10, 5)
-    assert t.max_epochs == 15 and not t.end_epoch(10, 0.0, 0.0).stop
+    t.extend(10 * 250, 5)
+    assert t.max_epochs == 15 and not end(t, 10, 0.0, 0.0).stop
 
 
 def test_extend_after_early_stop_restarts_patience():
@@ -111,8 +116,8 @@ def test_extend_after_early_stop_restarts_patience():
     s = PlateauSchedule(cfg)
     _, stop, _ = run(s, [1.0] * 10, [1.0] * 10)
     assert stop == 3
-    s.extend(4, 3)
-    assert [s.end_epoch(e, 1.0, 1.0).stop for e in (4, 5, 6)] == [False, False, True]
+    s.extend(4 * 250, 3)
+    assert [end(s, e, 1.0, 1.0).stop for e in (4, 5, 6)] == [False, False, True]
 
 
 def test_poly():
@@ -122,25 +127,28 @@ def test_poly():
     assert s.lr_at_start(0) == pytest.approx(1e-2)
     assert s.lr_at_start(50) == pytest.approx(1e-2 * 0.5 ** 0.9)
     assert s.lr_at_start(99) == pytest.approx(1e-2 * 0.01 ** 0.9)
-    assert not s.end_epoch(98, 1.0, 1.0).stop and s.end_epoch(99, 1.0, 1.0).stop
+    assert not end(s, 98, 1.0, 1.0).stop and end(s, 99, 1.0, 1.0).stop
+    assert s.lr_at(50 * 250 + 249) == s.lr_at_start(50)   # not fitted: per (full) epoch
     assert math.isclose(build_schedule(RunConfig()).lr_at_start(0), 3e-4)
 
 
 def test_fitted_poly_decays_per_iteration_to_the_budget_end():
     cfg = RunConfig.for_recipe("v2", max_epochs=1000, iterations_per_epoch=10)
     s = build_schedule(cfg)
-    assert s.lr_at(3, 7) == s.lr_at_start(3)   # not fitted: per epoch, like nnU-Net
+    assert s.lr_at(37) == s.lr_at_start(3)   # not fitted: per epoch, like nnU-Net
     s.fit_iterations(25)
-    assert s.max_epochs == 3 and s.total_iterations == 25
-    assert [s.iterations_in_epoch(e) for e in range(4)] == [10, 10, 5, 0]
-    assert s.lr_at(0, 0) == pytest.approx(1e-2)
-    assert s.lr_at(1, 2) == pytest.approx(1e-2 * (1 - 12 / 25) ** 0.9)
-    assert s.lr_at(2, 4) == pytest.approx(1e-2 * (1 / 25) ** 0.9)
-    assert not s.end_epoch(1, 1.0, 1.0).stop and s.end_epoch(2, 1.0, 1.0).stop
+    assert s.max_epochs == 3 and s.total_iterations == 25 and s.end_step == 25
+    assert [s.epoch_iterations(10 * e) for e in range(4)] == [10, 10, 5, 0]
+    assert s.epoch_iterations(17) == 8   # an epoch after one that ended early by time
+    assert s.lr_at(0) == pytest.approx(1e-2)
+    assert s.lr_at(12) == pytest.approx(1e-2 * (1 - 12 / 25) ** 0.9)
+    assert s.lr_at(24) == pytest.approx(1e-2 * (1 / 25) ** 0.9)
+    assert not s.end_epoch(20, 1.0, 1.0).stop and s.end_epoch(25, 1.0, 1.0).stop
+    assert not s.end_epoch(24, 1.0, 1.0, 0.4).stop   # where epochs end does not matter
     again = build_schedule(cfg)
     again.load_state_dict(s.state_dict())
-    assert again.total_iterations == 25 and again.lr_at(1, 2) == s.lr_at(1, 2)
-    again.extend(3, 5)   # --extend leaves the budget's fit behind
+    assert again.total_iterations == 25 and again.lr_at(12) == s.lr_at(12)
+    again.extend(25, 5)   # --extend leaves the budget's fit behind: 3 begun epochs + 5
     assert again.total_iterations is None and again.max_epochs == 8
 
 
@@ -148,7 +156,34 @@ def test_fitted_plateau_ends_with_a_linear_low_lr_phase():
     cfg = RunConfig.for_recipe("paper", iterations_per_epoch=10, final_phase_fraction=0.2)
     s = build_schedule(cfg)
     s.fit_iterations(100)
-    assert s.lr_at(0, 0) == pytest.approx(3e-4) and s.lr_at(7, 9) == pytest.approx(3e-4)
-    assert s.lr_at(8, 0) == pytest.approx(3e-4)          # 20 left of 100: phase starts
-    assert s.lr_at(9, 0) == pytest.approx(3e-4 * 0.5)    # 10 left
-    assert s.lr_at(9, 9) == pytest.approx(3e-4 * 0.05)   # 1 left
+    assert s.lr_at(0) == pytest.approx(3e-4) and s.lr_at(79) == pytest.approx(3e-4)
+    assert s.lr_at(80) == pytest.approx(3e-4)          # 20 left of 100: phase starts
+    assert s.lr_at(90) == pytest.approx(3e-4 * 0.5)    # 10 left
+    assert s.lr_at(99) == pytest.approx(3e-4 * 0.05)   # 1 left
+
+
+def test_ema_weighted_updates_compose():
+    whole, halves = EMA(0.8), EMA(0.8)
+    whole.update(1.0)
+    halves.update(1.0)
+    whole.update(0.0)
+    halves.update(0.0, 0.5)
+    halves.update(0.0, 0.5)
+    assert whole.value == pytest.approx(0.8) and halves.value == pytest.approx(0.8)
+
+
+def test_plateau_patience_counts_iterations_not_epochs():
+    """Epochs ended early by time: the patience is the same number of iterations."""
+    cfg = RunConfig(loss_ema_alpha=0.0, lr_patience=3, stop_patience=100, lr=1e-3,
+                    iterations_per_epoch=10)
+
+    def first_drop(epoch_length):
+        s = PlateauSchedule(cfg)
+        for step in range(epoch_length, 100, epoch_length):
+            loss = 2.0 if step <= 10 else 1.0   # the last improvement: the epoch after step 10
+            if s.end_epoch(step, loss, 1.0, epoch_length / 10).lr_changed:
+                return step
+        return None
+
+    # 3 epochs = 30 iterations after the last improvement (step 20 and step 15), not 3 records
+    assert first_drop(10) == 20 + 30 and first_drop(5) == 15 + 30

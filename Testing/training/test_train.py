@@ -12,9 +12,9 @@ import torch
 from conftest import tiny_plans, write_preprocessed
 
 from NNSegLib.network import checkpoint as ckpt
+from NNSegLib.training.pseudo_dice import confusion_counts, dice_from_counts
 from NNSegLib.training.run_config import RunConfig
 from NNSegLib.training.train import train_fold
-from NNSegLib.training.trainer import confusion_counts, dice_from_counts
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.model_folder import CHECKPOINT_BEST, CHECKPOINT_FINAL, CHECKPOINT_LATEST
 from NNSegLib.util.progress import Cancelled, CancelToken, Progress
@@ -146,8 +146,12 @@ def test_fold_all_2d_and_time_budget(tmp_path):
     assert result.epochs == 1 and (run_dir / CHECKPOINT_FINAL).is_file()
     assert not (run_dir / "validation_summary.json").exists()
     assert not ws.splits.exists()
+    with pytest.raises(NNSegError, match=r"--time-budget 1e-06: must be at least 3 minutes, "
+                                         r"one validation interval"):
+        _train(ws, fold=1, config="2d", time_budget_minutes=1e-6, overrides={"max_epochs": 50})
+    assert not ws.run_dir("2d", 1).exists()   # refused before anything was written
     budget = _train(ws, fold=1, config="2d", time_budget_minutes=1e-6,
-                    overrides={"max_epochs": 50})
+                    overrides={"max_epochs": 50, "epoch_minutes": 1e-6})
     assert budget.stop_reason == "time budget used"
     state = ckpt.load_checkpoint(ws.run_dir("2d", 1) / CHECKPOINT_FINAL)
     assert state["meta"]["epoch"] == 0 and state["meta"]["iteration"] == 1
@@ -200,3 +204,17 @@ def test_host_memory_setting_decides_reuse_on_cpu(monkeypatch, setting, expected
 def test_host_memory_setting_is_checked():
     with pytest.raises(NNSegError, match="host_memory 'keep' not in"):
         RunConfig(host_memory="keep").validated()
+
+
+def test_continue_with_fewer_epochs_than_done_ends_without_another_epoch(tmp_path):
+    ws, _ = make_work(tmp_path)
+    token = CancelToken()
+    with pytest.raises(Cancelled):
+        _train(ws, progress=Progress(token, [_CancelAt(token, 1, 2)]),
+               overrides={"final_validation": False, "max_epochs": 3})
+    result = _train(ws, mode="continue", overrides={"max_epochs": 1})
+    assert result.stop_reason == "reached max_epochs=1" and result.epochs == 1
+    log = (ws.run_dir("3d_fullres", 0) / "log.jsonl").read_text().splitlines()
+    assert len(log) == 1   # no epoch of 0 iterations (and no NaN loss) was logged
+    assert ckpt.load_checkpoint(ws.run_dir("3d_fullres", 0) / CHECKPOINT_FINAL)["meta"][
+        "finished"]

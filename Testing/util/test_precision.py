@@ -12,6 +12,7 @@ from NNSegLib.util.precision import (
     DeviceCapabilities,
     PrecisionError,
     choose_precision,
+    cpu_kernel_limit,
     device_capabilities,
     needs_grad_scaler,
     probe_capabilities,
@@ -153,12 +154,111 @@ def test_probe_cpu_and_mps():
     assert probe_capabilities("meta") == DeviceCapabilities("meta")
 
 
+def _kernel_torch(capability="AVX512", mkldnn=True, enabled=True):
+    return SimpleNamespace(backends=SimpleNamespace(
+        cpu=SimpleNamespace(get_cpu_capability=lambda: capability),
+        mkldnn=SimpleNamespace(is_available=lambda: mkldnn, enabled=enabled)))
+
+
+@pytest.mark.parametrize("environ, torch_kw, limit", [
+    ({}, {}, None),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, {}, "ONEDNN_MAX_CPU_ISA=AVX2"),
+    ({"ONEDNN_MAX_CPU_ISA": " avx512_core "}, {}, "ONEDNN_MAX_CPU_ISA=AVX512_CORE"),
+    ({"DNNL_MAX_CPU_ISA": "AVX512_CORE_VNNI"}, {}, "DNNL_MAX_CPU_ISA=AVX512_CORE_VNNI"),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, {}, None),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, {}, None),
+    ({"ONEDNN_MAX_CPU_ISA": "ALL"}, {}, None),
+    ({}, {"capability": "AVX2"}, "ATen CPU capability AVX2"),
+    ({}, {"capability": "DEFAULT"}, "ATen CPU capability DEFAULT"),
+    ({}, {"mkldnn": False}, "PyTorch's oneDNN is unavailable or switched off"),
+    ({}, {"enabled": False}, "PyTorch's oneDNN is unavailable or switched off"),
+])
+def test_cpu_kernel_limit_reads_onednn_and_aten(environ, torch_kw, limit):
+    assert cpu_kernel_limit(_kernel_torch(**torch_kw), environ) == limit
+
+
+def test_probe_cpu_with_bf16_units_but_limited_kernels_is_fp32():
+    fake = _fake_torch(avx512_bf16=True, autocast=lambda kind, dtype: None)
+    fake.backends = _kernel_torch().backends
+    assert probe_capabilities("cpu", fake, {}).bf16
+    limited = probe_capabilities("cpu", fake, {"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert not limited.bf16 and choose_precision(limited, "auto", "train") == "fp32"
+    fake.backends = _kernel_torch(capability="AVX2").backends
+    assert not probe_capabilities("cpu", fake, {}).bf16
+
+
 def test_this_machine_is_probed_once_and_keeps_its_behaviour():
     caps = device_capabilities("cpu")
     assert device_capabilities(torch.device("cpu")) is caps  # cached
-    native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    native = ((torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+              and cpu_kernel_limit() is None)
     assert caps.kind == "cpu" and caps.bf16 == native
     expected = "bf16" if native else "fp32"
     assert choose_precision(caps, "auto", "train") == expected
     assert choose_precision(caps, "auto", "inference") == expected
     assert choose_precision(caps, "auto", "inference", nnunet_numerics=True) == "fp32"
+
+
+#: The clinician's CPU profile (issue 25): oneDNN and ATen held to AVX2, as on a CPU without
+#: AVX-512 (``bench/cpu_profiles.py``).
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+#: Every place an unchosen precision is decided: training ``--amp auto``, inference
+#: (predict, segment-batch and the fold's final validation: ``autocast_dtype`` of the default
+#: settings), the network's own check and the Slicer panels' device line.
+_EVERY_AUTO = """
+import json, torch
+from NNSegLib.inference.sliding_window import SlidingWindowSettings, autocast_dtype
+from NNSegLib.network.network import fast_bf16_available
+from NNSegLib.slicer.devices import detect_device
+from NNSegLib.training.mixed_precision import amp_precision
+from NNSegLib.training.run_config import RunConfig
+cpu = torch.device("cpu")
+info = detect_device("cpu")
+inference = autocast_dtype(SlidingWindowSettings((8, 8, 8)), cpu)
+print(json.dumps({
+    "train": amp_precision(RunConfig(), cpu),
+    "inference": {None: "fp32", torch.bfloat16: "bf16"}[inference],
+    "slicer train": info.precision("train"), "slicer inference": info.precision("inference"),
+    "network": "bf16" if fast_bf16_available(cpu) else "fp32"}))
+"""
+
+
+def _choices(extra_env: dict[str, str]) -> dict[str, str]:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in AVX2_ONLY and k not in ("DNNL_MAX_CPU_ISA",)}
+    done = subprocess.run([sys.executable, "-c", _EVERY_AUTO], env={**env, **extra_env},
+                          capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _cpu_flags() -> set[str]:
+    from pathlib import Path
+
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags")
+            for flag in line.split(":", 1)[1].split()}
+
+
+def test_every_auto_is_fp32_when_the_kernels_are_held_to_avx2():
+    choices = _choices(AVX2_ONLY)
+    assert set(choices.values()) == {"fp32"}, choices
+    # Either variable alone is enough: each leaves part of the network without bf16 kernels.
+    assert set(_choices({"ONEDNN_MAX_CPU_ISA": "AVX2"}).values()) == {"fp32"}
+    assert set(_choices({"ATEN_CPU_CAPABILITY": "avx2"}).values()) == {"fp32"}
+
+
+def test_every_auto_is_bf16_on_a_bf16_cpu_without_the_variables():
+    flags = _cpu_flags()
+    native = bool(flags & {"avx512_bf16", "amx_bf16"})
+    choices = _choices({})
+    assert set(choices.values()) == {"bf16" if native else "fp32"}, (choices, native)

@@ -21,6 +21,9 @@ Environment variables (all optional, read when the trainer is constructed):
     NNSEG_BENCH_CONFIG_FILE      write the training set-up as it is when training starts
                                  (optimizer, schedule, budget, batch/patch, precision) as JSON.
     NNSEG_BENCH_SKIP_FINAL_VAL   "1": skip the post-training sliding-window validation.
+    NNSEG_BENCH_THREADS          torch CPU threads (``nnUNetv2_train -device cpu`` sets them
+                                 to the machine's CPU count before the trainer is built;
+                                 ``bench/cpu_profiles.py`` sets this to its thread count).
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ class nnsegBenchTrainer(nnUNetTrainer):
         device: torch.device = torch.device("cuda"),  # noqa: B008
     ):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        threads = _env_int("NNSEG_BENCH_THREADS", 0)
+        if threads > 0:
+            torch.set_num_threads(threads)
         self.num_epochs = _env_int("NNSEG_BENCH_EPOCHS", 1)
         self.num_iterations_per_epoch = _env_int("NNSEG_BENCH_ITERS", 5)
         self.num_val_iterations_per_epoch = _env_int("NNSEG_BENCH_VAL_ITERS", 1)
