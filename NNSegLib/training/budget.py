@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Sequence
-
-if TYPE_CHECKING:   # pragma: no cover
-    from NNSegLib.training.trainer import TrainSetup
+from typing import Any, Callable, Sequence
 
 #: A forward pass (no augmentation, no backward) costs about this share of a training step.
 FORWARD_SHARE = 0.4
@@ -144,7 +141,7 @@ class TimeBudget:
         self.fit_pending = True
 
     @classmethod
-    def for_run(cls, setup: TrainSetup, fit: Callable[[int], int],
+    def for_run(cls, setup: Any, fit: Callable[[int], int],
                 report: Callable[[str], Any], clock: Callable[[], float]) -> TimeBudget | None:
         """The budget of a trainer built from ``setup`` (``None`` without one)."""
         if setup.time_budget_s is None:
