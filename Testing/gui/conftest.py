@@ -56,3 +56,25 @@ def harness(slicer_version, tmp_path, monkeypatch):
     yield env
     env.unload_all()
     env.reset_scene()
+
+
+@pytest.fixture(scope="session")
+def trained_work(tmp_path_factory):
+    """A dataset with the labels of :func:`moduleutil.add_case` and a 3d_fullres fold-0
+    model trained for one tiny epoch by the ``nnseg`` CLI (shared by the tests; copy it)."""
+    import json
+    import subprocess
+
+    from moduleutil import write_scene_like_dataset
+
+    root = tmp_path_factory.mktemp("trained")
+    dataset, work = write_scene_like_dataset(root / "Dataset004_Gui"), root / "work"
+    cli = [sys.executable, "-m", "NNSegLib"]
+    for args in (["fingerprint", str(dataset), "--work", str(work)],
+                 ["plan", str(dataset), "--work", str(work), "--configurations", "3d_fullres"],
+                 ["preprocess", str(dataset), "--work", str(work)],
+                 ["train", str(dataset), "3d_fullres", "0", "--work", str(work), "--epochs", "1",
+                  "--iterations-per-epoch", "3", "--val-iterations", "1", "--device", "cpu"]):
+        subprocess.run(cli + args + ["--quiet"], check=True, capture_output=True)
+    assert json.loads((dataset / "dataset.json").read_text())["labels"]["a"] == 1
+    return dataset, work

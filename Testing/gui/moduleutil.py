@@ -57,3 +57,31 @@ def bound_widgets(widget) -> dict:
         if name:
             found[name] = w
     return found
+
+
+def write_scene_like_dataset(root: Path, num_cases: int = 5) -> Path:
+    """An nnU-Net raw dataset of cases like :func:`add_case` makes (labels a, b)."""
+    import json
+
+    import SimpleITK as sitk
+
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    for i in range(num_cases):
+        rng = np.random.default_rng(i)
+        shape = (24, 32, 32)
+        image = rng.normal(100, 10, shape).astype(np.float32)
+        labels = np.zeros(shape, np.uint8)
+        labels[6:14, 8:20, 8:20] = 1
+        labels[14:18, 10:16, 18:26] = 2
+        image[labels == 1] += 60
+        image[labels == 2] += 120
+        for array, path in ((image, root / "imagesTr" / f"case{i}_0000.nii.gz"),
+                            (labels, root / "labelsTr" / f"case{i}.nii.gz")):
+            itk = sitk.GetImageFromArray(array)
+            itk.SetSpacing((1.0, 1.0, 2.0))
+            sitk.WriteImage(itk, str(path))
+    (root / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "MR"}, "labels": {"background": 0, "a": 1, "b": 2},
+        "numTraining": num_cases, "file_ending": ".nii.gz", "name": root.name}, indent=2))
+    return root

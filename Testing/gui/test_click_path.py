@@ -102,3 +102,70 @@ def _qt():
     import qt
 
     return qt
+
+
+def test_batch_review_add_and_fine_tune(harness, tmp_path, trained_work):
+    """Batch and review panel: segment checked scene volumes, click the least certain row,
+    Accept, Add to dataset, then Fine-tune one epoch from the panel."""
+    import shutil
+
+    import qt
+    from harness.pythonqt import LOG
+
+    dataset, work = (shutil.copytree(p, tmp_path / p.name) for p in trained_work)
+    widget = open_module(harness)
+    widget.logic.python = sys.executable
+    widget.trainOptions = ["--iterations-per-epoch", "3", "--val-iterations", "1"]
+    ui, scene = widget.ui, harness.scene()
+    ui.datasetFolderPathLineEdit.currentPath = str(dataset)
+    ui.workFolderPathLineEdit.currentPath = str(work)
+    ui.deviceComboBox.currentIndex = ui.deviceComboBox.findText("cpu")
+    assert ui.runsListWidget.count == 1  # the work folder's finished run is listed
+    ui.useTrainedModelButton.click()
+    ui.predictDeviceComboBox.currentIndex = ui.predictDeviceComboBox.findText("cpu")
+    ui.ttaCheckBox.checked = False
+    # (5) batch of two checked scene volumes
+    new = [add_case(scene, f"new{i}", 10 + i)[0] for i in range(2)]
+    ui.batchSourceComboBox.currentIndex = ui.batchSourceComboBox.findText("scene volumes")
+    assert ui.batchVolumesSelector.enabled and not ui.batchInputFolderPathLineEdit.enabled
+    for volume in new:
+        ui.batchVolumesSelector.setCheckState(volume, qt.Qt.Checked)
+    assert len(ui.batchVolumesSelector.checkedNodes()) == 2
+    ui.batchFolderPathLineEdit.currentPath = str(tmp_path / "batch")
+    assert ui.batchButton.enabled, ui.batchButton.toolTip
+    ui.batchButton.click()
+    wait(widget, "batch")
+    assert ui.batchStatusLabel.text.startswith("Batch completed"), ui.batchStatusLabel.text
+    table = ui.reviewTableWidget
+    assert table.rowCount == 2
+    assert not ui.acceptButton.enabled and ui.acceptButton.toolTip
+    # the least certain case: a click on its row shows it, Accept stores the state
+    _click_cell(table, 0, 1)
+    assert ui.reviewCaseLabel.text.split(":")[0] == table.item(0, 1).text()
+    assert ui.acceptButton.enabled, ui.acceptButton.toolTip
+    ui.acceptButton.click()
+    assert table.item(0, 2).text() == "accepted"
+    # add the reviewed case to the dataset (its suggested name)
+    assert ui.datasetCaseNameLineEdit.text == table.item(0, 1).text()
+    assert ui.addToDatasetButton.enabled, ui.addToDatasetButton.toolTip
+    ui.addToDatasetButton.click()
+    assert ui.reviewStatusLabel.text.startswith("Added as"), ui.reviewStatusLabel.text
+    # (6) fine-tune one epoch from the current model
+    ui.fineTuneEpochsSpinBox.value = 1
+    assert ui.fineTuneButton.enabled, ui.fineTuneButton.toolTip
+    ui.fineTuneButton.click()
+    wait(widget, "finetune")
+    assert ui.fineTuneStatusLabel.text.startswith("Fine-tuning completed"), \
+        ui.fineTuneStatusLabel.text
+    assert ui.fineTuneSummaryLabel.text.startswith("CV Dice v1 "), ui.fineTuneSummaryLabel.text
+    assert LOG.problems() == [], LOG.problems()
+
+
+def _click_cell(table, row: int, column: int) -> None:
+    """A user's click on a cell: Qt emits cellClicked(int,int) from the view's viewport."""
+    from PyQt5 import QtCore
+    from PyQt5.QtTest import QTest
+
+    rect = table.visualItemRect(table.item(row, column))
+    QTest.mouseClick(table.viewport(), QtCore.Qt.LeftButton, QtCore.Qt.NoModifier,
+                     rect.center())

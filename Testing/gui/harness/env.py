@@ -252,7 +252,20 @@ def reset_scene() -> None:
     for node in list(_nodes(scene, "vtkMRMLScriptedModuleNode")):
         scene.RemoveNode(node)
     scene.Clear(0)
+    _add_views(scene)
     QtWidgets.QApplication.sendPostedEvents(None, QtCore.QEvent.DeferredDelete)
+
+
+def _add_views(scene) -> None:
+    """The three slice views' nodes that Slicer's layout manager keeps in every scene
+    (singletons named by layout: they survive Clear(0))."""
+    for name in ("Red", "Yellow", "Green"):
+        for cls in ("vtkMRMLSliceNode", "vtkMRMLSliceCompositeNode"):
+            if scene.GetSingletonNode(name, cls) is None:
+                node = scene.CreateNodeByClass(cls)
+                node.SetSingletonTag(name)
+                node.SetLayoutName(name)
+                scene.AddNode(node)
 
 
 def _nodes(scene, cls: str):
