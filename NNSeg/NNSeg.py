@@ -199,8 +199,14 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         qt.QTimer.singleShot(0, self.onStartup)
 
     def connectSignals(self) -> None:
+        import qt
+
         self.ui.pairsTableWidget.setHorizontalHeaderLabels(
             [_("Volume(s)"), _("Segmentation"), _("Segments")])
+        for table in (self.ui.pairsTableWidget, self.ui.plansTableWidget,
+                      self.ui.reviewTableWidget, self.ui.fineTuneTableWidget):
+            # columns as wide as their texts (the default 100 px cut headers and names)
+            table.horizontalHeader().setSectionResizeMode(qt.QHeaderView.ResizeToContents)
         for name, handler in (
                 ("addPairButton", self.onAddPair), ("addAllButton", self.onAddAll),
                 ("addFromFolderButton", self.onAddFromFolder),

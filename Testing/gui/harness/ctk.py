@@ -75,7 +75,7 @@ class ctkCollapsibleButton(CtkWidget("QAbstractButton")):
             event.child().setVisible(False)
 
     def sizeHint(self) -> QtCore.QSize:
-        text = self.fontMetrics().size(QtCore.Qt.TextShowMnemonic, self.text())
+        text = self.fontMetrics().size(QtCore.Qt.TextShowMnemonic, QtWidgets.QAbstractButton.text(self))
         header = QtCore.QSize(text.width() + 40, self.HEADER)
         layout = QtWidgets.QAbstractButton.layout(self)
         if self._collapsed or layout is None:
@@ -97,7 +97,7 @@ class ctkCollapsibleButton(CtkWidget("QAbstractButton")):
         painter = QtWidgets.QStylePainter(self)
         option = QtWidgets.QStyleOptionButton()
         option.initFrom(self)
-        option.rect = QtCore.QRect(0, 0, self.width(), self.HEADER)
+        option.rect = QtCore.QRect(0, 0, QtWidgets.QWidget.width(self), self.HEADER)
         painter.drawControl(QtWidgets.QStyle.CE_PushButtonBevel, option)
         arrow = QtWidgets.QStyleOption()
         arrow.initFrom(self)
@@ -105,8 +105,8 @@ class ctkCollapsibleButton(CtkWidget("QAbstractButton")):
         primitive = (QtWidgets.QStyle.PE_IndicatorArrowRight if self._collapsed
                      else QtWidgets.QStyle.PE_IndicatorArrowDown)
         painter.drawPrimitive(primitive, arrow)
-        painter.drawText(QtCore.QRect(24, 0, self.width() - 28, self.HEADER),
-                         int(QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter), self.text())
+        painter.drawText(QtCore.QRect(24, 0, QtWidgets.QWidget.width(self) - 28, self.HEADER),
+                         int(QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter), QtWidgets.QAbstractButton.text(self))
 
     def _get_collapsed(self) -> bool:
         return self._collapsed

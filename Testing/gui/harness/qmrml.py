@@ -380,7 +380,22 @@ class qMRMLCheckableNodeComboBox(qMRMLNodeComboBox):
         qMRMLNodeComboBox.__init__(self, parent)
         # the C++ init turns the actions off (qMRMLCheckableNodeComboBox.cxx init)
         self._add = self._remove = self._edit = self._rename = False
-        self._model.itemChanged.connect(lambda item: self._signal("checkedNodesChanged").emit())
+        self._model.itemChanged.connect(self._checksChanged)
+        self._showChecked()
+
+    def _onNodeAdded(self, scene, event, node=None) -> None:
+        qMRMLNodeComboBox._onNodeAdded(self, scene, event, node)
+        self._showChecked()
+
+    def _checksChanged(self, _item=None) -> None:
+        self._showChecked()
+        self._signal("checkedNodesChanged").emit()
+
+    def _showChecked(self) -> None:
+        """ctkCheckableComboBox shows the checked items' names, not a current item."""
+        names = [n.GetName() for n in self._nodes(QtCore.Qt.Checked) if n is not None]
+        self._combo.setPlaceholderText(", ".join(names) or "None checked")
+        self._combo.setCurrentIndex(-1)
 
     def _nodes(self, state) -> list:
         return [self._node(self._model.item(r).data(NODE_ID)) for r in self._nodeRows()
