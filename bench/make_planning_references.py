@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 
-GPU_GB = (4, 8, 11, 24, 40)
+GPU_GB = (2, 4, 8, 11, 24, 40, 80)
 
 #: name: cases, channel names, foreground labels, median spacing (z, y, x), median shape after
 #: crop, relative size after crop, spacing choices per axis (None = median ±jitter),

@@ -76,8 +76,8 @@ def fingerprint_problem(fingerprint: Fingerprint) -> str | None:
             return (f"case {case.identifier!r}: spacing {list(spacing)} is not a finite "
                     "number > 0 on every axis")
         if not all(v >= 1 for v in shape):
-            return f"case {case.identifier!r}: shape after cropping {list(shape)} has an " \
-                   "axis of 0 voxels"
+            return (f"case {case.identifier!r}: shape after cropping {list(shape)} has an "
+                    "axis of 0 voxels")
     return None
 
 

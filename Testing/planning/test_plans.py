@@ -45,3 +45,22 @@ def test_wrong_version_is_refused():
     d["version"] = 99
     with pytest.raises(ValueError, match="version"):
         Plans.from_dict(d)
+
+
+def test_axis_order_round_trip_and_version_1():
+    import dataclasses
+
+    plans = dataclasses.replace(_plans(), transpose_forward=(2, 0, 1))
+    d = plans.to_dict()
+    assert d["version"] == 2 and d["transpose_forward"] == [2, 0, 1]
+    assert d["transpose_backward"] == [1, 2, 0] == list(plans.transpose_backward)
+    assert Plans.from_dict(d) == plans
+    # a plan written before the axis order was recorded reads as the identity
+    old = {k: v for k, v in _plans().to_dict().items()
+           if k not in ("transpose_forward", "transpose_backward")}
+    old["version"] = 1
+    assert Plans.from_dict(old).transpose_forward == (0, 1, 2)
+    for forward, backward, says in (([0, 0, 1], [0, 1, 2], "not an order"),
+                                    ([1, 0, 2], [0, 2, 1], "does not undo")):
+        with pytest.raises(ValueError, match=says):
+            Plans.from_dict(dict(d, transpose_forward=forward, transpose_backward=backward))
