@@ -207,6 +207,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                       self.ui.reviewTableWidget, self.ui.fineTuneTableWidget):
             # columns as wide as their texts (the default 100 px cut headers and names)
             table.horizontalHeader().setSectionResizeMode(qt.QHeaderView.ResizeToContents)
+        self.ui.reviewTableWidget.verticalHeader().setVisible(False)  # its "#" column ranks
         for name, handler in (
                 ("addPairButton", self.onAddPair), ("addAllButton", self.onAddAll),
                 ("addFromFolderButton", self.onAddFromFolder),
@@ -780,6 +781,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             text, header, rows = self.logic.didItHelp(p.workFolder, p.trainConfiguration)
             self.ui.fineTuneSummaryLabel.text = text
             self.fillTable(self.ui.fineTuneTableWidget, header, rows)
+            self.ui.fineTuneTableWidget.visible = bool(rows)  # no empty box before a fine-tune
 
 
 #

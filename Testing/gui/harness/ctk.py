@@ -42,6 +42,7 @@ class ctkCollapsibleButton(CtkWidget("QAbstractButton")):
     def __init__(self, parent=None) -> None:
         QtWidgets.QAbstractButton.__init__(self, parent)
         self._collapsed = False
+        self._forcing, self._stateCreated = False, False
         self._collapsedHeight = 14
         self._flat = False
         self._frameShape = QtWidgets.QFrame.NoFrame
@@ -63,19 +64,61 @@ class ctkCollapsibleButton(CtkWidget("QAbstractButton")):
         if collapsed == self._collapsed:
             return
         self._collapsed = collapsed
-        for child in self.children():
+        for child in QtCore.QObject.children(self):
             if isinstance(child, QtWidgets.QWidget):
-                child.setVisible(not collapsed)
+                self._setChildVisibility(child)
         self.updateGeometry()
         self._signal("contentsCollapsed").emit(collapsed)
 
-    def childEvent(self, event) -> None:  # children added while collapsed stay hidden
+    def _setChildVisibility(self, child) -> None:
+        """ctkCollapsibleButton.cpp:121-158: a child the code hid itself
+        (``visibilityToParent`` false) stays hidden when the button expands."""
+        if not self.testAttribute(QtCore.Qt.WA_WState_Created):
+            return
+        self._forcing = True
+        visible = not self._collapsed
+        marked = child.property("visibilityToParent")
+        if marked is not None and not marked:
+            visible = False
+        if child.testAttribute(QtCore.Qt.WA_WState_Created) or not visible:
+            child.setVisible(visible)
+        if marked is None or marked:
+            child.setAttribute(QtCore.Qt.WA_WState_ExplicitShowHide, False)
+        self._forcing = False
+
+    def childEvent(self, event) -> None:  # cpp:681-702
+        child = event.child()
+        if event.type() == QtCore.QEvent.ChildAdded and isinstance(child, QtWidgets.QWidget):
+            if (child.testAttribute(QtCore.Qt.WA_WState_ExplicitShowHide)
+                    and child.testAttribute(QtCore.Qt.WA_WState_Hidden)):
+                child.setProperty("visibilityToParent", False)
+            child.installEventFilter(self)
+            self._setChildVisibility(child)
         QtWidgets.QAbstractButton.childEvent(self, event)
-        if event.added() and isinstance(event.child(), QtWidgets.QWidget) and self._collapsed:
-            event.child().setVisible(False)
+
+    def setVisible(self, show: bool) -> None:  # cpp:708-733
+        self._forcing = True
+        QtWidgets.QWidget.setVisible(self, show)
+        self._forcing = False
+        if not self._stateCreated and self.testAttribute(QtCore.Qt.WA_WState_Created):
+            self._stateCreated = True
+            for child in QtCore.QObject.children(self):
+                if isinstance(child, QtWidgets.QWidget):
+                    self._setChildVisibility(child)
+
+    def eventFilter(self, child, event) -> bool:  # cpp:736-770
+        if self._forcing:
+            return False
+        if event.type() == QtCore.QEvent.ShowToParent:
+            child.setProperty("visibilityToParent", True)
+            self._setChildVisibility(child)  # hidden again while collapsed
+        elif event.type() == QtCore.QEvent.HideToParent:
+            child.setProperty("visibilityToParent", False)
+        return False
 
     def sizeHint(self) -> QtCore.QSize:
-        text = self.fontMetrics().size(QtCore.Qt.TextShowMnemonic, QtWidgets.QAbstractButton.text(self))
+        label = QtWidgets.QAbstractButton.text(self)
+        text = self.fontMetrics().size(QtCore.Qt.TextShowMnemonic, label)
         header = QtCore.QSize(text.width() + 40, self.HEADER)
         layout = QtWidgets.QAbstractButton.layout(self)
         if self._collapsed or layout is None:
@@ -106,7 +149,8 @@ class ctkCollapsibleButton(CtkWidget("QAbstractButton")):
                      else QtWidgets.QStyle.PE_IndicatorArrowDown)
         painter.drawPrimitive(primitive, arrow)
         painter.drawText(QtCore.QRect(24, 0, QtWidgets.QWidget.width(self) - 28, self.HEADER),
-                         int(QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter), QtWidgets.QAbstractButton.text(self))
+                         int(QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter),
+                         QtWidgets.QAbstractButton.text(self))
 
     def _get_collapsed(self) -> bool:
         return self._collapsed

@@ -394,8 +394,11 @@ class qMRMLCheckableNodeComboBox(qMRMLNodeComboBox):
     def _showChecked(self) -> None:
         """ctkCheckableComboBox shows the checked items' names, not a current item."""
         names = [n.GetName() for n in self._nodes(QtCore.Qt.Checked) if n is not None]
-        self._combo.setPlaceholderText(", ".join(names) or "None checked")
+        if not self._combo.isEditable():
+            self._combo.setEditable(True)
+            self._combo.lineEdit().setReadOnly(True)
         self._combo.setCurrentIndex(-1)
+        self._combo.lineEdit().setText(", ".join(names))
 
     def _nodes(self, state) -> list:
         return [self._node(self._model.item(r).data(NODE_ID)) for r in self._nodeRows()
