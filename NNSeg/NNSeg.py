@@ -42,6 +42,12 @@ except ImportError:  # Slicer before 5.4: no translation infrastructure
     def translate(context, text):
         return text
 
+#: Used from a clone (Slicer's *Additional module paths* = ``<clone>/NNSeg``), the library is
+#: the clone's ``NNSegLib`` beside this folder; an installed extension has it in this folder.
+_CLONE = pathlib.Path(__file__).resolve().parent.parent
+if (_CLONE / "NNSegLib" / "__init__.py").is_file() and str(_CLONE) not in sys.path:
+    sys.path.insert(0, str(_CLONE))
+
 #: The Train panel's choices, the usual one first: NNSegLib.planning.plans.CONFIGURATIONS
 #: reordered (spelled out so the module loads before NNSegLib's dependencies are installed;
 #: Testing/extension/test_slicer_module.py checks that the two hold the same names).

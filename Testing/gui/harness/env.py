@@ -141,14 +141,12 @@ def _first_start() -> None:
     import slicer  # slicer-core: real MRML
     import vtk  # noqa: F401
 
-    from NNSegLib.slicer import mrml
-
     app_class = _application_class(qt)
     app = app_class(["NNSegHarness"])
     app.setApplicationName("Slicer")
     app.setOrganizationName("NA-MIC")
     app.setOrganizationDomain("www.na-mic.org")
-    _STATE.update(app=app, context=mrml.new_scene())
+    _STATE.update(app=app, context=_application_scene())
     plots = slicer.vtkSlicerPlotsLogic()
     plots.SetMRMLScene(_STATE["context"].scene)
     plots.SetMRMLApplicationLogic(_STATE["context"].app_logic)
@@ -185,6 +183,24 @@ def _first_start() -> None:
     _STATE["window"] = window
     app.module_manager = app._module_manager
     app.create_widget = application.create_widget
+
+
+def _application_scene():
+    """The scene and module logics qSlicerCoreApplication sets up (colours, segmentations);
+    the harness does not rely on NNSegLib for it."""
+    import slicer
+
+    scene = slicer.vtkMRMLScene()
+    app_logic = slicer.vtkSlicerApplicationLogic()
+    app_logic.SetMRMLScene(scene)
+    app_logic.GetColorLogic().SetMRMLScene(scene)
+    app_logic.GetColorLogic().AddDefaultColorNodes()
+    segmentations = slicer.vtkSlicerSegmentationsModuleLogic()
+    segmentations.SetMRMLScene(scene)
+    segmentations.SetMRMLApplicationLogic(app_logic)
+    app_logic.SetModuleLogic("Segmentations", segmentations)
+    return types.SimpleNamespace(scene=scene, app_logic=app_logic,
+                                 segmentations_logic=segmentations)
 
 
 def _absent_factory(prefix: str):
