@@ -122,3 +122,74 @@ def test_every_binding_round_trips(harness, tmp_path):
         shown = _read_gui(bound_widgets(widget)[name])
         assert shown == (str(value) if isinstance(value, Path) else value), name
     assert LOG.problems() == []
+
+
+def test_settings_survive_saving_and_loading_the_scene(harness, tmp_path):
+    """The panels' settings are saved with the scene: after File → Save and loading the
+    scene again (a new session), the GUI shows them."""
+    import slicer
+
+    widget = open_module(harness)
+    scene = harness.scene()
+    volume, seg = add_case(scene, "case0", 0)
+    values = {"channelNames": "T1, T2", "recipe": "v2", "folds": "0-4", "maxEpochs": 7,
+              "tta": False, "overlayOpacity": 0.25, "trainingVolume": volume,
+              "workFolder": tmp_path / "work"}
+    widgets = bound_widgets(widget)
+    for name, value in values.items():
+        _set_gui(widgets[name], value)
+    volume_id = volume.GetID()
+    path = tmp_path / "scene" / "saved.mrml"
+    path.parent.mkdir()
+    for node in (volume, seg):  # data files next to the scene, as Save does
+        node.AddDefaultStorageNode()
+        storage = node.GetStorageNode()
+        storage.SetFileName(str(path.parent / f"{node.GetName()}.nrrd"))
+        assert storage.WriteData(node)
+    scene.SetURL(str(path))
+    assert scene.Commit()
+    harness.unload_all()
+    harness.reset_scene()
+    scene.SetURL(str(path))
+    assert scene.Import()
+    widget = open_module(harness)
+    p, widgets = widget._parameterNode, bound_widgets(widget)
+    for name, value in values.items():
+        if name == "trainingVolume":
+            assert p.trainingVolume is not None and p.trainingVolume.GetID() == volume_id
+            assert widgets[name].currentNode().GetID() == volume_id
+            continue
+        assert getattr(p, name) == value, name
+        shown = _read_gui(widgets[name])
+        assert shown == (str(value) if isinstance(value, Path) else value), name
+    assert slicer.mrmlScene is scene
+
+
+def test_closing_the_scene_during_a_job_cancels_it(harness, tmp_path, trained_work):
+    """A segmentation running when the scene closes is cancelled and says so."""
+    import shutil
+    import sys
+
+    from harness.pythonqt import LOG
+
+    dataset, work = (shutil.copytree(p, tmp_path / p.name) for p in trained_work)
+    widget = open_module(harness)
+    widget.logic.python = sys.executable
+    ui, scene = widget.ui, harness.scene()
+    ui.workFolderPathLineEdit.currentPath = str(work)
+    ui.useTrainedModelButton.click()
+    volume, _seg = add_case(scene, "case0", 0)
+    ui.inputVolumeSelector.setCurrentNode(volume)
+    ui.predictDeviceComboBox.currentIndex = ui.predictDeviceComboBox.findText("cpu")
+    assert ui.segmentButton.enabled, ui.segmentButton.toolTip
+    ui.segmentButton.click()
+    assert widget.board.get("segment") is not None
+    scene.Clear(0)  # File → Close scene
+    assert widget.board.get("segment").cancelling
+    assert ui.segmentStatusLabel.text == "Cancelled: the scene was closed."
+    from test_click_path import wait
+
+    wait(widget, "segment")  # the process stops; nothing is loaded into the new scene
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+    assert "ancel" in ui.segmentStatusLabel.text, ui.segmentStatusLabel.text
+    assert LOG.problems() == [], LOG.problems()
