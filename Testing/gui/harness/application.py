@@ -200,10 +200,12 @@ class ModulePanel:
         return self.current._name if self.current else ""
 
 
-class MainWindow(QtWidgets.QMainWindow):
+class MainWindow(qt_class("QMainWindow")):
+    """qSlicerMainWindow: found by name among the top-level widgets (slicer.util.mainWindow)."""
+
     def __init__(self, app) -> None:
         QtWidgets.QMainWindow.__init__(self)
-        self.setObjectName("qSlicerMainWindow")
+        QtCore.QObject.setObjectName(self, "qSlicerMainWindow")
         self._panel = ModulePanel(app)
 
     def moduleSelector(self):
@@ -243,3 +245,45 @@ def create_widget(module: qSlicerScriptedLoadableModule):
 
 __all__ = ["LogicModule", "MainWindow", "ModuleManager", "create_widget", "load_scripted_module",
            "qSlicerScriptedLoadableModule", "qSlicerScriptedLoadableModuleWidget", "types"]
+
+
+class CoreIOManager:
+    """``slicer.app.coreIOManager()`` for the two file types the module loads, through the
+    same MRML logics Slicer's readers call (qSlicerVolumesReader → vtkSlicerVolumesLogic::
+    AddArchetypeVolume; qSlicerSegmentationsReader → vtkSlicerSegmentationsModuleLogic::
+    LoadSegmentationFromFile)."""
+
+    SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii", ".mha", ".mhd")
+
+    def __init__(self, scene, segmentations_logic) -> None:
+        import slicer
+
+        self.scene, self.segmentations = scene, segmentations_logic
+        self.volumes = slicer.vtkSlicerVolumesLogic()
+        self.volumes.SetMRMLScene(scene)
+
+    def fileType(self, filename) -> str:
+        return "SegmentationFile" if str(filename).endswith(".seg.nrrd") else "VolumeFile"
+
+    def _name(self, filename: str) -> str:
+        name = Path(filename).name
+        for suffix in self.SUFFIXES:
+            if name.endswith(suffix):
+                return name[: -len(suffix)]
+        return Path(filename).stem
+
+    def loadNodes(self, filetype, properties, loaded, messages) -> bool:
+        filename = properties["fileName"]
+        name = properties.get("name") or self._name(filename)
+        if filetype == "VolumeFile":
+            node = self.volumes.AddArchetypeVolume(filename, name,
+                                                   1 if properties.get("labelmap") else 0)
+        elif filetype == "SegmentationFile":
+            node = self.segmentations.LoadSegmentationFromFile(filename, True, name)
+        else:
+            messages.AddMessage(0, f"no reader for {filetype}")
+            return False
+        if node is None:
+            return False
+        loaded.AddItem(node)
+        return True

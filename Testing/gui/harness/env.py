@@ -67,6 +67,10 @@ def _application_class(qt):
             return self._module_logics.get(name)
 
         @pyqtSlot(result=object)
+        def coreIOManager(self):
+            return self._io_manager
+
+        @pyqtSlot(result=object)
         def layoutManager(self):
             return None
 
@@ -151,6 +155,8 @@ def _first_start() -> None:
     plots.SetMRMLScene(_STATE["context"].scene)
     plots.SetMRMLApplicationLogic(_STATE["context"].app_logic)
     app._module_manager = application.ModuleManager()
+    app._io_manager = application.CoreIOManager(_STATE["context"].scene,
+                                                _STATE["context"].segmentations_logic)
     app._module_logics = {"Segmentations": _STATE["context"].segmentations_logic, "Plots": plots}
     slicer.app = app
     slicer.mrmlScene = _STATE["context"].scene
