@@ -193,3 +193,21 @@ def test_closing_the_scene_during_a_job_cancels_it(harness, tmp_path, trained_wo
     assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
     assert "ancel" in ui.segmentStatusLabel.text, ui.segmentStatusLabel.text
     assert LOG.problems() == [], LOG.problems()
+
+
+def test_reload_as_slicer_does(harness):
+    """Slicer's own reloadScriptedModule: the old widget is cleaned up, the new one set up on
+    the same parameter node."""
+    import slicer
+    from harness.pythonqt import LOG
+
+    old = open_module(harness)
+    old.ui.foldsLineEdit.text = "0-2"
+    reloaded = slicer.util.reloadScriptedModule("NNSeg")
+    new = harness.module_widget()
+    assert new is not old and reloaded.NNSegWidget is type(new)
+    assert new.ui.foldsLineEdit.text == "0-2" and new._parameterNode.folds == "0-2"
+    add_case(harness.scene(), "after", 3)  # only the new widget follows the scene
+    new.ui.foldsLineEdit.text = "1"
+    assert new._parameterNode.folds == "1"
+    assert LOG.problems() == [], LOG.problems()

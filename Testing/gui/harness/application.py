@@ -92,7 +92,18 @@ class qSlicerScriptedLoadableModuleWidget(qt_class("QWidget")):
 
     @pyqtSlot()
     def reload(self) -> None:
-        pass
+        """qSlicerScriptedLoadableModuleWidget.cxx:175-185: instantiate the (reloaded)
+        Python class with this widget as parent again, then set it up."""
+        import slicer
+
+        name = self._module._name
+        widget = getattr(sys.modules[name], name + "Widget")(self)
+        self._self = widget
+        setattr(slicer.modules, name + "Widget", widget)
+        try:
+            widget.setup()
+        except Exception as exc:
+            report_exception(exc)
 
     @pyqtSlot(object, str, str, result=bool)
     def setEditedNode(self, node, role="", context="") -> bool:
