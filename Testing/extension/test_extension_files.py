@@ -136,3 +136,23 @@ def test_requirements_never_reinstall_slicer_packages():
     assert names, "requirements.txt is empty"
     assert not names & {"numpy", "simpleitk", "vtk", "torch", "slicer", "slicer-core"}, names
     assert "psutil" in names  # NNSegLib.slicer.jobs needs it to cancel process trees
+
+
+def test_extensions_index_entry_follows_slicer_catalog_schema():
+    """Resources/ExtensionsIndex/NNSeg.json has the required fields of Slicer's catalog
+    entry schema v1.0.1 and none it does not define, with their types."""
+    import json
+
+    entry = json.loads((REPO / "Resources" / "ExtensionsIndex" / "NNSeg.json").read_text())
+    allowed = {"$schema": str, "category": str, "scm_url": str, "scm_revision": str,
+               "scm_type": str, "build_dependencies": list, "build_subdirectory": str,
+               "enabled": bool, "tier": int}
+    assert {"$schema", "category", "scm_url"} <= set(entry)
+    assert set(entry) <= set(allowed)
+    assert all(isinstance(entry[k], allowed[k]) for k in entry)
+    assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.1.json#")
+    assert entry["scm_type"] in ("git", "local") and 1 <= entry["tier"] <= 5
+    if entry["scm_type"] == "local":
+        root = (REPO / "Resources" / "ExtensionsIndex" / entry["scm_url"]).resolve()
+        assert (root / "CMakeLists.txt").is_file() and root == REPO.resolve()
+    assert entry["build_dependencies"] == ["PyTorch"]  # EXTENSION_DEPENDS in CMakeLists.txt
