@@ -71,6 +71,17 @@ JOB_WIDGETS = {"plan": ("planProgressBar", "planStatusLabel"),
                "finetune": ("fineTuneProgressBar", "fineTuneStatusLabel")}
 
 
+@contextlib.contextmanager
+def showingErrors(message: str, waitCursor: bool = True):
+    """Slicer's tryWithErrorDisplay (the error shown with its details), without re-raising:
+    for one step of a handler whose other steps must still run."""
+    try:
+        with slicer.util.tryWithErrorDisplay(message, waitCursor=waitCursor):
+            yield
+    except Exception:
+        logging.debug("NNSeg: %s (shown to the user)", message, exc_info=True)
+
+
 def _lib(name: str):
     """``NNSegLib.slicer.<name>``, imported on first use (after dependencies are installed)."""
     return importlib.import_module(f"NNSegLib.slicer.{name}")
@@ -239,7 +250,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onStartup(self) -> None:
         """After the panel shows: detect the device, list runs, re-attach to running ones."""
-        with slicer.util.tryWithErrorDisplay(_("Could not inspect the device."), waitCursor=True):
+        with showingErrors(_("Could not inspect the device.")):
             self.deviceInfo = self.logic.detectDevice()
             self.ui.deviceInfoLabel.text = self.logic.describeDevice(self.deviceInfo)
             self.applyDeviceBudget()
@@ -390,7 +401,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onAddPair(self) -> None:
         p = self._parameterNode
         volumes = [p.trainingVolume] + list(self.ui.pairExtraChannelsSelector.checkedNodes())
-        with slicer.util.tryWithErrorDisplay(_("Could not add the case."), waitCursor=False):
+        with showingErrors(_("Could not add the case."), waitCursor=False):
             self.logic.addCase(self.caseNode(), volumes, p.trainingSegmentation)
 
     def onAddAll(self) -> None:
@@ -406,7 +417,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         folder = qt.QFileDialog.getExistingDirectory(None, _("Folder of images and segmentations"))
         if not folder:
             return
-        with self.busy(), slicer.util.tryWithErrorDisplay(_("Loading cases failed."),
+        with self.busy(), showingErrors(_("Loading cases failed."),
                                                           waitCursor=True):
             for volumes, segmentation in self.logic.loadCasesFromFolder(slicer.mrmlScene, folder):
                 self.logic.addCase(self.caseNode(), volumes, segmentation)
@@ -432,7 +443,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onExportDataset(self) -> None:
         p = self._parameterNode
-        with self.busy(), slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+        with self.busy(), showingErrors(_("Export failed."), waitCursor=True):
             report = self.logic.exportDataset(slicer.mrmlScene, self.caseNode(), p.datasetFolder,
                                               self.logic.parseChannelNames(p.channelNames))
             self.ui.checkResultsTextEdit.setPlainText(report)
@@ -556,7 +567,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def refreshRuns(self, reattach: bool = False) -> None:
         p, self.runs = self._parameterNode, []
         if p is not None and not self.logic.isUnset(p.workFolder):
-            with slicer.util.tryWithErrorDisplay(_("Could not read the runs."), waitCursor=True):
+            with showingErrors(_("Could not read the runs."), waitCursor=True):
                 live = self.logic.liveTrainingJobs(p.workFolder)
                 jobs = self.logic.jobsToReattach(live, self.board.running) if reattach else []
                 for key, job in jobs:
@@ -588,7 +599,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.findBestResultTextEdit.setPlainText(self.logic.describeBest(work))
         if report:
             return
-        with slicer.util.tryWithErrorDisplay(_("Could not start the evaluation."), waitCursor=True):
+        with showingErrors(_("Could not start the evaluation."), waitCursor=True):
             steps = self.logic.reportSteps(dataset, work)
             self.startJob("findbest", self.logic.startJobs(steps), dict(entry.context, report=True),
                           self.onFindBestDone)
@@ -642,7 +653,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         decision = self.logic.overwriteDecision(scene, p.outputSegmentation)
         if decision.action == "ask" and not slicer.util.confirmYesNoDisplay(decision.reason):
             return
-        with slicer.util.tryWithErrorDisplay(_("Could not prepare the inputs."), waitCursor=True):
+        with showingErrors(_("Could not prepare the inputs."), waitCursor=True):
             run = self.logic.captureSegmentRun(
                 scene, [self.segmentVolumes()], [p.outputSegmentation], p.modelPath,
                 p.predictFolds, p.predictDevice, p.tta, p.uncertainty, p.postprocessing, p.show3D,
@@ -668,7 +679,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         qt.QSettings().setValue(key, self.logic.recordSegmentTime(self.segmentTimes(), event))
         if event.get("phase") != "preview":
             return
-        with self.busy(), slicer.util.tryWithErrorDisplay(_("Loading the preview failed."),
+        with self.busy(), showingErrors(_("Loading the preview failed."),
                                                           waitCursor=True):
             self.statusLabel("segment").text = self.logic.deliverPreview(slicer.mrmlScene,
                                                                          entry.job)
@@ -680,8 +691,9 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.statusLabel("segment").text = kept
         if not ok:
             return
-        with self.busy(), slicer.util.tryWithErrorDisplay(_("Loading the result failed."),
-                                                          waitCursor=True):
+        done, failed = self.statusLabel("segment").text, _("Loading the result failed.")
+        self.statusLabel("segment").text = failed  # until the result is in the scene
+        with self.busy(), showingErrors(failed):
             results = self.logic.deliverResults(slicer.mrmlScene, entry.context["run"])
             notes = [n for r in results for n in r.notes]
             unc = next((r.uncertainty for r in results if r.uncertainty is not None), None)
@@ -689,6 +701,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 slicer.util.setSliceViewerLayers(foreground=unc, foregroundOpacity=0.4)
             if notes:
                 slicer.util.warningDisplay("\n".join(notes))
+            self.statusLabel("segment").text = done
         logging.info(f"Processing completed in {entry.job.elapsed:.1f} s")
 
     # -- (5) Batch and review ------------------------------------------------------------
@@ -699,7 +712,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.cancelJob("batch") or not self.logic.ensureDependencies():
             return
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Could not prepare the batch."), waitCursor=True):
+        with showingErrors(_("Could not prepare the batch."), waitCursor=True):
             job = self.logic.startBatch(self.review, p, self.batchVolumes(),
                                         self.modelInfo.get("channels"))
             self.startJob("batch", self.logic.startJobs(job["steps"]), {"batch": job["batch"]},
@@ -714,8 +727,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if p is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Could not read the review queue."),
-                                             waitCursor=False):
+        with showingErrors(_("Could not read the review queue."), waitCursor=False):
             self.reviewTable = self.logic.reviewTable(p.batchFolder)
             self.fillTable(self.ui.reviewTableWidget, self.reviewTable.header,
                            self.reviewTable.rows)
@@ -726,7 +738,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.reviewTable is None or not 0 <= row < len(self.reviewTable.cases):
             return
         p = self._parameterNode
-        with self.busy(), slicer.util.tryWithErrorDisplay(_("Could not load the case."),
+        with self.busy(), showingErrors(_("Could not load the case."),
                                                           waitCursor=True):
             name = self.logic.openReviewCase(self.review, slicer.mrmlScene, p.batchFolder,
                                              self.reviewTable.cases[row], p.overlayOpacity,
@@ -739,8 +751,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.review.set_opacity(slicer.mrmlScene, value)
 
     def onMark(self, state: str) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Could not save the review state."),
-                                             waitCursor=False):
+        with showingErrors(_("Could not save the review state."), waitCursor=False):
             self.review.mark(state)
         self.ui.reviewCaseLabel.text = self.logic.describeReviewCase(self.review)
         self.refreshReview()
@@ -753,8 +764,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if decision.action == "ask" and not slicer.util.confirmYesNoDisplay(decision.reason):
             return
-        with self.busy(), slicer.util.tryWithErrorDisplay(_("Could not add the case."),
-                                                          waitCursor=True):
+        with self.busy(), showingErrors(_("Could not add the case."), waitCursor=True):
             self.ui.reviewStatusLabel.text = self.logic.addReviewedCase(
                 self.review, slicer.mrmlScene, p.datasetFolder, name, decision.action == "ask")
             self.ui.reviewCaseLabel.text = self.logic.describeReviewCase(self.review)
@@ -764,7 +774,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.cancelJob("finetune") or not self.logic.ensureDependencies():
             return
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Could not start fine-tuning."), waitCursor=True):
+        with showingErrors(_("Could not start fine-tuning."), waitCursor=True):
             tune = self.logic.fineTuneSteps(
                 p.datasetFolder, p.workFolder, p.trainConfiguration, p.folds, p.fineTuneEpochs,
                 p.device, p.fineTuneAdaptHead, self.trainOptions)
@@ -782,8 +792,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if p is None:  # the panel is not shown (exit() or a closing scene)
             return
-        with slicer.util.tryWithErrorDisplay(_("Could not compare the models."),
-                                             waitCursor=False):
+        with showingErrors(_("Could not compare the models."), waitCursor=False):
             text, header, rows = self.logic.didItHelp(p.workFolder, p.trainConfiguration)
             self.ui.fineTuneSummaryLabel.text = text
             self.fillTable(self.ui.fineTuneTableWidget, header, rows)
