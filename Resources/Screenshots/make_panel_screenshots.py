@@ -1,4 +1,5 @@
-"""Regenerate the panel pictures of the README: ``python Resources/Screenshots/make_panel_screenshots.py``.
+"""Regenerate the README's panel pictures:
+``python Resources/Screenshots/make_panel_screenshots.py``.
 
 Real Qt 5.15 widgets (PyQt5, offscreen) of NNSeg.ui, with the CTK/qMRML look-alikes and
 Slicer 5.12.3's own Python layer of the GUI test harness (``Testing/gui``; needs

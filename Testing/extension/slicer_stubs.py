@@ -60,6 +60,18 @@ class FakeWidget:
             self.emit("clicked(bool)")
 
     # the methods NNSeg.py calls
+    def horizontalHeader(self) -> FakeWidget:
+        return self.__dict__.setdefault("_hheader", FakeWidget(self.objectName + ".hheader"))
+
+    def verticalHeader(self) -> FakeWidget:
+        return self.__dict__.setdefault("_vheader", FakeWidget(self.objectName + ".vheader"))
+
+    def setSectionResizeMode(self, mode) -> None:
+        self.resize_mode = mode
+
+    def setVisible(self, visible: bool) -> None:
+        self.visible = visible
+
     def setMRMLScene(self, scene) -> None:
         self.scene = scene
 
@@ -160,6 +172,7 @@ class QTimer:
 def fake_qt(opened: list) -> types.ModuleType:
     qt = types.ModuleType("qt")
     qt.QTimer, qt.QSettings = QTimer, QSettings
+    qt.QHeaderView = types.SimpleNamespace(ResizeToContents=3)
     qt.QTableWidgetItem = lambda text: types.SimpleNamespace(text=text)
     qt.QFileDialog = types.SimpleNamespace(getExistingDirectory=lambda *a: qt.chosen_folder)
     qt.QDesktopServices = types.SimpleNamespace(openUrl=opened.append)
@@ -286,8 +299,9 @@ def install(monkeypatch, scene) -> tuple[Recorder, types.ModuleType]:
     def try_with_error_display(message="", waitCursor=False):
         try:
             yield
-        except Exception as e:  # Slicer shows the error and carries on
+        except Exception as e:  # Slicer shows the error, then re-raises it (util.py 5.12.3)
             record.errors.append(f"{message} {e}")
+            raise
 
     def confirm(text, *args, **kwargs):
         record.questions.append(text)
