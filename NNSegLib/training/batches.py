@@ -20,7 +20,7 @@ from NNSegLib.training import distributed as dist
 from NNSegLib.training.sampler import TRAIN_STREAM, PatchSampler, batch_rng
 
 if TYPE_CHECKING:   # pragma: no cover
-    from NNSegLib.training.trainer import TrainSetup
+    from NNSegLib.training.train_setup import TrainSetup
 
 AUG_STREAM = 2
 

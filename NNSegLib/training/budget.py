@@ -27,7 +27,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:   # pragma: no cover
-    from NNSegLib.training.trainer import TrainSetup
+    from NNSegLib.training.train_setup import TrainSetup
 
 #: A forward pass (no augmentation, no backward) costs about this share of a training step.
 FORWARD_SHARE = 0.4
