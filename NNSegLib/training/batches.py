@@ -11,7 +11,7 @@ resumed run draws exactly the batches it would have drawn.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,13 +19,16 @@ import torch
 from NNSegLib.training import distributed as dist
 from NNSegLib.training.sampler import TRAIN_STREAM, PatchSampler, batch_rng
 
+if TYPE_CHECKING:   # pragma: no cover
+    from NNSegLib.training.train_setup import TrainSetup
+
 AUG_STREAM = 2
 
 
 class Batches:
     """Samplers, augmenter and device transfer of one training run."""
 
-    def __init__(self, setup: Any) -> None:  # trainer.TrainSetup (imports point one way)
+    def __init__(self, setup: TrainSetup) -> None:
         self.setup = setup
         self.rc = setup.run_config
         self.device = setup.device

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+if TYPE_CHECKING:   # pragma: no cover
+    from NNSegLib.training.train_setup import TrainSetup
 
 #: A forward pass (no augmentation, no backward) costs about this share of a training step.
 FORWARD_SHARE = 0.4
@@ -141,7 +144,7 @@ class TimeBudget:
         self.fit_pending = True
 
     @classmethod
-    def for_run(cls, setup: Any, fit: Callable[[int], int],
+    def for_run(cls, setup: TrainSetup, fit: Callable[[int], int],
                 report: Callable[[str], Any], clock: Callable[[], float]) -> TimeBudget | None:
         """The budget of a trainer built from ``setup`` (``None`` without one)."""
         if setup.time_budget_s is None:
