@@ -169,3 +169,23 @@ def _click_cell(table, row: int, column: int) -> None:
     rect = table.visualItemRect(table.item(row, column))
     QTest.mouseClick(table.viewport(), QtCore.Qt.LeftButton, QtCore.Qt.NoModifier,
                      rect.center())
+
+
+def test_add_from_folder_loads_an_nnunet_dataset(harness, tmp_path):
+    """*Add from folder…*: the folder dialog, then each case's images and label map loaded
+    through Slicer's readers and added as a case."""
+    from harness.ctk import DIALOGS
+    from harness.pythonqt import LOG
+    from moduleutil import write_scene_like_dataset
+
+    dataset = write_scene_like_dataset(tmp_path / "Dataset006_Folder", num_cases=3)
+    widget = open_module(harness)
+    ui = widget.ui
+    DIALOGS.files.append(str(dataset))
+    ui.addFromFolderButton.click()
+    assert "Folder of images and segmentations" in DIALOGS.shown
+    assert ui.pairsTableWidget.rowCount == 3
+    assert ui.pairsTableWidget.item(0, 2).text() == "a, b"
+    assert ui.labelsStatusLabel.text.startswith("3 case(s); labels 0: background, 1: a, 2: b")
+    assert harness.scene().GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 3
+    assert LOG.problems() == [], LOG.problems()

@@ -435,6 +435,14 @@ class Dialogs:
     def __init__(self) -> None:
         self.shown: list[str] = []
         self.answers: list[int] = []
+        self.files: list[str] = []
+
+    def file_answer(self, caption: str) -> str:
+        self.shown.append(caption)
+        if not self.files:
+            LOG.errors.append(f"unexpected file dialog: {caption}")
+            return ""
+        return self.files.pop(0)
 
     def expect(self, *answers: int) -> None:
         self.answers.extend(answers)
@@ -449,6 +457,7 @@ class Dialogs:
     def clear(self) -> None:
         self.shown.clear()
         self.answers.clear()
+        self.files.clear()
 
 
 DIALOGS = Dialogs()

@@ -65,8 +65,27 @@ def qt_class(name: str):
                                           "__module__": "qt"})
     else:
         cls = python_qt_class(name, base, info, strict)
+    if name == "QFileDialog":
+        _answer_file_dialogs(cls)
     _BUILT[name] = cls
     return cls
+
+
+def _answer_file_dialogs(cls) -> None:
+    """QFileDialog's static getters run a modal dialog (nothing would close it offscreen):
+    they return the answer the test queued in ``ctk.DIALOGS.files``; an unexpected one is a
+    problem, as a dialog the user never asked for would be."""
+    def ask(*args, **kwargs):
+        from .ctk import DIALOGS
+
+        return DIALOGS.file_answer(str(args[1] if len(args) > 1 else kwargs.get("caption")))
+
+    def ask_name(*args, **kwargs):
+        return (ask(*args, **kwargs), "")
+
+    cls.getExistingDirectory = staticmethod(ask)
+    cls.getOpenFileName = staticmethod(ask_name)
+    cls.getSaveFileName = staticmethod(ask_name)
 
 
 def module() -> types.ModuleType:
