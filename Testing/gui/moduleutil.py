@@ -85,3 +85,14 @@ def write_scene_like_dataset(root: Path, num_cases: int = 5) -> Path:
         "channel_names": {"0": "MR"}, "labels": {"background": 0, "a": 1, "b": 2},
         "numTraining": num_cases, "file_ending": ".nii.gz", "name": root.name}, indent=2))
     return root
+
+
+def assert_columns_fit(table) -> None:
+    """Every header text of a table fits its column (nothing cut off)."""
+    header = table.horizontalHeader()
+    metrics = header.fontMetrics()
+    for column in range(table.columnCount):
+        item = table.horizontalHeaderItem(column)
+        text = item.text() if item is not None else ""
+        assert header.sectionSize(column) >= metrics.horizontalAdvance(text), (
+            f"{table.name}: column {column} '{text}' is cut")

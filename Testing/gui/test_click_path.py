@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from moduleutil import add_case, open_module
+from moduleutil import add_case, assert_columns_fit, open_module
 
 pytestmark = pytest.mark.gui
 
@@ -62,6 +62,8 @@ def test_click_path(harness, tmp_path):
     wait(widget, "plan")
     assert ui.planStatusLabel.text.startswith("Planning completed"), ui.planStatusLabel.text
     assert ui.plansTableWidget.columnCount == 1 and ui.plansTableWidget.rowCount > 3
+    assert_columns_fit(ui.plansTableWidget)
+    assert_columns_fit(ui.pairsTableWidget)
     # (3) Train one short epoch: CPU warning asked, chart gains points
     widget.trainOptions = ["--iterations-per-epoch", "3", "--val-iterations", "1"]
     ui.maxEpochsSpinBox.value = 2
@@ -138,6 +140,7 @@ def test_batch_review_add_and_fine_tune(harness, tmp_path, trained_work):
     assert ui.batchStatusLabel.text.startswith("Batch completed"), ui.batchStatusLabel.text
     table = ui.reviewTableWidget
     assert table.rowCount == 2
+    assert_columns_fit(table)
     assert not ui.acceptButton.enabled and ui.acceptButton.toolTip
     # the least certain case: a click on its row shows it, Accept stores the state
     _click_cell(table, 0, 1)

@@ -213,3 +213,16 @@ def test_reload_as_slicer_does(harness):
     new.ui.foldsLineEdit.text = "1"
     assert new._parameterNode.folds == "1"
     assert LOG.problems() == [], LOG.problems()
+
+
+def test_leaving_the_module_before_its_startup_ran(harness):
+    """The widget's start-up (a zero-delay single shot after setup) runs after the user
+    already switched to another module: nothing fails."""
+    import slicer
+    from harness.pythonqt import LOG
+
+    harness.load_module(REPO / "NNSeg")
+    harness.select("NNSeg")
+    other_module(harness)  # exit() before the event loop ran the start-up
+    slicer.app.processEvents()
+    assert LOG.problems() == [], LOG.problems()
