@@ -29,11 +29,8 @@ def other_module(env) -> None:
     env.select("Data")
 
 
-def add_case(scene, name: str, seed: int, shape=(24, 32, 32)):
-    from NNSegLib.data.io import Geometry
-    from NNSegLib.slicer import mrml
-
-    geo = Geometry(shape, (2.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+def case_arrays(seed: int, shape=(24, 32, 32)):
+    """An MR-like image with two labelled blobs (``a`` = 1, ``b`` = 2) and its label map."""
     rng = np.random.default_rng(seed)
     image = rng.normal(100, 10, shape).astype(np.float32)
     labels = np.zeros(shape, np.uint8)
@@ -41,6 +38,15 @@ def add_case(scene, name: str, seed: int, shape=(24, 32, 32)):
     labels[14:18, 10:16, 18:26] = 2
     image[labels == 1] += 60
     image[labels == 2] += 120
+    return image, labels
+
+
+def add_case(scene, name: str, seed: int, shape=(24, 32, 32)):
+    from NNSegLib.data.io import Geometry
+    from NNSegLib.slicer import mrml
+
+    geo = Geometry(shape, (2.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    image, labels = case_arrays(seed, shape)
     volume = mrml.volume_node_from_array(scene, image, geo, name)
     seg = mrml.segmentation_from_labels(scene, labels, geo, {0: "bg", 1: "a", 2: "b"},
                                         reference_volume=volume, name=f"{name} seg")
@@ -68,14 +74,7 @@ def write_scene_like_dataset(root: Path, num_cases: int = 5) -> Path:
     (root / "imagesTr").mkdir(parents=True)
     (root / "labelsTr").mkdir()
     for i in range(num_cases):
-        rng = np.random.default_rng(i)
-        shape = (24, 32, 32)
-        image = rng.normal(100, 10, shape).astype(np.float32)
-        labels = np.zeros(shape, np.uint8)
-        labels[6:14, 8:20, 8:20] = 1
-        labels[14:18, 10:16, 18:26] = 2
-        image[labels == 1] += 60
-        image[labels == 2] += 120
+        image, labels = case_arrays(i)
         for array, path in ((image, root / "imagesTr" / f"case{i}_0000.nii.gz"),
                             (labels, root / "labelsTr" / f"case{i}.nii.gz")):
             itk = sitk.GetImageFromArray(array)
