@@ -249,7 +249,10 @@ __all__ = ["LOG", "load_module", "scene", "select", "set_testing", "start"]
 
 def unload_all() -> None:
     """Slicer exiting: ``moduleAboutToBeUnloaded`` for each module (its widget's cleanup)."""
+    from PyQt5 import QtWidgets
+
     app = _STATE["app"]
+    QtWidgets.QApplication.processEvents()  # pending single shots run in their own session
     panel = _STATE["window"].moduleSelector()
     if panel.current is not None and panel.current._widget is not None:
         panel.current._widget.exit()
