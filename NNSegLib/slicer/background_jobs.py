@@ -36,7 +36,13 @@ from NNSegLib.slicer.job_runner import (
     read_record,
     write_record,
 )
-from NNSegLib.slicer.jobs import JobStatus, library_root, parse_line, popen_options
+from NNSegLib.slicer.jobs import (
+    JobStatus,
+    library_root,
+    parse_line,
+    popen_options,
+    step_context,
+)
 
 #: Finished records kept per work folder (older ones are removed when a job starts).
 KEEP_FINISHED = 20
@@ -56,7 +62,8 @@ def start_file_job(steps: Sequence[Sequence[str]], work: Path | str, kind: str,
     """Write a record folder and start the runner on it.
 
     Args:
-        steps: ``nnseg`` argument lists, run one after the other.
+        steps: ``nnseg`` argument lists, run one after the other; the context a
+            :class:`~NNSegLib.slicer.jobs.CommandStep` carries is stored with it.
         work: The work folder (records go to ``WORK/jobs/``).
         kind: What the job does (``train``), part of the folder name.
         python: Interpreter (``PythonSlicer`` in Slicer).
@@ -72,7 +79,8 @@ def start_file_job(steps: Sequence[Sequence[str]], work: Path | str, kind: str,
     folder = _new_folder(root, kind)
     parent = None if detached else (parent_pid or os.getpid())
     record = {
-        "kind": kind, "steps": [[str(a) for a in s] for s in steps], "detached": detached,
+        "kind": kind, "steps": [[str(a) for a in s] for s in steps],
+        "contexts": [step_context(s) for s in steps], "detached": detached,
         "python": str(python), "module": module, "cwd": str(cwd) if cwd else None,
         "status": "starting",
         "created": time.time(), "parent_pid": parent,
@@ -171,6 +179,13 @@ class FileJob:
     @property
     def steps(self) -> list[list[str]]:
         return self.record.get("steps", [])
+
+    @property
+    def context(self) -> dict[str, Any] | None:
+        """The stored context of the current step (what it was asked), if it has one."""
+        contexts = self.record.get("contexts") or []
+        step = self.current_step
+        return contexts[step] if 0 <= step < len(contexts) else None
 
     @property
     def detached(self) -> bool:

@@ -95,6 +95,7 @@ def final_status(returncodes: list[int], stopped: bool) -> str:
 def run(folder: Path, poll_interval: float = 0.5) -> int:
     """Run the record's commands; returns the exit code of the last one run."""
     from NNSegLib.slicer.jobs import library_root, popen_options
+    from NNSegLib.util.command_line import common_argv
 
     folder = Path(folder)
     record = read_record(folder)
@@ -123,8 +124,7 @@ def run(folder: Path, poll_interval: float = 0.5) -> int:
             append_event(folder, {"event": "step", "step": index, "of": len(steps),
                                   "args": step})
             command = [python, "-m", record.get("module") or "NNSegLib", *[str(a) for a in step],
-                       "--progress-json",
-                       str(folder / EVENTS_FILE), "--stop-file", str(stop), "--quiet"]
+                       *common_argv(folder / EVENTS_FILE, stop, quiet=True)]
             log.write(f"$ {' '.join(command)}\n")
             log.flush()
             child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,

@@ -30,8 +30,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO, List, Sequence
 
+from NNSegLib.util.command_line import common_argv, has_progress_json, has_stop_file
 from NNSegLib.util.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK
 
 
@@ -193,14 +194,14 @@ class Job:
         stop_file: Path | None = None,
     ) -> None:
         args = [str(a) for a in args]
-        if module is not None and "--progress-json" not in args:
-            args += ["--progress-json", "-"]
+        if module is not None and not has_progress_json(args):
+            args += common_argv(progress_json="-")
         self._own_stop_dir: Path | None = None
-        if module == "NNSegLib" and stop_file is None and "--stop-file" not in args:
+        if module == "NNSegLib" and stop_file is None and not has_stop_file(args):
             self._own_stop_dir = Path(tempfile.mkdtemp(prefix="nnseg_job_"))
             stop_file = self._own_stop_dir / "stop"
-        if stop_file is not None and "--stop-file" not in args:
-            args += ["--stop-file", str(stop_file)]
+        if stop_file is not None and not has_stop_file(args):
+            args += common_argv(stop_file=stop_file)
         self.stop_file = stop_file
         self.command = [str(python)] + (["-m", module] if module else []) + args
         self.log: list[str] = []
@@ -341,6 +342,24 @@ class Job:
             return self.process.returncode
         stop_tree(self.process, self.process.pid, self.stop_file, grace)
         return self.process.returncode
+
+
+class CommandStep(List[str]):
+    """One command of a job (an argument list) with the typed context of what it was asked.
+
+    ``context`` is JSON-able (e.g. :meth:`~NNSegLib.slicer.requests.TrainContext.to_json`);
+    a job started in files stores it beside the command, so whoever follows the job later
+    reads what was asked instead of parsing the argument list back.
+    """
+
+    def __init__(self, argv: Sequence[object] = (), context: dict | None = None) -> None:
+        super().__init__(str(a) for a in argv)
+        self.context = context
+
+
+def step_context(step: Sequence[str]) -> dict | None:
+    """The context a step carries (``None`` for a plain argument list)."""
+    return getattr(step, "context", None)
 
 
 def parse_line(line: str) -> dict | None:

@@ -54,19 +54,22 @@ class ModuleLogic:
         return _lib("panel_jobs").TRAINING_KEYS
 
     def reattach(self, job, work) -> tuple:
-        """``(job, context, chart records)`` to follow a training started earlier."""
-        step = job.steps[job.current_step] if job.steps else []
-        configuration, fold = (step[2], step[3]) if len(step) > 3 and step[0] == "train" \
-            else ("?", "?")
-        records = _lib("training_runs").chart_records(
-            pathlib.Path(str(work)) / "results" / configuration / f"fold_{fold}")
-        job.poll()  # skip the events already in the chart's log
-        from NNSegLib.training.run_config import FINE_TUNE_EPOCHS
+        """``(job, context, chart records)`` to follow a training started earlier, from the
+        :class:`~NNSegLib.slicer.requests.TrainContext` stored with the job's current step."""
+        requests = _lib("requests")
+        stored = job.context
+        if stored is None:   # a step that trains nothing, or a record without contexts
+            from NNSegLib.training.run_config import FINE_TUNE_EPOCHS
 
-        default = FINE_TUNE_EPOCHS if job.kind == "finetune" else 1000
-        maxEpochs = int(step[step.index("--epochs") + 1]) if "--epochs" in step else default
-        return job, {"work": work, "configuration": configuration, "folds": fold,
-                     "maxEpochs": maxEpochs}, records
+            default = FINE_TUNE_EPOCHS if job.kind == "finetune" else requests.DEFAULT_MAX_EPOCHS
+            context = requests.TrainContext(job.kind, "?", "?", default)
+        else:
+            context = requests.TrainContext.from_json(stored)
+        records = _lib("training_runs").chart_records(
+            pathlib.Path(str(work)) / "results" / context.configuration / f"fold_{context.fold}")
+        job.poll()  # skip the events already in the chart's log
+        return job, {"work": work, "configuration": context.configuration,
+                     "folds": context.fold, "maxEpochs": context.max_epochs}, records
 
     @staticmethod
     def cancelQuestion(key: str, context: dict) -> str | None:
@@ -97,6 +100,15 @@ class ModuleLogic:
 
     def planSteps(self, dataset, work, recipe: str, memoryGB: float, configurations: str):
         return _lib("panel_commands").plan_commands(dataset, work, recipe, memoryGB, configurations)
+
+    @staticmethod
+    def trainRequest(params, folds: str | None = None, resume: bool = False, extra=()):
+        """The :class:`~NNSegLib.slicer.requests.TrainRequest` of the Train panel's values."""
+        return _lib("requests").TrainRequest.from_parameters(params, folds, resume, extra)
+
+    def trainCommands(self, request) -> List[List[str]]:
+        """``nnseg`` commands of a training request (each ``train`` step with its context)."""
+        return _lib("panel_commands").train_request_commands(request)
 
     def trainSteps(self, dataset, work, configuration: str, folds: str, maxEpochs: int,
                    device: str, resume: bool, extra=(), timeBudget: bool = False,
@@ -258,6 +270,18 @@ class ModuleLogic:
     def overwriteDecision(self, scene, node):
         return _lib("segment_run").overwrite_decision(scene, node)
 
+    @staticmethod
+    def segmentRequest(params):
+        """The :class:`~NNSegLib.slicer.requests.SegmentRequest` of the Segment panel."""
+        return _lib("requests").SegmentRequest.from_parameters(params)
+
+    def captureSegment(self, scene, cases, outputs, request):
+        """:meth:`captureSegmentRun` for a :class:`~NNSegLib.slicer.requests.SegmentRequest`."""
+        r = request
+        return self.captureSegmentRun(scene, cases, outputs, r.model, r.folds, r.device, r.tta,
+                                      r.uncertainty, r.postprocessing, r.show_3d,
+                                      r.allow_unfinished, r.preview_first)
+
     def captureSegmentRun(self, scene, cases, outputs, modelPath, folds: str = "",
                           device: str = "auto", tta: bool = True, uncertainty: bool = False,
                           postprocessing: bool = True, show3D: bool = False,
@@ -303,12 +327,12 @@ class ModuleLogic:
         return _lib("review_panel").ReviewSession()
 
     def startBatch(self, session, params, volumes, modelChannels):
-        """The batch job's steps for the panel's choices (scene volumes written now)."""
-        p = params
+        """The batch job's steps for the panel's choices (scene volumes written now), from
+        the :class:`~NNSegLib.slicer.requests.BatchRequest` of the parameter node."""
+        r = _lib("requests").BatchRequest.from_parameters(params, modelChannels)
         return _lib("review_panel").start_batch(
-            session, p.batchSource, p.batchInputFolder, volumes, p.batchFolder, p.modelPath,
-            p.predictFolds, p.predictDevice, p.tta, p.allowUnfinished,
-            len(modelChannels) if modelChannels else 1)
+            session, r.source, r.input_folder, volumes, r.batch_folder, r.model, r.folds,
+            r.device, r.tta, r.allow_unfinished, r.channels)
 
     def reviewTable(self, batch):
         return _lib("review_panel").review_table(batch)
@@ -335,6 +359,17 @@ class ModuleLogic:
                                name=added.identifier, n=added.num_training)
 
     # -- fine-tune ---------------------------------------------------------------------------
+    @staticmethod
+    def fineTuneRequest(params, extra=()):
+        """The :class:`~NNSegLib.slicer.requests.FineTuneRequest` of the panel's values."""
+        return _lib("requests").FineTuneRequest.from_parameters(params, extra)
+
+    def fineTuneJob(self, request):
+        """:meth:`fineTuneSteps` for a :class:`~NNSegLib.slicer.requests.FineTuneRequest`."""
+        r = request
+        return self.fineTuneSteps(r.dataset, r.work or "", r.configuration, r.folds, r.epochs,
+                                  r.device, r.adapt_head, r.extra)
+
     def fineTuneSteps(self, dataset, work, configuration: str, folds: str, epochs: int,
                       device: str, adaptHead: bool, extra=()):
         """The :class:`~NNSegLib.slicer.fine_tune.FineTuneJob` of *Fine-tune* (resume

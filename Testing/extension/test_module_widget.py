@@ -239,6 +239,8 @@ def test_restart_reattaches_to_a_running_training_and_cancel_asks(app, tmp_path,
     from conftest import FAKE_NNSEG as FAKE
 
     from NNSegLib.slicer.background_jobs import start_file_job
+    from NNSegLib.slicer.jobs import CommandStep
+    from NNSegLib.slicer.requests import TrainContext
 
     widget, scene, record, module = app
     (tmp_path / "mod").mkdir()
@@ -247,8 +249,10 @@ def test_restart_reattaches_to_a_running_training_and_cancel_asks(app, tmp_path,
     work = tmp_path / "work"
     out = work / "results" / "3d_fullres" / "fold_0"
     out.mkdir(parents=True)
-    step = ["train", "D", "3d_fullres", "0", "--epochs", "7", "--fake-out", str(out),
-            "--fake-epochs", "1000"]
+    # the typed context is stored with the job: re-attaching reads it, not the argv
+    step = CommandStep(["train", "D", "3d_fullres", "0", "--epochs", "7", "--fake-out", str(out),
+                        "--fake-epochs", "1000"],
+                       TrainContext("train", "3d_fullres", "0", 7).to_json())
     job = start_file_job([step], work, "train", python=sys.executable, detached=True,
                          module="fakennseg")
     try:
