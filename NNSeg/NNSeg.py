@@ -5,8 +5,8 @@ review) to ``NNSegLogic``, which delegates to ``NNSegLib.slicer`` — every deci
 button is enabled and why, default folders, captured inputs, overwrite rules, run discovery,
 device text, the review queue, resuming a fine-tune) is made there without ``qt`` and tested
 headless. Long stages run as a subprocess
-``PythonSlicer -m NNSegLib <command>`` (``NNSegLib.slicer.jobs``; training through
-``NNSegLib.slicer.background_jobs`` so it can outlive Slicer), so Slicer stays responsive
+``PythonSlicer -m NNSegLib <command>`` (``NNSegLib.jobs.process``; training through
+``NNSegLib.jobs.detached`` so it can outlive Slicer), so Slicer stays responsive
 and Cancel really stops the work.
 """
 
@@ -811,7 +811,7 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
         self.python = shutil.which("PythonSlicer") or sys.executable
         self._impl = None
         try:
-            _lib("i18n").set_translator(_)
+            importlib.import_module("NNSegLib.util.i18n").set_translator(_)
         except ImportError:  # pragma: no cover - NNSegLib not installed next to the module
             pass
 

@@ -9,7 +9,7 @@ asks for that anyway). Either way the batch folder holds ``<case>_uncertainty<en
 
 For the Slicer panel, :func:`prepare_scene_batch` writes selected scene volumes into
 ``<batch>/images`` and returns the job's command lines (run them with
-:class:`~NNSegLib.slicer.jobs.JobChain`); :func:`folder_batch` does the same for a folder.
+:class:`~NNSegLib.jobs.process.JobChain`); :func:`folder_batch` does the same for a folder.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def prepare_scene_batch(volumes: Sequence[Sequence[Any]], batch_dir: Path | str,
 
     Returns:
         ``batch`` (folder), ``cases`` (names in order), ``steps`` (command lines for
-        :class:`~NNSegLib.slicer.jobs.JobChain`).
+        :class:`~NNSegLib.jobs.process.JobChain`).
     """
     from NNSegLib.data.io import SimpleITKIO
     from NNSegLib.slicer import mrml

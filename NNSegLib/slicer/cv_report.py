@@ -15,8 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
-from NNSegLib.slicer.i18n import tr
 from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.i18n import tr
 from NNSegLib.util.workspace import Workspace
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from NNSegLib.slicer.folders import is_unset
-from NNSegLib.slicer.i18n import tr
+from NNSegLib.util.i18n import tr
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,10 @@ import pathlib
 import sys
 from typing import Any, List
 
+from NNSegLib.jobs import board, process
+from NNSegLib.jobs import detached as file_jobs
+from NNSegLib.util.i18n import tr
+
 
 def _lib(name: str) -> Any:
     return importlib.import_module(f"NNSegLib.slicer.{name}")
@@ -31,27 +35,27 @@ class ModuleLogic:
 
     # -- jobs ----------------------------------------------------------------------------
     def jobBoard(self):
-        return _lib("panel_jobs").JobBoard()
+        return board.JobBoard()
 
     def startJobs(self, steps: List[List[str]], cwd: str | None = None):
-        return _lib("jobs").JobChain(steps, python=self.python, cwd=cwd)
+        return process.JobChain(steps, python=self.python, cwd=cwd)
 
     def startTraining(self, steps, work, detached: bool, kind: str = "train"):
         """Training (``kind`` ``train`` or ``finetune``) runs through a job record in the work
         folder, so a later session re-attaches to it."""
-        return _lib("background_jobs").start_file_job(steps, work, kind, python=self.python,
+        return file_jobs.start_file_job(steps, work, kind, python=self.python,
                                                       detached=detached)
 
     def liveTrainingJobs(self, work) -> list:
-        keys = _lib("panel_jobs").TRAINING_KEYS
-        return [j for j in _lib("background_jobs").live_jobs(work) if j.kind in keys]
+        keys = board.TRAINING_KEYS
+        return [j for j in file_jobs.live_jobs(work) if j.kind in keys]
 
     def jobsToReattach(self, live, running) -> list:
         """``(panel key, job)`` of live trainings/fine-tunes no panel follows yet."""
-        return _lib("panel_jobs").reattachable(list(live), set(running))
+        return board.reattachable(list(live), set(running))
 
     def trainingKeys(self) -> frozenset:
-        return _lib("panel_jobs").TRAINING_KEYS
+        return board.TRAINING_KEYS
 
     def reattach(self, job, work) -> tuple:
         """``(job, context, chart records)`` to follow a training started earlier, from the
@@ -73,7 +77,7 @@ class ModuleLogic:
 
     @staticmethod
     def cancelQuestion(key: str, context: dict) -> str | None:
-        return _lib("panel_jobs").cancel_question(key, context)
+        return board.cancel_question(key, context)
 
     @staticmethod
     def describeEvent(entry, event: dict) -> str | None:
@@ -216,7 +220,7 @@ class ModuleLogic:
         """Unified labels and every conflict of the listed cases, as shown under the table."""
         pairs = _lib("case_list").case_pairs(node)
         if not pairs:
-            return _lib("i18n").tr("No cases yet.")
+            return tr("No cases yet.")
         return _lib("gui_summaries").describe_training_set(
             _lib("scene_dataset").collect_training_pairs(scene, pairs))
 
@@ -355,7 +359,7 @@ class ModuleLogic:
     def addReviewedCase(self, session, scene, dataset, name: str, replace: bool) -> str:
         """Write the reviewed case into the dataset; returns the line to show."""
         added = session.add(scene, dataset, name.strip(), replace)
-        return _lib("i18n").tr("Added as '{name}' ({n} training case(s) now).",
+        return tr("Added as '{name}' ({n} training case(s) now).",
                                name=added.identifier, n=added.num_training)
 
     # -- fine-tune ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Each function returns the argument lists of one panel action, built with the command
 modules' ``*_argv`` builders (no flag is spelled here); the module runs them one after the
-other with :class:`~NNSegLib.slicer.jobs.JobChain`.
+other with :class:`~NNSegLib.jobs.process.JobChain`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 from NNSegLib.data.splits import parse_folds
+from NNSegLib.jobs.base import CommandStep
 from NNSegLib.slicer.batch_job import segment_batch_commands
-from NNSegLib.slicer.jobs import CommandStep
 from NNSegLib.slicer.requests import DEFAULT_MAX_EPOCHS, TrainContext, TrainRequest
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.model_folder import RunFolder

@@ -15,7 +15,7 @@ Cancelling, or a failure, during the full phase keeps the preview and says so
 (:func:`outcome_text`). Without *Preview first* the job has the full phase only and
 behaves as before.
 
-:class:`SegmentSequence` is one job for the :class:`~NNSegLib.slicer.panel_jobs.JobBoard`
+:class:`SegmentSequence` is one job for the :class:`~NNSegLib.jobs.board.JobBoard`
 (``poll``, ``finished``, ``status``, ``cancel`` …). With two phases its events carry
 ``"phase"`` (the status line says which phase runs,
 :func:`~NNSegLib.slicer.gui_summaries.phase_title`); after each phase that succeeded it adds
@@ -23,7 +23,7 @@ a ``phase_done`` event with the phase's
 :class:`~NNSegLib.inference.predict_timing.Measurement` (from the prediction's ``done``
 event and the phase's wall time), which the module keeps for the expected times
 (:mod:`NNSegLib.slicer.segment_times`). Jobs are started by an injected function (the
-module's :class:`~NNSegLib.slicer.jobs.JobChain`; tests pass a fake runner). No ``qt``.
+module's :class:`~NNSegLib.jobs.process.JobChain`; tests pass a fake runner). No ``qt``.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from NNSegLib.inference.predict_timing import Measurement, device_kind
-from NNSegLib.slicer.i18n import tr
-from NNSegLib.slicer.jobs import JobStatus
+from NNSegLib.jobs.base import JobStatus
 from NNSegLib.slicer.segment_run import SegmentRun, deliver_results
+from NNSegLib.util.i18n import tr
 
 PREVIEW, FULL = "preview", "full"
 #: The timing mode of each phase (:data:`NNSegLib.inference.predict_timing.MODES`).

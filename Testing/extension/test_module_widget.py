@@ -202,7 +202,7 @@ def test_find_best_then_report_then_open(app, tmp_path, monkeypatch):
         status_ok = True
 
         def __init__(self, steps):
-            from NNSegLib.slicer.jobs import JobStatus
+            from NNSegLib.jobs.base import JobStatus
 
             started.append(steps)
             self.status, self.elapsed, self.finished = JobStatus.OK, 1.0, True
@@ -238,8 +238,8 @@ def test_restart_reattaches_to_a_running_training_and_cancel_asks(app, tmp_path,
 
     from conftest import FAKE_NNSEG as FAKE
 
-    from NNSegLib.slicer.background_jobs import start_file_job
-    from NNSegLib.slicer.jobs import CommandStep
+    from NNSegLib.jobs.base import CommandStep
+    from NNSegLib.jobs.detached import start_file_job
     from NNSegLib.slicer.requests import TrainContext
 
     widget, scene, record, module = app
@@ -337,7 +337,7 @@ class _DoneJob:
     """A background job that has already succeeded; ``effect(steps)`` writes its files."""
 
     def __init__(self, steps, effect=None):
-        from NNSegLib.slicer.jobs import JobStatus
+        from NNSegLib.jobs.base import JobStatus
 
         self.steps = steps
         self.status, self.elapsed, self.finished = JobStatus.OK, 1.0, True
