@@ -5,8 +5,8 @@ review) to ``NNSegLogic``, which delegates to ``NNSegLib.slicer`` — every deci
 button is enabled and why, default folders, captured inputs, overwrite rules, run discovery,
 device text, the review queue, resuming a fine-tune) is made there without ``qt`` and tested
 headless. Long stages run as a subprocess
-``PythonSlicer -m NNSegLib <command>`` (``NNSegLib.slicer.jobs``; training through
-``NNSegLib.slicer.background_jobs`` so it can outlive Slicer), so Slicer stays responsive
+``PythonSlicer -m NNSegLib <command>`` (``NNSegLib.jobs.process``; training through
+``NNSegLib.jobs.detached`` so it can outlive Slicer), so Slicer stays responsive
 and Cancel really stops the work.
 """
 
@@ -541,10 +541,9 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         warning = self.ui.trainWarningLabel.text
         if warning and not self.confirm(warning + "\n\n" + _("Train anyway?")):
             return
-        steps = self.logic.trainSteps(p.datasetFolder, p.workFolder, p.trainConfiguration, folds,
-                                      p.maxEpochs, p.device, resume, self.trainOptions,
-                                      p.timeBudget, p.timeBudgetMinutes)
-        job = self.logic.startTraining(steps, p.workFolder, p.detachTraining)
+        request = self.logic.trainRequest(p, folds, resume, self.trainOptions)
+        job = self.logic.startTraining(self.logic.trainCommands(request), p.workFolder,
+                                       p.detachTraining)
         self.followTraining("train", job, {"work": p.workFolder,
                                            "configuration": p.trainConfiguration,
                                            "folds": folds, "maxEpochs": p.maxEpochs}, [])
@@ -654,10 +653,8 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if decision.action == "ask" and not slicer.util.confirmYesNoDisplay(decision.reason):
             return
         with showingErrors(_("Could not prepare the inputs."), waitCursor=True):
-            run = self.logic.captureSegmentRun(
-                scene, [self.segmentVolumes()], [p.outputSegmentation], p.modelPath,
-                p.predictFolds, p.predictDevice, p.tta, p.uncertainty, p.postprocessing, p.show3D,
-                p.allowUnfinished, p.previewFirst)
+            run = self.logic.captureSegment(scene, [self.segmentVolumes()],
+                                            [p.outputSegmentation], self.logic.segmentRequest(p))
             try:
                 job = self.logic.startSegmentJob(run)
             except Exception:
@@ -775,9 +772,7 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         p = self._parameterNode
         with showingErrors(_("Could not start fine-tuning."), waitCursor=True):
-            tune = self.logic.fineTuneSteps(
-                p.datasetFolder, p.workFolder, p.trainConfiguration, p.folds, p.fineTuneEpochs,
-                p.device, p.fineTuneAdaptHead, self.trainOptions)
+            tune = self.logic.fineTuneJob(self.logic.fineTuneRequest(p, self.trainOptions))
             job = self.logic.startTraining(tune.steps, p.workFolder, p.detachTraining, "finetune")
             self.followTraining("finetune", job, {
                 "work": p.workFolder, "configuration": p.trainConfiguration, "folds": p.folds,
@@ -816,7 +811,7 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
         self.python = shutil.which("PythonSlicer") or sys.executable
         self._impl = None
         try:
-            _lib("i18n").set_translator(_)
+            importlib.import_module("NNSegLib.util.i18n").set_translator(_)
         except ImportError:  # pragma: no cover - NNSegLib not installed next to the module
             pass
 
@@ -979,7 +974,9 @@ class NNSegTest(ScriptedLoadableModuleTest):
 
         self.delayDisplay("Train one short epoch")
         p.trainConfiguration, p.folds, p.maxEpochs, p.device = "3d_fullres", "0", 1, "cpu"
-        widget.trainOptions = ["--iterations-per-epoch", "5", "--val-iterations", "2"]
+        from NNSegLib.training.train_cli import train_options_argv
+
+        widget.trainOptions = train_options_argv(iterations_per_epoch=5, val_iterations=2)
         widget.updateGui()
         self.assertTrue(widget.ui.trainButton.enabled, widget.ui.trainButton.toolTip)
         widget.ui.trainButton.click()

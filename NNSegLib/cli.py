@@ -22,6 +22,7 @@ import sys
 from typing import Callable, Sequence
 
 from NNSegLib import __version__
+from NNSegLib.util.command_line import add_common_arguments
 from NNSegLib.util.errors import (
     EXIT_BAD_INPUT,
     EXIT_CANCELLED,
@@ -94,22 +95,6 @@ def _command_parser(name: str) -> tuple[argparse.ArgumentParser, Callable[..., i
     add(parser)
     add_common_arguments(parser)
     return parser, run
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options every command has: machine-readable progress, quiet and debug mode."""
-    group = parser.add_argument_group("progress")
-    group.add_argument(
-        "--progress-json", metavar="FILE", default=None,
-        help="also write progress events as JSON lines to FILE ('-' for stdout)",
-    )
-    group.add_argument("--quiet", action="store_true", help="no progress bars")
-    group.add_argument("--debug", action="store_true",
-                       help="show the full traceback of an error (for reporting bugs)")
-    group.add_argument(
-        "--stop-file", metavar="FILE", default=None,
-        help="stop cleanly (as on Ctrl-C: training writes its checkpoint) once FILE exists",
-    )
 
 
 def make_progress(args: argparse.Namespace):

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from NNSegLib.util import options
+from NNSegLib.util.command_line import common_argv
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress
 
@@ -73,14 +74,16 @@ def _train(dataset: Path, work: Path, cfg: str, fold: int, args: argparse.Namesp
     if run.is_finished and run.validation.is_dir():
         print(f"=== train fold {fold}: already trained ({run.path})")
         return
-    resume = ["--continue"] if run.run_config.is_file() else []
-    budget = (["--time-budget", str(args.train_minutes)] if args.train_minutes
-              else ["--set", "final_phase=true"])
+    from NNSegLib.training.train_cli import train_argv
+
     _step(f"train fold {fold}", [
-        "train", str(dataset), cfg, str(fold), "--work", str(work),
-        "--epochs", str(args.epochs), "--iterations-per-epoch", str(args.iterations_per_epoch),
-        "--val-iterations", str(args.val_iterations), "--seed", str(args.seed), *budget,
-        "--device", args.device, *resume, *quiet,
+        *train_argv(dataset, cfg, fold, work, args.device, args.epochs,
+                    resume=run.run_config.is_file(),
+                    iterations_per_epoch=args.iterations_per_epoch,
+                    val_iterations=args.val_iterations, seed=args.seed,
+                    sets=() if args.train_minutes else ["final_phase=true"],
+                    time_budget=args.train_minutes or None),
+        *quiet,
     ])
 
 
@@ -96,26 +99,30 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
         generate_sample_dataset(dataset, kind=args.kind, seed=0)
     if not (test_set / "dataset.json").is_file():
         generate_sample_dataset(test_set, kind=args.kind, seed=1, num_cases=args.test_cases)
-    quiet = ["--quiet"] if args.quiet else []
-    w = ["--work", str(work)]
+    from NNSegLib.data.check import check_argv
+    from NNSegLib.evaluation.evaluate import evaluate_argv
+    from NNSegLib.inference.predict import predict_argv
+    from NNSegLib.planning.fingerprint import fingerprint_argv
+    from NNSegLib.planning.planner import plan_argv
+    from NNSegLib.postprocessing.find_best import find_best_argv
+    from NNSegLib.preprocessing.preprocess import preprocess_argv
+
+    quiet = common_argv(quiet=args.quiet)
     cfg = args.configuration
-    _step("check", ["check", str(dataset), "--workers", str(args.workers), *quiet])
-    _step("fingerprint", ["fingerprint", str(dataset), *w, "--workers", str(args.workers), *quiet])
-    _step("plan", ["plan", str(dataset), *w, *quiet])
-    _step("preprocess", ["preprocess", str(dataset), *w, "--configurations", cfg,
-                         "--workers", str(args.workers), *quiet])
+    _step("check", [*check_argv(dataset, args.workers), *quiet])
+    _step("fingerprint", [*fingerprint_argv(dataset, work, args.workers), *quiet])
+    _step("plan", [*plan_argv(dataset, work), *quiet])
+    _step("preprocess", [*preprocess_argv(dataset, work, [cfg], args.workers), *quiet])
     for fold in args.folds:
         _train(dataset, work, cfg, fold, args, quiet)
     folds = [str(f) for f in args.folds]
-    _step("find-best", ["find-best", str(dataset), *w, "--configurations", cfg,
-                        "--folds", *folds, *quiet])
+    _step("find-best", [*find_best_argv(dataset, work, [cfg], folds), *quiet])
     predictions = out / "predictions"
-    _step("predict", ["predict", "-i", str(test_set / "imagesTr"), "-o", str(predictions),
-                      "-m", str(work / "results"), "--config", cfg, "--folds", *folds,
-                      "--device", args.device, *quiet])
+    _step("predict", [*predict_argv([test_set / "imagesTr"], predictions, work / "results",
+                                    folds, configuration=cfg, device=args.device), *quiet])
     report = out / "evaluation"
-    _step("evaluate", ["evaluate", str(test_set / "labelsTr"), str(predictions),
-                       "--labels", str(test_set / "dataset.json"), "-o", str(report), *quiet])
+    _step("evaluate", [*evaluate_argv(test_set / "labelsTr", predictions,
+                                      labels=test_set / "dataset.json", output=report), *quiet])
     print(f"\nDemo finished in {(time.time() - started) / 60:.1f} min. "
           f"Report: {report / 'report.html'}")
     return 0

@@ -15,7 +15,7 @@ import pytest
 LIB = Path(__file__).resolve().parents[1] / "NNSegLib"
 
 #: Lowest first. Keep in step with NNSegLib/README.md.
-FLOORS = ("util", "data", "planning", "preprocessing", "network", "evaluation",
+FLOORS = ("util", "jobs", "data", "planning", "preprocessing", "network", "evaluation",
           "postprocessing", "inference", "training", "slicer")
 TOP = {"cli", "demo", "__main__"}
 
@@ -93,6 +93,14 @@ def test_no_import_cycle_between_modules():
         if state.get(node) is None and visit(node, []):
             break
     assert not cycle, "import cycle: " + " → ".join(cycle)
+
+
+def test_jobs_import_only_util():
+    """The job floor (process, detached, runner, board) stands on ``util`` alone."""
+    found = {(str(path.relative_to(LIB)), module)
+             for path in sorted((LIB / "jobs").glob("*.py")) for module, _ in _imports(path)}
+    assert found, "the jobs floor imports nothing at all: is the check reading it?"
+    assert {_owner(m) for _, m in found} <= {"util", "jobs"}, sorted(found)
 
 
 def test_errors_module_imports_nothing_of_the_project():

@@ -41,6 +41,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
+
+from NNSegLib.util.command_line import common_argv  # noqa: E402
+
+
+def parsed_train_options(train_args: list[str]) -> argparse.Namespace:
+    """``--nnseg-train-args`` read with ``nnseg train``'s own parser (checked as it will)."""
+    from NNSegLib.cli import _command_parser
+
+    parser, _run = _command_parser("train")
+    return parser.parse_args(["DATASET", "CONFIGURATION", "0", *train_args])
 import cpu_profiles  # noqa: E402
 
 CONFIG = "3d_fullres"
@@ -148,7 +158,7 @@ def train_nnseg(a: argparse.Namespace, ctx: dict, seed: int, rdir: Path) -> dict
         epochs=a.epochs,
         iterations=a.iterations,
         seed=seed,
-        extra=["--progress-json", str(progress), *ctx["train_args"]],
+        extra=[*common_argv(progress_json=progress), *ctx["train_args"]],
         nnseg_bin=nn,
     )
     # cwd: the run folder, never the repository (python puts cwd first on sys.path)
@@ -291,7 +301,7 @@ def nnseg_context(a: argparse.Namespace, ref: dict) -> dict:
     if matched["differences"]:
         print(f"!! NNSeg plan differs from nnU-Net's: {matched['differences']}", file=sys.stderr)
     train_args = shlex.split(a.nnseg_train_args)
-    amp = train_args[train_args.index("--amp") + 1] if "--amp" in train_args else "auto"
+    amp = parsed_train_options(train_args).amp or "auto"
     return {
         "nnseg_python": py,
         "nnseg_bin": nn,

@@ -54,14 +54,15 @@ def run_one(args: argparse.Namespace, matched: Path, name: str, sets: list[str],
             path: Path) -> None:
     work = work_folder(matched, f"{name}-s{seed}")
     events = work / "progress.jsonl"
-    cmd = [str(bl.NNSEG_BIN), "train", str(args.dataset), "3d_fullres", "0", "--work", str(work),
-           "--recipe", args.recipe, "--epochs", str(args.epochs),
-           "--iterations-per-epoch", str(args.iterations), "--val-iterations",
-           str(args.val_iterations), "--device", "cpu", "--seed", str(seed),
-           "--no-final-validation", "--quiet", "--progress-json", str(events),
-           "--num-threads", str(args.threads)]
-    for s in sets:
-        cmd += ["--set", s]
+    from NNSegLib.training.train_cli import train_argv
+    from NNSegLib.util.command_line import common_argv
+
+    cmd = [str(bl.NNSEG_BIN),
+           *train_argv(args.dataset, "3d_fullres", 0, work, "cpu", args.epochs,
+                       iterations_per_epoch=args.iterations, val_iterations=args.val_iterations,
+                       seed=seed, recipe=args.recipe, num_threads=args.threads,
+                       final_validation=False, sets=sets),
+           *common_argv(progress_json=events, quiet=True)]
     start = time.time()
     done = subprocess.run(cmd, env=bl.nnseg_env(), capture_output=True, text=True)
     if done.returncode != 0:

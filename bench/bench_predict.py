@@ -42,18 +42,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 import cpu_profiles  # noqa: E402
 
+from NNSegLib.inference.predict import predict_options_argv  # noqa: E402
+
 CONFIG = "3d_fullres"
 TIMEOUT = 3600.0  # seconds per command; --timeout
 
-#: variant -> (tool, model kind, extra arguments)
-VARIANTS: dict[str, tuple[str, str, list[str]]] = {
-    "nnunet_tta": ("nnunet", "nnunet", []),
-    "nnunet_notta": ("nnunet", "nnunet", ["--disable_tta"]),
-    "nnseg_tta": ("nnseg", "nnseg", []),
-    "nnseg_notta": ("nnseg", "nnseg", ["--no-tta"]),
-    "nnseg_import_tta": ("nnseg", "nnunet", []),
-    "nnseg_import_notta": ("nnseg", "nnunet", ["--no-tta"]),
+#: variant -> (tool, model kind, mirror TTA)
+VARIANTS: dict[str, tuple[str, str, bool]] = {
+    "nnunet_tta": ("nnunet", "nnunet", True),
+    "nnunet_notta": ("nnunet", "nnunet", False),
+    "nnseg_tta": ("nnseg", "nnseg", True),
+    "nnseg_notta": ("nnseg", "nnseg", False),
+    "nnseg_import_tta": ("nnseg", "nnunet", True),
+    "nnseg_import_notta": ("nnseg", "nnunet", False),
 }
+
+
+def variant_extra(variant: str) -> list[str]:
+    """The variant's extra arguments to the predict command (nnU-Net's or NNSeg's)."""
+    from NNSegLib.inference.predict import predict_options_argv
+
+    tool, _kind, tta = VARIANTS[variant]
+    if tool == "nnunet":
+        return [] if tta else ["--disable_tta"]
+    return predict_options_argv(tta=tta)
+
+
 #: NNSeg variant -> the nnU-Net variant it is compared with
 PAIRS = {"nnseg_tta": "nnunet_tta", "nnseg_notta": "nnunet_notta",
          "nnseg_import_tta": "nnunet_tta", "nnseg_import_notta": "nnunet_notta"}
@@ -212,7 +226,8 @@ def main() -> int:
     for rep in range(args.repeats):
         order = variants if rep % 2 == 0 else variants[::-1]
         for variant in order:
-            tool, kind, extra = VARIANTS[variant]
+            tool, kind, _tta = VARIANTS[variant]
+            extra = variant_extra(variant)
             out = bl.fresh_dir(base / f"rep{rep}" / f"{variant}_pred")
             load = os.getloadavg()[0]
             print(
@@ -228,7 +243,7 @@ def main() -> int:
                     inp,
                     out,
                     models["nnseg_model"] if kind == "nnseg" else imported,
-                    extra=[*extra, "--precision", args.nnseg_precision,
+                    extra=[*extra, *predict_options_argv(precision=args.nnseg_precision),
                            *shlex.split(args.nnseg_predict_args)],
                     config=CONFIG,
                 )
@@ -253,7 +268,7 @@ def main() -> int:
     summary = {}
     for tool, rs in runs.items():
         summary[tool] = {
-            "command_extra": VARIANTS[tool][2],
+            "command_extra": variant_extra(tool),
             "s_per_case": bl.stats([r["s_per_case"] for r in rs]),
             "cpu_s_per_case": bl.stats([r["cpu_s"] / len(cases) for r in rs]),
             "peak_pss_tree_mb": bl.stats([r["peak_pss_tree_mb"] for r in rs]),

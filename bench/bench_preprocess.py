@@ -63,8 +63,7 @@ def run_nnunet(dataset: Path, root: Path, workers: int, logdir: Path, timeout: f
 def run_nnseg(dataset: Path, work: Path, workers: int, logdir: Path, timeout: float) -> dict:
     bl.fresh_dir(work)
     env = bl.nnseg_env()
-    plan_args = ["--recipe", "v2", "--configurations", "2d", "3d_fullres"]
-    steps = bl.nnseg_prepare_steps(dataset, work, workers, plan_args)
+    steps = bl.nnseg_prepare_steps(dataset, work, workers, "v2", ["2d", "3d_fullres"])
     total = {
         "wall_s": 0.0,
         "cpu_s": 0.0,

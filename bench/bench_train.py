@@ -121,32 +121,16 @@ def run_nnseg(
     work = matched["work"]
     prog = rdir / f"{label}_progress.jsonl"
     prog.unlink(missing_ok=True)
+    from NNSegLib.training.train_cli import train_argv
+    from NNSegLib.util.command_line import common_argv
+
     cmd = [
         str(bl.NNSEG_BIN),
-        "train",
-        str(ds),
-        CONFIG,
-        "0",
-        "--work",
-        str(work),
-        "--epochs",
-        "1",
-        "--iterations-per-epoch",
-        str(iters),
-        "--val-iterations",
-        "1",
-        "--device",
-        "cpu",
-        "--seed",
-        str(seed),
-        "--fresh",
-        "--progress-json",
-        str(prog),
-        "--quiet",
+        *train_argv(ds, CONFIG, 0, work, "cpu", 1, iterations_per_epoch=iters, val_iterations=1,
+                    seed=seed, fresh=True, final_validation=final_val),
+        *common_argv(progress_json=prog, quiet=True),
         *extra,
     ]
-    if not final_val:
-        cmd.append("--no-final-validation")
     res = bl.run_monitored(cmd, env=bl.nnseg_env(env_extra), log=rdir / f"{label}_train.log",
                            timeout=TIMEOUT)
     res["command"] = cmd

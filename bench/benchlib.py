@@ -23,6 +23,7 @@ from typing import Sequence
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # NNSegLib's argv builders
 import cpu_profiles  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -114,18 +115,26 @@ def nnseg_prepare_steps(
     dataset: Path,
     work: Path,
     workers: int,
-    plan_args: Sequence[str] = (),
-    preprocess_args: Sequence[str] = (),
+    recipe: str | None = None,
+    configurations: Sequence[str] = (),
+    overrides: Sequence[str] = (),
+    preprocess_configurations: Sequence[str] = (),
     nnseg_bin: Path | None = None,
 ) -> list[tuple[str, list[str]]]:
     """``nnseg fingerprint``, ``plan`` and ``preprocess`` command lines (name, argv)."""
+    from NNSegLib.planning.fingerprint import fingerprint_argv
+    from NNSegLib.planning.planner import plan_argv
+    from NNSegLib.preprocessing.preprocess import preprocess_argv
+    from NNSegLib.util.command_line import common_argv
+
     nn = str(nnseg_bin or NNSEG_BIN)
-    common = [str(dataset), "--work", str(work)]
-    worker_args = ["--workers", str(workers)]
+    quiet = common_argv(quiet=True)
     return [
-        ("fingerprint", [nn, "fingerprint", *common, *worker_args, "--quiet"]),
-        ("plan", [nn, "plan", *common, *plan_args, "--quiet"]),
-        ("preprocess", [nn, "preprocess", *common, *worker_args, *preprocess_args, "--quiet"]),
+        ("fingerprint", [nn, *fingerprint_argv(dataset, work, workers), *quiet]),
+        ("plan", [nn, *plan_argv(dataset, work, recipe, None, configurations, overrides),
+                  *quiet]),
+        ("preprocess", [nn, *preprocess_argv(dataset, work, preprocess_configurations, workers),
+                        *quiet]),
     ]
 
 
@@ -517,9 +526,8 @@ def ensure_nnseg_matched(
             f"{config}.strides={json.dumps(p['strides'])}",
             f"{config}.kernel_sizes={json.dumps(p['kernel_sizes'])}",
         ]
-        plan_args = ["--recipe", "v2", "--configurations", config, "--override", *overrides]
         for name, cmd in nnseg_prepare_steps(
-            dataset, work, workers, plan_args, ["--configurations", config], nnseg_bin
+            dataset, work, workers, "v2", [config], overrides, [config], nnseg_bin
         ):
             check_ok(
                 run_monitored(cmd, env=nnseg_env(), log=work / f"prep_{name}.log"), f"nnseg {name}"
@@ -570,27 +578,14 @@ def nnseg_train_cmd(
 ) -> list[str]:
     """``nnseg train`` of one fold on the CPU, fresh, one validation batch per epoch, no final
     validation."""
+    from NNSegLib.training.train_cli import train_argv
+    from NNSegLib.util.command_line import common_argv
+
     return [
         str(nnseg_bin or NNSEG_BIN),
-        "train",
-        str(dataset),
-        config,
-        fold,
-        "--work",
-        str(work),
-        "--epochs",
-        str(epochs),
-        "--iterations-per-epoch",
-        str(iterations),
-        "--val-iterations",
-        "1",
-        "--device",
-        "cpu",
-        "--seed",
-        str(seed),
-        "--fresh",
-        "--no-final-validation",
-        "--quiet",
+        *train_argv(dataset, config, fold, work, "cpu", epochs, iterations_per_epoch=iterations,
+                    val_iterations=1, seed=seed, fresh=True, final_validation=False),
+        *common_argv(quiet=True),
         *extra,
     ]
 
@@ -606,22 +601,13 @@ def nnseg_predict_cmd(
     fold: str = "0",
 ) -> list[str]:
     """``nnseg predict`` with one fold's model on the CPU (mirror TTA is its default)."""
+    from NNSegLib.inference.predict import predict_argv
+    from NNSegLib.util.command_line import common_argv
+
     return [
         str(nnseg_bin or NNSEG_BIN),
-        "predict",
-        "-i",
-        str(inp),
-        "-o",
-        str(out),
-        "-m",
-        str(model),
-        "--folds",
-        fold,
-        "--config",
-        config,
-        "--device",
-        "cpu",
-        "--quiet",
+        *predict_argv([inp], out, model, [fold], configuration=config, device="cpu"),
+        *common_argv(quiet=True),
         *extra,
     ]
 

@@ -35,6 +35,7 @@ from NNSegLib.data.io import (
     scan_nifti,
 )
 from NNSegLib.util import options
+from NNSegLib.util.command_line import option
 from NNSegLib.util.errors import EXIT_BAD_INPUT, EXIT_OK, NNSegError
 from NNSegLib.util.files import describe_errno
 from NNSegLib.util.parallel import map_cases
@@ -452,6 +453,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worker processes reading cases (default: 2; 1 = no pool)")
     parser.add_argument("--no-test", action="store_true",
                         help="do not read the imagesTs cases (file names are still checked)")
+
+
+def check_argv(dataset: Path | str, workers: int | None = None) -> list[str]:
+    """``nnseg check`` as an argument list."""
+    return ["check", str(dataset), *option("--workers", workers)]
 
 
 def run(args: argparse.Namespace, progress: Progress) -> int:

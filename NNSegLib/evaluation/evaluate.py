@@ -34,6 +34,7 @@ from NNSegLib.evaluation.metrics import (
 from NNSegLib.evaluation.summary import CaseResult, Summary
 from NNSegLib.util import options
 from NNSegLib.util.atomic import write_text
+from NNSegLib.util.command_line import option, switch
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.parallel import map_ordered
 from NNSegLib.util.progress import Progress
@@ -258,6 +259,15 @@ def _labels_for(args: argparse.Namespace, ending: str | None) -> tuple[dict[str,
     return {f"label_{v}": v for v in sorted(values)}, ending
 
 
+def evaluate_argv(ref_dir: Path | str, pred_dir: Path | str, labels: Path | str | None = None,
+                  images: Path | str | None = None, output: Path | str | None = None,
+                  only_predicted: bool = False) -> list[str]:
+    """``nnseg evaluate`` as an argument list."""
+    return ["evaluate", str(ref_dir), str(pred_dir), *option("--labels", labels),
+            *option("--images", images), *option("-o", output),
+            *switch("--only-predicted", only_predicted)]
+
+
 def run(args: argparse.Namespace, progress: Progress) -> int:
     from NNSegLib.util.atomic import clean_stale_temps
     from NNSegLib.util.files import require_output_dir
@@ -283,7 +293,7 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-__all__ = [
+__all__ = ["evaluate_argv",
     "CaseResult",
     "Summary",
     "dice_table",

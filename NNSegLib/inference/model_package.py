@@ -35,6 +35,7 @@ from typing import Any, Sequence
 from NNSegLib import __version__
 from NNSegLib.util import options
 from NNSegLib.util.atomic import atomic_path
+from NNSegLib.util.command_line import option
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.model_folder import (
     BEST_CONFIGURATION,
@@ -472,6 +473,11 @@ def add_import_model_arguments(parser: argparse.ArgumentParser) -> None:
                              f"compressed size (default {DEFAULT_MAX_RATIO:g})")
 
 
+def import_model_argv(package: Path | str, dest: Path | str | None = None) -> list[str]:
+    """``nnseg import-model`` as an argument list."""
+    return ["import-model", str(package), *option("--dest", dest)]
+
+
 def run_import_model(args: argparse.Namespace, progress: Progress) -> int:
     dest = import_model(args.package, args.dest, args.overwrite, args.max_size_mb,
                         args.max_ratio)
@@ -479,7 +485,7 @@ def run_import_model(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-__all__ = [
+__all__ = ["import_model_argv",
     "DEFAULT_MAX_RATIO",
     "DEFAULT_MAX_SIZE_MB",
     "MANIFEST",

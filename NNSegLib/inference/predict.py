@@ -36,6 +36,7 @@ from NNSegLib.inference.predict_timing import device_kind, network_passes
 from NNSegLib.inference.sliding_window import SlidingWindowStats, mirror_combinations
 from NNSegLib.inference.uncertainty import normalized_entropy
 from NNSegLib.util import host_memory, options
+from NNSegLib.util.command_line import many, option, switch
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.precision import REQUESTS
 from NNSegLib.util.progress import Progress, child_progress
@@ -451,6 +452,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cpu_arguments(parser)
 
 
+def predict_argv(inputs: Sequence[Path | str], output: Path | str, model: Path | str,
+                 folds: Sequence[str | int] = (), configuration: str | None = None,
+                 device: str | None = None, fast: bool = False, tta: bool = True,
+                 uncertainty: bool = False, postprocessing: bool = True,
+                 allow_unfinished: bool = False, precision: str | None = None,
+                 threads: int | None = None, command: str = "predict") -> list[str]:
+    """``nnseg predict`` (or, with ``command``, another segmenting command's shared options)
+    as an argument list."""
+    return [command, "-i", *[str(i) for i in inputs], "-o", str(output), "-m", str(model),
+            *option("--config", configuration), *option("--device", device),
+            *predict_options_argv(fast, tta, uncertainty, postprocessing, allow_unfinished,
+                                  precision, threads),
+            *many("--folds", folds)]
+
+
+def predict_options_argv(fast: bool = False, tta: bool = True, uncertainty: bool = False,
+                         postprocessing: bool = True, allow_unfinished: bool = False,
+                         precision: str | None = None, threads: int | None = None) -> list[str]:
+    """How ``nnseg predict`` runs (everything but inputs, output, model and folds), as
+    arguments (only what differs from the defaults)."""
+    return [*switch("--fast", fast), *switch("--no-tta", not tta),
+            *switch("--uncertainty", uncertainty),
+            *switch("--no-postprocessing", not postprocessing),
+            *switch("--allow-unfinished", allow_unfinished), *option("--precision", precision),
+            *option("--threads", threads)]
+
+
 def run(args: argparse.Namespace, progress: Progress) -> int:
     """``nnseg predict``."""
     from NNSegLib.inference.fast_mode import run_settings
@@ -488,7 +516,7 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-__all__ = [
+__all__ = ["predict_argv",
     "CasePrediction",
     "InputCase",
     "PROBABILITIES_KEY",

@@ -26,6 +26,7 @@ import numpy as np
 from NNSegLib.planning.plans import IntensityProperties
 from NNSegLib.util import options
 from NNSegLib.util.atomic import write_bytes, write_json
+from NNSegLib.util.command_line import option
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.json_files import load_document
 from NNSegLib.util.progress import Progress
@@ -316,6 +317,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default: {DEFAULT_SAMPLES_PER_CASE})")
     parser.add_argument("--seed", type=options.non_negative_int, default=0,
                         help="sampling seed (default: 0)")
+
+
+def fingerprint_argv(dataset: Path | str, work: Path | str | None = None,
+                     workers: int | None = None) -> list[str]:
+    """``nnseg fingerprint`` as an argument list (``None`` leaves an option at its default)."""
+    return ["fingerprint", str(dataset), *option("--work", work), *option("--workers", workers)]
 
 
 def run(args: argparse.Namespace, progress: Progress) -> int:

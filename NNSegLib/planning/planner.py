@@ -48,6 +48,7 @@ from NNSegLib.planning.rules_base import Cases, Fit, PlanningRules, Values
 from NNSegLib.planning.rules_paper import PaperRules, lowres_spacing_steps
 from NNSegLib.planning.rules_v2 import V2Rules
 from NNSegLib.util import options
+from NNSegLib.util.command_line import many, option
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress
 
@@ -269,6 +270,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              " CONFIG may be *); recorded in plans.json")
 
 
+def plan_argv(dataset: Path | str, work: Path | str | None = None, recipe: str | None = None,
+              gpu_memory_gb: float | None = None, configurations: Sequence[str] = (),
+              overrides: Sequence[str] = ()) -> list[str]:
+    """``nnseg plan`` as an argument list (``None`` or empty leaves an option at its default)."""
+    return ["plan", str(dataset), *option("--work", work), *option("--recipe", recipe),
+            *option("--gpu-memory-gb", None if gpu_memory_gb is None else float(gpu_memory_gb)),
+            *many("--configurations", configurations), *many("--override", overrides)]
+
+
 def _checked_override(text: str) -> str:
     """``--override`` values are checked as given (type and range of the field)."""
     parse_override(text)
@@ -302,7 +312,7 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-__all__ = [
+__all__ = ["plan_argv",
     "CONFIGURATIONS",
     "RECIPE_REGISTRY",
     "RULES",

@@ -44,6 +44,7 @@ from NNSegLib.postprocessing.postprocess import (
 )
 from NNSegLib.util import options
 from NNSegLib.util.atomic import write_json
+from NNSegLib.util.command_line import many, option
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.json_files import read_json
 from NNSegLib.util.parallel import map_ordered
@@ -362,6 +363,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not try pair ensembles of configurations")
 
 
+def find_best_argv(dataset: Path | str, work: Path | str | None = None,
+                   configurations: Sequence[str] = (), folds: Sequence[int | str] = (),
+                   workers: int | None = None) -> list[str]:
+    """``nnseg find-best`` as an argument list."""
+    return ["find-best", str(dataset), *option("--work", work),
+            *many("--configurations", configurations), *many("--folds", folds),
+            *option("--workers", workers)]
+
+
 def run(args: argparse.Namespace, progress: Progress) -> int:
     from NNSegLib.util.atomic import clean_stale_temps
 
@@ -378,7 +388,7 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-__all__ = [
+__all__ = ["find_best_argv",
     "candidate_configurations",
     "cv_predictions",
     "decide_postprocessing",

@@ -51,6 +51,7 @@ from NNSegLib.preprocessing.resample import (
 )
 from NNSegLib.preprocessing.restore import restore_labels, restore_to_original
 from NNSegLib.util import options
+from NNSegLib.util.command_line import many, option, switch
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress
 
@@ -446,6 +447,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="redo cases that are already preprocessed")
 
 
+def preprocess_argv(dataset: Path | str, work: Path | str | None = None,
+                    configurations: Sequence[str] = (), workers: int | None = None,
+                    overwrite: bool = False) -> list[str]:
+    """``nnseg preprocess`` as an argument list."""
+    return ["preprocess", str(dataset), *option("--work", work),
+            *many("--configurations", configurations), *option("--workers", workers),
+            *switch("--overwrite", overwrite)]
+
+
 def run(args: argparse.Namespace, progress: Progress) -> int:
     from NNSegLib.util.workspace import Workspace
 
@@ -474,7 +484,7 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-__all__ = [
+__all__ = ["preprocess_argv",
     "MAX_LOCATIONS_PER_CLASS",
     "add_arguments",
     "group_by_data",

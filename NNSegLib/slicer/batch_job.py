@@ -9,7 +9,7 @@ asks for that anyway). Either way the batch folder holds ``<case>_uncertainty<en
 
 For the Slicer panel, :func:`prepare_scene_batch` writes selected scene volumes into
 ``<batch>/images`` and returns the job's command lines (run them with
-:class:`~NNSegLib.slicer.jobs.JobChain`); :func:`folder_batch` does the same for a folder.
+:class:`~NNSegLib.jobs.process.JobChain`); :func:`folder_batch` does the same for a folder.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 
 from NNSegLib.data.io import Geometry
 from NNSegLib.util import options
+from NNSegLib.util.command_line import many, option, switch
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.precision import REQUESTS
 from NNSegLib.util.progress import Progress
@@ -112,11 +113,10 @@ def prepare_scene_batch(volumes: Sequence[Sequence[Any]], batch_dir: Path | str,
 
     Returns:
         ``batch`` (folder), ``cases`` (names in order), ``steps`` (command lines for
-        :class:`~NNSegLib.slicer.jobs.JobChain`).
+        :class:`~NNSegLib.jobs.process.JobChain`).
     """
     from NNSegLib.data.io import SimpleITKIO
     from NNSegLib.slicer import mrml
-    from NNSegLib.slicer.panel_commands import segment_batch_commands
 
     if not volumes:
         raise NNSegError("no volumes to segment")
@@ -135,7 +135,6 @@ def folder_batch(input_dir: Path | str, batch_dir: Path | str, model_path: Path 
                  folds: str = "", device: str = "auto", tta: bool = True,
                  allow_unfinished: bool = False) -> dict[str, Any]:
     """The job for every volume of a folder (``<case>_0000.nii.gz``… or one file per case)."""
-    from NNSegLib.slicer.panel_commands import segment_batch_commands
 
     return {"batch": Path(batch_dir),
             "steps": segment_batch_commands(input_dir, batch_dir, model_path, folds, device,
@@ -176,6 +175,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "checkpoint); by default they are refused or left out")
 
 
+def segment_batch_argv(inputs: Sequence[Path | str], batch_dir: Path | str, model: Path | str,
+                       folds: Sequence[str | int] = (), device: str | None = None,
+                       tta: bool = True, overwrite: bool = False,
+                       allow_unfinished: bool = False) -> list[str]:
+    """``nnseg segment-batch`` as an argument list."""
+    return ["segment-batch", "-i", *[str(i) for i in inputs], "-o", str(batch_dir),
+            "-m", str(model), *option("--device", device), *switch("--no-tta", not tta),
+            *many("--folds", folds), *switch("--overwrite", overwrite),
+            *switch("--allow-unfinished", allow_unfinished)]
+
+
+def segment_batch_commands(inputs: Path | str | list[Path | str], batch_dir: Path | str,
+                           model: Path | str, folds: str = "", device: str = "auto",
+                           tta: bool = True, import_dir: Path | str | None = None,
+                           overwrite: bool = False,
+                           allow_unfinished: bool = False) -> list[list[str]]:
+    """Segment every case of input folders/files into a batch folder for review (METHOD §8).
+
+    A ``.zip`` model is imported first (into ``import_dir``, default ``<batch>/model``);
+    ``allow_unfinished`` also uses unfinished folds (``--allow-unfinished``).
+    """
+    from NNSegLib.data.splits import parse_folds
+    from NNSegLib.inference.model_package import import_model_argv
+
+    commands = []
+    model = Path(model)
+    if model.suffix.lower() == ".zip":
+        target = Path(import_dir) if import_dir is not None else Path(batch_dir) / "model"
+        commands.append(import_model_argv(model, target))
+        model = target
+    items = inputs if isinstance(inputs, list) else [inputs]
+    commands.append(segment_batch_argv(items, batch_dir, model,
+                                       [str(f) for f in parse_folds(folds)], device, tta,
+                                       overwrite, allow_unfinished))
+    return commands
+
+
 def run(args: argparse.Namespace, progress: Progress) -> int:
     """``nnseg segment-batch``."""
     from NNSegLib.inference.batch import batch_inputs, segment_batch
@@ -207,4 +243,5 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
 
 
 __all__ = ["FORMATS", "add_arguments", "choose_writer", "folder_batch", "prepare_scene_batch",
-           "run", "seg_nrrd_writer", "slicer_available"]
+           "run", "seg_nrrd_writer", "segment_batch_argv", "segment_batch_commands",
+           "slicer_available"]

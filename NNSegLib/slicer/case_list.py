@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from NNSegLib.slicer import mrml
-from NNSegLib.slicer.i18n import tr
+from NNSegLib.util.i18n import tr
 
 CASES_PARAMETER = "NNSeg.TrainingCases"
 

@@ -15,8 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
-from NNSegLib.slicer.i18n import tr
 from NNSegLib.util.errors import NNSegError
+from NNSegLib.util.i18n import tr
 from NNSegLib.util.workspace import Workspace
 
 
@@ -71,9 +71,12 @@ def report_commands(dataset: Path | str, work: Path | str) -> list[list[str]]:
     """``nnseg evaluate`` of the gathered predictions (call after ``find-best``)."""
     predictions = gather_predictions(work)
     dataset = Path(dataset)
-    return [["evaluate", str(dataset / "labelsTr"), str(predictions),
-             "--labels", str(dataset / "dataset.json"), "--images", str(dataset / "imagesTr"),
-             "-o", str(evaluation_folder(work) / "cross_validation"), "--only-predicted"]]
+    from NNSegLib.evaluation.evaluate import evaluate_argv
+
+    return [evaluate_argv(dataset / "labelsTr", predictions, labels=dataset / "dataset.json",
+                          images=dataset / "imagesTr",
+                          output=evaluation_folder(work) / "cross_validation",
+                          only_predicted=True)]
 
 
 def describe_best(work: Path | str) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from NNSegLib.slicer.i18n import tr
+from NNSegLib.util.i18n import tr
 
 #: Distribution name (lower case) → import name, where they differ.
 IMPORT_NAMES = {"scikit-image": "skimage", "pyyaml": "yaml"}

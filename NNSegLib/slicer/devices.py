@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from NNSegLib.slicer.i18n import tr
+from NNSegLib.util.i18n import tr
 from NNSegLib.util.precision import DeviceCapabilities, choose_precision, probe_capabilities
 
 GB = 1024.0 ** 3

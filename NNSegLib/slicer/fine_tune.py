@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from NNSegLib.slicer.folders import is_unset
-from NNSegLib.slicer.i18n import tr
+from NNSegLib.util.i18n import tr
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class FineTuneJob:
     """The job *Fine-tune* starts: its plan, command lines and epochs per fold."""
 
     plan: FineTunePlan
-    steps: list[list[str]]
+    steps: Sequence[list[str]]
     epochs: int
 
 
@@ -173,8 +173,7 @@ def fine_tune_steps(dataset: Path | str, work: Path | str, configuration: str, f
     if plan.problem:
         raise NNSegError(plan.problem)
     steps = fine_tune_commands(dataset, work, configuration, folds, int(epochs) or None, device,
-                               resume=plan.resume, adapt_head=adapt_head)
-    steps = [s + list(extra_args) if s[0] == "train" else s for s in steps]
+                               resume=plan.resume, adapt_head=adapt_head, extra_args=extra_args)
     return FineTuneJob(plan, steps, int(epochs) or FINE_TUNE_EPOCHS)
 
 

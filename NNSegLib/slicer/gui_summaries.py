@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from NNSegLib.jobs.base import JobStatus, estimate_eta, format_eta
 from NNSegLib.planning.plans import Plans
-from NNSegLib.slicer.i18n import tr
-from NNSegLib.slicer.jobs import JobStatus, estimate_eta, format_eta
+from NNSegLib.util.i18n import tr
 from NNSegLib.util.json_files import read_json
 from NNSegLib.util.model_folder import ModelFolder
 from NNSegLib.util.workspace import Workspace
@@ -171,7 +171,7 @@ def describe_event(key: str, event: dict, elapsed: float, max_epochs: int = 0) -
 
 
 def _describe_event(key: str, event: dict, elapsed: float, max_epochs: int) -> str | None:
-    from NNSegLib.slicer.panel_jobs import TRAINING_KEYS
+    from NNSegLib.jobs.board import TRAINING_KEYS
 
     kind = event.get("event")
     if kind == "epoch":

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from NNSegLib.slicer.i18n import tr
+from NNSegLib.util.i18n import tr
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,10 @@ import pathlib
 import sys
 from typing import Any, List
 
+from NNSegLib.jobs import board, process
+from NNSegLib.jobs import detached as file_jobs
+from NNSegLib.util.i18n import tr
+
 
 def _lib(name: str) -> Any:
     return importlib.import_module(f"NNSegLib.slicer.{name}")
@@ -31,46 +35,49 @@ class ModuleLogic:
 
     # -- jobs ----------------------------------------------------------------------------
     def jobBoard(self):
-        return _lib("panel_jobs").JobBoard()
+        return board.JobBoard()
 
     def startJobs(self, steps: List[List[str]], cwd: str | None = None):
-        return _lib("jobs").JobChain(steps, python=self.python, cwd=cwd)
+        return process.JobChain(steps, python=self.python, cwd=cwd)
 
     def startTraining(self, steps, work, detached: bool, kind: str = "train"):
         """Training (``kind`` ``train`` or ``finetune``) runs through a job record in the work
         folder, so a later session re-attaches to it."""
-        return _lib("background_jobs").start_file_job(steps, work, kind, python=self.python,
+        return file_jobs.start_file_job(steps, work, kind, python=self.python,
                                                       detached=detached)
 
     def liveTrainingJobs(self, work) -> list:
-        keys = _lib("panel_jobs").TRAINING_KEYS
-        return [j for j in _lib("background_jobs").live_jobs(work) if j.kind in keys]
+        keys = board.TRAINING_KEYS
+        return [j for j in file_jobs.live_jobs(work) if j.kind in keys]
 
     def jobsToReattach(self, live, running) -> list:
         """``(panel key, job)`` of live trainings/fine-tunes no panel follows yet."""
-        return _lib("panel_jobs").reattachable(list(live), set(running))
+        return board.reattachable(list(live), set(running))
 
     def trainingKeys(self) -> frozenset:
-        return _lib("panel_jobs").TRAINING_KEYS
+        return board.TRAINING_KEYS
 
     def reattach(self, job, work) -> tuple:
-        """``(job, context, chart records)`` to follow a training started earlier."""
-        step = job.steps[job.current_step] if job.steps else []
-        configuration, fold = (step[2], step[3]) if len(step) > 3 and step[0] == "train" \
-            else ("?", "?")
-        records = _lib("training_runs").chart_records(
-            pathlib.Path(str(work)) / "results" / configuration / f"fold_{fold}")
-        job.poll()  # skip the events already in the chart's log
-        from NNSegLib.training.run_config import FINE_TUNE_EPOCHS
+        """``(job, context, chart records)`` to follow a training started earlier, from the
+        :class:`~NNSegLib.slicer.requests.TrainContext` stored with the job's current step."""
+        requests = _lib("requests")
+        stored = job.context
+        if stored is None:   # a step that trains nothing, or a record without contexts
+            from NNSegLib.training.run_config import FINE_TUNE_EPOCHS
 
-        default = FINE_TUNE_EPOCHS if job.kind == "finetune" else 1000
-        maxEpochs = int(step[step.index("--epochs") + 1]) if "--epochs" in step else default
-        return job, {"work": work, "configuration": configuration, "folds": fold,
-                     "maxEpochs": maxEpochs}, records
+            default = FINE_TUNE_EPOCHS if job.kind == "finetune" else requests.DEFAULT_MAX_EPOCHS
+            context = requests.TrainContext(job.kind, "?", "?", default)
+        else:
+            context = requests.TrainContext.from_json(stored)
+        records = _lib("training_runs").chart_records(
+            pathlib.Path(str(work)) / "results" / context.configuration / f"fold_{context.fold}")
+        job.poll()  # skip the events already in the chart's log
+        return job, {"work": work, "configuration": context.configuration,
+                     "folds": context.fold, "maxEpochs": context.max_epochs}, records
 
     @staticmethod
     def cancelQuestion(key: str, context: dict) -> str | None:
-        return _lib("panel_jobs").cancel_question(key, context)
+        return board.cancel_question(key, context)
 
     @staticmethod
     def describeEvent(entry, event: dict) -> str | None:
@@ -97,6 +104,15 @@ class ModuleLogic:
 
     def planSteps(self, dataset, work, recipe: str, memoryGB: float, configurations: str):
         return _lib("panel_commands").plan_commands(dataset, work, recipe, memoryGB, configurations)
+
+    @staticmethod
+    def trainRequest(params, folds: str | None = None, resume: bool = False, extra=()):
+        """The :class:`~NNSegLib.slicer.requests.TrainRequest` of the Train panel's values."""
+        return _lib("requests").TrainRequest.from_parameters(params, folds, resume, extra)
+
+    def trainCommands(self, request) -> List[List[str]]:
+        """``nnseg`` commands of a training request (each ``train`` step with its context)."""
+        return _lib("panel_commands").train_request_commands(request)
 
     def trainSteps(self, dataset, work, configuration: str, folds: str, maxEpochs: int,
                    device: str, resume: bool, extra=(), timeBudget: bool = False,
@@ -204,7 +220,7 @@ class ModuleLogic:
         """Unified labels and every conflict of the listed cases, as shown under the table."""
         pairs = _lib("case_list").case_pairs(node)
         if not pairs:
-            return _lib("i18n").tr("No cases yet.")
+            return tr("No cases yet.")
         return _lib("gui_summaries").describe_training_set(
             _lib("scene_dataset").collect_training_pairs(scene, pairs))
 
@@ -258,6 +274,18 @@ class ModuleLogic:
     def overwriteDecision(self, scene, node):
         return _lib("segment_run").overwrite_decision(scene, node)
 
+    @staticmethod
+    def segmentRequest(params):
+        """The :class:`~NNSegLib.slicer.requests.SegmentRequest` of the Segment panel."""
+        return _lib("requests").SegmentRequest.from_parameters(params)
+
+    def captureSegment(self, scene, cases, outputs, request):
+        """:meth:`captureSegmentRun` for a :class:`~NNSegLib.slicer.requests.SegmentRequest`."""
+        r = request
+        return self.captureSegmentRun(scene, cases, outputs, r.model, r.folds, r.device, r.tta,
+                                      r.uncertainty, r.postprocessing, r.show_3d,
+                                      r.allow_unfinished, r.preview_first)
+
     def captureSegmentRun(self, scene, cases, outputs, modelPath, folds: str = "",
                           device: str = "auto", tta: bool = True, uncertainty: bool = False,
                           postprocessing: bool = True, show3D: bool = False,
@@ -303,12 +331,12 @@ class ModuleLogic:
         return _lib("review_panel").ReviewSession()
 
     def startBatch(self, session, params, volumes, modelChannels):
-        """The batch job's steps for the panel's choices (scene volumes written now)."""
-        p = params
+        """The batch job's steps for the panel's choices (scene volumes written now), from
+        the :class:`~NNSegLib.slicer.requests.BatchRequest` of the parameter node."""
+        r = _lib("requests").BatchRequest.from_parameters(params, modelChannels)
         return _lib("review_panel").start_batch(
-            session, p.batchSource, p.batchInputFolder, volumes, p.batchFolder, p.modelPath,
-            p.predictFolds, p.predictDevice, p.tta, p.allowUnfinished,
-            len(modelChannels) if modelChannels else 1)
+            session, r.source, r.input_folder, volumes, r.batch_folder, r.model, r.folds,
+            r.device, r.tta, r.allow_unfinished, r.channels)
 
     def reviewTable(self, batch):
         return _lib("review_panel").review_table(batch)
@@ -331,10 +359,21 @@ class ModuleLogic:
     def addReviewedCase(self, session, scene, dataset, name: str, replace: bool) -> str:
         """Write the reviewed case into the dataset; returns the line to show."""
         added = session.add(scene, dataset, name.strip(), replace)
-        return _lib("i18n").tr("Added as '{name}' ({n} training case(s) now).",
+        return tr("Added as '{name}' ({n} training case(s) now).",
                                name=added.identifier, n=added.num_training)
 
     # -- fine-tune ---------------------------------------------------------------------------
+    @staticmethod
+    def fineTuneRequest(params, extra=()):
+        """The :class:`~NNSegLib.slicer.requests.FineTuneRequest` of the panel's values."""
+        return _lib("requests").FineTuneRequest.from_parameters(params, extra)
+
+    def fineTuneJob(self, request):
+        """:meth:`fineTuneSteps` for a :class:`~NNSegLib.slicer.requests.FineTuneRequest`."""
+        r = request
+        return self.fineTuneSteps(r.dataset, r.work or "", r.configuration, r.folds, r.epochs,
+                                  r.device, r.adapt_head, r.extra)
+
     def fineTuneSteps(self, dataset, work, configuration: str, folds: str, epochs: int,
                       device: str, adaptHead: bool, extra=()):
         """The :class:`~NNSegLib.slicer.fine_tune.FineTuneJob` of *Fine-tune* (resume

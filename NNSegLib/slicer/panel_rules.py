@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from NNSegLib.jobs.board import TRAINING_KEYS as TRAINING
 from NNSegLib.slicer.fine_tune import FineTunePlan
 from NNSegLib.slicer.folders import is_unset
-from NNSegLib.slicer.i18n import tr
 from NNSegLib.slicer.model_folds import FoldCheck
-from NNSegLib.slicer.panel_jobs import TRAINING_KEYS as TRAINING
+from NNSegLib.util.i18n import tr
 
 #: Jobs that read the dataset or the work folder's model while they run.
 WORK_JOBS = frozenset({"plan", "findbest"}) | TRAINING

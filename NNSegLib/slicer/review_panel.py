@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 from NNSegLib.slicer import mrml
 from NNSegLib.slicer.folders import is_unset
-from NNSegLib.slicer.i18n import tr
+from NNSegLib.util.i18n import tr
 
 #: The panel's input choices (``batchSource`` of the parameter node).
 SOURCES = ("folder", "scene volumes")

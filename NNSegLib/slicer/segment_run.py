@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from NNSegLib.slicer import mrml
-from NNSegLib.slicer.i18n import tr
+from NNSegLib.util.i18n import tr
 
 #: Node attribute holding the content fingerprint of the segments NNSeg wrote.
 TAG_FINGERPRINT = "NNSeg.ResultFingerprint"

@@ -15,7 +15,7 @@ Cancelling, or a failure, during the full phase keeps the preview and says so
 (:func:`outcome_text`). Without *Preview first* the job has the full phase only and
 behaves as before.
 
-:class:`SegmentSequence` is one job for the :class:`~NNSegLib.slicer.panel_jobs.JobBoard`
+:class:`SegmentSequence` is one job for the :class:`~NNSegLib.jobs.board.JobBoard`
 (``poll``, ``finished``, ``status``, ``cancel`` …). With two phases its events carry
 ``"phase"`` (the status line says which phase runs,
 :func:`~NNSegLib.slicer.gui_summaries.phase_title`); after each phase that succeeded it adds
@@ -23,32 +23,23 @@ a ``phase_done`` event with the phase's
 :class:`~NNSegLib.inference.predict_timing.Measurement` (from the prediction's ``done``
 event and the phase's wall time), which the module keeps for the expected times
 (:mod:`NNSegLib.slicer.segment_times`). Jobs are started by an injected function (the
-module's :class:`~NNSegLib.slicer.jobs.JobChain`; tests pass a fake runner). No ``qt``.
+module's :class:`~NNSegLib.jobs.process.JobChain`; tests pass a fake runner). No ``qt``.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from NNSegLib.inference.predict_timing import Measurement, device_kind
-from NNSegLib.slicer.i18n import tr
-from NNSegLib.slicer.jobs import JobStatus
+from NNSegLib.jobs.base import JobStatus
+from NNSegLib.jobs.sequence import JobSequence, Phase
 from NNSegLib.slicer.segment_run import SegmentRun, deliver_results
+from NNSegLib.util.i18n import tr
 
 PREVIEW, FULL = "preview", "full"
 #: The timing mode of each phase (:data:`NNSegLib.inference.predict_timing.MODES`).
 MODE_OF_PHASE = {PREVIEW: "fast", FULL: "full"}
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One job of the sequence: its name and ``nnseg`` commands."""
-
-    name: str
-    steps: list[list[str]]
 
 
 def phases_of(run: SegmentRun) -> list[Phase]:
@@ -57,14 +48,13 @@ def phases_of(run: SegmentRun) -> list[Phase]:
     return phases + [Phase(FULL, run.steps)]
 
 
-class SegmentSequence:
-    """Run a Segment job's phases one after the other (see the module doc).
+class SegmentSequence(JobSequence):
+    """Run a Segment job's phases one after the other (see the module doc and
+    :class:`~NNSegLib.jobs.sequence.JobSequence`).
 
     Args:
         run: The captured run (its ``preview_steps`` and ``steps``).
-        start: Starts a job for a list of commands and returns it (``poll``, ``finished``,
-            ``status``, ``elapsed``, ``cancel``, ``request_stop``, ``error_message``,
-            ``log_tail``).
+        start: Starts a job for a list of commands and returns it.
 
     Attributes:
         completed: Phases that finished successfully, in order.
@@ -74,102 +64,29 @@ class SegmentSequence:
 
     def __init__(self, run: SegmentRun, start: Callable[[list[list[str]]], Any]) -> None:
         self.run = run
-        self.phases = phases_of(run)
-        self._start = start
-        self._lock = threading.Lock()
-        self._cancelled = False
-        self._failure: str | None = None
-        self.index = 0
-        self.jobs = [start(self.phases[0].steps)]
-        self.completed: list[str] = []
         self.preview_names: list[str] = []
         self._reports: dict[str, dict] = {}
-
-    # -- state -----------------------------------------------------------------------------
-    @property
-    def current(self) -> Any:
-        return self.jobs[-1]
-
-    @property
-    def phase(self) -> str:
-        """The phase running (or the last one run)."""
-        return self.phases[self.index].name
+        super().__init__(phases_of(run), start)
 
     @property
     def has_preview(self) -> bool:
         return self.phases[0].name == PREVIEW
 
-    @property
-    def cancel_requested(self) -> bool:
-        return self._cancelled
+    def tag_events(self) -> bool:
+        return self.has_preview
 
-    @property
-    def detached(self) -> bool:
-        return False
-
-    @property
-    def finished(self) -> bool:
-        """True when the last phase ended, or a phase did not succeed, or after a cancel."""
-        if self._failure is not None:
-            return True
-        job = self.current
-        if not job.finished:
-            return False
-        return (job.status is not JobStatus.OK or self._cancelled
-                or self.index + 1 >= len(self.phases))
-
-    @property
-    def status(self) -> JobStatus:
-        if not self.finished:
-            return JobStatus.RUNNING
-        if self._failure is not None:
-            return JobStatus.FAILED
-        status = self.current.status
-        if status is JobStatus.OK and FULL not in self.completed:
-            return JobStatus.CANCELLED   # cancelled between the preview and the full phase
-        return status
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the first phase started (until the end once finished)."""
-        return float(sum(job.elapsed for job in self.jobs))
-
-    def error_message(self) -> str | None:
-        return self._failure or self.current.error_message()
-
-    def log_tail(self, n: int = 50) -> list[str]:
-        return self.current.log_tail(n)
-
-    # -- running ---------------------------------------------------------------------------
-    def poll(self) -> list[dict]:
-        """Events since the last call; a successful phase adds ``phase_done`` and starts the
-        next phase (unless cancelled)."""
-        name, job = self.phase, self.current
-        events = [dict(e, phase=name) if self.has_preview else dict(e) for e in job.poll()]
+    def on_events(self, name: str, events: list[dict]) -> None:
         for event in events:
             if event.get("event") == "done" and "megavoxels" in event:
                 self._reports[name] = event
-        if job.finished and job.status is JobStatus.OK and name not in self.completed:
-            self.completed.append(name)
-            measurement = self.measurement(name, job.elapsed)
-            events.append({"event": "phase_done", "phase": name, "seconds": job.elapsed,
-                           "model": self.run.source,
-                           "measurement": measurement.to_dict() if measurement else None})
-            self._next_phase()
-        return events
 
-    def _next_phase(self) -> None:
-        with self._lock:
-            if self._cancelled or self.index + 1 >= len(self.phases):
-                return
-            try:
-                job = self._start(self.phases[self.index + 1].steps)
-            except Exception as e:  # e.g. the interpreter cannot be started
-                self._failure = tr("could not start the full-quality segmentation: {error}",
-                                   error=e)
-                return
-            self.index += 1
-            self.jobs.append(job)
+    def phase_report(self, name: str, job: Any) -> dict[str, Any]:
+        measurement = self.measurement(name, job.elapsed)
+        return {"model": self.run.source,
+                "measurement": measurement.to_dict() if measurement else None}
+
+    def start_failure(self, error: Exception) -> str:
+        return tr("could not start the full-quality segmentation: {error}", error=error)
 
     def measurement(self, phase: str, job_seconds: float) -> Measurement | None:
         """The phase's :class:`Measurement`, from its prediction's ``done`` event."""
@@ -183,20 +100,6 @@ class SegmentSequence:
                                float(report["megavoxels"]), float(report["passes"]), time.time())
         except (KeyError, TypeError, ValueError):
             return None
-
-    def cancel(self, grace: float = 10.0) -> Any:
-        """Stop the running phase; no further phase starts."""
-        with self._lock:
-            self._cancelled = True
-            job = self.current
-        return job.cancel(grace)
-
-    def request_stop(self) -> None:
-        """Ask the running phase to stop (returns at once); no further phase starts."""
-        with self._lock:
-            self._cancelled = True
-            job = self.current
-        job.request_stop()
 
 
 # ----------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from NNSegLib.inference.predict_timing import (
     mirror_count,
     network_passes,
 )
-from NNSegLib.slicer.i18n import tr
+from NNSegLib.util.i18n import tr
 
 #: Slicer settings (QSettings) key of the measurements (a :class:`TimingBook`'s JSON).
 SETTINGS_KEY = "NNSeg/SegmentTimes"

@@ -4,7 +4,7 @@ After a restart of Slicer (or when a work folder is opened on another computer) 
 panel lists every ``results/<configuration>/fold_<k>/`` that has a ``log.jsonl``: its epochs,
 last loss and pseudo Dice, and whether it is
 
-* ``running`` — a recorded background job (:mod:`NNSegLib.slicer.background_jobs`) is
+* ``running`` — a recorded background job (:mod:`NNSegLib.jobs.detached`) is
   training it now, or its log was written moments ago (a ``nnseg train`` in a terminal);
 * ``queued`` — a later command of a running job;
 * ``finished`` — the final checkpoint exists;
@@ -66,7 +66,7 @@ class TrainingRun:
 
     def describe(self) -> str:
         """One line: ``3d_fullres fold 0: interrupted at epoch 12/1000, loss …, Dice …``."""
-        from NNSegLib.slicer.i18n import tr
+        from NNSegLib.util.i18n import tr
 
         total = f"/{self.max_epochs}" if self.max_epochs else ""
         text = tr("{configuration} fold {fold}: {state}, epoch {epoch}{total}",
@@ -88,7 +88,7 @@ def find_runs(work: Path | str, jobs: Sequence[Any] = (), now: float | None = No
 
     Args:
         work: The work folder.
-        jobs: Running background jobs (:class:`~NNSegLib.slicer.background_jobs.FileJob`);
+        jobs: Running background jobs (:class:`~NNSegLib.jobs.detached.FileJob`);
             the runs their commands train are ``running``/``queued``.
         now: The current time (tests).
     """
@@ -203,7 +203,7 @@ def started_folds(runs: Sequence[TrainingRun], configuration: str) -> list[str]:
 
 def describe_runs(runs: Sequence[TrainingRun]) -> str:
     """The Train panel's run list: one line per run, or a hint when there is none."""
-    from NNSegLib.slicer.i18n import tr
+    from NNSegLib.util.i18n import tr
 
     if not runs:
         return tr("No training runs in this work folder yet.")

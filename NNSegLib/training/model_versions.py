@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from NNSegLib.util.command_line import option
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.model_folder import ModelFolder
 from NNSegLib.util.progress import Progress
@@ -106,6 +107,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="work folder (default ./nnseg_work/<dataset folder name>)")
 
 
+def archive_model_argv(dataset: Path | str, work: Path | str | None = None) -> list[str]:
+    """``nnseg archive-model`` as an argument list."""
+    return ["archive-model", str(dataset), *option("--work", work)]
+
+
 def run(args: argparse.Namespace, progress: Progress) -> int:
     """``nnseg archive-model``: move the current model aside before a fine-tune."""
     progress.close()
@@ -117,5 +123,5 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-__all__ = ["VERSION_FORMAT", "add_arguments", "archive_model", "next_archive",
+__all__ = ["archive_model_argv", "VERSION_FORMAT", "add_arguments", "archive_model", "next_archive",
            "record_fine_tune", "run"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from NNSegLib.training.run_config import (
     AMP_MODES,
@@ -21,6 +21,7 @@ from NNSegLib.training.run_config import (
 )
 from NNSegLib.training.train import train_fold
 from NNSegLib.util import options
+from NNSegLib.util.command_line import option, repeated, switch
 from NNSegLib.util.progress import Progress
 
 #: CLI option → (RunConfig field, type, help)
@@ -124,6 +125,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "of refusing")
 
 
+def train_argv(dataset: Path | str, configuration: str, fold: int | str,
+               work: Path | str | None = None, device: str | None = None,
+               epochs: int | None = None, resume: bool = False,
+               init_from: Path | str | None = None, adapt_head: bool = False,
+               iterations_per_epoch: int | None = None, val_iterations: int | None = None,
+               seed: int | None = None, recipe: str | None = None,
+               num_threads: int | None = None, fresh: bool = False,
+               final_validation: bool = True, sets: Sequence[str] = (),
+               extra: Sequence[str] = (), time_budget: float | None = None) -> list[str]:
+    """``nnseg train`` as an argument list (``None`` leaves an option at its default).
+
+    ``extra`` are further ``train`` options as built by :func:`train_options_argv` (they
+    come before ``--time-budget``, as the Train panel has always ordered them).
+    """
+    return ["train", str(dataset), configuration, str(fold), *option("--work", work),
+            *option("--device", device), *option("--epochs", epochs),
+            *train_options_argv(iterations_per_epoch, val_iterations, seed, recipe, num_threads),
+            *switch("--continue", resume), *switch("--fresh", fresh),
+            *option("--init-from", init_from), *switch("--init-from-adapt-head", adapt_head),
+            *switch("--no-final-validation", not final_validation),
+            *repeated("--set", sets), *extra,
+            *option("--time-budget", None if time_budget is None else float(time_budget))]
+
+
+def train_options_argv(iterations_per_epoch: int | None = None,
+                       val_iterations: int | None = None, seed: int | None = None,
+                       recipe: str | None = None, num_threads: int | None = None,
+                       amp: str | None = None) -> list[str]:
+    """Schedule and run options of ``nnseg train`` (e.g. a short self-test's), as arguments."""
+    return [*option("--iterations-per-epoch", iterations_per_epoch),
+            *option("--val-iterations", val_iterations), *option("--seed", seed),
+            *option("--recipe", recipe), *option("--num-threads", num_threads),
+            *option("--amp", amp)]
+
+
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """RunConfig field values given on the command line (only those given)."""
     out: dict[str, Any] = {}
@@ -165,4 +201,4 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-__all__ = ["add_arguments", "overrides_from_args", "run"]
+__all__ = ["add_arguments", "overrides_from_args", "run", "train_argv", "train_options_argv"]

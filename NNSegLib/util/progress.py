@@ -222,7 +222,7 @@ def install_signal_handlers(token: CancelToken) -> None:
 
     A second SIGINT aborts at once. SIGBREAK is what ``CTRL_BREAK_EVENT`` raises in a
     Windows child started with ``CREATE_NEW_PROCESS_GROUP`` (the Slicer module's graceful
-    cancel there, :mod:`NNSegLib.slicer.jobs`).
+    cancel there, :mod:`NNSegLib.jobs.process`).
     """
 
     def handler(signum: int, frame: Any) -> None:

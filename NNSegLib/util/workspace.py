@@ -13,7 +13,7 @@ Layout (all paths below ``root``)::
     model_versions/v<N>/              earlier model folders, moved aside by
                                       ``nnseg archive-model`` before a fine-tune
     jobs/<id>/                        background jobs started by the Slicer module (record,
-                                      progress events, output; NNSegLib.slicer.background_jobs)
+                                      progress events, output; NNSegLib.jobs.detached)
 
 No environment variables: every command takes ``DATASET`` and ``--work DIR`` (default
 ``./nnseg_work/<dataset folder name>``).
@@ -66,7 +66,7 @@ class Workspace:
 
     @property
     def jobs(self) -> Path:
-        """Record folders of background jobs (:mod:`NNSegLib.slicer.background_jobs`)."""
+        """Record folders of background jobs (:mod:`NNSegLib.jobs.detached`)."""
         return self.root / "jobs"
 
     @property

@@ -135,7 +135,7 @@ def test_requirements_never_reinstall_slicer_packages():
     names = {re.split(r"[<>=!~\[ ]", ln)[0].lower() for ln in lines if ln}
     assert names, "requirements.txt is empty"
     assert not names & {"numpy", "simpleitk", "vtk", "torch", "slicer", "slicer-core"}, names
-    assert "psutil" in names  # NNSegLib.slicer.jobs needs it to cancel process trees
+    assert "psutil" in names  # NNSegLib.jobs.process needs it to cancel process trees
 
 
 def test_extensions_index_entry_follows_slicer_catalog_schema():

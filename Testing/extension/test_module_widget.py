@@ -202,7 +202,7 @@ def test_find_best_then_report_then_open(app, tmp_path, monkeypatch):
         status_ok = True
 
         def __init__(self, steps):
-            from NNSegLib.slicer.jobs import JobStatus
+            from NNSegLib.jobs.base import JobStatus
 
             started.append(steps)
             self.status, self.elapsed, self.finished = JobStatus.OK, 1.0, True
@@ -238,7 +238,9 @@ def test_restart_reattaches_to_a_running_training_and_cancel_asks(app, tmp_path,
 
     from conftest import FAKE_NNSEG as FAKE
 
-    from NNSegLib.slicer.background_jobs import start_file_job
+    from NNSegLib.jobs.base import CommandStep
+    from NNSegLib.jobs.detached import start_file_job
+    from NNSegLib.slicer.requests import TrainContext
 
     widget, scene, record, module = app
     (tmp_path / "mod").mkdir()
@@ -247,8 +249,10 @@ def test_restart_reattaches_to_a_running_training_and_cancel_asks(app, tmp_path,
     work = tmp_path / "work"
     out = work / "results" / "3d_fullres" / "fold_0"
     out.mkdir(parents=True)
-    step = ["train", "D", "3d_fullres", "0", "--epochs", "7", "--fake-out", str(out),
-            "--fake-epochs", "1000"]
+    # the typed context is stored with the job: re-attaching reads it, not the argv
+    step = CommandStep(["train", "D", "3d_fullres", "0", "--epochs", "7", "--fake-out", str(out),
+                        "--fake-epochs", "1000"],
+                       TrainContext("train", "3d_fullres", "0", 7).to_json())
     job = start_file_job([step], work, "train", python=sys.executable, detached=True,
                          module="fakennseg")
     try:
@@ -333,7 +337,7 @@ class _DoneJob:
     """A background job that has already succeeded; ``effect(steps)`` writes its files."""
 
     def __init__(self, steps, effect=None):
-        from NNSegLib.slicer.jobs import JobStatus
+        from NNSegLib.jobs.base import JobStatus
 
         self.steps = steps
         self.status, self.elapsed, self.finished = JobStatus.OK, 1.0, True

@@ -1,4 +1,4 @@
-"""NNSegLib.slicer.background_jobs + job_runner: jobs that live in files, with real processes.
+"""NNSegLib.jobs.detached + job_runner: jobs that live in files, with real processes.
 
 A stand-in for ``python -m NNSegLib`` (``fakennseg``) writes epoch events to the
 ``--progress-json`` file and stops cleanly (writing a "checkpoint") once the
@@ -18,15 +18,15 @@ import psutil
 import pytest
 from conftest import FAKE_NNSEG
 
-from NNSegLib.slicer.background_jobs import (
+from NNSegLib.jobs.base import JobStatus
+from NNSegLib.jobs.detached import (
     FileJob,
     list_jobs,
     live_jobs,
     prune_records,
     start_file_job,
 )
-from NNSegLib.slicer.job_runner import final_status, read_record, write_record
-from NNSegLib.slicer.jobs import JobStatus
+from NNSegLib.jobs.runner import final_status, read_record, write_record
 
 FAKE = FAKE_NNSEG
 
@@ -162,7 +162,7 @@ def test_status_mapping_and_pruning(tmp_path):
 
 
 def test_runner_usage(tmp_path):
-    from NNSegLib.slicer.job_runner import main
+    from NNSegLib.jobs.runner import main
 
     assert main([]) == 2
     assert isinstance(Path(__file__), Path)

@@ -120,8 +120,8 @@ def test_fine_tune_summary(tmp_path):
 def test_event_and_finish_texts():
     from types import SimpleNamespace
 
+    from NNSegLib.jobs.base import JobStatus
     from NNSegLib.slicer.gui_summaries import describe_event, finish_text
-    from NNSegLib.slicer.jobs import JobStatus
 
     assert describe_event("plan", {"event": "progress", "stage": "fingerprint", "current": 2,
                                    "total": 4}, 10.0) == "fingerprint: 2/4, ETA 0:10"

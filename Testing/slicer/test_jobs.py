@@ -1,4 +1,4 @@
-"""NNSegLib.slicer.jobs against real child processes (no qt)."""
+"""NNSegLib.jobs.process against real child processes (no qt)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from NNSegLib.slicer.jobs import (
-    Job,
-    JobChain,
-    JobStatus,
-    estimate_eta,
-    format_eta,
-    library_root,
-    parse_line,
-)
+from NNSegLib.jobs.base import JobStatus, estimate_eta, format_eta, parse_line
+from NNSegLib.jobs.process import JobChain, library_root
+from NNSegLib.jobs.process import ProcessJob as Job
 
 EMITTER = """
 import json, sys
@@ -122,7 +116,7 @@ def test_progress_json_flag_and_pythonpath(tmp_path):
     job.cancel(grace=0.5)
     job.wait(timeout=30)
     assert not job.stop_file.parent.exists()  # its temporary folder is removed at the end
-    assert (library_root() / "NNSegLib" / "slicer" / "jobs.py").is_file()
+    assert (library_root() / "NNSegLib" / "jobs" / "process.py").is_file()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("NNSegLib.data.sample_data") is None,
@@ -177,7 +171,7 @@ for epoch in range(600):
 
 
 def test_popen_options_per_platform():
-    from NNSegLib.slicer.jobs import CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW, popen_options
+    from NNSegLib.jobs.process import CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW, popen_options
 
     windows = popen_options("nt")
     # no console window, and a process group of its own for CTRL_BREAK_EVENT
@@ -190,7 +184,7 @@ def test_popen_options_per_platform():
 def test_graceful_stop_sends_ctrl_break_on_windows_and_sigterm_elsewhere(tmp_path):
     import signal
 
-    from NNSegLib.slicer.jobs import CTRL_BREAK_EVENT, graceful_stop
+    from NNSegLib.jobs.process import CTRL_BREAK_EVENT, graceful_stop
 
     sent = []
     stop = tmp_path / "job" / "stop"

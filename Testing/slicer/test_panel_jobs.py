@@ -1,4 +1,4 @@
-"""NNSegLib.slicer.panel_jobs: jobs per panel, captured context, scene close, module close."""
+"""NNSegLib.jobs.board: jobs per panel, captured context, scene close, module close."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from NNSegLib.slicer.i18n import set_translator, tr
-from NNSegLib.slicer.panel_jobs import JobBoard, cancel_question, reattachable
+from NNSegLib.jobs.board import JobBoard, cancel_question, reattachable
+from NNSegLib.util.i18n import set_translator, tr
 
 
 class FakeJob:

@@ -1,7 +1,7 @@
 """The process that runs a background job's commands and records how it went.
 
-``python -m NNSegLib.slicer.job_runner RECORD_DIR`` runs the ``nnseg`` commands listed in
-``RECORD_DIR/job.json`` one after the other (see :mod:`NNSegLib.slicer.background_jobs`,
+``python -m NNSegLib.jobs.runner RECORD_DIR`` runs the ``nnseg`` commands listed in
+``RECORD_DIR/job.json`` one after the other (see :mod:`NNSegLib.jobs.detached`,
 which starts it and reads its files). Everything it knows goes to files, so a Slicer
 session that did not start it (or a restarted one) can follow it:
 
@@ -83,7 +83,7 @@ def process_alive(pid: int | None, create_time: float | None = None) -> bool:
 
 def final_status(returncodes: list[int], stopped: bool) -> str:
     """The record's ``status`` from the commands' exit codes (last one decides)."""
-    from NNSegLib.slicer.jobs import JobStatus
+    from NNSegLib.jobs.base import JobStatus
 
     if returncodes and all(c == 0 for c in returncodes) and not stopped:
         return JobStatus.OK.value
@@ -94,7 +94,8 @@ def final_status(returncodes: list[int], stopped: bool) -> str:
 
 def run(folder: Path, poll_interval: float = 0.5) -> int:
     """Run the record's commands; returns the exit code of the last one run."""
-    from NNSegLib.slicer.jobs import library_root, popen_options
+    from NNSegLib.jobs.process import library_root, popen_options
+    from NNSegLib.util.command_line import common_argv
 
     folder = Path(folder)
     record = read_record(folder)
@@ -123,8 +124,7 @@ def run(folder: Path, poll_interval: float = 0.5) -> int:
             append_event(folder, {"event": "step", "step": index, "of": len(steps),
                                   "args": step})
             command = [python, "-m", record.get("module") or "NNSegLib", *[str(a) for a in step],
-                       "--progress-json",
-                       str(folder / EVENTS_FILE), "--stop-file", str(stop), "--quiet"]
+                       *common_argv(folder / EVENTS_FILE, stop, quiet=True)]
             log.write(f"$ {' '.join(command)}\n")
             log.flush()
             child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
@@ -158,7 +158,7 @@ def _parent_alive(record: dict[str, Any]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m NNSegLib.slicer.job_runner RECORD_DIR", file=sys.stderr)
+        print("usage: python -m NNSegLib.jobs.runner RECORD_DIR", file=sys.stderr)
         return 2
     return run(Path(args[0]))
 

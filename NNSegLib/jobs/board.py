@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from NNSegLib.slicer.i18n import tr
+from NNSegLib.util.i18n import tr
 
 #: Panels whose job delivers into the scene: cancelled when the scene closes.
 SCENE_BOUND = frozenset({"segment"})

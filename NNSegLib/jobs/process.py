@@ -3,10 +3,10 @@
 The Slicer module must never block its GUI: long stages (fingerprint, plan, train,
 predict) run in a child process whose stdout carries one JSON event per line (see
 :mod:`NNSegLib.util.progress`). A reader thread turns those lines into dictionaries on a queue;
-the GUI drains it with :meth:`Job.poll` from a timer. Lines that are not JSON (library
+the GUI drains it with :meth:`ProcessJob.poll` from a timer. Lines that are not JSON (library
 warnings, tracebacks) become ``{"event": "log", "text": ...}`` events so nothing is lost.
 
-:meth:`Job.cancel` stops the whole process tree gracefully first, the same way on every
+:meth:`ProcessJob.cancel` stops the whole process tree gracefully first, the same way on every
 platform: the job's *stop file* is created (``--stop-file``, watched by the CLI) and the
 process is signalled (SIGTERM on Linux/macOS; ``CTRL_BREAK_EVENT`` to its process group on
 Windows, where children start in a new process group with no console window,
@@ -18,8 +18,6 @@ No ``qt`` here: the same class runs headless and in tests.
 
 from __future__ import annotations
 
-import enum
-import json
 import os
 import queue
 import shutil
@@ -32,30 +30,9 @@ import time
 from pathlib import Path
 from typing import IO, Sequence
 
-from NNSegLib.util.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK
-
-
-class JobStatus(enum.Enum):
-    """What a finished (or running) job's exit code means."""
-
-    RUNNING = "running"
-    OK = "ok"
-    BAD_INPUT = "bad input"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-
-    @classmethod
-    def from_returncode(cls, code: int | None) -> JobStatus:
-        """Map a process exit code to a status (negative codes are deaths by signal)."""
-        if code is None:
-            return cls.RUNNING
-        if code == EXIT_OK:
-            return cls.OK
-        if code == EXIT_BAD_INPUT:
-            return cls.BAD_INPUT
-        if code == EXIT_CANCELLED or code in (-2, -15, -9):
-            return cls.CANCELLED
-        return cls.FAILED
+from NNSegLib.jobs.base import JobStatus, parse_line
+from NNSegLib.util.command_line import common_argv, has_progress_json, has_stop_file
+from NNSegLib.util.errors import EXIT_OK
 
 
 def library_root() -> Path:
@@ -163,7 +140,7 @@ def _kill(p) -> None:
         pass
 
 
-class Job:
+class ProcessJob:
     """One ``python -m NNSegLib`` child process with parsed progress events.
 
     Args:
@@ -193,14 +170,14 @@ class Job:
         stop_file: Path | None = None,
     ) -> None:
         args = [str(a) for a in args]
-        if module is not None and "--progress-json" not in args:
-            args += ["--progress-json", "-"]
+        if module is not None and not has_progress_json(args):
+            args += common_argv(progress_json="-")
         self._own_stop_dir: Path | None = None
-        if module == "NNSegLib" and stop_file is None and "--stop-file" not in args:
+        if module == "NNSegLib" and stop_file is None and not has_stop_file(args):
             self._own_stop_dir = Path(tempfile.mkdtemp(prefix="nnseg_job_"))
             stop_file = self._own_stop_dir / "stop"
-        if stop_file is not None and "--stop-file" not in args:
-            args += ["--stop-file", str(stop_file)]
+        if stop_file is not None and not has_stop_file(args):
+            args += common_argv(stop_file=stop_file)
         self.stop_file = stop_file
         self.command = [str(python)] + (["-m", module] if module else []) + args
         self.log: list[str] = []
@@ -343,37 +320,6 @@ class Job:
         return self.process.returncode
 
 
-def parse_line(line: str) -> dict | None:
-    """Parse one stdout line as a progress event; ``None`` when it is not a JSON object."""
-    line = line.strip()
-    if not line.startswith("{"):
-        return None
-    try:
-        event = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(event, dict) or "event" not in event:
-        return None
-    return event
-
-
-def format_eta(seconds: float | None) -> str:
-    """``3725`` → ``"1:02:05"``; ``None`` → ``"–"``."""
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "–"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def estimate_eta(elapsed: float, current: float, total: float | None) -> float | None:
-    """Remaining seconds assuming a constant rate, or ``None`` when unknown."""
-    if not total or current <= 0 or elapsed <= 0:
-        return None
-    return elapsed * (total - current) / current
-
-
 class JobChain:
     """Several ``NNSegLib`` commands run one after the other (e.g. fingerprint → plan).
 
@@ -382,8 +328,8 @@ class JobChain:
     (index of the command).
 
     Args:
-        steps: Argument lists, one per command (as for :class:`Job`).
-        **job_kwargs: Passed to every :class:`Job` (``python``, ``cwd``, ``env``, ...).
+        steps: Argument lists, one per command (as for :class:`ProcessJob`).
+        **job_kwargs: Passed to every :class:`ProcessJob` (``python``, ``cwd``, ``env``, ...).
     """
 
     def __init__(self, steps: Sequence[Sequence[str]], **job_kwargs) -> None:
@@ -392,12 +338,12 @@ class JobChain:
         self.steps = [list(s) for s in steps]
         self.job_kwargs = job_kwargs
         self.index = 0
-        self.jobs: list[Job] = [Job(self.steps[0], **job_kwargs)]
+        self.jobs: list[ProcessJob] = [ProcessJob(self.steps[0], **job_kwargs)]
         self.started_at = self.jobs[0].started_at
         self._cancelled = False
 
     @property
-    def current(self) -> Job:
+    def current(self) -> ProcessJob:
         return self.jobs[-1]
 
     @property
@@ -410,7 +356,7 @@ class JobChain:
         if (self.current.finished and self.current.status is JobStatus.OK
                 and not self._cancelled and self.index + 1 < len(self.steps)):
             self.index += 1
-            self.jobs.append(Job(self.steps[self.index], **self.job_kwargs))
+            self.jobs.append(ProcessJob(self.steps[self.index], **self.job_kwargs))
         return events
 
     @property

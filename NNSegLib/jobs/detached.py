@@ -1,6 +1,6 @@
 """Jobs whose state lives in files: they can outlive Slicer and be re-attached later.
 
-Training can take days. :func:`start_file_job` starts :mod:`NNSegLib.slicer.job_runner` in
+Training can take days. :func:`start_file_job` starts :mod:`NNSegLib.jobs.runner` in
 its own process with a *record folder* under the work folder (``WORK/jobs/<id>/``), and
 returns a :class:`FileJob` that follows it by reading the record's files. A later Slicer
 session finds the same jobs with :func:`list_jobs` and follows them the same way
@@ -12,7 +12,7 @@ command watches; no signal to a process it did not start is needed).
 * detached: the job keeps running after Slicer closes (new session on Linux/macOS; on
   Windows a process without a console window, which Windows does not end with its parent).
 
-:class:`FileJob` has the interface of :class:`~NNSegLib.slicer.jobs.JobChain` that the module
+:class:`FileJob` has the interface of :class:`~NNSegLib.jobs.process.JobChain` that the module
 uses (``poll``, ``finished``, ``status``, ``elapsed``, ``error_message``, ``log_tail``,
 ``cancel``). No ``qt``.
 """
@@ -27,7 +27,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from NNSegLib.slicer.job_runner import (
+from NNSegLib.jobs.base import JobStatus, parse_line, step_context
+from NNSegLib.jobs.process import library_root, popen_options
+from NNSegLib.jobs.runner import (
     EVENTS_FILE,
     FINAL_STATES,
     OUTPUT_FILE,
@@ -36,7 +38,6 @@ from NNSegLib.slicer.job_runner import (
     read_record,
     write_record,
 )
-from NNSegLib.slicer.jobs import JobStatus, library_root, parse_line, popen_options
 
 #: Finished records kept per work folder (older ones are removed when a job starts).
 KEEP_FINISHED = 20
@@ -56,7 +57,8 @@ def start_file_job(steps: Sequence[Sequence[str]], work: Path | str, kind: str,
     """Write a record folder and start the runner on it.
 
     Args:
-        steps: ``nnseg`` argument lists, run one after the other.
+        steps: ``nnseg`` argument lists, run one after the other; the context a
+            :class:`~NNSegLib.jobs.process.CommandStep` carries is stored with it.
         work: The work folder (records go to ``WORK/jobs/``).
         kind: What the job does (``train``), part of the folder name.
         python: Interpreter (``PythonSlicer`` in Slicer).
@@ -72,7 +74,8 @@ def start_file_job(steps: Sequence[Sequence[str]], work: Path | str, kind: str,
     folder = _new_folder(root, kind)
     parent = None if detached else (parent_pid or os.getpid())
     record = {
-        "kind": kind, "steps": [[str(a) for a in s] for s in steps], "detached": detached,
+        "kind": kind, "steps": [[str(a) for a in s] for s in steps],
+        "contexts": [step_context(s) for s in steps], "detached": detached,
         "python": str(python), "module": module, "cwd": str(cwd) if cwd else None,
         "status": "starting",
         "created": time.time(), "parent_pid": parent,
@@ -84,7 +87,7 @@ def start_file_job(steps: Sequence[Sequence[str]], work: Path | str, kind: str,
         [str(library_root())] + [p for p in [env.get("PYTHONPATH", "")] if p])
     with open(folder / "runner.log", "a", encoding="utf-8") as log:
         process = subprocess.Popen(
-            [str(python), "-m", "NNSegLib.slicer.job_runner", str(folder)], stdout=log,
+            [str(python), "-m", "NNSegLib.jobs.runner", str(folder)], stdout=log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             **popen_options(detached=detached))
     record["runner_pid"] = process.pid
@@ -171,6 +174,13 @@ class FileJob:
     @property
     def steps(self) -> list[list[str]]:
         return self.record.get("steps", [])
+
+    @property
+    def context(self) -> dict[str, Any] | None:
+        """The stored context of the current step (what it was asked), if it has one."""
+        contexts = self.record.get("contexts") or []
+        step = self.current_step
+        return contexts[step] if 0 <= step < len(contexts) else None
 
     @property
     def detached(self) -> bool:
@@ -295,7 +305,7 @@ class FileJob:
 
     def cancel(self, grace: float = 60.0) -> JobStatus:
         """Stop the job cleanly; kill its processes if still there after ``grace`` s."""
-        from NNSegLib.slicer.jobs import stop_tree
+        from NNSegLib.jobs.process import stop_tree
 
         self.request_stop()
         deadline = time.monotonic() + grace
