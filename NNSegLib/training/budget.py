@@ -118,21 +118,24 @@ class TimeBudget:
         final_validation: Estimated seconds of the final validation, given the seconds of a
             training iteration.
         clock: ``time.monotonic`` (tests pass a fake one).
-        fit: Fits the schedule to a number of iterations; returns the number it used.
-        report: Shows a message to the user.
+        fit: Fits the schedule to a number of iterations; returns the number it used
+            (default: only returns it).
+        report: Shows a message to the user (default: none).
         epoch: ``(iterations_per_epoch, val_iterations)`` of the run.
     """
 
     def __init__(self, total_s: float, left_s: float, probe_iterations: int,
                  final_validation: Callable[[float], float], clock: Callable[[], float],
-                 fit: Callable[[int], int] = int, report: Callable[[str], Any] = print,
+                 fit: Callable[[int], int] | None = None,
+                 report: Callable[[str], Any] | None = None,
                  epoch: tuple[int, int] = (250, 50)) -> None:
         self.total_s = float(total_s)
         self.clock = clock
         self.deadline = clock() + float(left_s)
         self.probe_iterations = int(probe_iterations)
         self.final_validation = final_validation
-        self._fit, self._report = fit, report
+        self._fit: Callable[[int], int] = fit or (lambda total: total)
+        self._report: Callable[[str], Any] = report or (lambda text: None)
         self.iterations_per_epoch, self.val_iterations = epoch
         #: The latest time the trainer told the budget about (steps, epoch ends, checks).
         self._seen: float | None = None
@@ -194,6 +197,7 @@ class TimeBudget:
     def record_step(self, now: float, done: int) -> None:
         """A training step ended at ``now`` with ``done`` iterations of the run done."""
         self._step_times.append(now)
+        self._seen = now
         if self._rate_origin is None:
             self._rate_origin = (now, done)
 
