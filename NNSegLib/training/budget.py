@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
 
 if TYPE_CHECKING:   # pragma: no cover
     from NNSegLib.training.train_setup import TrainSetup
@@ -38,20 +41,40 @@ CASE_OVERHEAD_SECONDS = 0.5
 
 
 def windows_per_case(shape: Sequence[int], patch: Sequence[int], step: float = 0.5) -> int:
-    """Sliding-window positions for an image of ``shape`` (the plan's median shape)."""
+    """Sliding-window positions for an image of ``shape`` (a 2D ``patch``: per axis-0 slice
+    of a 3D ``shape``, times its slices)."""
+    slices = 1
+    if len(shape) == len(patch) + 1:
+        slices, shape = int(shape[0]), shape[1:]
     n = 1
     for s, p in zip(shape, patch):
         n *= math.ceil((max(s, p) - p) / max(1.0, p * step)) + 1
-    return n
+    return slices * n
 
 
-def final_validation_seconds(num_cases: int, shape: Sequence[int], patch: Sequence[int],
-                             batch_size: int, seconds_per_iteration: float,
-                             mirrors: int) -> float:
-    """Estimated wall time of segmenting ``num_cases`` validation cases at the end."""
+def validation_windows(folder: Path, case_ids: Sequence[str], patch: Sequence[int],
+                       fallback_shape: Sequence[int]) -> int:
+    """Sliding-window positions over the validation cases, from the shapes of their
+    preprocessed arrays (read from the file headers; ``fallback_shape`` for an unreadable
+    one). Cases larger than the patch need several windows each: the plan's median shape
+    alone underestimates them."""
+    total = 0
+    for case in case_ids:
+        try:
+            shape: Sequence[int] = np.load(Path(folder) / f"{case}.npy", mmap_mode="r",
+                                           allow_pickle=False).shape[1:]
+        except (OSError, ValueError):
+            shape = fallback_shape
+        total += windows_per_case(shape, patch)
+    return total
+
+
+def final_validation_seconds(windows: int, num_cases: int, batch_size: int,
+                             seconds_per_iteration: float, mirrors: int) -> float:
+    """Estimated wall time of segmenting the validation cases at the end: ``windows``
+    sliding-window positions in all (:func:`validation_windows`) over ``num_cases``."""
     per_window = FORWARD_SHARE * seconds_per_iteration / max(1, batch_size)
-    windows = windows_per_case(shape, patch)
-    return num_cases * (windows * mirrors * per_window + CASE_OVERHEAD_SECONDS)
+    return windows * mirrors * per_window + num_cases * CASE_OVERHEAD_SECONDS
 
 
 def fitted_iterations(budget_s: float, elapsed_s: float, done: int, seconds_per_iteration: float,
@@ -118,21 +141,24 @@ class TimeBudget:
         final_validation: Estimated seconds of the final validation, given the seconds of a
             training iteration.
         clock: ``time.monotonic`` (tests pass a fake one).
-        fit: Fits the schedule to a number of iterations; returns the number it used.
-        report: Shows a message to the user.
+        fit: Fits the schedule to a number of iterations; returns the number it used
+            (default: only returns it).
+        report: Shows a message to the user (default: none).
         epoch: ``(iterations_per_epoch, val_iterations)`` of the run.
     """
 
     def __init__(self, total_s: float, left_s: float, probe_iterations: int,
                  final_validation: Callable[[float], float], clock: Callable[[], float],
-                 fit: Callable[[int], int] = int, report: Callable[[str], Any] = print,
+                 fit: Callable[[int], int] | None = None,
+                 report: Callable[[str], Any] | None = None,
                  epoch: tuple[int, int] = (250, 50)) -> None:
         self.total_s = float(total_s)
         self.clock = clock
         self.deadline = clock() + float(left_s)
         self.probe_iterations = int(probe_iterations)
         self.final_validation = final_validation
-        self._fit, self._report = fit, report
+        self._fit: Callable[[int], int] = fit or (lambda total: total)
+        self._report: Callable[[str], Any] = report or (lambda text: None)
         self.iterations_per_epoch, self.val_iterations = epoch
         #: The latest time the trainer told the budget about (steps, epoch ends, checks).
         self._seen: float | None = None
@@ -152,14 +178,15 @@ class TimeBudget:
         rc, config = setup.run_config, setup.config
         total = (setup.time_budget_s if setup.time_budget_total_s is None
                  else setup.time_budget_total_s)
-        cases = len(setup.val_cases) if rc.final_validation else 0
+        cases = setup.val_cases if rc.final_validation else ()
+        windows = (validation_windows(setup.preprocessed, cases, config.patch_size,
+                                      config.median_shape) if cases else 0)
 
         def final_validation(per_iteration: float) -> float:
             if not cases:
                 return 0.0
-            return final_validation_seconds(cases, config.median_shape, config.patch_size,
-                                            config.batch_size, per_iteration,
-                                            2 ** config.spatial_dims)
+            return final_validation_seconds(windows, len(cases), config.batch_size,
+                                            per_iteration, 2 ** config.spatial_dims)
 
         return cls(total, setup.time_budget_s, rc.budget_probe_iterations, final_validation,
                    clock, fit, report, (rc.iterations_per_epoch, rc.val_iterations))
@@ -194,6 +221,7 @@ class TimeBudget:
     def record_step(self, now: float, done: int) -> None:
         """A training step ended at ``now`` with ``done`` iterations of the run done."""
         self._step_times.append(now)
+        self._seen = now
         if self._rate_origin is None:
             self._rate_origin = (now, done)
 
@@ -333,4 +361,4 @@ class EpochClock:
 
 __all__ = ["EpochClock", "TimeBudget", "budget_problem", "final_validation_seconds",
            "fitted_iterations", "minimum_budget_minutes", "refitted_iterations",
-           "windows_per_case"]
+           "validation_windows", "windows_per_case"]

@@ -110,8 +110,15 @@ class Schedule:
         """Record the epoch that ended after ``step`` iterations of the run and decide whether
         to stop. ``weight``: the epoch's iterations as a share of ``iterations_per_epoch``."""
         if step >= self.end_step:
-            return Decision(True, f"reached max_epochs={self.max_epochs}")
+            return Decision(True, self.end_reason())
         return Decision(False)
+
+    def end_reason(self) -> str:
+        """Why the run ends at :attr:`end_step`."""
+        cap = self.config.max_epochs * self.config.iterations_per_epoch
+        if self.total_iterations is not None and self.total_iterations < cap:
+            return f"reached the {self.total_iterations} iterations fitted to the time budget"
+        return f"reached max_epochs={self.max_epochs}"
 
     def extend(self, step: int, extra: int) -> None:
         """Allow ``extra`` more epochs after ``step`` iterations (clears early-stop state)."""

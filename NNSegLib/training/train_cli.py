@@ -133,7 +133,8 @@ def train_argv(dataset: Path | str, configuration: str, fold: int | str,
                seed: int | None = None, recipe: str | None = None,
                num_threads: int | None = None, fresh: bool = False,
                final_validation: bool = True, sets: Sequence[str] = (),
-               extra: Sequence[str] = (), time_budget: float | None = None) -> list[str]:
+               extra: Sequence[str] = (), time_budget: float | None = None,
+               lr: float | None = None) -> list[str]:
     """``nnseg train`` as an argument list (``None`` leaves an option at its default).
 
     ``extra`` are further ``train`` options as built by :func:`train_options_argv` (they
@@ -145,7 +146,7 @@ def train_argv(dataset: Path | str, configuration: str, fold: int | str,
             *switch("--continue", resume), *switch("--fresh", fresh),
             *option("--init-from", init_from), *switch("--init-from-adapt-head", adapt_head),
             *switch("--no-final-validation", not final_validation),
-            *repeated("--set", sets), *extra,
+            *option("--lr", lr), *repeated("--set", sets), *extra,
             *option("--time-budget", None if time_budget is None else float(time_budget))]
 
 

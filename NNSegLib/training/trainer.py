@@ -209,7 +209,7 @@ class Trainer:
             st = self.state
             if self.schedule.epoch_iterations(st.step - st.iteration) <= st.iteration:
                 # nothing left (a resume with a lower --epochs): end without another epoch
-                st.finished, st.stop_reason = True, f"reached max_epochs={self.schedule.max_epochs}"
+                st.finished, st.stop_reason = True, self.schedule.end_reason()
                 self.save(CHECKPOINT_LATEST)
                 break
             if not self._train_epoch(now):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 from conftest import tiny_plans, write_preprocessed
 
@@ -12,6 +13,7 @@ from NNSegLib.training.budget import (
     final_validation_seconds,
     fitted_iterations,
     refitted_iterations,
+    validation_windows,
     windows_per_case,
 )
 from NNSegLib.training.train import train_fold
@@ -19,12 +21,18 @@ from NNSegLib.util.progress import Progress
 from NNSegLib.util.workspace import Workspace
 
 
-def test_windows_and_final_validation_estimate():
+def test_windows_and_final_validation_estimate(tmp_path):
     assert windows_per_case((36, 50, 35), (40, 56, 40)) == 1
     assert windows_per_case((100, 100), (40, 40)) == 4 * 4   # step 20: 0, 20, 40, 60
-    # 42 cases × 1 window × 8 mirrors × 0.4 · 2.4 s / 7 + 0.5 s each
-    assert final_validation_seconds(42, (36, 50, 35), (40, 56, 40), 7, 2.4, 8) == (
+    assert windows_per_case((12, 100, 100), (40, 40)) == 12 * 4 * 4   # 2D: every slice
+    # 42 windows (one per case) × 8 mirrors × 0.4 · 2.4 s / 7, + 0.5 s per case
+    assert final_validation_seconds(42, 42, 7, 2.4, 8) == (
         pytest.approx(42 * (8 * 0.4 * 2.4 / 7 + 0.5)))
+    # The cases' own shapes (file headers), not the median: 1.5 patches per axis need 8
+    np.save(tmp_path / "a.npy", np.zeros((1, 36, 50, 35), np.float32))
+    np.save(tmp_path / "b.npy", np.zeros((1, 60, 84, 60), np.float32))   # 1.5 patches
+    assert validation_windows(tmp_path, ["a", "b"], (40, 56, 40), (36, 50, 35)) == 1 + 8
+    assert validation_windows(tmp_path, ["a", "gone"], (40, 56, 40), (36, 50, 35)) == 2
 
 
 def test_fitted_iterations_reserve_validation_and_checkpoints():
@@ -83,7 +91,7 @@ def _budget_run(tmp_path, monkeypatch, clock, **overrides):
 def test_budget_run_ends_with_the_fitted_schedule(tmp_path, monkeypatch):
     ws, result, texts, iterations = _budget_run(tmp_path, monkeypatch, FakeClock())
     assert "so the run ends after" in texts[0]   # the first fit, after the probe
-    assert "max_epochs" in result.stop_reason   # the schedule ended, not the hard stop
+    assert "fitted to the time budget" in result.stop_reason   # not the hard stop
     last = _log(ws)[-1]["fitted_iterations"]   # re-fitted after every epoch
     # 30 s at 0.5 s per step (one clock read), less each epoch's validation and checks
     assert iterations == last and 20 <= iterations <= 60
@@ -98,7 +106,7 @@ def test_budget_refit_keeps_a_run_that_slows_down_within_budget(tmp_path, monkey
     first = int(texts[0].split("ends after ")[1].split()[0])
     assert any("re-fitted" in t for t in texts[1:]), texts
     assert iterations < first   # the schedule was shortened ...
-    assert "max_epochs" in result.stop_reason   # ... and ended itself, not the hard stop
+    assert "fitted to the time budget" in result.stop_reason   # ... not the hard stop
     assert iterations == _log(ws)[-1]["fitted_iterations"]
     assert clock.now <= 30.0 + 3 * 0.6   # within the budget (a few clock reads of slack)
     assert _log(ws)[-1]["lr"] < 1e-2 * 0.3   # the decay still reached its end

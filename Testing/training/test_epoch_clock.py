@@ -133,7 +133,7 @@ def test_budget_run_checkpoints_at_least_every_epoch_minutes(tmp_path, monkeypat
     result = train_fold(None, ws.root, "3d_fullres", 0, time_budget_minutes=1.0,
                         overrides={**FAST, "epoch_minutes": 0.1, "max_epochs": 1000})
     log = _log(ws)
-    assert "max_epochs" in result.stop_reason   # the fitted schedule ended the run
+    assert "fitted to the time budget" in result.stop_reason   # the schedule ended it
     gaps = [b - a for a, b in zip([0.0, *saves[:-1]], saves)]
     assert max(gaps) <= 6.0 and len(log) >= 9, (gaps, len(log))
     assert all(r["iterations"] < 20 for r in log)   # every epoch ended by the clock
@@ -172,7 +172,7 @@ def test_continue_keeps_what_was_left_of_the_budget(tmp_path, monkeypatch):
     texts = [m["text"] for m in messages if m["event"] == "message"]
     assert any(f"{(60.0 - spent) / 60:.1f} of its 1 minutes were left" in t for t in texts)
     assert any(t.startswith("time budget: ") and "so the run ends after" in t for t in texts)
-    assert "max_epochs" in result.stop_reason   # the re-fitted schedule ended the run
+    assert "fitted to the time budget" in result.stop_reason   # the re-fit ended it
     assert clock.now - resumed_at <= 60.0 - spent + 3 * 0.5   # within what was left
     final = ckpt.load_checkpoint(ws.run_dir("3d_fullres", 0) / CHECKPOINT_FINAL)
     assert final["time_budget"]["spent_s"] <= 60.0 + 3 * 0.5
