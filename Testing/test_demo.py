@@ -9,6 +9,7 @@ import pytest
 from conftest import tiny_plans
 
 from NNSegLib import cli, demo
+from NNSegLib.planning.planner import plan_argv
 from NNSegLib.planning.plans import apply_overrides
 from NNSegLib.util.workspace import Workspace
 
@@ -36,7 +37,8 @@ def test_demo_network_is_the_plans_at_a_share_of_its_width(tmp_path):
     plans = tiny_plans()
     plans.save(ws.plans)
     full = plans.configuration("3d_fullres").features_per_stage
-    args = demo._narrower(tmp_path, "3d_fullres", 0.5)
-    assert args[0] == "--override"
-    narrow = apply_overrides(plans, [args[1]]).configuration("3d_fullres").features_per_stage
+    override = demo._narrower(tmp_path, "3d_fullres", 0.5)
+    args = plan_argv("D", tmp_path, overrides=[override])
+    assert args[args.index("--override") + 1] == override
+    narrow = apply_overrides(plans, [override]).configuration("3d_fullres").features_per_stage
     assert list(narrow) == [max(1, round(f / 2)) for f in full] and len(narrow) == len(full)
