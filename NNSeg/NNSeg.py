@@ -18,7 +18,7 @@ from typing import Annotated, Dict, List
 
 import slicer
 import vtk
-from NNSegPanels import selftest
+from NNSegPanels import common, selftest
 from NNSegPanels.common import JOB_WIDGETS, Folders, Jobs, Rules, _, showingErrors, translate
 from NNSegPanels.dataset import DatasetPanel
 from NNSegPanels.plan import PlanPanel
@@ -260,9 +260,6 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def caseNode(self):
         return self._parameterNode.parameterNode
 
-    def segmentVolumes(self) -> list:
-        return self.segmentPanel.segmentVolumes()
-
     def onTimer(self) -> None:
         self.jobs.onTimer()
 
@@ -279,11 +276,9 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 class NNSegLogic(ScriptedLoadableModuleLogic):
     """Everything the module does, usable without the GUI (scene and nodes as arguments).
 
-    Defines what needs the Slicer application (parameter node, dialogs, file readers);
-    every other method is ``NNSegLib.slicer.module_logic.ModuleLogic``'s, reached through
-    ``__getattr__`` (imported on first use, so the module loads before NNSegLib's
-    dependencies are installed).
-    """
+    Defines what needs the Slicer application; every other method is ModuleLogic's
+    (``NNSegLib.slicer.module_logic``), imported on first use through ``__getattr__`` (the
+    module loads before NNSegLib's dependencies are installed)."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -306,43 +301,13 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
         return NNSegParameterNode(super().getParameterNode())
 
     def ensureDependencies(self, confirm: bool = True) -> bool:
-        """Install missing or too old packages on first use (asks first); torch via the
-        PyTorch extension with NNSegLib's version requirement. Says when a restart is due."""
-        deps = _lib("dependencies")
+        """Install missing or too old packages on first use (asks first)."""
         requirements = pathlib.Path(__file__).parent / "Resources" / "requirements.txt"
-        unmet = deps.unmet_requirements(requirements, skip=SLICER_OWNED)
-        restart = []
-        if unmet:
-            if confirm and not slicer.util.confirmOkCancelDisplay(
-                    _("NNSeg needs these Python packages:") + "\n" + deps.install_message(unmet)
-                    + "\n" + _("Install now?")):
-                return False
-            lines = [line for line, _version in unmet]
-            restart += deps.restart_needed(lines)
-            slicer.util.pip_install(lines)
-        problem = deps.torch_problem()
-        if problem:
-            try:
-                import PyTorchUtils
-            except ImportError:
-                slicer.util.errorDisplay(problem + "\n" + _(
-                    "Install the PyTorch extension (Extensions Manager) first."))
-                return False
-            restart += deps.restart_needed([deps.TORCH_REQUIREMENT])
-            requirement = deps.parse_requirement(deps.TORCH_REQUIREMENT).specifier
-            if PyTorchUtils.PyTorchUtilsLogic().installTorch(
-                    askConfirmation=confirm, torchVersionRequirement=requirement) is None:
-                return False
-        if restart:
-            slicer.util.infoDisplay(_(
-                "Installed. Restart Slicer before using the new versions of {names} in this "
-                "session (background jobs already use them).").format(names=", ".join(restart)))
-        return True
+        return common.ensureDependencies(requirements, SLICER_OWNED, confirm)
 
     def loadCasesFromFolder(self, scene, folder) -> list:
         """Load ``<case>.nrrd`` + ``<case>.seg.nrrd`` pairs or an nnU-Net raw dataset."""
         return _lib("scene_dataset").load_cases_from_folder(scene, folder, slicer.util.loadVolume)
-
 
     def segmentInProcess(self, scene, volumes, modelPath, device: str = "auto", tta: bool = True,
                          folds: str = "", node=None, uncertainty: bool = False) -> tuple:

@@ -41,6 +41,42 @@ def showingErrors(message: str, waitCursor: bool = True):
         logging.debug("NNSeg: %s (shown to the user)", message, exc_info=True)
 
 
+def ensureDependencies(requirements, skip, confirm: bool = True) -> bool:
+    """Install missing or too old packages of ``requirements`` (a requirements.txt; ``skip``:
+    the packages Slicer ships) on first use, asking first; torch via the PyTorch extension
+    with NNSegLib's version requirement. Says when a restart is due."""
+    from NNSegLib.slicer import dependencies as deps  # pure Python: loads before the others
+
+    unmet = deps.unmet_requirements(requirements, skip=skip)
+    restart = []
+    if unmet:
+        if confirm and not slicer.util.confirmOkCancelDisplay(
+                _("NNSeg needs these Python packages:") + "\n" + deps.install_message(unmet)
+                + "\n" + _("Install now?")):
+            return False
+        lines = [line for line, _version in unmet]
+        restart += deps.restart_needed(lines)
+        slicer.util.pip_install(lines)
+    problem = deps.torch_problem()
+    if problem:
+        try:
+            import PyTorchUtils
+        except ImportError:
+            slicer.util.errorDisplay(problem + "\n" + _(
+                "Install the PyTorch extension (Extensions Manager) first."))
+            return False
+        restart += deps.restart_needed([deps.TORCH_REQUIREMENT])
+        requirement = deps.parse_requirement(deps.TORCH_REQUIREMENT).specifier
+        if PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                askConfirmation=confirm, torchVersionRequirement=requirement) is None:
+            return False
+    if restart:
+        slicer.util.infoDisplay(_(
+            "Installed. Restart Slicer before using the new versions of {names} in this "
+            "session (background jobs already use them).").format(names=", ".join(restart)))
+    return True
+
+
 def fillTable(table, header: list, rows: list) -> None:
     import qt
 
@@ -150,7 +186,7 @@ class Rules(Panel):
 
     def show(self) -> None:
         w, p = self.w, self.p
-        running, volumes = w.board.running, w.segmentVolumes()
+        running, volumes = w.board.running, w.segmentPanel.segmentVolumes()
         w.datasetPanel.refreshCases()
         state = self.logic.panelState(
             slicer.mrmlScene, p, volumes, w.modelInfo.get("channels"), w.runs, running,
