@@ -338,7 +338,10 @@ def _load_volume(scene, path):
 
 
 def load_module():
-    """Import NNSeg/NNSeg.py (after :func:`install`)."""
+    """Import NNSeg/NNSeg.py (after :func:`install`), its folder on ``sys.path`` as Slicer
+    puts it (for its ``NNSegPanels``)."""
+    if str(MODULE.parent) not in sys.path:
+        sys.path.insert(0, str(MODULE.parent))
     spec = importlib.util.spec_from_file_location("NNSeg", MODULE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

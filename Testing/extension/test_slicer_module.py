@@ -12,12 +12,28 @@ from NNSegLib.planning.plans import CONFIGURATIONS
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "NNSeg" / "NNSeg.py"
+PANELS = REPO / "NNSeg" / "NNSegPanels"
 UI = REPO / "NNSeg" / "Resources" / "UI" / "NNSeg.ui"
 
 
 @pytest.fixture(scope="module")
 def tree() -> ast.Module:
     return ast.parse(MODULE.read_text(encoding="utf-8"), feature_version=(3, 9))
+
+
+@pytest.fixture(scope="module")
+def everything(tree) -> ast.Module:
+    """NNSeg.py and its panel controllers (NNSeg/NNSegPanels) as one module body."""
+    body = list(tree.body)
+    for path in sorted(PANELS.glob("*.py")):
+        body += ast.parse(path.read_text(encoding="utf-8"), feature_version=(3, 9)).body
+    return ast.Module(body=body, type_ignores=[])
+
+
+def panel_classes(everything: ast.Module) -> list:
+    """The Widget and the panel controllers (the classes of NNSegPanels)."""
+    return [n for n in everything.body if isinstance(n, ast.ClassDef) and n.name not in (
+        "NNSeg", "NNSegParameterNode", "NNSegLogic", "NNSegTest")]
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +93,9 @@ def test_ui_is_valid_and_names_are_unique(ui):
     assert selectors == connected
 
 
-def test_every_ui_attribute_used_exists(tree, ui):
+def test_every_ui_attribute_used_exists(everything, ui):
     used = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(everything):
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
                 and node.value.attr == "ui" and isinstance(node.value.value, ast.Name)
                 and node.value.value.id == "self"):
@@ -167,7 +183,7 @@ def test_widget_defaults_match_parameter_defaults(tree, ui):
     assert FINE_TUNE_EPOCHS == 50
 
 
-def test_module_shape_and_lazy_heavy_imports(tree):
+def test_module_shape_and_lazy_heavy_imports(tree, everything):
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     assert {"NNSeg", "NNSegParameterNode", "NNSegWidget", "NNSegLogic", "NNSegTest"} <= set(
         classes)
@@ -177,31 +193,36 @@ def test_module_shape_and_lazy_heavy_imports(tree):
         in src
     assert "self.parent.title = _('NNSeg')" in src
     top_imports = set()
-    for n in tree.body:
+    for n in everything.body:
         if isinstance(n, ast.Import):
             top_imports |= {a.name.split(".")[0] for a in n.names}
         elif isinstance(n, ast.ImportFrom):
             top_imports.add((n.module or "").split(".")[0])
     assert not top_imports & {"torch", "numpy", "NNSegLib", "SimpleITK", "qt", "ctk"}, top_imports
-    # the Widget never runs library work itself and never imports NNSegLib: only self.logic
-    widget_src = ast.unparse(classes["NNSegWidget"])
-    for forbidden in ("NNSegLib", "_lib(", "load_model", "predict_array", "subprocess"):
-        assert forbidden not in widget_src, forbidden
+    # the Widget and the panels never run library work themselves and never import NNSegLib:
+    # only self.logic
+    controllers = panel_classes(everything)
+    assert {c.name for c in controllers} >= {"NNSegWidget", "DatasetPanel", "PlanPanel",
+                                             "TrainPanel", "SegmentPanel", "ReviewPanel"}
+    for cls in controllers:
+        widget_src = ast.unparse(cls)
+        for forbidden in ("NNSegLib", "_lib(", "load_model", "predict_array", "subprocess"):
+            assert forbidden not in widget_src, (cls.name, forbidden)
     # Apply buttons double as Cancel buttons while a job runs
+    methods = {f.name: f for c in controllers for f in c.body if isinstance(f, ast.FunctionDef)}
     for handler in ("onPlan", "onTrain", "onSegment", "onFindBest", "onBatch", "onFineTune"):
-        fn = next(f for f in classes["NNSegWidget"].body if getattr(f, "name", "") == handler)
-        assert "self.cancelJob(" in ast.unparse(fn), handler
-    # thin: no Widget or Logic method is long (the decisions live in NNSegLib.slicer)
-    for cls in ("NNSegWidget", "NNSegLogic"):
-        for f in classes[cls].body:
+        assert "self.w.jobs.cancel(" in ast.unparse(methods[handler]), handler
+    # thin: no Widget, panel or Logic method is long (the decisions live in NNSegLib.slicer)
+    for cls in [*controllers, classes["NNSegLogic"]]:
+        for f in cls.body:
             if isinstance(f, ast.FunctionDef):
-                assert f.end_lineno - f.lineno < 40, f"{cls}.{f.name} is long"
+                assert f.end_lineno - f.lineno < 40, f"{cls.name}.{f.name} is long"
 
 
-def test_translation_function_with_fallback_and_no_bare_user_strings(tree):
+def test_translation_function_with_fallback_and_no_bare_user_strings(tree, everything):
     """User-visible strings go through Slicer's translation function (``_``), which falls
     back to the text itself on Slicers without ``slicer.i18n``."""
-    guarded = [n for n in tree.body if isinstance(n, ast.Try)]
+    guarded = [n for n in everything.body if isinstance(n, ast.Try)]
     assert any("from slicer.i18n import tr as _" in ast.unparse(t) and
                any(h.type is not None and ast.unparse(h.type) == "ImportError"
                    for h in t.handlers) for t in guarded)
@@ -209,8 +230,7 @@ def test_translation_function_with_fallback_and_no_bare_user_strings(tree):
              "confirmYesNoDisplay", "tryWithErrorDisplay", "getExistingDirectory", "addRow",
              "confirm"}
     bare = []
-    widget = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "NNSegWidget")
-    for node in ast.walk(widget):
+    for node in (n for cls in panel_classes(everything) for n in ast.walk(cls)):
         if isinstance(node, ast.Call) and getattr(node.func, "attr", None) in shown:
             for arg in node.args[:2]:
                 if isinstance(arg, (ast.JoinedStr, ast.Constant)) and isinstance(
@@ -226,19 +246,21 @@ def test_translation_function_with_fallback_and_no_bare_user_strings(tree):
     assert "set_translator(_)" in ast.unparse(tree)  # NNSegLib's texts use the same function
 
 
-def test_every_widget_name_in_the_module_exists_in_the_ui(tree, ui):
+def test_every_widget_name_in_the_module_exists_in_the_ui(everything, ui):
     """Names used through getattr(self.ui, name) (buttons tables, rule results)."""
     names = set(widgets(ui))
-    apply_buttons = ast.parse(_resolve(ast.Name("APPLY_BUTTONS"), tree), mode="eval").body
+    apply_buttons = ast.parse(_resolve(ast.Name("APPLY_BUTTONS"), everything), mode="eval").body
     button_names = {t.elts[0].value for t in apply_buttons.values}
     assert len(button_names) == 6 and button_names <= names
-    job_widgets = ast.literal_eval(_resolve(ast.Name("JOB_WIDGETS"), tree))
+    job_widgets = ast.literal_eval(_resolve(ast.Name("JOB_WIDGETS"), everything))
     assert set(job_widgets) == {k.value for k in apply_buttons.keys}
     assert {n for pair in job_widgets.values() for n in pair} <= names
-    setup = [f for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "NNSegWidget"
-             for f in n.body if getattr(f, "name", "") in ("setup", "connectSignals")]
+    # the panels' BUTTONS and TABLES, and what their connect() methods name
+    setup = [f for n in panel_classes(everything) for f in n.body
+             if getattr(f, "name", "") in ("setup", "connect")
+             or ast.unparse(f).startswith(("BUTTONS", "TABLES"))]
     connected = {c.value for f in setup for c in ast.walk(f) if isinstance(c, ast.Constant)
-                 and isinstance(c.value, str) and c.value.endswith("Button")}
+                 and isinstance(c.value, str) and c.value.endswith(("Button", "TableWidget"))}
     assert connected and connected <= names, connected - names
     from NNSegLib.slicer.panel_rules import LOCKS, PanelState, button_rules
 
@@ -366,15 +388,16 @@ def test_logic_plans_table(module, tmp_path):
     assert table["spacing (mm)"] == "1×0.5×0.5" and table["stages"] == "2"
 
 
-def test_every_logic_method_the_widget_calls_exists(tree):
-    """``self.logic.X`` in the Widget: defined by NNSegLogic or forwarded to ModuleLogic."""
+def test_every_logic_method_the_widget_calls_exists(tree, everything):
+    """``self.logic.X`` in the Widget and the panels, ``logic.X`` in the self-test: defined by
+    NNSegLogic or forwarded to ModuleLogic."""
     from NNSegLib.slicer.module_logic import ModuleLogic
 
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
-    used = {node.attr for node in ast.walk(classes["NNSegWidget"])
+    used = {node.attr for cls in panel_classes(everything) for node in ast.walk(cls)
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
             and node.value.attr == "logic"}
-    used |= {node.attr for node in ast.walk(classes["NNSegTest"])
+    used |= {node.attr for node in ast.walk(everything)
              if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
              and node.value.id == "logic"}
     own = {f.name for f in classes["NNSegLogic"].body if isinstance(f, ast.FunctionDef)}

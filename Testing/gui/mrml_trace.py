@@ -94,7 +94,7 @@ _state: dict[str, Any] = {}
 def pytest_addoption(parser: Any) -> None:
     parser.addoption("--mrml-trace", default=None,
                      help="write the Slicer (class, method) pairs called to this JSON file")
-    parser.addoption("--mrml-trace-sources", default="NNSegLib,NNSeg/NNSeg.py",
+    parser.addoption("--mrml-trace-sources", default="NNSegLib,NNSeg/NNSeg.py,NNSeg/NNSegPanels",
                      help="comma-separated files/folders (relative to the rootdir) whose "
                           "calls are kept")
 

@@ -35,7 +35,8 @@ pytestmark = pytest.mark.slicer
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-SOURCES = [REPO / "NNSeg" / "NNSeg.py", *sorted((REPO / "NNSegLib").rglob("*.py"))]
+SOURCES = [REPO / "NNSeg" / "NNSeg.py", *sorted((REPO / "NNSeg" / "NNSegPanels").glob("*.py")),
+           *sorted((REPO / "NNSegLib").rglob("*.py"))]
 
 #: Calls whose name a Slicer class also has, made on objects that are not Slicer's.
 NOT_MRML = {

@@ -1,0 +1,274 @@
+"""What every panel controller shares: translation, error display, tables, the job board."""
+
+import contextlib
+import logging
+
+import slicer
+
+try:
+    from slicer.i18n import tr as _
+    from slicer.i18n import translate
+except ImportError:  # Slicer before 5.4: no translation infrastructure
+    def _(text):
+        return text
+
+    def translate(context, text):
+        return text
+
+#: Panel → (Apply button, its text); while the panel's job runs the button is Cancel.
+APPLY_BUTTONS = {"plan": ("planButton", _("Plan")), "train": ("trainButton", _("Train")),
+                 "findbest": ("findBestButton", _("Find best configuration")),
+                 "segment": ("segmentButton", _("Segment")),
+                 "batch": ("batchButton", _("Segment batch")),
+                 "finetune": ("fineTuneButton", _("Fine-tune"))}
+#: Panel → (progress bar, status label) of its job.
+JOB_WIDGETS = {"plan": ("planProgressBar", "planStatusLabel"),
+               "train": ("trainProgressBar", "trainStatusLabel"),
+               "findbest": ("trainProgressBar", "trainStatusLabel"),
+               "segment": ("segmentProgressBar", "segmentStatusLabel"),
+               "batch": ("batchProgressBar", "batchStatusLabel"),
+               "finetune": ("fineTuneProgressBar", "fineTuneStatusLabel")}
+
+
+@contextlib.contextmanager
+def showingErrors(message: str, waitCursor: bool = True):
+    """Slicer's tryWithErrorDisplay (the error shown with its details), without re-raising:
+    for one step of a handler whose other steps must still run."""
+    try:
+        with slicer.util.tryWithErrorDisplay(message, waitCursor=waitCursor):
+            yield
+    except Exception:
+        logging.debug("NNSeg: %s (shown to the user)", message, exc_info=True)
+
+
+def ensureDependencies(requirements, skip, confirm: bool = True) -> bool:
+    """Install missing or too old packages of ``requirements`` (a requirements.txt; ``skip``:
+    the packages Slicer ships) on first use, asking first; torch via the PyTorch extension
+    with NNSegLib's version requirement. Says when a restart is due."""
+    from NNSegLib.slicer import dependencies as deps  # pure Python: loads before the others
+
+    unmet = deps.unmet_requirements(requirements, skip=skip)
+    restart = []
+    if unmet:
+        if confirm and not slicer.util.confirmOkCancelDisplay(
+                _("NNSeg needs these Python packages:") + "\n" + deps.install_message(unmet)
+                + "\n" + _("Install now?")):
+            return False
+        lines = [line for line, _version in unmet]
+        restart += deps.restart_needed(lines)
+        slicer.util.pip_install(lines)
+    problem = deps.torch_problem()
+    if problem:
+        try:
+            import PyTorchUtils
+        except ImportError:
+            slicer.util.errorDisplay(problem + "\n" + _(
+                "Install the PyTorch extension (Extensions Manager) first."))
+            return False
+        restart += deps.restart_needed([deps.TORCH_REQUIREMENT])
+        requirement = deps.parse_requirement(deps.TORCH_REQUIREMENT).specifier
+        if PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                askConfirmation=confirm, torchVersionRequirement=requirement) is None:
+            return False
+    if restart:
+        slicer.util.infoDisplay(_(
+            "Installed. Restart Slicer before using the new versions of {names} in this "
+            "session (background jobs already use them).").format(names=", ".join(restart)))
+    return True
+
+
+def fillTable(table, header: list, rows: list) -> None:
+    import qt
+
+    table.setColumnCount(len(header))
+    table.setHorizontalHeaderLabels(header)
+    table.setRowCount(len(rows))
+    for i, row in enumerate(rows):
+        for j, text in enumerate(row):
+            table.setItem(i, j, qt.QTableWidgetItem(text))
+
+
+class Panel:
+    """A panel's controller: the module widget ``w`` holds the state the panels share (the
+    parameter node, the logic, the job board, the model and the runs)."""
+
+    #: (button name, handler method name) connected to the button's click.
+    BUTTONS: tuple = ()
+    #: Tables whose columns are as wide as their texts (the default 100 px cut names).
+    TABLES: tuple = ()
+
+    def __init__(self, widget) -> None:
+        self.w = widget
+        self.ui = widget.ui
+        self.logic = widget.logic
+
+    @property
+    def p(self):
+        return self.w._parameterNode
+
+    def connect(self) -> None:
+        import qt
+
+        for name in self.TABLES:
+            header = getattr(self.ui, name).horizontalHeader()
+            header.setSectionResizeMode(qt.QHeaderView.ResizeToContents)
+        for name, handler in self.BUTTONS:
+            getattr(self.ui, name).connect("clicked(bool)", getattr(self, handler))
+
+
+class Jobs(Panel):
+    """Each panel's background job: started, followed (status, progress, chart), cancelled."""
+
+    def start(self, key: str, job, context: dict, onDone, cleanup=None) -> None:
+        self.w.board.start(key, job, context, on_done=onDone, on_event=self.onJobEvent,
+                           cleanup=cleanup)
+        self.w.statusLabel(key).text = _("Running...")
+        self.w.timer.start()
+        self.w.updateGui()
+
+    def cancel(self, key: str) -> bool:
+        """Cancel the panel's job if one runs (its Apply button is the Cancel button)."""
+        entry = self.w.board.get(key)
+        if entry is None:
+            return False
+        question = self.logic.cancelQuestion(key, entry.context)
+        if question and not self.w.confirm(question):
+            return True
+        self.w.statusLabel(key).text = _("Cancelling...")
+        self.w.board.cancel(key)
+        return True
+
+    def onTimer(self) -> None:
+        ended = self.w.board.poll()
+        if ended:
+            self.w.updateGui()
+            if any(e.key in self.logic.trainingKeys() for e in ended):
+                self.w.trainPanel.refreshRuns()
+        if not self.w.board.running:
+            self.w.timer.stop()
+
+    def onJobEvent(self, entry, event: dict) -> None:
+        if event.get("event") == "phase_done":
+            self.w.segmentPanel.onSegmentPhaseDone(entry, event)
+            return
+        text = self.logic.describeEvent(entry, event)
+        if text is not None:
+            self.w.statusLabel(entry.key).text = text
+        value = self.logic.progressValue(entry.key, event)
+        if value is not None:
+            bar = getattr(self.ui, JOB_WIDGETS[entry.key][0])
+            bar.maximum, bar.value = value[1], value[0]
+            if entry.key == "batch":
+                self.w.reviewPanel.refreshReview()  # the finished case joins the table
+        elif event.get("event") == "step" and entry.key in self.logic.trainingKeys():
+            self.w.epochRecords = []
+        elif event.get("event") == "epoch":
+            self.w.epochRecords.append(event)
+            self.w.trainPanel.showChart(self.w.epochRecords)
+
+    def finishMessage(self, entry, what: str) -> bool:
+        ok, text = self.logic.finishText(entry.job, what)
+        self.w.statusLabel(entry.key).text = text
+        if not ok and not entry.job.cancel_requested:
+            slicer.util.errorDisplay(text, detailedText="\n".join(entry.job.log_tail(50)))
+        return ok
+
+
+class Rules(Panel):
+    """Every panel's buttons enabled (with the reason as tooltip), inputs of running jobs
+    locked, and the texts that follow the settings."""
+
+    def __init__(self, widget) -> None:
+        super().__init__(widget)
+        self.defaultTips = {name: getattr(self.ui, name).toolTip
+                            for name in self.logic.buttonRules(self.logic.emptyState())}
+        self.deviceInfos: dict = {}
+
+    def show(self) -> None:
+        w, p = self.w, self.p
+        running, volumes = w.board.running, w.segmentPanel.segmentVolumes()
+        w.datasetPanel.refreshCases()
+        state = self.logic.panelState(
+            slicer.mrmlScene, p, volumes, w.modelInfo.get("channels"), w.runs, running,
+            w.reviewPanel.batchVolumes(), w.review, self.ui.datasetCaseNameLineEdit.text)
+        locked, inputs = self.logic.lockedWidgets(running), self.logic.enabledInputs(state)
+        for name, rule in self.logic.buttonRules(state).items():
+            button = getattr(self.ui, name)
+            button.enabled = rule.enabled and name not in locked
+            button.toolTip = rule.reason or self.defaultTips.get(name, "")
+        for name in self.logic.lockableWidgets():
+            if not name.endswith("Button"):
+                getattr(self.ui, name).enabled = name not in locked and inputs.get(name, True)
+        for key, (name, text) in APPLY_BUTTONS.items():
+            getattr(self.ui, name).text = _("Cancel") if key in running else text
+        self.ui.trainWarningLabel.text = self.logic.cpuTrainingWarning(
+            self.deviceFor(p.device), p.workFolder, p.trainConfiguration, p.folds,
+            p.maxEpochs, p.timeBudget, p.timeBudgetMinutes) or ""
+        for name, text in self.logic.infoTexts(state).items():
+            getattr(self.ui, name).text = text
+        self.ui.segmentTimeLabel.text = self.logic.describeSegmentTimes(
+            w.segmentPanel.segmentTimes(), p.modelPath, self.deviceFor(p.predictDevice),
+            volumes, p.predictFolds, p.tta, p.allowUnfinished)
+
+    def deviceFor(self, requested: str):
+        """The device a panel's choice resolves to (detected once per choice)."""
+        if self.w.deviceInfo is None:
+            return None
+        if requested not in self.deviceInfos:
+            self.deviceInfos[requested] = self.logic.detectDevice(requested)
+        return self.deviceInfos[requested]
+
+    def applyDeviceBudget(self) -> None:
+        p, info = self.p, self.w.deviceInfo
+        if p is not None and info is not None and p.memoryBudgetAuto:
+            budget = self.logic.memoryBudget(info)
+            if abs(p.memoryBudgetGB - budget) > 1e-6:
+                p.memoryBudgetGB = budget
+
+
+class Folders(Panel):
+    """The dataset, work, model and batch folders: remembered in Slicer's settings, the work
+    folder following the dataset, the runs and the review queue re-read when theirs changes."""
+
+    def __init__(self, widget) -> None:
+        super().__init__(widget)
+        self.seen: dict = {"dataset": None, "work": None, "batch": None}
+
+    def initialize(self) -> None:
+        """A new parameter node: unset folders from the settings or the per-user defaults."""
+        import qt
+
+        p, settings = self.p, qt.QSettings()
+        remembered = {k: settings.value(v) for k, v in self.logic.settingsKeys().items()}
+        folders = self.logic.initialFolders(p.datasetFolder, p.workFolder, remembered)
+        p.datasetFolder, p.workFolder = folders["dataset"], folders["work"]
+        model = self.logic.initialModel(p.modelPath, remembered)
+        if model is not None and model != p.modelPath:
+            p.modelPath = model
+        batch = self.logic.initialBatchFolder(p.batchFolder, remembered)
+        if batch != p.batchFolder:
+            p.batchFolder = batch
+
+    def changed(self) -> None:
+        import qt
+
+        p, seen = self.p, self.seen
+        dataset, work = str(p.datasetFolder), str(p.workFolder)
+        if dataset != seen["dataset"]:
+            new_work = self.logic.followDataset(seen["dataset"], dataset, work)
+            seen["dataset"] = dataset
+            if new_work is not None:
+                p.workFolder = new_work  # triggers this handler again
+                return
+        settings, batch = qt.QSettings(), str(p.batchFolder)
+        for key, value in (("dataset", dataset), ("work", work), ("batch", batch)):
+            if not self.logic.isUnset(value):
+                settings.setValue(self.logic.settingsKeys()[key], value)
+        if work != seen["work"]:
+            seen["work"] = work
+            self.w.trainPanel.refreshRuns()
+        if batch != seen["batch"]:
+            seen["batch"] = batch
+            self.w.reviewPanel.refreshReview()
+        self.w.rules.applyDeviceBudget()
+        self.w.updateGui()
