@@ -70,10 +70,17 @@ def validation_windows(folder: Path, case_ids: Sequence[str], patch: Sequence[in
 
 
 def final_validation_seconds(windows: int, num_cases: int, batch_size: int,
-                             seconds_per_iteration: float, mirrors: int) -> float:
+                             seconds_per_iteration: float, mirrors: int,
+                             window_seconds: float | None = None) -> float:
     """Estimated wall time of segmenting the validation cases at the end: ``windows``
-    sliding-window positions in all (:func:`validation_windows`) over ``num_cases``."""
-    per_window = FORWARD_SHARE * seconds_per_iteration / max(1, batch_size)
+    sliding-window positions in all (:func:`validation_windows`) over ``num_cases``.
+
+    A window costs ``window_seconds`` when measured (an epoch's validation batches: the
+    same forward pass, per sample), else :data:`FORWARD_SHARE` of a training step per
+    sample.
+    """
+    per_window = (FORWARD_SHARE * seconds_per_iteration / max(1, batch_size)
+                  if window_seconds is None else window_seconds)
     return windows * mirrors * per_window + num_cases * CASE_OVERHEAD_SECONDS
 
 
@@ -139,7 +146,7 @@ class TimeBudget:
             invocation has used some).
         probe_iterations: Timed iterations before the first fit.
         final_validation: Estimated seconds of the final validation, given the seconds of a
-            training iteration.
+            training iteration and (when measured) of one window's forward pass.
         clock: ``time.monotonic`` (tests pass a fake one).
         fit: Fits the schedule to a number of iterations; returns the number it used
             (default: only returns it).
@@ -148,7 +155,8 @@ class TimeBudget:
     """
 
     def __init__(self, total_s: float, left_s: float, probe_iterations: int,
-                 final_validation: Callable[[float], float], clock: Callable[[], float],
+                 final_validation: Callable[[float, float | None], float],
+                 clock: Callable[[], float],
                  fit: Callable[[int], int] | None = None,
                  report: Callable[[str], Any] | None = None,
                  epoch: tuple[int, int] = (250, 50)) -> None:
@@ -162,6 +170,8 @@ class TimeBudget:
         self.iterations_per_epoch, self.val_iterations = epoch
         #: The latest time the trainer told the budget about (steps, epoch ends, checks).
         self._seen: float | None = None
+        #: Measured seconds of one sample's forward pass (the epochs' validation batches).
+        self.window_s: float | None = None
         #: Step end times of this invocation (the first one pays for start-up).
         self._step_times: deque[float] = deque(maxlen=max(200, probe_iterations + 2))
         #: (time, iterations done) at the first step of this invocation: the origin of the
@@ -182,11 +192,11 @@ class TimeBudget:
         windows = (validation_windows(setup.preprocessed, cases, config.patch_size,
                                       config.median_shape) if cases else 0)
 
-        def final_validation(per_iteration: float) -> float:
+        def final_validation(per_iteration: float, window_s: float | None) -> float:
             if not cases:
                 return 0.0
             return final_validation_seconds(windows, len(cases), config.batch_size,
-                                            per_iteration, 2 ** config.spatial_dims)
+                                            per_iteration, 2 ** config.spatial_dims, window_s)
 
         return cls(total, setup.time_budget_s, rc.budget_probe_iterations, final_validation,
                    clock, fit, report, (rc.iterations_per_epoch, rc.val_iterations))
@@ -242,14 +252,19 @@ class TimeBudget:
             f"{total} iterations ({total - done} more; {final:.0f} s kept for the final "
             f"validation)")
 
-    def after_epoch(self, now: float, done: int, fitted_before: int | None) -> None:
+    def after_epoch(self, now: float, done: int, fitted_before: int | None,
+                    window_s: float | None = None) -> None:
         """At an epoch's end: re-fit the schedule with what an iteration has really cost.
 
         The probe only times training steps; an epoch also pays for its validation batches,
         its checkpoints and any slow-down since the probe. The cost per iteration measured
         over this invocation includes all of that, so the schedule (and its decay or final
         low-lr phase) still ends when the budget does. No time left: the run ends now.
+        ``window_s``: the epoch's validation time per sample, which then prices the final
+        validation's windows.
         """
+        if window_s is not None and window_s > 0:
+            self.window_s = window_s
         refit = self.refit(now, done)
         if refit is None:   # not fitted after the probe yet
             return
@@ -268,7 +283,7 @@ class TimeBudget:
             val_iterations: int) -> tuple[int, float, float]:
         """The first fit after the probe: ``(total iterations, s per iteration, final s)``."""
         per_iteration = self.step_seconds()
-        final = self.final_validation(per_iteration)
+        final = self.final_validation(per_iteration, self.window_s)
         self.fit_pending = False
         total = fitted_iterations(self.total_s, self.total_s - self.left(now), done,
                                   per_iteration, iterations_per_epoch, val_iterations, final)
@@ -284,7 +299,7 @@ class TimeBudget:
         if done <= origin_done:
             return None
         all_in = (now - origin_time) / (done - origin_done)
-        final = self.final_validation(self.step_seconds())
+        final = self.final_validation(self.step_seconds(), self.window_s)
         total = refitted_iterations(self.total_s, self.total_s - self.left(now), done,
                                     all_in, final)
         return total, all_in, final

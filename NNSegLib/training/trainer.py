@@ -383,7 +383,10 @@ class Trainer:
         val_loss, counts = self.validate(st.epoch, batches)
         val_seconds = time.perf_counter() - t0
         if self.budget is not None:
-            self.budget.after_epoch(self._now(), st.step, self.schedule.total_iterations)
+            per_sample = (val_seconds / batches / self.batches.val_sampler.batch_size
+                          if batches else None)
+            self.budget.after_epoch(self._now(), st.step, self.schedule.total_iterations,
+                                    per_sample)
         dice = dice_from_counts(counts)
         defined = [d for d in dice if d is not None]
         mean_dice = float(np.mean(defined)) if defined else None

@@ -28,6 +28,8 @@ def test_windows_and_final_validation_estimate(tmp_path):
     # 42 windows (one per case) × 8 mirrors × 0.4 · 2.4 s / 7, + 0.5 s per case
     assert final_validation_seconds(42, 42, 7, 2.4, 8) == (
         pytest.approx(42 * (8 * 0.4 * 2.4 / 7 + 0.5)))
+    # a measured forward pass per sample replaces the 0.4 share of a step
+    assert final_validation_seconds(42, 42, 7, 2.4, 8, 0.1) == pytest.approx(42 * (0.8 + 0.5))
     # The cases' own shapes (file headers), not the median: 1.5 patches per axis need 8
     np.save(tmp_path / "a.npy", np.zeros((1, 36, 50, 35), np.float32))
     np.save(tmp_path / "b.npy", np.zeros((1, 60, 84, 60), np.float32))   # 1.5 patches

@@ -57,7 +57,7 @@ def test_epoch_clock_ends_the_epoch_so_validation_and_checkpoint_fit():
 
 def test_time_budget_state_resumes_with_what_was_left():
     t = [100.0]
-    budget = TimeBudget(600.0, 590.0, 3, lambda s: 0.0, lambda: t[0])   # 10 s of set-up
+    budget = TimeBudget(600.0, 590.0, 3, lambda s, w: 0.0, lambda: t[0])   # 10 s of set-up
     t[0] += 100.0
     assert budget.left() == pytest.approx(490.0)
     state = budget.state_dict()
@@ -70,7 +70,13 @@ def test_time_budget_state_resumes_with_what_was_left():
 def test_time_budget_fits_after_the_probe_and_refits_at_epoch_ends():
     t = [0.0]
     fits, messages = [], []
-    budget = TimeBudget(100.0, 100.0, 3, lambda s: 10.0, lambda: t[0], fit=lambda n:
+    windows = []
+
+    def final(step_s, window_s):   # 10 s, or 40 windows at the measured cost
+        windows.append(window_s)
+        return 10.0 if window_s is None else 40 * window_s
+
+    budget = TimeBudget(100.0, 100.0, 3, final, lambda: t[0], fit=lambda n:
                         fits.append(n) or n, report=messages.append, epoch=(50, 0))
     for done in range(1, 4):   # the first step pays for start-up, then the probe
         t[0] += 2.0
@@ -84,6 +90,8 @@ def test_time_budget_fits_after_the_probe_and_refits_at_epoch_ends():
     budget.after_epoch(t[0], 4, fits[0])
     assert fits[1] == 4 + int((100.0 - 38.0 - 10.0) // (36.0 / 3))
     assert "re-fitted" in messages[1]
+    budget.after_epoch(t[0], 4, fits[1], window_s=0.05)   # measured: 40 × 0.05 s = 2 s
+    assert windows[-1] == 0.05 and fits[2] == 4 + int((100.0 - 38.0 - 2.0) // (36.0 / 3))
 
 
 @pytest.mark.parametrize("minutes", [0.0, -1.0, math.nan, -math.inf, 2.5])
