@@ -110,7 +110,8 @@ class NNSegParameterNode:
     device: Annotated[str, Choice(DEVICES)] = "auto"
     detachTraining: bool = False
     timeBudget: bool = False
-    timeBudgetMinutes: Annotated[int, WithinRange(1, 100000)] = 60
+    #: at least one validation interval (RunConfig.epoch_minutes), as `nnseg train` requires
+    timeBudgetMinutes: Annotated[int, WithinRange(3, 100000)] = 60
     # Segment
     modelPath: pathlib.Path
     inputVolume: vtkMRMLScalarVolumeNode

@@ -226,3 +226,16 @@ def test_leaving_the_module_before_its_startup_ran(harness):
     other_module(harness)  # exit() before the event loop ran the start-up
     slicer.app.processEvents()
     assert LOG.problems() == [], LOG.problems()
+
+
+def test_time_budget_below_one_validation_interval_cannot_be_chosen(harness):
+    """The panel's minutes spin box stops at the minimum `nnseg train --time-budget`
+    accepts (one validation interval, RunConfig.epoch_minutes): a smaller value is clamped
+    by the spin box, never sent to a job that would refuse it."""
+    from NNSegLib.training.run_config import RunConfig
+
+    widget = open_module(harness)
+    spin = widget.ui.timeBudgetSpinBox
+    widget.ui.timeBudgetCheckBox.checked = True
+    spin.value = 1
+    assert spin.value == RunConfig.epoch_minutes == widget._parameterNode.timeBudgetMinutes
