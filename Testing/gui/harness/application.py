@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import types
 from pathlib import Path
 
 from PyQt5 import QtCore, QtWidgets
@@ -255,7 +254,7 @@ def create_widget(module: qSlicerScriptedLoadableModule):
 
 
 __all__ = ["LogicModule", "MainWindow", "ModuleManager", "create_widget", "load_scripted_module",
-           "qSlicerScriptedLoadableModule", "qSlicerScriptedLoadableModuleWidget", "types"]
+           "qSlicerScriptedLoadableModule", "qSlicerScriptedLoadableModuleWidget"]
 
 
 class CoreIOManager:

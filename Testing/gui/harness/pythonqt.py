@@ -110,7 +110,7 @@ def _pyqt_signal(obj, name: str, args: tuple[str, ...]):
 
 def connect_signal(obj, signature: str, slot) -> bool:
     info: ClassFacts = type(obj)._pq
-    if not info.has_signal(signature) and not _meta_has_signal(obj, signature, info):
+    if not info.has_signal(signature) and not _meta_has_signal(obj, signature):
         raise ValueError(f"{type(obj).__name__}.connect: no signal {signature!r}")
     name, args = split_signature(signature)
     receiver = Receiver(slot)
@@ -133,9 +133,9 @@ def disconnect_signal(obj, signature: str, slot) -> bool:
     return found
 
 
-def _meta_has_signal(obj, signature: str, info: ClassFacts) -> bool:
+def _meta_has_signal(obj, signature: str) -> bool:
     """A Qt class not described in the facts: its real meta-object decides."""
-    if info.name in _FACT_CLASSES:
+    if type(obj)._pq_strict:  # facts classes, their subclasses and the look-alikes
         return False
     mo = QtCore.QObject.metaObject(obj)
     sig = QtCore.QMetaObject.normalizedSignature(signature).data().decode()
@@ -145,9 +145,6 @@ def _meta_has_signal(obj, signature: str, info: ClassFacts) -> bool:
         if m.methodType() == QtCore.QMetaMethod.Signal and signature == sig:
             return True
     return False
-
-
-_FACT_CLASSES: set[str] = set()
 
 
 class BoundSignal:
@@ -245,8 +242,6 @@ class PythonQtObject:
 def python_qt_class(name: str, base: type, info: ClassFacts, strict: bool,
                     namespace: dict | None = None) -> type:
     """``qt.<name>``: the PyQt5 class with PythonQt's attribute rules."""
-    if strict:
-        _FACT_CLASSES.add(name)
     attrs = {"_pq": info, "_pq_strict": strict, "__module__": "qt"}
     attrs.update(namespace or {})
     return type(name, (PythonQtObject, base), attrs)

@@ -54,8 +54,7 @@ def property_value(element, classes: dict):
 
 
 def _is_real_property(obj, name: str) -> bool:
-    mo = obj.metaObject() if not hasattr(type(obj), "_pq") else QtCore.QObject.metaObject(obj)
-    return mo.indexOfProperty(name) >= 0
+    return QtCore.QObject.metaObject(obj).indexOfProperty(name) >= 0
 
 
 class Builder:
