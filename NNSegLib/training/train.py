@@ -295,6 +295,7 @@ def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | No
            init_from: Path | str | None, adapt_head: bool,
            progress: Progress) -> TrainResult:
     """:func:`train_fold` once the run folder is locked."""
+    from NNSegLib.training.budget import cpu_budget_batch
     from NNSegLib.training.mixed_precision import amp_precision
     from NNSegLib.training.trainer import Trainer, TrainSetup
 
@@ -303,6 +304,11 @@ def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | No
     rc = resolve_run_config(run, plans, mode, overrides, fine_tune=source is not None)
     config = resolve_configuration(plans, configuration, rc)
     device, ctx = _device_and_threads(rc)
+    if budget.minutes is not None and mode in ("new", "fresh") and rc.batch_size is None:
+        batch = cpu_budget_batch(config.batch_size, config.spatial_dims, device.type, progress)
+        if batch is not None:   # saved in the run config: --continue keeps it
+            rc = rc.replace(batch_size=batch)
+            config = resolve_configuration(plans, configuration, rc)
     try:
         # An impossible --amp (bf16 on MPS, fp16 on a CPU) fails here, before any file.
         precision = amp_precision(rc, device)

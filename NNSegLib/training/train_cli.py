@@ -113,7 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "often). With --continue: a run started with a budget keeps what "
                              "was left of it at its last checkpoint (the minutes since then are "
                              "lost) and fits its schedule to that again; --time-budget M gives "
-                             "it M minutes from now instead")
+                             "it M minutes from now instead. On a CPU a new 3D run then trains "
+                             "batch 2 unless --batch-size is given")
     parser.add_argument("--init-from", type=Path, default=None, metavar="MODEL",
                         help="fine-tune: start from trained weights (a model folder: the same "
                              "configuration and fold; a fold folder; or a checkpoint file), "

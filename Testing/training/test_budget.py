@@ -10,6 +10,7 @@ from conftest import tiny_plans, write_preprocessed
 
 from NNSegLib.training import trainer as trainer_module
 from NNSegLib.training.budget import (
+    cpu_budget_batch,
     final_validation_seconds,
     fitted_iterations,
     refitted_iterations,
@@ -71,9 +72,9 @@ class FakeClock:
         return getattr(time, name)
 
 
-def _budget_run(tmp_path, monkeypatch, clock, **overrides):
+def _budget_run(tmp_path, monkeypatch, clock, plan_batch=2, **overrides):
     ws = Workspace(tmp_path / "work")
-    tiny_plans(recipe="v2").save(ws.plans)
+    tiny_plans(recipe="v2", batch_size=plan_batch).save(ws.plans)
     write_preprocessed(ws.preprocessed("3d_fullres"), num_cases=6)
     monkeypatch.setattr(trainer_module, "time", clock)
     messages = []
@@ -119,3 +120,30 @@ def _log(ws):
 
     return [json.loads(line) for line in
             (ws.run_dir("3d_fullres", 0) / "log.jsonl").read_text().splitlines()]
+
+
+def test_cpu_budget_batch_only_for_3d_runs_on_a_cpu():
+    assert cpu_budget_batch(7, 3, "cpu") == 2
+    assert cpu_budget_batch(2, 3, "cpu") is None   # already the floor
+    assert cpu_budget_batch(7, 3, "cuda") is None and cpu_budget_batch(7, 3, "mps") is None
+    assert cpu_budget_batch(40, 2, "cpu") is None   # 2D batches stay as planned
+
+
+def test_a_cpu_budget_run_trains_batch_2_and_keeps_it(tmp_path, monkeypatch):
+    from NNSegLib.training.run_config import RunConfig
+
+    seen = []
+    real = trainer_module.Trainer.__init__
+
+    def spy(self, setup, *args, **kwargs):
+        seen.append(setup.config.batch_size)
+        real(self, setup, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", spy)
+    ws, _result, _texts, _its = _budget_run(tmp_path, monkeypatch, FakeClock(), plan_batch=4)
+    assert seen == [2]
+    run = ws.run("3d_fullres", 0)
+    assert RunConfig.load(run.run_config).batch_size == 2   # --continue trains the same
+    seen.clear()   # --batch-size wins over the budget's choice
+    _budget_run(tmp_path / "b", monkeypatch, FakeClock(), plan_batch=4, batch_size=3)
+    assert seen == [3]
