@@ -8,7 +8,6 @@ responsive and Cancel really stops the work.
 """
 
 import contextlib
-import importlib
 import logging
 import pathlib
 import shutil
@@ -49,11 +48,6 @@ TRAIN_CONFIGURATIONS = ["3d_fullres", "2d", "3d_lowres", "3d_cascade_fullres"]
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 #: Packages Slicer ships: never (re)installed by this module.
 SLICER_OWNED = ("numpy", "simpleitk", "vtk", "torch")
-
-
-def _lib(name: str):
-    """``NNSegLib.slicer.<name>``, imported on first use (after dependencies are installed)."""
-    return importlib.import_module(f"NNSegLib.slicer.{name}")
 
 
 #
@@ -160,8 +154,8 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = NNSegLogic()
-        self.board = self.logic.jobBoard()
-        self.review = self.logic.reviewSession()
+        self.board = self.logic.lib.jobBoard()
+        self.review = self.logic.lib.reviewSession()
         self.timer = qt.QTimer()
         self.timer.setInterval(300)
         self.timer.connect("timeout()", self.onTimer)
@@ -184,8 +178,8 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onStartup(self) -> None:
         """After the panel shows: detect the device, list runs, re-attach to running ones."""
         with showingErrors(_("Could not inspect the device.")):
-            self.deviceInfo = self.logic.detectDevice()
-            self.ui.deviceInfoLabel.text = self.logic.describeDevice(self.deviceInfo)
+            self.deviceInfo = self.logic.lib.detectDevice()
+            self.ui.deviceInfoLabel.text = self.logic.lib.describeDevice(self.deviceInfo)
             self.rules.applyDeviceBudget()
         self.trainPanel.refreshRuns(reattach=True)
         self.reviewPanel.refreshReview()
@@ -277,26 +271,30 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 class NNSegLogic(ScriptedLoadableModuleLogic):
     """Everything the module does, usable without the GUI (scene and nodes as arguments).
 
-    Defines what needs the Slicer application; every other method is ModuleLogic's
-    (``NNSegLib.slicer.module_logic``), imported on first use through ``__getattr__`` (the
-    module loads before NNSegLib's dependencies are installed)."""
+    Defines what needs the Slicer application; what the panels decide and do is
+    :attr:`lib`, NNSegLib's :class:`~NNSegLib.slicer.module_logic.ModuleLogic` (imported on
+    first use: the module loads before NNSegLib's dependencies are installed)."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.python = shutil.which("PythonSlicer") or sys.executable
-        self._impl = None
+        self._lib = None
         try:
-            importlib.import_module("NNSegLib.util.i18n").set_translator(_)
+            from NNSegLib.util.i18n import set_translator
+
+            set_translator(_)
         except ImportError:  # pragma: no cover - NNSegLib not installed next to the module
             pass
 
-    def __getattr__(self, name: str):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if self._impl is None:
-            self._impl = _lib("module_logic").ModuleLogic()
-        self._impl.python = self.python
-        return getattr(self._impl, name)
+    @property
+    def lib(self):
+        """The panels' logic in NNSegLib; background jobs run :attr:`python`."""
+        if self._lib is None:
+            from NNSegLib.slicer.module_logic import ModuleLogic
+
+            self._lib = ModuleLogic()
+        self._lib.python = self.python
+        return self._lib
 
     def getParameterNode(self) -> NNSegParameterNode:
         return NNSegParameterNode(super().getParameterNode())
@@ -308,14 +306,18 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
 
     def loadCasesFromFolder(self, scene, folder) -> list:
         """Load ``<case>.nrrd`` + ``<case>.seg.nrrd`` pairs or an nnU-Net raw dataset."""
-        return _lib("scene_dataset").load_cases_from_folder(scene, folder, slicer.util.loadVolume)
+        from NNSegLib.slicer.scene_dataset import load_cases_from_folder
+
+        return load_cases_from_folder(scene, folder, slicer.util.loadVolume)
 
     def segmentInProcess(self, scene, volumes, modelPath, device: str = "auto", tta: bool = True,
                          folds: str = "", node=None, uncertainty: bool = False) -> tuple:
         """Segment in this process (blocking; scripts and tests)."""
         start = time.time()
-        result = _lib("scene_predict").segment_in_process(scene, volumes, modelPath, device, tta,
-                                                          folds, node, uncertainty)
+        from NNSegLib.slicer.scene_predict import segment_in_process
+
+        result = segment_in_process(scene, volumes, modelPath, device, tta, folds, node,
+                                    uncertainty)
         logging.info(f"Processing completed in {time.time() - start:.1f} s")
         return result
 

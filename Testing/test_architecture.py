@@ -125,3 +125,19 @@ def test_every_module_parses_with_python_3_9_grammar():
     """Slicer 5.6 ships Python 3.9: no newer syntax anywhere in the library."""
     for path in _modules():
         ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 9))
+
+
+def test_no_string_imports_and_no_attribute_forwarding():
+    """``importlib.import_module("NNSegLib…")`` and ``__getattr__`` forwarding hide the path
+    from a click to the code that runs, from readers and from the import checks above. Only
+    the CLI's command registry (``cli.COMMANDS``) loads modules by name."""
+    module_dir = LIB.parent / "NNSeg"
+    offenders = []
+    for path in [*_modules(), *sorted(module_dir.rglob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            called = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                      and node.func.attr == "import_module")
+            forwarding = isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
+            if called or forwarding:
+                offenders.append(str(path.relative_to(LIB.parent)))
+    assert offenders == ["NNSegLib/cli.py"], offenders

@@ -106,6 +106,11 @@ class Panel:
     def p(self):
         return self.w._parameterNode
 
+    @property
+    def lib(self):
+        """The panels' logic (``NNSegLogic.lib``)."""
+        return self.logic.lib
+
     def connect(self) -> None:
         import qt
 
@@ -131,7 +136,7 @@ class Jobs(Panel):
         entry = self.w.board.get(key)
         if entry is None:
             return False
-        question = self.logic.cancelQuestion(key, entry.context)
+        question = self.lib.cancelQuestion(key, entry.context)
         if question and not self.w.confirm(question):
             return True
         self.w.statusLabel(key).text = _("Cancelling...")
@@ -141,8 +146,9 @@ class Jobs(Panel):
     def onTimer(self) -> None:
         ended = self.w.board.poll()
         if ended:
+            self.lib.forgetFolders()   # what the job wrote is read again
             self.w.updateGui()
-            if any(e.key in self.logic.trainingKeys() for e in ended):
+            if any(e.key in self.lib.trainingKeys() for e in ended):
                 self.w.trainPanel.refreshRuns()
         if not self.w.board.running:
             self.w.timer.stop()
@@ -151,23 +157,23 @@ class Jobs(Panel):
         if event.get("event") == "phase_done":
             self.w.segmentPanel.onSegmentPhaseDone(entry, event)
             return
-        text = self.logic.describeEvent(entry, event)
+        text = self.lib.describeEvent(entry, event)
         if text is not None:
             self.w.statusLabel(entry.key).text = text
-        value = self.logic.progressValue(entry.key, event)
+        value = self.lib.progressValue(entry.key, event)
         if value is not None:
             bar = getattr(self.ui, JOB_WIDGETS[entry.key][0])
             bar.maximum, bar.value = value[1], value[0]
             if entry.key == "batch":
                 self.w.reviewPanel.refreshReview()  # the finished case joins the table
-        elif event.get("event") == "step" and entry.key in self.logic.trainingKeys():
+        elif event.get("event") == "step" and entry.key in self.lib.trainingKeys():
             self.w.epochRecords = []
         elif event.get("event") == "epoch":
             self.w.epochRecords.append(event)
             self.w.trainPanel.showChart(self.w.epochRecords)
 
     def finishMessage(self, entry, what: str) -> bool:
-        ok, text = self.logic.finishText(entry.job, what)
+        ok, text = self.lib.finishText(entry.job, what)
         self.w.statusLabel(entry.key).text = text
         if not ok and not entry.job.cancel_requested:
             slicer.util.errorDisplay(text, detailedText="\n".join(entry.job.log_tail(50)))
@@ -181,32 +187,32 @@ class Rules(Panel):
     def __init__(self, widget) -> None:
         super().__init__(widget)
         self.defaultTips = {name: getattr(self.ui, name).toolTip
-                            for name in self.logic.buttonRules(self.logic.emptyState())}
+                            for name in self.lib.buttonRules(self.lib.emptyState())}
         self.deviceInfos: dict = {}
 
     def show(self) -> None:
         w, p = self.w, self.p
         running, volumes = w.board.running, w.segmentPanel.segmentVolumes()
         w.datasetPanel.refreshCases()
-        state = self.logic.panelState(
+        state = self.lib.panelState(
             slicer.mrmlScene, p, volumes, w.modelInfo.get("channels"), w.runs, running,
             w.reviewPanel.batchVolumes(), w.review, self.ui.datasetCaseNameLineEdit.text)
-        locked, inputs = self.logic.lockedWidgets(running), self.logic.enabledInputs(state)
-        for name, rule in self.logic.buttonRules(state).items():
+        locked, inputs = self.lib.lockedWidgets(running), self.lib.enabledInputs(state)
+        for name, rule in self.lib.buttonRules(state).items():
             button = getattr(self.ui, name)
             button.enabled = rule.enabled and name not in locked
             button.toolTip = rule.reason or self.defaultTips.get(name, "")
-        for name in self.logic.lockableWidgets():
+        for name in self.lib.lockableWidgets():
             if not name.endswith("Button"):
                 getattr(self.ui, name).enabled = name not in locked and inputs.get(name, True)
         for key, (name, text) in APPLY_BUTTONS.items():
             getattr(self.ui, name).text = _("Cancel") if key in running else text
-        self.ui.trainWarningLabel.text = self.logic.cpuTrainingWarning(
+        self.ui.trainWarningLabel.text = self.lib.cpuTrainingWarning(
             self.deviceFor(p.device), p.workFolder, p.trainConfiguration, p.folds,
             p.maxEpochs, p.timeBudget, p.timeBudgetMinutes) or ""
-        for name, text in self.logic.infoTexts(state).items():
+        for name, text in self.lib.infoTexts(state).items():
             getattr(self.ui, name).text = text
-        self.ui.segmentTimeLabel.text = self.logic.describeSegmentTimes(
+        self.ui.segmentTimeLabel.text = self.lib.describeSegmentTimes(
             w.segmentPanel.segmentTimes(), p.modelPath, self.deviceFor(p.predictDevice),
             volumes, p.predictFolds, p.tta, p.allowUnfinished)
 
@@ -215,13 +221,13 @@ class Rules(Panel):
         if self.w.deviceInfo is None:
             return None
         if requested not in self.deviceInfos:
-            self.deviceInfos[requested] = self.logic.detectDevice(requested)
+            self.deviceInfos[requested] = self.lib.detectDevice(requested)
         return self.deviceInfos[requested]
 
     def applyDeviceBudget(self) -> None:
         p, info = self.p, self.w.deviceInfo
         if p is not None and info is not None and p.memoryBudgetAuto:
-            budget = self.logic.memoryBudget(info)
+            budget = self.lib.memoryBudget(info)
             if abs(p.memoryBudgetGB - budget) > 1e-6:
                 p.memoryBudgetGB = budget
 
@@ -239,13 +245,13 @@ class Folders(Panel):
         import qt
 
         p, settings = self.p, qt.QSettings()
-        remembered = {k: settings.value(v) for k, v in self.logic.settingsKeys().items()}
-        folders = self.logic.initialFolders(p.datasetFolder, p.workFolder, remembered)
+        remembered = {k: settings.value(v) for k, v in self.lib.settingsKeys().items()}
+        folders = self.lib.initialFolders(p.datasetFolder, p.workFolder, remembered)
         p.datasetFolder, p.workFolder = folders["dataset"], folders["work"]
-        model = self.logic.initialModel(p.modelPath, remembered)
+        model = self.lib.initialModel(p.modelPath, remembered)
         if model is not None and model != p.modelPath:
             p.modelPath = model
-        batch = self.logic.initialBatchFolder(p.batchFolder, remembered)
+        batch = self.lib.initialBatchFolder(p.batchFolder, remembered)
         if batch != p.batchFolder:
             p.batchFolder = batch
 
@@ -255,15 +261,15 @@ class Folders(Panel):
         p, seen = self.p, self.seen
         dataset, work = str(p.datasetFolder), str(p.workFolder)
         if dataset != seen["dataset"]:
-            new_work = self.logic.followDataset(seen["dataset"], dataset, work)
+            new_work = self.lib.followDataset(seen["dataset"], dataset, work)
             seen["dataset"] = dataset
             if new_work is not None:
                 p.workFolder = new_work  # triggers this handler again
                 return
         settings, batch = qt.QSettings(), str(p.batchFolder)
         for key, value in (("dataset", dataset), ("work", work), ("batch", batch)):
-            if not self.logic.isUnset(value):
-                settings.setValue(self.logic.settingsKeys()[key], value)
+            if not self.lib.isUnset(value):
+                settings.setValue(self.lib.settingsKeys()[key], value)
         if work != seen["work"]:
             seen["work"] = work
             self.w.trainPanel.refreshRuns()

@@ -34,9 +34,9 @@ class ReviewPanel(Panel):
             return
         p = self.p
         with showingErrors(_("Could not prepare the batch."), waitCursor=True):
-            job = self.logic.startBatch(self.w.review, p, self.batchVolumes(),
+            job = self.lib.startBatch(self.w.review, p, self.batchVolumes(),
                                         self.w.modelInfo.get("channels"))
-            self.w.jobs.start("batch", self.logic.startJobs(job["steps"]),
+            self.w.jobs.start("batch", self.lib.startJobs(job["steps"]),
                               {"batch": job["batch"]}, self.onBatchDone)
 
     def onBatchDone(self, entry) -> None:
@@ -49,9 +49,9 @@ class ReviewPanel(Panel):
         if p is None:
             return
         with showingErrors(_("Could not read the review queue."), waitCursor=False):
-            self.reviewTable = self.logic.reviewTable(p.batchFolder)
+            self.reviewTable = self.lib.reviewTable(p.batchFolder)
             fillTable(self.ui.reviewTableWidget, self.reviewTable.header, self.reviewTable.rows)
-            self.ui.batchInfoLabel.text = self.logic.describeBatch(p.batchFolder)
+            self.ui.batchInfoLabel.text = self.lib.describeBatch(p.batchFolder)
         self.w.updateGui()
 
     def onReviewRowClicked(self, row: int, column: int = 0) -> None:
@@ -59,11 +59,11 @@ class ReviewPanel(Panel):
             return
         p = self.p
         with self.w.busy(), showingErrors(_("Could not load the case."), waitCursor=True):
-            name = self.logic.openReviewCase(self.w.review, slicer.mrmlScene, p.batchFolder,
+            name = self.lib.openReviewCase(self.w.review, slicer.mrmlScene, p.batchFolder,
                                              self.reviewTable.cases[row], p.overlayOpacity,
                                              p.datasetFolder)
             self.ui.datasetCaseNameLineEdit.text = name
-            self.ui.reviewCaseLabel.text = self.logic.describeReviewCase(self.w.review)
+            self.ui.reviewCaseLabel.text = self.lib.describeReviewCase(self.w.review)
             self.ui.reviewStatusLabel.text = ""
 
     def onOpacityChanged(self, value: float) -> None:
@@ -72,21 +72,21 @@ class ReviewPanel(Panel):
     def onMark(self, state: str) -> None:
         with showingErrors(_("Could not save the review state."), waitCursor=False):
             self.w.review.mark(state)
-        self.ui.reviewCaseLabel.text = self.logic.describeReviewCase(self.w.review)
+        self.ui.reviewCaseLabel.text = self.lib.describeReviewCase(self.w.review)
         self.refreshReview()
 
     def onAddToDataset(self) -> None:
         p, name = self.p, self.ui.datasetCaseNameLineEdit.text
-        decision = self.logic.addDecision(p.datasetFolder, name)
+        decision = self.lib.addDecision(p.datasetFolder, name)
         if decision.action == "refuse":
             slicer.util.errorDisplay(decision.reason)
             return
         if decision.action == "ask" and not slicer.util.confirmYesNoDisplay(decision.reason):
             return
         with self.w.busy(), showingErrors(_("Could not add the case."), waitCursor=True):
-            self.ui.reviewStatusLabel.text = self.logic.addReviewedCase(
+            self.ui.reviewStatusLabel.text = self.lib.addReviewedCase(
                 self.w.review, slicer.mrmlScene, p.datasetFolder, name, decision.action == "ask")
-            self.ui.reviewCaseLabel.text = self.logic.describeReviewCase(self.w.review)
+            self.ui.reviewCaseLabel.text = self.lib.describeReviewCase(self.w.review)
         self.refreshReview()
 
     def onFineTune(self) -> None:
@@ -94,8 +94,8 @@ class ReviewPanel(Panel):
             return
         p = self.p
         with showingErrors(_("Could not start fine-tuning."), waitCursor=True):
-            tune = self.logic.fineTuneJob(self.logic.fineTuneRequest(p, self.w.trainOptions))
-            job = self.logic.startTraining(tune.steps, p.workFolder, p.detachTraining, "finetune")
+            tune = self.lib.fineTuneJob(self.lib.fineTuneRequest(p, self.w.trainOptions))
+            job = self.lib.startTraining(tune.steps, p.workFolder, p.detachTraining, "finetune")
             self.w.trainPanel.followTraining("finetune", job, {
                 "work": p.workFolder, "configuration": p.trainConfiguration, "folds": p.folds,
                 "maxEpochs": tune.epochs}, [])
@@ -110,7 +110,7 @@ class ReviewPanel(Panel):
         if p is None:  # the panel is not shown (exit() or a closing scene)
             return
         with showingErrors(_("Could not compare the models."), waitCursor=False):
-            text, header, rows = self.logic.didItHelp(p.workFolder, p.trainConfiguration)
+            text, header, rows = self.lib.didItHelp(p.workFolder, p.trainConfiguration)
             self.ui.fineTuneSummaryLabel.text = text
             fillTable(self.ui.fineTuneTableWidget, header, rows)
             self.ui.fineTuneTableWidget.visible = bool(rows)  # no empty box before a fine-tune

@@ -30,10 +30,10 @@ def exportAndSegmentTinyCase(test, logic) -> None:
     seg = mrml.segmentation_from_labels(scene, labels, geometry, {0: "background", 1: "liver"},
                                         reference_volume=volume)
     node = logic.getParameterNode().parameterNode
-    logic.clearCases(node)
-    logic.addCase(node, [volume], seg)
+    logic.lib.clearCases(node)
+    logic.lib.addCase(node, [volume], seg)
     out = pathlib.Path(tempfile.mkdtemp()) / "Dataset999_Tiny"
-    report = logic.exportDataset(scene, node, out, ["CT"])
+    report = logic.lib.exportDataset(scene, node, out, ["CT"])
     test.assertIn("OK", report)
     meta = json.loads((out / "dataset.json").read_text())
     test.assertEqual(meta["labels"], {"background": 0, "liver": 1})
@@ -45,7 +45,7 @@ def exportAndSegmentTinyCase(test, logic) -> None:
     result, _unc = predict_volumes(scene, [volume], threshold, {0: "background", 1: "liver"})
     back, _geo = mrml.labels_from_segmentation(scene, result, {"liver": 1}, volume)
     test.assertTrue(np.array_equal(back, labels))
-    test.assertEqual(logic.parseFolds("0-2,4"), ["0", "1", "2", "4"])
+    test.assertEqual(logic.lib.parseFolds("0-2,4"), ["0", "1", "2", "4"])
     shutil.rmtree(out.parent, ignore_errors=True)
     test.delayDisplay("Test passed")
 
@@ -73,12 +73,12 @@ def clickPath(test) -> None:
     widget = slicer.modules.nnseg.widgetRepresentation().self()
     widget.confirm = lambda text: True  # the CPU-time warning would wait for a click
     logic, p = widget.logic, widget._parameterNode
-    logic.clearCases(p.parameterNode)
+    logic.lib.clearCases(p.parameterNode)
     for volumes, seg in logic.loadCasesFromFolder(slicer.mrmlScene, samples):
         p.trainingVolume, p.trainingSegmentation = volumes[0], seg
         test.assertTrue(widget.ui.addPairButton.enabled, widget.ui.addPairButton.toolTip)
         widget.ui.addPairButton.click()
-    test.assertEqual(len(logic.caseRows(p.parameterNode)), 5)
+    test.assertEqual(len(logic.lib.caseRows(p.parameterNode)), 5)
     p.channelNames = "MR"
     p.datasetFolder = root / "Dataset990_SelfTest"
     p.workFolder = root / "work"

@@ -3,24 +3,40 @@
 ``NNSeg.py``'s ``NNSegLogic`` forwards every method it does not define itself to a
 :class:`ModuleLogic`; so the module file stays a thin layer of wiring and everything the
 panels decide is importable and tested headless. Each method delegates to the
-``NNSegLib.slicer`` module named after what it does (imported when first used: the Slicer
-module loads before NNSegLib's dependencies are installed).
+``NNSegLib.slicer`` module named after what it does. None of them imports torch, SimpleITK or
+MRML when imported (only the functions that need them do), so importing this module is cheap;
+``NNSeg.py`` imports it on first use, because the Slicer module loads before NNSegLib's
+dependencies are installed.
 """
 
 from __future__ import annotations
 
-import importlib
 import pathlib
 import sys
-from typing import Any, List
+from typing import List
 
 from NNSegLib.jobs import board, process
 from NNSegLib.jobs import detached as file_jobs
+from NNSegLib.slicer import (
+    case_list,
+    cv_report,
+    devices,
+    fine_tune,
+    folder_memo,
+    folders,
+    gui_summaries,
+    mrml,
+    panel_commands,
+    panel_rules,
+    requests,
+    review_panel,
+    scene_dataset,
+    segment_run,
+    segment_sequence,
+    segment_times,
+    training_runs,
+)
 from NNSegLib.util.i18n import tr
-
-
-def _lib(name: str) -> Any:
-    return importlib.import_module(f"NNSegLib.slicer.{name}")
 
 
 class ModuleLogic:
@@ -32,6 +48,12 @@ class ModuleLogic:
 
     def __init__(self, python: str = sys.executable) -> None:
         self.python = python
+        #: What the panels read from folders, until a folder changes or a job ends.
+        self.memo = folder_memo.FolderMemo()
+
+    def forgetFolders(self) -> None:
+        """A job ended: read the folders again on the next update."""
+        self.memo.clear()
 
     # -- jobs ----------------------------------------------------------------------------
     def jobBoard(self):
@@ -60,7 +82,6 @@ class ModuleLogic:
     def reattach(self, job, work) -> tuple:
         """``(job, context, chart records)`` to follow a training started earlier, from the
         :class:`~NNSegLib.slicer.requests.TrainContext` stored with the job's current step."""
-        requests = _lib("requests")
         stored = job.context
         if stored is None:   # a step that trains nothing, or a record without contexts
             from NNSegLib.training.run_config import FINE_TUNE_EPOCHS
@@ -69,7 +90,7 @@ class ModuleLogic:
             context = requests.TrainContext(job.kind, "?", "?", default)
         else:
             context = requests.TrainContext.from_json(stored)
-        records = _lib("training_runs").chart_records(
+        records = training_runs.chart_records(
             pathlib.Path(str(work)) / "results" / context.configuration / f"fold_{context.fold}")
         job.poll()  # skip the events already in the chart's log
         return job, {"work": work, "configuration": context.configuration,
@@ -81,16 +102,16 @@ class ModuleLogic:
 
     @staticmethod
     def describeEvent(entry, event: dict) -> str | None:
-        return _lib("gui_summaries").describe_event(entry.key, event, entry.job.elapsed,
+        return gui_summaries.describe_event(entry.key, event, entry.job.elapsed,
                                                     entry.context.get("maxEpochs", 0))
 
     @staticmethod
     def progressValue(key: str, event: dict):
-        return _lib("gui_summaries").progress_value(key, event)
+        return gui_summaries.progress_value(key, event)
 
     @staticmethod
     def finishText(job, what: str) -> tuple:
-        return _lib("gui_summaries").finish_text(job, what)
+        return gui_summaries.finish_text(job, what)
 
     @staticmethod
     def parseFolds(text: str) -> List[str]:
@@ -103,30 +124,30 @@ class ModuleLogic:
         return [c.strip() for c in str(text).split(",") if c.strip()] or ["image"]
 
     def planSteps(self, dataset, work, recipe: str, memoryGB: float, configurations: str):
-        return _lib("panel_commands").plan_commands(dataset, work, recipe, memoryGB, configurations)
+        return panel_commands.plan_commands(dataset, work, recipe, memoryGB, configurations)
 
     @staticmethod
     def trainRequest(params, folds: str | None = None, resume: bool = False, extra=()):
         """The :class:`~NNSegLib.slicer.requests.TrainRequest` of the Train panel's values."""
-        return _lib("requests").TrainRequest.from_parameters(params, folds, resume, extra)
+        return requests.TrainRequest.from_parameters(params, folds, resume, extra)
 
     def trainCommands(self, request) -> List[List[str]]:
         """``nnseg`` commands of a training request (each ``train`` step with its context)."""
-        return _lib("panel_commands").train_request_commands(request)
+        return panel_commands.train_request_commands(request)
 
     def trainSteps(self, dataset, work, configuration: str, folds: str, maxEpochs: int,
                    device: str, resume: bool, extra=(), timeBudget: bool = False,
                    timeBudgetMinutes: int = 60) -> List[List[str]]:
         """``nnseg train`` commands; "Train for N minutes" adds ``--time-budget N``."""
-        return _lib("panel_commands").train_commands(
+        return panel_commands.train_commands(
             dataset, work, configuration, folds, maxEpochs, device, resume, extra,
             timeBudgetMinutes if timeBudget else None)
 
     def findBestSteps(self, dataset, work):
-        return _lib("panel_commands").find_best_commands(dataset, work)
+        return panel_commands.find_best_commands(dataset, work)
 
     def reportSteps(self, dataset, work):
-        return _lib("cv_report").report_commands(dataset, work)
+        return cv_report.report_commands(dataset, work)
 
     # -- state of the panels ---------------------------------------------------------------
     def panelState(self, scene, params, segmentVolumes, modelChannels, runs, running,
@@ -135,130 +156,130 @@ class ModuleLogic:
         report = self.reportPath(params.workFolder)
         configuration = params.trainConfiguration
         review = reviewSession.current_case(scene) if reviewSession is not None else None
-        return _lib("panel_rules").state_from_parameters(
+        return panel_rules.state_from_parameters(
             scene, params, segmentVolumes, len(modelChannels) if modelChannels else None,
             self.resumableFolds(runs, configuration), running, str(report) if report else None,
-            _lib("training_runs").started_folds(runs, configuration), list(batchVolumes),
-            review, datasetCaseName)
+            training_runs.started_folds(runs, configuration), list(batchVolumes),
+            review, datasetCaseName, self.memo)
 
     def enabledInputs(self, state) -> dict:
-        return _lib("panel_rules").enabled_inputs(state)
+        return panel_rules.enabled_inputs(state)
 
     def infoTexts(self, state) -> dict:
-        return _lib("panel_rules").info_texts(state)
+        return panel_rules.info_texts(state)
 
     def emptyState(self):
-        return _lib("panel_rules").PanelState()
+        return panel_rules.PanelState()
 
     def buttonRules(self, state) -> dict:
-        return _lib("panel_rules").button_rules(state)
+        return panel_rules.button_rules(state)
 
     def lockedWidgets(self, running) -> set:
-        return _lib("panel_rules").locked_widgets(set(running))
+        return panel_rules.locked_widgets(set(running))
 
     def lockableWidgets(self) -> set:
-        return {n for names in _lib("panel_rules").LOCKS.values() for n in names}
+        return {n for names in panel_rules.LOCKS.values() for n in names}
 
     def settingsKeys(self) -> dict:
-        return dict(_lib("folders").SETTINGS_KEYS)
+        return dict(folders.SETTINGS_KEYS)
 
     def isUnset(self, path) -> bool:
-        return _lib("folders").is_unset(path)
+        return folders.is_unset(path)
 
     def initialFolders(self, dataset, work, remembered: dict, base=None) -> dict:
-        folders = _lib("folders")
         base = remembered.get("base") or base or folders.nnseg_home()
         return folders.initial_folders(dataset, work, remembered, base)
 
     def initialModel(self, model, remembered: dict):
-        return _lib("folders").initial_model(model, remembered)
+        return folders.initial_model(model, remembered)
 
     def initialBatchFolder(self, batch, remembered: dict, base=None):
-        folders = _lib("folders")
         base = remembered.get("base") or base or folders.nnseg_home()
         return folders.initial_batch_folder(batch, remembered, base)
 
     def followDataset(self, oldDataset, newDataset, work, base=None):
-        folders = _lib("folders")
         return folders.follow_dataset(oldDataset, newDataset, work, base or folders.nnseg_home())
 
     # -- devices ---------------------------------------------------------------------------
     def detectDevice(self, requested: str = "auto"):
-        return _lib("devices").detect_device(requested)
+        return devices.detect_device(requested)
 
     def describeDevice(self, info) -> str:
-        return _lib("devices").describe_device(info)
+        return devices.describe_device(info)
 
     def memoryBudget(self, info) -> float:
-        return _lib("devices").memory_budget_gb(info)
+        return devices.memory_budget_gb(info)
 
     def cpuTrainingWarning(self, info, work, configuration, folds, epochs,
                            timeBudget: bool = False, timeBudgetMinutes: int = 60) -> str | None:
         """The CPU warning with a time estimate from the plan (``None`` on a GPU)."""
         if info is None:
             return None
-        return _lib("gui_summaries").training_time_warning(
-            info, work, configuration, folds, epochs, timeBudgetMinutes if timeBudget else None)
+        budget = timeBudgetMinutes if timeBudget else None
+        key = ("time warning", repr(info), str(work), configuration, folds, epochs, budget)
+        return self.memo.get(key, [(None if folders.is_unset(work) else work, 1)],
+                             lambda: gui_summaries.training_time_warning(
+                                 info, work, configuration, folds, epochs, budget))
 
     # -- dataset -------------------------------------------------------------------------
     def addCase(self, node, volumes, segmentation):
-        return _lib("case_list").add_case(node, volumes, segmentation)
+        return case_list.add_case(node, volumes, segmentation)
 
     def addAllCases(self, scene, node) -> tuple:
-        return _lib("case_list").add_all_cases(scene, node)
+        return case_list.add_all_cases(scene, node)
 
     def removeCases(self, node, rows) -> None:
-        _lib("case_list").remove_cases(node, rows)
+        case_list.remove_cases(node, rows)
 
     def clearCases(self, node) -> None:
-        _lib("case_list").clear_cases(node)
+        case_list.clear_cases(node)
 
     def caseRows(self, node) -> List[List[str]]:
-        return [c.cells() for c in _lib("case_list").list_cases(node)]
+        return [c.cells() for c in case_list.list_cases(node)]
 
     def describeLabels(self, scene, node) -> str:
         """Unified labels and every conflict of the listed cases, as shown under the table."""
-        pairs = _lib("case_list").case_pairs(node)
+        pairs = case_list.case_pairs(node)
         if not pairs:
             return tr("No cases yet.")
-        return _lib("gui_summaries").describe_training_set(
-            _lib("scene_dataset").collect_training_pairs(scene, pairs))
+        return gui_summaries.describe_training_set(
+            scene_dataset.collect_training_pairs(scene, pairs))
 
     def exportDataset(self, scene, node, outDir, channelNames: List[str]) -> str:
         """Write the nnU-Net raw dataset and return the dataset check's report."""
         from NNSegLib.data.check import check_dataset
 
-        out = _lib("scene_dataset").export_dataset(scene, _lib("case_list").case_pairs(node),
+        out = scene_dataset.export_dataset(scene, case_list.case_pairs(node),
                                                    outDir, channelNames)
         return check_dataset(out, workers=1).format()
 
     # -- plan / train results ------------------------------------------------------------
     def plansTable(self, work) -> tuple:
-        return _lib("gui_summaries").plans_table(work)
+        return gui_summaries.plans_table(work)
 
     def updateChart(self, scene, records: List[dict], chartNode=None):
-        return _lib("mrml").training_chart(scene, records, chartNode)
+        return mrml.training_chart(scene, records, chartNode)
 
     def crossValidationSummary(self, work, configuration: str) -> str:
-        return _lib("gui_summaries").cross_validation_summary(work, configuration)
+        return gui_summaries.cross_validation_summary(work, configuration)
 
     def trainingRuns(self, work, jobs=()) -> list:
-        return _lib("training_runs").find_runs(work, jobs)
+        return training_runs.find_runs(work, jobs)
 
     def describeRunLines(self, runs) -> List[str]:
-        return [r.describe() for r in runs] or [_lib("training_runs").describe_runs([])]
+        return [r.describe() for r in runs] or [training_runs.describe_runs([])]
 
     def resumableFolds(self, runs, configuration: str) -> List[str]:
-        return _lib("training_runs").resume_choice(runs, configuration)
+        return training_runs.resume_choice(runs, configuration)
 
     def chartRecords(self, run) -> list:
-        return _lib("training_runs").chart_records(run)
+        return training_runs.chart_records(run)
 
     def describeBest(self, work) -> str:
-        return _lib("cv_report").describe_best(work)
+        return cv_report.describe_best(work)
 
     def reportPath(self, work):
-        return None if self.isUnset(work) else _lib("cv_report").report_path(work)
+        return None if self.isUnset(work) else cv_report.report_path(work)
 
     def modelFolder(self, work) -> pathlib.Path:
         return pathlib.Path(str(work)) / "results"
@@ -266,18 +287,18 @@ class ModuleLogic:
     # -- segment -------------------------------------------------------------------------
     @staticmethod
     def modelInfo(path) -> dict:
-        return _lib("gui_summaries").model_info(path)
+        return gui_summaries.model_info(path)
 
     def describePostprocessing(self, path) -> str:
-        return _lib("segment_run").describe_postprocessing(path)
+        return segment_run.describe_postprocessing(path)
 
     def overwriteDecision(self, scene, node):
-        return _lib("segment_run").overwrite_decision(scene, node)
+        return segment_run.overwrite_decision(scene, node)
 
     @staticmethod
     def segmentRequest(params):
         """The :class:`~NNSegLib.slicer.requests.SegmentRequest` of the Segment panel."""
-        return _lib("requests").SegmentRequest.from_parameters(params)
+        return requests.SegmentRequest.from_parameters(params)
 
     def captureSegment(self, scene, cases, outputs, request):
         """:meth:`captureSegmentRun` for a :class:`~NNSegLib.slicer.requests.SegmentRequest`."""
@@ -292,69 +313,69 @@ class ModuleLogic:
                           allowUnfinished: bool = False, previewFirst: bool = False):
         """Copy the inputs out of the scene now and build the job (see segment_run);
         "Preview first" adds the fast preview's commands."""
-        return _lib("segment_run").capture_segment_run(scene, cases, outputs, modelPath, folds,
+        return segment_run.capture_segment_run(scene, cases, outputs, modelPath, folds,
                                                        device, tta, uncertainty, postprocessing,
                                                        show3D, allowUnfinished, previewFirst)
 
     def startSegmentJob(self, run):
         """The Segment job: the preview first when the run has one, then the full result
         (:class:`~NNSegLib.slicer.segment_sequence.SegmentSequence`)."""
-        return _lib("segment_sequence").SegmentSequence(run, self.startJobs)
+        return segment_sequence.SegmentSequence(run, self.startJobs)
 
     def deliverResults(self, scene, run) -> list:
-        return _lib("segment_run").deliver_results(scene, run)
+        return segment_run.deliver_results(scene, run)
 
     def deliverPreview(self, scene, job) -> str:
         """Show a Segment job's preview in the output segmentation; returns the status line."""
-        return _lib("segment_sequence").deliver_preview(scene, job)
+        return segment_sequence.deliver_preview(scene, job)
 
     def segmentOutcome(self, job, finished: str) -> str | None:
         """The status line when the full result did not arrive but the preview did."""
-        return _lib("segment_sequence").outcome_text(job, finished)
+        return segment_sequence.outcome_text(job, finished)
 
     def segmentTimesKey(self) -> str:
         """Slicer settings key of the Segment time measurements."""
-        return _lib("segment_times").SETTINGS_KEY
+        return segment_times.SETTINGS_KEY
 
     def recordSegmentTime(self, bookText, event: dict) -> str:
         """The measurements (settings text) with a finished phase's time added."""
-        return _lib("segment_times").record(bookText, event)
+        return segment_times.record(bookText, event)
 
     def describeSegmentTimes(self, bookText, modelPath, deviceInfo, volumes, folds: str = "",
                              tta: bool = True, allowUnfinished: bool = False) -> str:
         """The expected time of the preview and the full result for the chosen device."""
-        return _lib("segment_times").describe_expected_times(
+        return segment_times.describe_expected_times(
             bookText, modelPath, deviceInfo, list(volumes), folds, tta, allowUnfinished)
 
     # -- batch and review ------------------------------------------------------------------
     def reviewSession(self):
-        return _lib("review_panel").ReviewSession()
+        return review_panel.ReviewSession()
 
     def startBatch(self, session, params, volumes, modelChannels):
         """The batch job's steps for the panel's choices (scene volumes written now), from
         the :class:`~NNSegLib.slicer.requests.BatchRequest` of the parameter node."""
-        r = _lib("requests").BatchRequest.from_parameters(params, modelChannels)
-        return _lib("review_panel").start_batch(
+        r = requests.BatchRequest.from_parameters(params, modelChannels)
+        return review_panel.start_batch(
             session, r.source, r.input_folder, volumes, r.batch_folder, r.model, r.folds,
             r.device, r.tta, r.allow_unfinished, r.channels)
 
     def reviewTable(self, batch):
-        return _lib("review_panel").review_table(batch)
+        return review_panel.review_table(batch)
 
     def describeBatch(self, batch) -> str:
-        return _lib("review_panel").describe_batch(batch)
+        return review_panel.describe_batch(batch)
 
     def openReviewCase(self, session, scene, batch, case: str, opacity: float, dataset) -> str:
         """Show a queue case; returns the name it would get in the dataset."""
         review = session.open(scene, batch, case, opacity)
-        return _lib("review_panel").suggest_dataset_name(dataset, review.entry)
+        return review_panel.suggest_dataset_name(dataset, review.entry)
 
     def describeReviewCase(self, session) -> str:
         """One line on the case under review."""
-        return _lib("gui_summaries").describe_review_case(session.current.case.entry)
+        return gui_summaries.describe_review_case(session.current.case.entry)
 
     def addDecision(self, dataset, name: str):
-        return _lib("review_panel").add_decision(dataset, name.strip())
+        return review_panel.add_decision(dataset, name.strip())
 
     def addReviewedCase(self, session, scene, dataset, name: str, replace: bool) -> str:
         """Write the reviewed case into the dataset; returns the line to show."""
@@ -366,7 +387,7 @@ class ModuleLogic:
     @staticmethod
     def fineTuneRequest(params, extra=()):
         """The :class:`~NNSegLib.slicer.requests.FineTuneRequest` of the panel's values."""
-        return _lib("requests").FineTuneRequest.from_parameters(params, extra)
+        return requests.FineTuneRequest.from_parameters(params, extra)
 
     def fineTuneJob(self, request):
         """:meth:`fineTuneSteps` for a :class:`~NNSegLib.slicer.requests.FineTuneRequest`."""
@@ -378,11 +399,11 @@ class ModuleLogic:
                       device: str, adaptHead: bool, extra=()):
         """The :class:`~NNSegLib.slicer.fine_tune.FineTuneJob` of *Fine-tune* (resume
         decided from the work folder)."""
-        return _lib("fine_tune").fine_tune_steps(dataset, work, configuration, folds, epochs,
+        return fine_tune.fine_tune_steps(dataset, work, configuration, folds, epochs,
                                                  device, adaptHead, extra)
 
     def didItHelp(self, work, configuration: str) -> tuple:
-        return _lib("fine_tune").did_it_help(work, configuration)
+        return fine_tune.did_it_help(work, configuration)
 
 
 __all__ = ["ModuleLogic"]

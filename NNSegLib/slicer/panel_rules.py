@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 from NNSegLib.jobs.board import TRAINING_KEYS as TRAINING
 from NNSegLib.slicer.fine_tune import FineTunePlan
+from NNSegLib.slicer.folder_memo import FolderMemo, NoMemo
 from NNSegLib.slicer.folders import is_unset
 from NNSegLib.slicer.model_folds import FoldCheck
 from NNSegLib.util.i18n import tr
@@ -359,7 +360,8 @@ def state_from_parameters(scene: Any, params: Any, segment_volumes: Sequence[Any
                           report: str | None = None,
                           started_folds: Sequence[str] = (), batch_volumes: Sequence[Any] = (),
                           review_case: str | None = None,
-                          dataset_case_name: str = "") -> PanelState:
+                          dataset_case_name: str = "", memo: FolderMemo | None = None
+                          ) -> PanelState:
     """Build the :class:`PanelState` from the module's parameters.
 
     Args:
@@ -375,12 +377,18 @@ def state_from_parameters(scene: Any, params: Any, segment_volumes: Sequence[Any
         batch_volumes: The scene volumes checked for a batch.
         review_case: The case under review (shown in the scene), if any.
         dataset_case_name: The name it would get in the dataset.
+        memo: Keeps what was read from the model, work and batch folders until they change
+            (default: read them again).
     """
     from NNSegLib.slicer import review_panel
     from NNSegLib.slicer.case_list import list_cases
     from NNSegLib.slicer.fine_tune import fine_tune_plan
     from NNSegLib.slicer.model_folds import check_folds
 
+    memo = memo or NoMemo()
+    model, work, batch = params.modelPath, params.workFolder, params.batchFolder
+    configuration, folds = str(params.trainConfiguration), str(params.folds)
+    predict_folds, unfinished = str(params.predictFolds), bool(params.allowUnfinished)
     cases = list_cases(params.parameterNode)
     names = [c.strip() for c in str(params.channelNames).split(",") if c.strip()]
     return PanelState(
@@ -406,19 +414,29 @@ def state_from_parameters(scene: Any, params: Any, segment_volumes: Sequence[Any
         running=set(running or ()),
         memory_budget_auto=bool(params.memoryBudgetAuto),
         time_budget=bool(params.timeBudget),
-        model_folds=check_folds(params.modelPath, str(params.predictFolds),
-                                bool(params.allowUnfinished))
-        if not is_unset(params.modelPath) else FoldCheck(),
+        model_folds=memo.get(("folds", str(model), predict_folds, unfinished), [(model, 3)],
+                             lambda: check_folds(model, predict_folds, unfinished))
+        if not is_unset(model) else FoldCheck(),
         batch_source=str(params.batchSource),
         batch_input_problem=review_panel.batch_input_problem(
             str(params.batchSource), params.batchInputFolder, batch_volumes, model_channels),
-        batch_folder_problem=review_panel.batch_folder_problem(params.batchFolder,
-                                                               params.modelPath),
+        batch_folder_problem=memo.get(
+            ("batch folder", str(batch), str(model)), [(batch, 1), (model, 1)],
+            lambda: review_panel.batch_folder_problem(batch, model)),
         review_case=review_case,
         dataset_case_name=str(dataset_case_name),
-        fine_tune=fine_tune_plan(params.workFolder, str(params.trainConfiguration),
-                                 str(params.folds)),
+        fine_tune=memo.get(
+            ("fine-tune", str(work), configuration, folds), _work_folders(work),
+            lambda: fine_tune_plan(work, configuration, folds)),
     )
+
+
+def _work_folders(work: Any) -> list[tuple[Any, int]]:
+    """The parts of a work folder the panels' answers come from (not its data)."""
+    if is_unset(work):
+        return [(None, 1)]
+    root = Path(str(work))
+    return [(root, 1), (root / "results", 3), (root / "model_versions", 1)]
 
 
 __all__ = ["LOCKS", "PanelState", "Rule", "TRAINING", "WORK_JOBS", "button_rules",

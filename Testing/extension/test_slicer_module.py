@@ -315,12 +315,12 @@ def test_logic_export_and_load_prediction(module, tmp_path):
     seg = mrml.segmentation_from_labels(scene, labels, geo, {0: "bg", 1: "Liver", 2: "tumor"},
                                         reference_volume=volume)
     node = logic.getParameterNode().parameterNode
-    assert logic.describeLabels(scene, node) == "No cases yet."
-    logic.addCase(node, [volume], seg)
-    assert logic.caseRows(node) == [["vol", seg.GetName(), "Liver, tumor"]]
-    assert logic.describeLabels(scene, node).startswith(
+    assert logic.lib.describeLabels(scene, node) == "No cases yet."
+    logic.lib.addCase(node, [volume], seg)
+    assert logic.lib.caseRows(node) == [["vol", seg.GetName(), "Liver, tumor"]]
+    assert logic.lib.describeLabels(scene, node).startswith(
         "1 case(s); labels 0: background, 1: Liver, 2: tumor")
-    report = logic.exportDataset(scene, node, tmp_path / "Dataset005_X", ["CT"])
+    report = logic.lib.exportDataset(scene, node, tmp_path / "Dataset005_X", ["CT"])
     assert report.splitlines()[-1].startswith("OK:")
     # a model folder with dataset.json; the "job" output is written by hand here
     model = tmp_path / "model"
@@ -328,11 +328,11 @@ def test_logic_export_and_load_prediction(module, tmp_path):
     (model / "dataset.json").write_text(json.dumps({
         "name": "Dataset005_X", "channel_names": {"0": "CT"},
         "labels": {"background": 0, "Liver": 1, "tumor": 2}}))
-    info = logic.modelInfo(model)
+    info = logic.lib.modelInfo(model)
     assert info["channels"] == ["CT"] and info["labels"] == {0: "background", 1: "Liver",
                                                              2: "tumor"}
-    assert logic.overwriteDecision(scene, None).action == "new"
-    run = logic.captureSegmentRun(scene, [[volume]], [None], model, "0-1", "cpu", False, True)
+    assert logic.lib.overwriteDecision(scene, None).action == "new"
+    run = logic.lib.captureSegmentRun(scene, [[volume]], [None], model, "0-1", "cpu", False, True)
     written, wgeo = SimpleITKIO().read(run.tmp / "input" / "case000_0000.nii.gz")
     np.testing.assert_array_equal(written, image)
     assert run.steps[-1][:3] == ["predict", "-i", str(run.tmp / "input")]
@@ -340,7 +340,7 @@ def test_logic_export_and_load_prediction(module, tmp_path):
     SimpleITKIO().write(labels, wgeo, run.tmp / "output" / "case000.nii.gz")
     SimpleITKIO().write(np.full(geo.shape, 0.25, np.float32), wgeo,
                         run.tmp / "output" / "case000_uncertainty.nii.gz")
-    [result] = logic.deliverResults(scene, run)
+    [result] = logic.lib.deliverResults(scene, run)
     run.cleanup()
     out, unc = result.segmentation, result.uncertainty
     assert mrml.segment_names(out) == ["Liver", "tumor"]
@@ -356,16 +356,16 @@ def test_logic_plan_table_and_cv_summary(module, tmp_path):
 
     mod, _scene = module
     logic = mod.NNSegLogic()
-    summary = logic.crossValidationSummary(tmp_path, "3d_fullres")
+    summary = logic.lib.crossValidationSummary(tmp_path, "3d_fullres")
     assert summary == "No cross-validation results yet."
     for fold, dice in ((0, 0.8), (1, 0.9)):
         d = tmp_path / "results" / "3d_fullres" / f"fold_{fold}"
         d.mkdir(parents=True)
         (d / "validation_summary.json").write_text(
             json.dumps({"foreground_mean": {"dice": dice}}))
-    assert logic.crossValidationSummary(tmp_path, "3d_fullres") == (
+    assert logic.lib.crossValidationSummary(tmp_path, "3d_fullres") == (
         "CV Dice 0.850 (fold_0: 0.800, fold_1: 0.900)")
-    assert logic.trainSteps("D", tmp_path, "2d", "1", 5, "cpu", False)[1][:4] == [
+    assert logic.lib.trainSteps("D", tmp_path, "2d", "1", 5, "cpu", False)[1][:4] == [
         "train", "D", "2d", "1"]
 
 
@@ -381,7 +381,7 @@ def test_logic_plans_table(module, tmp_path):
     Plans("D", "paper", 8.0, {"0": "MRI"}, {"background": 0, "a": 1},
           {"0": IntensityProperties(1.0, 2.0, 0.0, 3.0)},
           {"3d_fullres": config}).save(tmp_path / "plans.json")
-    header, rows = mod.NNSegLogic().plansTable(tmp_path)
+    header, rows = mod.NNSegLogic().lib.plansTable(tmp_path)
     assert header == ["", "3d_fullres"]
     table = {r[0]: r[1] for r in rows}
     assert table["patch size"] == "40×56×40" and table["batch size"] == "9"
