@@ -343,9 +343,15 @@ class ModuleLogic:
 
     def describeSegmentTimes(self, bookText, modelPath, deviceInfo, volumes, folds: str = "",
                              tta: bool = True, allowUnfinished: bool = False) -> str:
-        """The expected time of the preview and the full result for the chosen device."""
-        return segment_times.describe_expected_times(
-            bookText, modelPath, deviceInfo, list(volumes), folds, tta, allowUnfinished)
+        """The expected time of the preview and the full result for the chosen device (the
+        model's folds are read again only when the model folder changed)."""
+        volumes = list(volumes)
+        key = ("segment times", str(bookText), str(modelPath), repr(deviceInfo),
+               segment_times.volume_megavoxels(volumes), str(folds), bool(tta),
+               bool(allowUnfinished))
+        model = None if folders.is_unset(modelPath) else modelPath
+        return self.memo.get(key, [(model, 3)], lambda: segment_times.describe_expected_times(
+            bookText, modelPath, deviceInfo, volumes, folds, tta, allowUnfinished))
 
     # -- batch and review ------------------------------------------------------------------
     def reviewSession(self):
