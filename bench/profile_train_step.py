@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "bf16": round(peak_gemm_gflops(torch.bfloat16), 1)},
         "work": str(args.work), "host_memory": args.host_memory, "runs": [],
     }
-    from benchlib import repo_code_version
+    from benchlib.versions import repo_code_version
 
     result["nnseg_code"] = repo_code_version()
     for precision in args.precisions:
