@@ -43,8 +43,8 @@ FEATURES = (8, 16, 32, 64)
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "Testing"))
 sys.path.insert(0, str(BENCH))
-import benchlib as bl  # noqa: E402
 import cpu_profiles  # noqa: E402
+from benchlib.versions import repo_code_version  # noqa: E402
 
 
 def run_one(variant: str, seed: int, epochs: int) -> dict:
@@ -87,7 +87,7 @@ def run_one(variant: str, seed: int, epochs: int) -> dict:
         loss_module.downsample_target = original
     return {"benchmark": "design_choices", "variant": variant, "seed": seed, "epochs": epochs,
             "iterations_per_epoch": 25, "features_per_stage": list(FEATURES),
-            "nnseg_code": bl.repo_code_version(),
+            "nnseg_code": repo_code_version(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_s": round(time.time() - start, 1),
             "dice": {k: v["dice"] for k, v in summary["mean"].items()},
             "train_loss_per_epoch": [r["train_loss"] for r in log]}

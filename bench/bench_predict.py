@@ -150,7 +150,7 @@ def train_models(
     return out
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -179,7 +179,12 @@ def main() -> int:
     ap.add_argument("--no-results-md", action="store_true")
     args = cpu_profiles.parse_args(ap)
     globals()["TIMEOUT"] = args.timeout
+    return args
 
+
+def prepare(args: argparse.Namespace) -> dict:
+    """The tools to run, the machine, nnU-Net's reference set-up, the models (trained or given)
+    and the input folder of held-out cases."""
     variants = list(args.variants)
     tools = sorted({VARIANTS[v][1] for v in variants} | {VARIANTS[v][0] for v in variants})
     if "nnseg" in tools and (bl.nnseg_help("predict") is None or bl.nnseg_help("train") is None):
@@ -221,7 +226,15 @@ def main() -> int:
     cases = sorted(ref["splits"][0]["val"])[: args.cases]
     base = bl.CACHE / "runs" / f"predict-{time.strftime('%Y%m%d-%H%M%S')}"
     inp = bl.link_cases(ds, cases, base / "input")
+    return {"variants": variants, "info": info, "ds": ds, "dsj": dsj, "ending": ending,
+            "ref": ref, "matched": matched, "models": models, "imported": imported,
+            "cases": cases, "base": base, "inp": inp}
 
+
+def predict_all(args: argparse.Namespace, c: dict) -> dict[str, list[dict]]:
+    """Every variant predicts the cases --repeats times, the order alternating; timed runs."""
+    variants, ds, dsj, ending, ref = c["variants"], c["ds"], c["dsj"], c["ending"], c["ref"]
+    models, imported, cases, base, inp = c["models"], c["imported"], c["cases"], c["base"], c["inp"]
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for rep in range(args.repeats):
         order = variants if rep % 2 == 0 else variants[::-1]
@@ -263,8 +276,12 @@ def main() -> int:
                 f"Dice {res['dice']['mean']}",
                 flush=True,
             )
-    info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    return runs
 
+
+def summarise_runs(runs: dict[str, list[dict]], cases: list[str], ending: str
+                   ) -> tuple[dict, dict]:
+    """Statistics per variant over the repeats and the NNSeg/nnU-Net ratios of each pair."""
     summary = {}
     for tool, rs in runs.items():
         summary[tool] = {
@@ -299,6 +316,92 @@ def main() -> int:
             ratios[f"{mine}/{theirs}"]["same_voxels"] = same_voxels(
                 Path(runs[mine][-1]["pred_dir"]), Path(runs[theirs][-1]["pred_dir"]), cases,
                 ending)
+    return summary, ratios
+
+
+def trained_text(args: argparse.Namespace, models: dict) -> str:
+    """Which models were used: given folders, or the short training budget."""
+    return (
+        "given models (" + ", ".join(
+            f"{k} {v}" for k, v in models.items() if k in ("nnseg_model", "nnunet_results"))
+        + ")" if models.get("tag") == "given"
+        else f"models trained {args.epochs}×{args.iterations} iterations"
+    )
+
+
+def print_report(args: argparse.Namespace, cases: list[str], trained: str, summary: dict,
+                 ratios: dict, path: Path) -> None:
+    print(f"\n== predict {len(cases)} fold-0 validation cases, {CONFIG}, {trained}, "
+          f"NNSeg precision {args.nnseg_precision}")
+    for tool, s in summary.items():
+        print(
+            f"{tool:18s} s/case median {bl.fmt(s['s_per_case']['median'])} (min "
+            f"{bl.fmt(s['s_per_case']['min'])}); "
+            f"peak PSS median {bl.fmt(s['peak_pss_tree_mb']['median'], 0)} MB; Dice {s['dice']}"
+        )
+    for pair, r in ratios.items():
+        print(f"{pair}: nnU-Net time / NNSeg time median {r['speedup_median']} (min-vs-min "
+              f"{r['speedup_min']}); peak PSS ratio {r['peak_pss_median']}; Dice difference "
+              f"{r['dice_diff']}" + (f"; same voxels {r['same_voxels']}"
+                                     if "same_voxels" in r else ""))
+    print("JSON:", path)
+
+
+def results_md(args: argparse.Namespace, c: dict, trained: str, summary: dict, ratios: dict,
+               path: Path) -> str:
+    """The "predict" section of bench/RESULTS.md."""
+    ds, cases, info = c["ds"], c["cases"], c["info"]
+    md = [
+        f"## Inference ({ds.name}, {CONFIG}, fold 0 model, {len(cases)} fold-0 validation "
+        "cases)\n",
+        bl.machine_md(info),
+        f"- Models: {trained}; seed {args.seed}, same plan and folds. NNSeg precision "
+        f"`{args.nnseg_precision}`; nnU-Net v2 runs fp32 on CPU.\n",
+        "- nnU-Net `-npp 1 -nps 1`; time per case = process wall time ÷ cases (includes "
+        f"start-up and model loading); {args.repeats} repeats, alternating order. "
+        "`import` = NNSeg running nnU-Net's own model folder.\n",
+        bl.load_note(info),
+        "| variant | s/case median | s/case min | peak PSS median (MB) | peak RSS tree median "
+        "(MB) | Dice (mean per label, mean fg) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for tool, s in summary.items():
+        md.append(
+            f"| {tool} | {bl.fmt(s['s_per_case']['median'])} | "
+            f"{bl.fmt(s['s_per_case']['min'])} | "
+            f"{bl.fmt(s['peak_pss_tree_mb']['median'], 0)} | "
+            f"{bl.fmt(s['peak_rss_tree_mb']['median'], 0)} | "
+            f"{s['dice']} |"
+        )
+    if ratios:
+        md.append("\n| NNSeg vs nnU-Net | speed-up (median) | speed-up (min vs min) | "
+                  "peak PSS ratio | Dice difference | same voxels |")
+        md.append("|---|---|---|---|---|---|")
+        for pair, r in ratios.items():
+            md.append(f"| {pair} | {r['speedup_median']} | {r['speedup_min']} | "
+                      f"{r['peak_pss_median']} | {r['dice_diff']} | "
+                      f"{r.get('same_voxels', '—')} |")
+    else:
+        md.append("\nOnly " + ", ".join(summary) + " was measured in this run (no ratio).")
+    md.append(
+        "\nCPU seconds per case (user+sys of the tree ÷ cases; less sensitive to load), "
+        "median: "
+        + ", ".join(f"{t} {sm['cpu_s_per_case']['median']}" for t, sm in summary.items())
+        + "."
+    )
+    md.append(f"\nRaw data: `bench/results/runs/{path.name}`.")
+    return "\n".join(md)
+
+
+def main() -> int:
+    args = parse_args()
+    c = prepare(args)
+    ds, cases, models, info, matched = c["ds"], c["cases"], c["models"], c["info"], c["matched"]
+    variants = c["variants"]
+    runs = predict_all(args, c)
+    info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+
+    summary, ratios = summarise_runs(runs, cases, c["ending"])
     data = {
         "benchmark": "predict",
         "dataset": str(ds),
@@ -321,68 +424,10 @@ def main() -> int:
     }
     path = bl.write_json("predict", data)
 
-    trained = (
-        "given models (" + ", ".join(
-            f"{k} {v}" for k, v in models.items() if k in ("nnseg_model", "nnunet_results"))
-        + ")" if models.get("tag") == "given"
-        else f"models trained {args.epochs}×{args.iterations} iterations"
-    )
-    print(f"\n== predict {len(cases)} fold-0 validation cases, {CONFIG}, {trained}, "
-          f"NNSeg precision {args.nnseg_precision}")
-    for tool, s in summary.items():
-        print(
-            f"{tool:18s} s/case median {bl.fmt(s['s_per_case']['median'])} (min "
-            f"{bl.fmt(s['s_per_case']['min'])}); "
-            f"peak PSS median {bl.fmt(s['peak_pss_tree_mb']['median'], 0)} MB; Dice {s['dice']}"
-        )
-    for pair, r in ratios.items():
-        print(f"{pair}: nnU-Net time / NNSeg time median {r['speedup_median']} (min-vs-min "
-              f"{r['speedup_min']}); peak PSS ratio {r['peak_pss_median']}; Dice difference "
-              f"{r['dice_diff']}" + (f"; same voxels {r['same_voxels']}"
-                                     if "same_voxels" in r else ""))
-    print("JSON:", path)
-
+    trained = trained_text(args, models)
+    print_report(args, cases, trained, summary, ratios, path)
     if not args.no_results_md:
-        md = [
-            f"## Inference ({ds.name}, {CONFIG}, fold 0 model, {len(cases)} fold-0 validation "
-            "cases)\n",
-            bl.machine_md(info),
-            f"- Models: {trained}; seed {args.seed}, same plan and folds. NNSeg precision "
-            f"`{args.nnseg_precision}`; nnU-Net v2 runs fp32 on CPU.\n",
-            "- nnU-Net `-npp 1 -nps 1`; time per case = process wall time ÷ cases (includes "
-            f"start-up and model loading); {args.repeats} repeats, alternating order. "
-            "`import` = NNSeg running nnU-Net's own model folder.\n",
-            bl.load_note(info),
-            "| variant | s/case median | s/case min | peak PSS median (MB) | peak RSS tree median "
-            "(MB) | Dice (mean per label, mean fg) |",
-            "|---|---|---|---|---|---|",
-        ]
-        for tool, s in summary.items():
-            md.append(
-                f"| {tool} | {bl.fmt(s['s_per_case']['median'])} | "
-                f"{bl.fmt(s['s_per_case']['min'])} | "
-                f"{bl.fmt(s['peak_pss_tree_mb']['median'], 0)} | "
-                f"{bl.fmt(s['peak_rss_tree_mb']['median'], 0)} | "
-                f"{s['dice']} |"
-            )
-        if ratios:
-            md.append("\n| NNSeg vs nnU-Net | speed-up (median) | speed-up (min vs min) | "
-                      "peak PSS ratio | Dice difference | same voxels |")
-            md.append("|---|---|---|---|---|---|")
-            for pair, r in ratios.items():
-                md.append(f"| {pair} | {r['speedup_median']} | {r['speedup_min']} | "
-                          f"{r['peak_pss_median']} | {r['dice_diff']} | "
-                          f"{r.get('same_voxels', '—')} |")
-        else:
-            md.append("\nOnly " + ", ".join(summary) + " was measured in this run (no ratio).")
-        md.append(
-            "\nCPU seconds per case (user+sys of the tree ÷ cases; less sensitive to load), "
-            "median: "
-            + ", ".join(f"{t} {sm['cpu_s_per_case']['median']}" for t, sm in summary.items())
-            + "."
-        )
-        md.append(f"\nRaw data: `bench/results/runs/{path.name}`.")
-        bl.update_results_md("predict", "\n".join(md))
+        bl.update_results_md("predict", results_md(args, c, trained, summary, ratios, path))
     return 0
 
 

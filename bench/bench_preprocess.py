@@ -111,7 +111,7 @@ def summarize_nnunet_plans(plans_path: Path) -> dict:
     return out
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -128,13 +128,12 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the last repeat's output folders")
     ap.add_argument("--no-results-md", action="store_true", help="do not touch bench/RESULTS.md")
     args = cpu_profiles.parse_args(ap)
+    return args
 
-    tools = list(args.tools)
-    if "nnseg" in tools and bl.nnseg_help("preprocess") is None:
-        print("nnseg preprocess is not available yet: running nnU-Net only", file=sys.stderr)
-        tools.remove("nnseg")
-    info = bl.machine_info()
-    base = bl.CACHE / "runs" / f"preprocess-{time.strftime('%Y%m%d-%H%M%S')}"
+
+def run_repeats(args: argparse.Namespace, tools: list[str], base: Path
+                ) -> tuple[dict[str, list[dict]], list[dict]]:
+    """--repeats rounds of every tool, the order alternating; the runs and the failures."""
     runs: dict[str, list[dict]] = {t: [] for t in tools}
     failures: list[dict] = []
     for rep in range(args.repeats):
@@ -184,8 +183,11 @@ def main() -> int:
                     runs[tool][-1]["plans_json"] = str(bl.OUT / name)
         if not (last and args.keep):
             shutil.rmtree(base / f"rep{rep}", ignore_errors=True)
-    info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    return runs, failures
 
+
+def summarise_runs(runs: dict[str, list[dict]]) -> tuple[dict, dict]:
+    """Statistics per tool over the repeats and the NNSeg/nnU-Net ratios."""
     summary = {}
     for tool, rs in runs.items():
         if not rs:
@@ -214,25 +216,11 @@ def main() -> int:
         ratios["wall_per_repeat"] = [
             bl.ratio(a["wall_s"], b["wall_s"]) for a, b in zip(runs["nnseg"], runs["nnunet"])
         ]
-    nnunet_plans = {}
-    if runs.get("nnunet"):
-        nnunet_plans = summarize_nnunet_plans(Path(runs["nnunet"][-1]["plans_json"]))
+    return summary, ratios
 
-    data = {
-        "benchmark": "preprocess",
-        "dataset": str(args.dataset),
-        "workers": args.workers,
-        "repeats": args.repeats,
-        "machine": info,
-        "runs": runs,
-        "summary": summary,
-        "ratios_nnseg_over_nnunet": ratios,
-        "nnunet_plans": nnunet_plans,
-        "failures": failures,
-    }
-    path = bl.write_json("preprocess", data)
 
-    # ---------- report ----------
+def print_report(args: argparse.Namespace, summary: dict, ratios: dict, nnunet_plans: dict,
+                 path: Path) -> None:
     print("\n== fingerprint + plan + preprocess (2d + 3d_fullres), workers =", args.workers)
     for tool, s in summary.items():
         print(
@@ -259,59 +247,98 @@ def main() -> int:
         )
     print("JSON:", path)
 
+
+def results_md(args: argparse.Namespace, info: dict, runs: dict[str, list[dict]], summary: dict,
+               ratios: dict, nnunet_plans: dict, failures: list[dict], path: Path) -> str:
+    """The "preprocess" section of bench/RESULTS.md."""
+    md = [
+        f"## Fingerprint + plan + preprocess ({args.dataset.name}, 2d + 3d_fullres)\n",
+        bl.machine_md(info),
+        f"- {args.repeats} repeats, alternating order, {args.workers} worker processes each; "
+        "fresh output folders every repeat. NNSeg = fingerprint + plan --recipe v2 + "
+        "preprocess; nnU-Net = nnUNetv2_plan_and_preprocess -c 3d_fullres 2d "
+        f"-np {args.workers} -npfp {args.workers}.\n",
+        bl.load_note(info),
+        "| tool | wall min (s) | wall median (s) | peak PSS tree median (MB) | "
+        "peak RSS tree median (MB) | stages median (s) | output on disk (MB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for tool, s in summary.items():
+        md.append(
+            f"| {tool} | {bl.fmt(s['wall_s']['min'], 1)} | {bl.fmt(s['wall_s']['median'], 1)} "
+            "| "
+            f"{bl.fmt(s['peak_pss_tree_mb']['median'], 0)} | "
+            f"{bl.fmt(s['peak_rss_tree_mb']['median'], 0)} | "
+            + ", ".join(f"{k} {v['median']}" for k, v in s["stages_s"].items())
+            + f" | {runs[tool][-1].get('output_mb')} |"
+        )
+    md.append(
+        "\nOutput on disk: nnU-Net writes one folder per configuration plus gt_segmentations; "
+        "NNSeg shares one preprocessed folder between configurations with the same spacing."
+    )
+    if ratios:
+        md.append(
+            f"\nNNSeg/nnU-Net wall time: min {ratios['wall_min']}, median "
+            f"{ratios['wall_median']}, per repeat {ratios['wall_per_repeat']} "
+            f"(target ≤ 0.33). Peak PSS ratio (median): {ratios['peak_pss_median']}."
+        )
+    else:
+        md.append("\nOnly " + ", ".join(summary) + " was measured in this run (no ratio).")
+    if nnunet_plans.get("3d_fullres"):
+        p = nnunet_plans["3d_fullres"]
+        md.append(
+            f"\nnnU-Net's 3d_fullres plan: patch {p['patch_size']}, batch {p['batch_size']}, "
+            f"features {p['features_per_stage']}, strides {p['strides']}, spacing "
+            f"{p['spacing']}."
+        )
+    for f in failures:
+        md.append(
+            f"\nFAILED: {f['tool']} repeat {f['repeat']}: {f['error']} (excluded from the "
+            "table)."
+        )
+    md.append(
+        "\nCPU seconds (user+sys of the process tree; less sensitive to load), median: "
+        + ", ".join(f"{t} {sm['cpu_s']['median']}" for t, sm in summary.items())
+        + (f"; ratio NNSeg/nnU-Net {ratios['cpu_median']}." if ratios else ".")
+    )
+    md.append(f"\nRaw data: `bench/results/runs/{path.name}`.")
+    return "\n".join(md)
+
+
+def main() -> int:
+    args = parse_args()
+    tools = list(args.tools)
+    if "nnseg" in tools and bl.nnseg_help("preprocess") is None:
+        print("nnseg preprocess is not available yet: running nnU-Net only", file=sys.stderr)
+        tools.remove("nnseg")
+    info = bl.machine_info()
+    base = bl.CACHE / "runs" / f"preprocess-{time.strftime('%Y%m%d-%H%M%S')}"
+    runs, failures = run_repeats(args, tools, base)
+    info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+
+    summary, ratios = summarise_runs(runs)
+    nnunet_plans = {}
+    if runs.get("nnunet"):
+        nnunet_plans = summarize_nnunet_plans(Path(runs["nnunet"][-1]["plans_json"]))
+
+    data = {
+        "benchmark": "preprocess",
+        "dataset": str(args.dataset),
+        "workers": args.workers,
+        "repeats": args.repeats,
+        "machine": info,
+        "runs": runs,
+        "summary": summary,
+        "ratios_nnseg_over_nnunet": ratios,
+        "nnunet_plans": nnunet_plans,
+        "failures": failures,
+    }
+    path = bl.write_json("preprocess", data)
+
+    print_report(args, summary, ratios, nnunet_plans, path)
     if not args.no_results_md:
-        md = [
-            f"## Fingerprint + plan + preprocess ({args.dataset.name}, 2d + 3d_fullres)\n",
-            bl.machine_md(info),
-            f"- {args.repeats} repeats, alternating order, {args.workers} worker processes each; "
-            "fresh output folders every repeat. NNSeg = fingerprint + plan --recipe v2 + "
-            "preprocess; nnU-Net = nnUNetv2_plan_and_preprocess -c 3d_fullres 2d "
-            f"-np {args.workers} -npfp {args.workers}.\n",
-            bl.load_note(info),
-            "| tool | wall min (s) | wall median (s) | peak PSS tree median (MB) | "
-            "peak RSS tree median (MB) | stages median (s) | output on disk (MB) |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for tool, s in summary.items():
-            md.append(
-                f"| {tool} | {bl.fmt(s['wall_s']['min'], 1)} | {bl.fmt(s['wall_s']['median'], 1)} "
-                "| "
-                f"{bl.fmt(s['peak_pss_tree_mb']['median'], 0)} | "
-                f"{bl.fmt(s['peak_rss_tree_mb']['median'], 0)} | "
-                + ", ".join(f"{k} {v['median']}" for k, v in s["stages_s"].items())
-                + f" | {runs[tool][-1].get('output_mb')} |"
-            )
-        md.append(
-            "\nOutput on disk: nnU-Net writes one folder per configuration plus gt_segmentations; "
-            "NNSeg shares one preprocessed folder between configurations with the same spacing."
-        )
-        if ratios:
-            md.append(
-                f"\nNNSeg/nnU-Net wall time: min {ratios['wall_min']}, median "
-                f"{ratios['wall_median']}, per repeat {ratios['wall_per_repeat']} "
-                f"(target ≤ 0.33). Peak PSS ratio (median): {ratios['peak_pss_median']}."
-            )
-        else:
-            md.append("\nOnly " + ", ".join(summary) + " was measured in this run (no ratio).")
-        if nnunet_plans.get("3d_fullres"):
-            p = nnunet_plans["3d_fullres"]
-            md.append(
-                f"\nnnU-Net's 3d_fullres plan: patch {p['patch_size']}, batch {p['batch_size']}, "
-                f"features {p['features_per_stage']}, strides {p['strides']}, spacing "
-                f"{p['spacing']}."
-            )
-        for f in failures:
-            md.append(
-                f"\nFAILED: {f['tool']} repeat {f['repeat']}: {f['error']} (excluded from the "
-                "table)."
-            )
-        md.append(
-            "\nCPU seconds (user+sys of the process tree; less sensitive to load), median: "
-            + ", ".join(f"{t} {sm['cpu_s']['median']}" for t, sm in summary.items())
-            + (f"; ratio NNSeg/nnU-Net {ratios['cpu_median']}." if ratios else ".")
-        )
-        md.append(f"\nRaw data: `bench/results/runs/{path.name}`.")
-        bl.update_results_md("preprocess", "\n".join(md))
+        md = results_md(args, info, runs, summary, ratios, nnunet_plans, failures, path)
+        bl.update_results_md("preprocess", md)
     return 0
 
 

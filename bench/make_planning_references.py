@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib as bl  # noqa: E402
+import benchlib.env as benv  # noqa: E402
 
 GPU_GB = (2, 4, 8, 11, 24, 40, 80)
 
@@ -209,11 +209,11 @@ def write_rows(path: Path, header: dict, queries: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=bl.REPO / "Testing" / "planning" / "reference")
+    ap.add_argument("--out", type=Path, default=benv.REPO / "Testing" / "planning" / "reference")
     ap.add_argument("--topology-3d", type=int, default=900)
     ap.add_argument("--topology-2d", type=int, default=300)
     args = ap.parse_args()
-    python = Path(bl.nnunet_bin("python"))
+    python = Path(benv.nnunet_bin("python"))
     with tempfile.TemporaryDirectory(prefix="nnseg-planref-") as tmp:
         root = Path(tmp)
         datasets = {}
@@ -230,8 +230,8 @@ def main() -> None:
                "topology": topology_queries(args.topology_3d, args.topology_2d)}
         (root / "job.json").write_text(json.dumps(job))
         (root / "results").mkdir()
-        env = bl.nnunet_env(root, n_proc_da=1)
-        subprocess.run([str(python), str(bl.BENCH / "nnunet_plan_driver.py"),
+        env = benv.nnunet_env(root, n_proc_da=1)
+        subprocess.run([str(python), str(benv.BENCH / "nnunet_plan_driver.py"),
                         str(root / "job.json"), str(root / "out.json")], env=env, check=True)
         answer = json.loads((root / "out.json").read_text())
     for item in answer["plans"]:

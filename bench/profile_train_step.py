@@ -190,43 +190,14 @@ class StepProfiler:
         return float(loss.detach())
 
 
-def summarise(sp: StepProfiler, peak: float, gemm_peak: float) -> dict[str, Any]:
-    steps = len(sp.phases)
-    phases = {k: sum(p[k] for p in sp.phases) / steps for k in sp.phases[0]}
-    wall = sum(phases.values())
-    kinds: dict[str, float] = collections.Counter()
-    copies: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0])
+def conv_layer_rows(conv_events: list[tuple], out_shape: dict[str, list], steps: int,
+                    gemm_peak: float) -> tuple[list[dict[str, Any]], float]:
+    """The conv events (kind, input shapes, self seconds per step, FLOPs counted) summed per
+    layer: one row each, slowest first (seconds, GFLOP, GFLOP/s, share of the GEMM peak per
+    direction), and the FLOPs of all of them per step."""
     layers: dict[str, dict[str, float]] = collections.defaultdict(
         lambda: {"calls": 0, "forward_s": 0.0, "backward_s": 0.0, "forward_flops": 0.0,
                  "backward_flops": 0.0})
-    out_shape: dict[str, list] = {}
-    conv_events = []
-    for events in sp.events:
-        for e in events:
-            self_s = e.self_cpu_time_total / 1e6 / steps
-            if self_s <= 0:
-                continue
-            name = e.name
-            kind = KINDS.get(name)
-            if kind is None and "conv" in name:
-                kind = "conv backward" if "backward" in name else "conv forward"
-            if kind is None:
-                kind = ("elementwise / reductions (loss, norm helpers, …)" if name.startswith(
-                    "aten::") else "autograd / python overhead")
-            kinds[kind] += self_s
-            shapes = [list(x) for x in (e.input_shapes or [])]
-            if kind == "copies / layout":
-                c = copies[f"{name} {shapes[:2]}"]
-                c[0] += self_s
-                c[1] += 1 / steps
-            if kind in ("conv forward", "conv backward"):
-                # every conv's self time counts; its FLOPs once, from the one event per call
-                # (aten::conv3d -> convolution -> _convolution -> the kernel's op)
-                counted = name in ("aten::_convolution", "aten::convolution_backward")
-                conv_events.append((kind, shapes, self_s, counted))
-                if kind == "conv backward" and len(shapes) > 2 and len(shapes[2]) == 5:
-                    # inputs: grad_output, input, weight, …: the output shape is known here
-                    out_shape[conv_layer(shapes[1], shapes[2])] = shapes[0]
     for kind, shapes, self_s, counted in conv_events:
         if kind == "conv backward":
             shapes = shapes[1:]
@@ -258,6 +229,44 @@ def summarise(sp: StepProfiler, peak: float, gemm_peak: float) -> dict[str, Any]
             "backward_fraction_of_gemm_peak": (round(b / bwd / 1e9 / gemm_peak, 3)
                                                if bwd else None),
         })
+    return conv_rows, total_flops
+
+
+def summarise(sp: StepProfiler, peak: float, gemm_peak: float) -> dict[str, Any]:
+    steps = len(sp.phases)
+    phases = {k: sum(p[k] for p in sp.phases) / steps for k in sp.phases[0]}
+    wall = sum(phases.values())
+    kinds: dict[str, float] = collections.Counter()
+    copies: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0])
+    out_shape: dict[str, list] = {}
+    conv_events = []
+    for events in sp.events:
+        for e in events:
+            self_s = e.self_cpu_time_total / 1e6 / steps
+            if self_s <= 0:
+                continue
+            name = e.name
+            kind = KINDS.get(name)
+            if kind is None and "conv" in name:
+                kind = "conv backward" if "backward" in name else "conv forward"
+            if kind is None:
+                kind = ("elementwise / reductions (loss, norm helpers, …)" if name.startswith(
+                    "aten::") else "autograd / python overhead")
+            kinds[kind] += self_s
+            shapes = [list(x) for x in (e.input_shapes or [])]
+            if kind == "copies / layout":
+                c = copies[f"{name} {shapes[:2]}"]
+                c[0] += self_s
+                c[1] += 1 / steps
+            if kind in ("conv forward", "conv backward"):
+                # every conv's self time counts; its FLOPs once, from the one event per call
+                # (aten::conv3d -> convolution -> _convolution -> the kernel's op)
+                counted = name in ("aten::_convolution", "aten::convolution_backward")
+                conv_events.append((kind, shapes, self_s, counted))
+                if kind == "conv backward" and len(shapes) > 2 and len(shapes[2]) == 5:
+                    # inputs: grad_output, input, weight, …: the output shape is known here
+                    out_shape[conv_layer(shapes[1], shapes[2])] = shapes[0]
+    conv_rows, total_flops = conv_layer_rows(conv_events, out_shape, steps, gemm_peak)
     conv_s = kinds.get("conv forward", 0) + kinds.get("conv backward", 0)
     return {
         "steps": steps,
@@ -351,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "bf16": round(peak_gemm_gflops(torch.bfloat16), 1)},
         "work": str(args.work), "host_memory": args.host_memory, "runs": [],
     }
-    from benchlib import repo_code_version
+    from benchlib.versions import repo_code_version
 
     result["nnseg_code"] = repo_code_version()
     for precision in args.precisions:
