@@ -60,10 +60,18 @@ def plans_table(work: Path | str) -> tuple[list[str], list[list[str]]]:
 
 
 def describe_epoch(event: dict, max_epochs: int) -> str:
-    """One line on a training ``epoch`` event: epoch (1-based), loss, EMA pseudo Dice, ETA."""
+    """One line on a training ``epoch`` event: epoch (1-based), loss, EMA pseudo Dice, ETA.
+
+    Epochs end early to keep validation points a few minutes apart
+    (``RunConfig.epoch_minutes``), so a run may have more epochs than ``max_epochs``: where
+    the event says how far the run is in steps, the line counts steps instead."""
     dice = event.get("ema_pseudo_dice")
     dice_text = "–" if dice is None else f"{dice:.3f}"
-    return (f"epoch {event.get('epoch', 0) + 1}/{max_epochs}, train loss "
+    where = f"{event.get('epoch', 0) + 1}/{max_epochs}"
+    if event.get("step") is not None and event.get("planned_steps"):
+        where = tr("{epoch}, step {step}/{planned}", epoch=event.get("epoch", 0) + 1,
+                   step=int(event["step"]), planned=int(event["planned_steps"]))
+    return (f"epoch {where}, train loss "
             f"{event.get('train_loss', float('nan')):.4f}, pseudo Dice (EMA) {dice_text}, "
             f"ETA {format_eta(event.get('eta_seconds'))}")
 
@@ -243,6 +251,13 @@ def training_time_warning(info: Any, work: Path | str, configuration: str, folds
                             minutes=format_duration(60.0 * budget_minutes),
                             total=format_duration(60.0 * budget_minutes * n_folds),
                             folds=n_folds)
+        from NNSegLib.training.budget import cpu_budget_batch
+
+        batch = plan and cpu_budget_batch(plan.batch_size, plan.spatial_dims, "cpu")
+        if batch:
+            warning += " " + tr("On a CPU it trains batch {batch} instead of the plan's "
+                                "{planned}: more steps in the minutes given.", batch=batch,
+                                planned=plan.batch_size)
     return warning
 
 

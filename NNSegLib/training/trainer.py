@@ -398,7 +398,8 @@ class Trainer:
                                            val_loss if self.setup.val_cases else None, weight)
         record = {
             "epoch": st.epoch, "iterations": st.iteration, "step": st.step,
-            "train_loss": train_loss, "val_loss": val_loss, "val_batches": batches,
+            "planned_steps": self.schedule.end_step, "train_loss": train_loss,
+            "val_loss": val_loss, "val_batches": batches,
             "pseudo_dice": dice, "mean_pseudo_dice": mean_dice, "ema_pseudo_dice": st.ema_dice,
             "lr": lr, "epoch_time": st.epoch_seconds + val_seconds,
             "train_time": st.epoch_seconds, "val_time": val_seconds,

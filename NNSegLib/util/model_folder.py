@@ -103,13 +103,25 @@ class RunFolder:
                 return self.path / name
         return None
 
-    def epochs_done(self) -> int:
-        """Epochs the training log records (0 without a log)."""
+    def progress_text(self) -> str:
+        """``"epoch 12/1000"``; ``"epoch 13, step 240/250"`` when the log counts steps (epochs
+        end early on a slow machine, so there may be more than ``max_epochs`` of them)."""
+        import json
+
+        lines: list[bytes] = []
         try:
             with open(self.log, "rb") as f:
-                return sum(1 for line in f if line.strip())
-        except OSError:
-            return 0
+                lines = [line for line in f if line.strip()]
+            last = json.loads(lines[-1]) if lines else {}
+        except (OSError, ValueError):
+            last = {}
+        if isinstance(last, dict) and last.get("step") is not None and last.get("planned_steps"):
+            return f"epoch {len(lines)}, step {last['step']}/{last['planned_steps']}"
+        try:
+            planned = read_json(self.run_config, expect=dict).get("max_epochs", "?")
+        except NNSegError:
+            planned = "?"
+        return f"epoch {len(lines)}/{planned}"
 
     def status(self) -> str:
         """``"finished"``, ``"is still training (process 123, epoch 12/1000)"`` or
@@ -118,11 +130,7 @@ class RunFolder:
 
         if self.is_finished:
             return "finished"
-        try:
-            planned = read_json(self.run_config, expect=dict).get("max_epochs", "?")
-        except NNSegError:
-            planned = "?"
-        epochs = f"epoch {self.epochs_done()}/{planned}"
+        epochs = self.progress_text()
         owner = lock_owner(self.path)
         if owner is not None:
             pid = owner.get("pid")

@@ -61,6 +61,9 @@ def test_describe_epoch():
         "epoch 5/1000, train loss -0.5123, pseudo Dice (EMA) 0.812, ETA 1:02:05")
     text = describe_epoch({"epoch": 0}, 10)
     assert text == "epoch 1/10, train loss nan, pseudo Dice (EMA) –, ETA –"
+    # short epochs (a slow machine): epoch 13 of a 10-epoch run, counted in steps
+    text = describe_epoch({"epoch": 12, "step": 240, "planned_steps": 250}, 10)
+    assert text.startswith("epoch 13, step 240/250, train loss nan")
     assert math.isnan(float(text.split("train loss ")[1].split(",")[0]))
 
 
@@ -162,6 +165,17 @@ def test_training_time_warning_uses_the_plan(tmp_path):
     budget = training_time_warning(cpu, tmp_path, "3d_fullres", "0-1", 1000, 90)
     assert budget.startswith(text.split(" Rough")[0])
     assert "stops each fold after 1.5 h (3.0 h for 2 fold(s))" in budget
+    assert "instead of the plan's" not in budget   # the plan's batch is 2 already
+    import dataclasses
+
+    Plans("D", "paper", 8.0, {"0": "MRI"}, {"background": 0, "a": 1},
+          {"0": IntensityProperties(1.0, 2.0, 0.0, 3.0)},
+          {"3d_fullres": dataclasses.replace(config, batch_size=9)}
+          ).save(tmp_path / "plans.json")
+    budget = training_time_warning(cpu, tmp_path, "3d_fullres", "0", 1000, 25)
+    assert budget.endswith("On a CPU it trains batch 2 instead of the plan's 9: more steps in "
+                           "the minutes given.")
+    assert "instead of" not in training_time_warning(cpu, tmp_path, "3d_fullres", "0", 1000)
     assert training_time_warning(DeviceInfo("cuda", "GPU", 24.0), tmp_path, "3d_fullres", "0",
                                  1000, 60) is None
 

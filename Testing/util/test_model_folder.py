@@ -65,3 +65,20 @@ def test_adopt_copies_plans_and_dataset_once(tmp_path: Path):
     ws.model.adopt(ws.plans, [source])
     assert ws.model.plans.read_text() == "plans-1"   # a trained model keeps its plan
     assert ws.run_dir("2d", 4) == ws.results / "2d" / "fold_4"
+
+
+def test_progress_text_counts_steps_when_epochs_end_early(tmp_path: Path):
+    from NNSegLib.util.model_folder import RunFolder
+
+    run = RunFolder(tmp_path / "fold_0")
+    run.path.mkdir()
+    (run.path / "run_config.json").write_text(json.dumps({"max_epochs": 10}))
+    assert run.progress_text() == "epoch 0/10"
+    run.log.write_text(json.dumps({"epoch": 0}) + "\n" + json.dumps({"epoch": 1}) + "\n")
+    assert run.progress_text() == "epoch 2/10"   # a log of the earlier layout
+    # a slow machine: 13 short epochs of a 10-epoch run, 240 of its 250 steps done
+    records = [{"epoch": e, "step": 20 * (e + 1), "planned_steps": 250} for e in range(12)]
+    records.append({"epoch": 12, "step": 240, "planned_steps": 250})
+    run.log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert run.progress_text() == "epoch 13, step 240/250"
+    assert "stopped before finishing (epoch 13, step 240/250;" in run.status()
