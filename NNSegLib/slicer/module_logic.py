@@ -237,7 +237,7 @@ class ModuleLogic:
         return _lib("gui_summaries").plans_table(work)
 
     def updateChart(self, scene, records: List[dict], chartNode=None):
-        return _lib("mrml").training_chart(scene, records, chartNode)
+        return _lib("training_chart").training_chart(scene, records, chartNode)
 
     def crossValidationSummary(self, work, configuration: str) -> str:
         return _lib("gui_summaries").cross_validation_summary(work, configuration)
