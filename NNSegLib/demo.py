@@ -137,7 +137,7 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
         generate_sample_dataset(test_set, kind=args.kind, seed=1, num_cases=args.test_cases)
     from NNSegLib.data.check import check_argv
     from NNSegLib.evaluation.evaluate import evaluate_argv
-    from NNSegLib.inference.predict import predict_argv
+    from NNSegLib.inference.predict_options import predict_argv
     from NNSegLib.planning.fingerprint import fingerprint_argv
     from NNSegLib.planning.planner import plan_argv
     from NNSegLib.postprocessing.find_best import find_best_argv

@@ -3,6 +3,9 @@
 NNSegLib's subpackages form floors (``FLOORS``, lowest first). A module may import its own
 subpackage and any lower floor, never a higher one; the CLI and the demo at the top may
 import anything, and nothing imports them. Lazy imports inside functions count too.
+
+Also the size rules: no module of NNSegLib/ or NNSeg/ over 500 lines, no function of
+NNSegLib/ over 80 lines.
 """
 
 from __future__ import annotations
@@ -141,3 +144,44 @@ def test_no_string_imports_and_no_attribute_forwarding():
             if called or forwarding:
                 offenders.append(str(path.relative_to(LIB.parent)))
     assert offenders == ["NNSegLib/cli.py"], offenders
+
+
+#: The size rules of the developer guide (issue 24).
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 80
+SLICER_MODULE = LIB.parent / "NNSeg"
+
+
+def test_no_module_over_500_lines():
+    modules = _modules() + sorted(SLICER_MODULE.rglob("*.py"))
+    assert len(modules) > 100, "too few modules found: is the check reading the tree?"
+    counts = {path: len(path.read_text(encoding="utf-8").splitlines()) for path in modules}
+    offenders = [f"{path.relative_to(LIB.parent)}: {n} lines"
+                 for path, n in counts.items() if n > MAX_MODULE_LINES]
+    assert not offenders, (f"modules over {MAX_MODULE_LINES} lines (move a cohesive part "
+                           "into a module of its own):\n" + "\n".join(offenders))
+
+
+def _function_lengths(source: str) -> list[tuple[str, int]]:
+    """``(name, lines)`` of every ``def`` in ``source`` (methods and nested ones included),
+    counted from the ``def`` line to the function's last line (decorators not counted)."""
+    return [(node.name, node.end_lineno - node.lineno + 1)
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno is not None]
+
+
+def test_function_lengths_count_methods_and_nested_functions():
+    source = ("class A:\n    @staticmethod\n    def method():\n        def inner():\n"
+              "            return 1\n\n        return inner\n\n\nasync def job():\n"
+              "    pass\n")
+    assert sorted(_function_lengths(source)) == [("inner", 2), ("job", 2), ("method", 5)]
+
+
+def test_no_function_over_80_lines():
+    offenders = [f"{path.relative_to(LIB.parent)}:{name} {lines} lines"
+                 for path in _modules()
+                 for name, lines in _function_lengths(path.read_text(encoding="utf-8"))
+                 if lines > MAX_FUNCTION_LINES]
+    assert not offenders, (f"functions over {MAX_FUNCTION_LINES} lines (split them into "
+                           "steps):\n" + "\n".join(offenders))

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 import cpu_profiles  # noqa: E402
 
-from NNSegLib.inference.predict import predict_argv  # noqa: E402
+from NNSegLib.inference.predict_options import predict_argv  # noqa: E402
 from NNSegLib.training.train_cli import train_argv  # noqa: E402
 from NNSegLib.util.command_line import common_argv  # noqa: E402
 

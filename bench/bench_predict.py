@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 import cpu_profiles  # noqa: E402
 
-from NNSegLib.inference.predict import predict_options_argv  # noqa: E402
+from NNSegLib.inference.predict_options import predict_options_argv  # noqa: E402
 
 CONFIG = "3d_fullres"
 TIMEOUT = 3600.0  # seconds per command; --timeout
@@ -60,7 +60,7 @@ VARIANTS: dict[str, tuple[str, str, bool]] = {
 
 def variant_extra(variant: str) -> list[str]:
     """The variant's extra arguments to the predict command (nnU-Net's or NNSeg's)."""
-    from NNSegLib.inference.predict import predict_options_argv
+    from NNSegLib.inference.predict_options import predict_options_argv
 
     tool, _kind, tta = VARIANTS[variant]
     if tool == "nnunet":

@@ -15,9 +15,10 @@ interpolated value takes part), resample to the configuration's spacing
 Configurations sharing a ``data_identifier`` (``2d``, ``3d_fullres``,
 ``3d_cascade_fullres``) are written once; each case is read once for all identifiers.
 Cases run in a process pool (``fork`` where available; workers import no torch), every
-file is written atomically and finished cases are skipped unless ``--overwrite``, the
-plan's preprocessing settings changed, or one of the case's raw files changed (each case's
-properties record the size and modification time of its source files). One process at a
+file is written atomically (:mod:`.case_files`) and finished cases are skipped unless
+``--overwrite``, the plan's preprocessing settings changed, or one of the case's raw files
+changed (each case's properties record the size and modification time of its source
+files). One process at a
 time preprocesses a folder (:mod:`NNSegLib.util.locking`); the size a case would have after
 resampling is checked before resampling it. Adding cases to a dataset (``nnseg add-case``,
 METHOD §8) therefore preprocesses only the new and replaced ones.
@@ -33,7 +34,6 @@ transpose back.
 from __future__ import annotations
 
 import argparse
-import zlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -41,6 +41,7 @@ import numpy as np
 
 from NNSegLib.data.io import Geometry
 from NNSegLib.planning.plans import ConfigurationPlan, Plans
+from NNSegLib.preprocessing.case_files import case_done, source_stamps, write_case
 from NNSegLib.preprocessing.cropping import bbox_of, crop, nonzero_mask
 from NNSegLib.preprocessing.normalize import normalize
 from NNSegLib.preprocessing.resample import (
@@ -54,8 +55,6 @@ from NNSegLib.util import options
 from NNSegLib.util.command_line import many, option, switch
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Progress
-
-MAX_LOCATIONS_PER_CLASS = 10000
 
 
 def _config(plans: Plans, config: ConfigurationPlan | str) -> ConfigurationPlan:
@@ -72,22 +71,6 @@ def _labels_to_int8(seg: np.ndarray, num_classes: int) -> np.ndarray:
     if num_classes > 127:
         raise NNSegError(f"{num_classes} classes do not fit the int8 label arrays (max 127)")
     return rounded.astype(np.int8)
-
-
-def class_locations(seg: np.ndarray, num_classes: int, seed: int,
-                    max_per_class: int = MAX_LOCATIONS_PER_CLASS) -> dict[str, np.ndarray]:
-    """Up to ``max_per_class`` random voxel indices ``(N, 3)`` per foreground class present."""
-    rng = np.random.default_rng(seed)
-    flat = seg.reshape(-1)
-    out = {}
-    for k in range(1, num_classes):
-        idx = np.flatnonzero(flat == k)
-        if idx.size == 0:
-            continue
-        if idx.size > max_per_class:
-            idx = np.sort(rng.choice(idx, max_per_class, replace=False))
-        out[f"class_{k}"] = np.stack(np.unravel_index(idx, seg.shape), axis=1).astype(np.int32)
-    return out
 
 
 def preprocess_case(
@@ -209,61 +192,6 @@ def _labels_to_grid(seg: np.ndarray, geometry: Geometry, order: Sequence[int],
         seg = resample_labels(seg, new_shape, cfg.resample_order_label, axis,
                               cfg.resample_order_z)
     return seg
-
-
-# --- one case on disk ------------------------------------------------------------------
-def case_seed(identifier: str) -> int:
-    """A fixed seed per case for location sampling."""
-    return zlib.crc32(identifier.encode("utf-8"))
-
-
-def source_stamps(paths: Sequence[Path | str | None]) -> dict[str, list[int]]:
-    """File name → ``[size, mtime_ns]`` of a case's raw files (what marks them changed)."""
-    stamps = {}
-    for p in paths:
-        if p is not None:
-            st = Path(p).stat()
-            stamps[Path(p).name] = [int(st.st_size), int(st.st_mtime_ns)]
-    return stamps
-
-
-def case_done(folder: Path, identifier: str, sources: dict | None = None) -> bool:
-    """The case's properties exist (and, given ``sources``, its raw files are unchanged).
-
-    Cases written before sources were recorded count as unchanged.
-    """
-    path = folder / f"{identifier}.json"
-    if not path.is_file():
-        return False
-    if sources is None:
-        return True
-    from NNSegLib.util.json_files import read_json
-
-    try:
-        recorded = read_json(path, expect=dict).get("sources")
-    except NNSegError:
-        return False
-    return recorded is None or recorded == sources
-
-
-def write_case(folder: Path, identifier: str, data: np.ndarray, seg: np.ndarray | None,
-               properties: dict, num_classes: int, sources: dict | None = None) -> None:
-    """Write one case's files atomically; the properties JSON comes last (marks it done)."""
-    from NNSegLib.util.atomic import save_npy, save_npz, write_json
-
-    save_npy(folder / f"{identifier}.npy", data.astype(np.float32, copy=False))
-    props = dict(properties, case=identifier)
-    if sources is not None:
-        props["sources"] = sources
-    if seg is not None:
-        save_npy(folder / f"{identifier}_seg.npy", seg.astype(np.int8, copy=False))
-        locs = class_locations(seg[0], num_classes, case_seed(identifier))
-        save_npz(folder / f"{identifier}_locs.npz", **locs)
-        props["class_locations"] = {k: int(v.shape[0]) for k, v in locs.items()}
-        props["class_voxels"] = {str(k): int(c) for k, c in
-                                 enumerate(np.bincount(seg.reshape(-1), minlength=num_classes))
-                                 if k > 0}
-    write_json(folder / f"{identifier}.json", props)
 
 
 # --- the whole dataset -----------------------------------------------------------------
@@ -485,17 +413,13 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
 
 
 __all__ = ["preprocess_argv",
-    "MAX_LOCATIONS_PER_CLASS",
     "add_arguments",
     "group_by_data",
     "preprocess_dataset",
     "preprocessing_key",
     "run",
-    "case_done",
-    "class_locations",
     "preprocess_case",
     "restore_labels",
     "restore_to_original",
-    "write_case",
 ]
 

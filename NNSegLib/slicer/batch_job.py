@@ -144,7 +144,7 @@ def folder_batch(input_dir: Path | str, batch_dir: Path | str, model_path: Path 
 # --- CLI --------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``nnseg segment-batch``."""
-    from NNSegLib.inference.predict import (
+    from NNSegLib.inference.predict_options import (
         add_cpu_arguments,
         add_input_model_arguments,
         add_step_arguments,

@@ -25,7 +25,6 @@ from NNSegLib.slicer import (
     folder_memo,
     folders,
     gui_summaries,
-    mrml,
     panel_commands,
     panel_rules,
     requests,
@@ -34,6 +33,7 @@ from NNSegLib.slicer import (
     segment_run,
     segment_sequence,
     segment_times,
+    training_chart,
     training_runs,
 )
 from NNSegLib.util.i18n import tr
@@ -258,7 +258,7 @@ class ModuleLogic:
         return gui_summaries.plans_table(work)
 
     def updateChart(self, scene, records: List[dict], chartNode=None):
-        return mrml.training_chart(scene, records, chartNode)
+        return training_chart.training_chart(scene, records, chartNode)
 
     def crossValidationSummary(self, work, configuration: str) -> str:
         return gui_summaries.cross_validation_summary(work, configuration)

@@ -5,7 +5,8 @@ library imports without Slicer. Nothing here reaches for ``slicer.mrmlScene``: t
 is an argument, so the same code runs in the Slicer application and headless with the
 ``slicer-core`` package (see :func:`new_scene`). Work built on these conversions lives in
 :mod:`NNSegLib.slicer.scene_dataset` (training cases → raw dataset) and
-:mod:`NNSegLib.slicer.scene_predict` (segmenting volumes of the scene).
+:mod:`NNSegLib.slicer.scene_predict` (segmenting volumes of the scene); the training curves
+chart is :mod:`NNSegLib.slicer.training_chart`.
 
 Conventions: arrays are numpy ``(z, y, x)`` = Slicer's ``(k, j, i)``; :class:`~NNSegLib.data.io.
 Geometry` is ITK/LPS. Slicer is RAS: the x and y rows of the origin and of the direction
@@ -241,7 +242,7 @@ def segmentation_from_labels(
     """
     import slicer
 
-    from NNSegLib.slicer.terminology import distinct_colours, lookup
+    from NNSegLib.slicer.terminology import distinct_colours
 
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
@@ -269,6 +270,22 @@ def segmentation_from_labels(
     finally:
         _remove_nodes(scene, [labelmap, labelmap.GetDisplayNode(), table])
 
+    _order_and_describe(segmentation, foreground, colours, model_info, terminology,
+                        include_empty)
+    for key, tag in MODEL_TAGS:
+        if model_info and model_info.get(key) is not None:
+            node.SetAttribute(tag, str(model_info[key]))
+    return node
+
+
+def _order_and_describe(segmentation: Any, foreground: dict[int, str],
+                        colours: dict[int, tuple[float, float, float]],
+                        model_info: dict[str, str] | None, terminology: bool,
+                        include_empty: bool) -> None:
+    """Name, colour and tag the imported segments (adding empty ones for absent labels when
+    ``include_empty``) and put them in label order, whatever the import order was."""
+    from NNSegLib.slicer.terminology import lookup
+
     by_value: dict[int, str] = {}
     for i in range(segmentation.GetNumberOfSegments()):
         sid = segmentation.GetNthSegmentID(i)
@@ -285,12 +302,8 @@ def segmentation_from_labels(
         ordered.append(sid)
         _describe_segment(segmentation.GetSegment(sid), value, label, colours[value],
                           lookup(label) if terminology else None, model_info)
-    for index, sid in enumerate(ordered):  # label order, whatever the import order was
+    for index, sid in enumerate(ordered):
         segmentation.SetSegmentIndex(sid, index)
-    for key, tag in MODEL_TAGS:
-        if model_info and model_info.get(key) is not None:
-            node.SetAttribute(tag, str(model_info[key]))
-    return node
 
 
 def _describe_segment(segment, value, label, colour, term, model_info) -> None:
@@ -433,78 +446,9 @@ def read_segmentation(scene: Any, path: Path | str, name: str | None = None) -> 
     return node
 
 
-# ----------------------------------------------------------------------------------------
-# Training chart
-# ----------------------------------------------------------------------------------------
-#: Epoch-record keys plotted by :func:`training_chart` → series titles.
-CHART_SERIES = {
-    "train_loss": "train loss",
-    "val_loss": "validation loss",
-    "mean_pseudo_dice": "pseudo Dice",
-    "ema_pseudo_dice": "pseudo Dice (EMA)",
-}
-
-
-def training_chart(scene: Any, records: Sequence[dict], chart: Any = None,
-                   name: str = "NNSeg training") -> Any:
-    """Fill a table node and a plot chart node with per-epoch loss and Dice curves.
-
-    Args:
-        scene: The MRML scene.
-        records: ``epoch`` events (or ``log.jsonl`` records) in any order; one row per
-            epoch (a later record for the same epoch replaces the earlier one).
-        chart: A chart made by an earlier call (its table and series are reused).
-        name: Base name of new nodes.
-
-    Returns:
-        The ``vtkMRMLPlotChartNode`` (its table: ``chart.GetAttribute("NNSeg.Table")``).
-    """
-    import vtk
-
-    rows = {int(r["epoch"]): r for r in records if "epoch" in r}
-    epochs = sorted(rows)
-    if chart is not None and not scene.IsNodePresent(chart):
-        chart = None  # deleted by the user, or left from a closed scene
-    if chart is None:
-        chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
-        chart.SetTitle("Training")
-        chart.SetXAxisTitle("epoch")
-        chart.SetYAxisTitle("loss / Dice")
-    table_id = chart.GetAttribute("NNSeg.Table")
-    table = scene.GetNodeByID(table_id) if table_id else None
-    if table is None:
-        table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} table")
-        chart.SetAttribute("NNSeg.Table", table.GetID())
-    vtk_table = table.GetTable()
-    vtk_table.Initialize()
-    columns = {"epoch": vtk.vtkDoubleArray()}
-    columns.update({k: vtk.vtkDoubleArray() for k in CHART_SERIES})
-    for key, array in columns.items():
-        array.SetName(key)
-        for e in epochs:
-            value = e if key == "epoch" else rows[e].get(key)
-            array.InsertNextValue(float("nan") if value is None else float(value))
-        vtk_table.AddColumn(array)
-    table.Modified()
-    for key, title in CHART_SERIES.items():
-        series_id = chart.GetAttribute(f"NNSeg.Series.{key}")
-        series = scene.GetNodeByID(series_id) if series_id else None
-        if series is None:
-            series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", title)
-            series.SetAndObserveTableNodeID(table.GetID())
-            series.SetXColumnName("epoch")
-            series.SetYColumnName(key)
-            series.SetPlotType(series.PlotTypeScatter)
-            series.SetMarkerStyle(series.MarkerStyleNone)
-            series.SetUniqueColor()
-            chart.AddAndObservePlotSeriesNodeID(series.GetID())
-            chart.SetAttribute(f"NNSeg.Series.{key}", series.GetID())
-    return chart
-
-
-__all__ = ["CHART_SERIES", "MODEL_TAGS", "TAG_LABEL_VALUE", "TAG_MODEL", "TAG_MODEL_VERSION",
+__all__ = ["MODEL_TAGS", "TAG_LABEL_VALUE", "TAG_MODEL", "TAG_MODEL_VERSION",
            "TAG_SOFTWARE_VERSION", "SceneContext", "array_from_volume_node", "available",
            "geometry_from_volume_node", "labels_from_segmentation", "new_scene", "node_label",
            "read_segmentation", "remove_node", "segment_names", "segment_tag",
-           "segmentation_from_labels", "training_chart", "volume_node_from_array",
+           "segmentation_from_labels", "volume_node_from_array",
            "write_segmentation"]

@@ -122,7 +122,7 @@ def predict_commands(input_dir: Path | str, output_dir: Path | str, model: Path 
     the first is passed on (explicit ``--folds`` would win over ``--fast``'s one fold).
     """
     from NNSegLib.inference.model_package import import_model_argv
-    from NNSegLib.inference.predict import predict_argv
+    from NNSegLib.inference.predict_options import predict_argv
 
     commands = []
     model = Path(model)

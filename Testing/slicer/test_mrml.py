@@ -11,7 +11,7 @@ slicer = pytest.importorskip(
 from test_ras_geometry import GEO, assert_geometry_close  # noqa: E402
 
 from NNSegLib.data.io import SimpleITKIO  # noqa: E402
-from NNSegLib.slicer import mrml  # noqa: E402
+from NNSegLib.slicer import mrml, training_chart  # noqa: E402
 from NNSegLib.slicer.terminology import TABLE  # noqa: E402
 from NNSegLib.util.errors import NNSegError  # noqa: E402
 
@@ -176,16 +176,17 @@ def test_training_chart_table_and_series(ctx):
         {"epoch": 0, "train_loss": 1.0, "val_loss": None, "mean_pseudo_dice": None,
          "ema_pseudo_dice": None},
     ]
-    chart = mrml.training_chart(ctx.scene, records)
+    chart = training_chart.training_chart(ctx.scene, records)
     table = ctx.scene.GetNodeByID(chart.GetAttribute("NNSeg.Table")).GetTable()
     assert table.GetNumberOfRows() == 2
     assert [table.GetValueByName(i, "epoch").ToDouble() for i in range(2)] == [0.0, 1.0]
     assert table.GetValueByName(1, "train_loss").ToDouble() == pytest.approx(0.8)
     assert np.isnan(table.GetValueByName(0, "val_loss").ToDouble())
-    assert chart.GetNumberOfPlotSeriesNodes() == len(mrml.CHART_SERIES)
+    assert chart.GetNumberOfPlotSeriesNodes() == len(training_chart.CHART_SERIES)
     # a second call with one more epoch reuses the nodes
     n_nodes = ctx.scene.GetNumberOfNodes()
-    chart2 = mrml.training_chart(ctx.scene, records + [{"epoch": 2, "train_loss": 0.5}], chart)
+    chart2 = training_chart.training_chart(
+        ctx.scene, records + [{"epoch": 2, "train_loss": 0.5}], chart)
     assert chart2 is chart and ctx.scene.GetNumberOfNodes() == n_nodes
     assert table.GetNumberOfRows() == 3
     assert table.GetValueByName(2, "train_loss").ToDouble() == pytest.approx(0.5)

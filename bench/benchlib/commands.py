@@ -88,7 +88,7 @@ def nnseg_predict_cmd(
     fold: str = "0",
 ) -> list[str]:
     """``nnseg predict`` with one fold's model on the CPU (mirror TTA is its default)."""
-    from NNSegLib.inference.predict import predict_argv
+    from NNSegLib.inference.predict_options import predict_argv
     from NNSegLib.util.command_line import common_argv
 
     return [
