@@ -39,6 +39,9 @@ FORWARD_SHARE = 0.4
 CHECKPOINT_SECONDS = 1.0
 #: Seconds per validation case besides the network (reading, resampling, writing).
 CASE_OVERHEAD_SECONDS = 0.5
+#: The shortest epoch a budget makes of a longer ``epoch_minutes`` (its validation and
+#: checkpoint must stay a small part of it).
+MIN_EPOCH_SECONDS = 30.0
 
 
 def windows_per_case(shape: Sequence[int], patch: Sequence[int], step: float = 0.5) -> int:
@@ -203,6 +206,8 @@ class TimeBudget:
         #: all-in cost per iteration used by :meth:`refit`.
         self._rate_origin: tuple[float, int] | None = None
         self.fit_pending = True
+        #: The latest estimate of the final validation's seconds (0 before the first fit).
+        self.final_s = 0.0
 
     @classmethod
     def for_run(cls, setup: TrainSetup, fit: Callable[[int], int],
@@ -300,6 +305,15 @@ class TimeBudget:
                 f"time budget: re-fitted to {total} iterations ({all_in:.2f} s per iteration "
                 f"with validation and checkpoints; {final:.0f} s kept for the final validation)")
 
+    def epoch_seconds(self, epoch_s: float) -> float:
+        """The longest epoch of a budget run: ``epoch_s`` (``RunConfig.epoch_minutes``), or
+        less, so that the training part of the budget (all but the final validation) holds
+        a validation point for every ``epoch_s`` of the whole budget: a 25-minute budget with
+        3-minute intervals has 9 of them, not 7 (the last 3 minutes validate the fold)."""
+        points = max(1, math.ceil(self.total_s / epoch_s - 1e-9))
+        training = self.total_s - self.final_s
+        return min(epoch_s, max(MIN_EPOCH_SECONDS, training / points))
+
     def step_seconds(self) -> float:
         """Median wall time of the recent steps (the first one pays for start-up)."""
         return _median_gap(list(self._step_times)[1:])
@@ -308,7 +322,7 @@ class TimeBudget:
             val_iterations: int) -> tuple[int, float, float]:
         """The first fit after the probe: ``(total iterations, s per iteration, final s)``."""
         per_iteration = self.step_seconds()
-        final = self.final_validation(per_iteration, self.window_s)
+        final = self.final_s = self.final_validation(per_iteration, self.window_s)
         self.fit_pending = False
         total = fitted_iterations(self.total_s, self.total_s - self.left(now), done,
                                   per_iteration, iterations_per_epoch, val_iterations, final)
@@ -324,7 +338,7 @@ class TimeBudget:
         if done <= origin_done:
             return None
         all_in = (now - origin_time) / (done - origin_done)
-        final = self.final_validation(self.step_seconds(), self.window_s)
+        final = self.final_s = self.final_validation(self.step_seconds(), self.window_s)
         total = refitted_iterations(self.total_s, self.total_s - self.left(now), done,
                                     all_in, final)
         return total, all_in, final

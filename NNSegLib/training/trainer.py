@@ -284,6 +284,8 @@ class Trainer:
             total = int(min(dist.gather_floats(float(total), s.ctx)))
         total = min(total, self.rc.max_epochs * self.rc.iterations_per_epoch)
         self.schedule.fit_iterations(total)
+        if self.budget is not None:   # as many validation points as the budget has intervals
+            self.epoch_clock.limit_s = self.budget.epoch_seconds(60.0 * self.rc.epoch_minutes)
         return self.schedule.total_iterations or total
 
     def _set_lr(self, lr: float) -> None:

@@ -312,16 +312,16 @@ FAULTS: tuple[Fault, ...] = (
           "images with missing or non-finite voxels", KEEPS_ALL, nan_input),
     Fault("predict --folds 1 while fold 1 is still training", "predict", WEAK,
           "nnseg predict: error: {MODEL}/3d_fullres: fold 1 is still training (process …, "
-          "epoch 1/1); choose finished folds or pass --allow-unfinished", KEEPS_ALL,
+          "epoch 1, step 2/2); choose finished folds or pass --allow-unfinished", KEEPS_ALL,
           predict_training("--folds", "1")),
     Fault("predict (default folds) while fold 1 is still training", "predict", WEAK,
-          "3d_fullres: fold 1 is still training (process …, epoch 1/1): left out "
+          "3d_fullres: fold 1 is still training (process …, epoch 1, step 2/2): left out "
           "(--allow-unfinished uses it)", "everything; predicts with the finished folds",
           predict_training(), code=0),
     Fault("export-model of a fold that stopped before finishing", "export-model", WEAK,
           "nnseg export-model: error: {MODEL}/3d_fullres: fold 1 stopped before finishing "
-          "(epoch 1/1; resume it with `nnseg train … --continue`); choose finished folds or "
-          "pass --allow-unfinished", KEEPS_ALL,
+          "(epoch 1, step 2/2; resume it with `nnseg train … --continue`); choose finished "
+          "folds or pass --allow-unfinished", KEEPS_ALL,
           then(unfinished_fold, lambda w: ["export-model", str(w.results),
                                              str(w.root / "x.zip"), "--folds", "1", "--quiet"])),
     Fault("model zip expanding 500-fold (declared honestly in its manifest)", "import-model",

@@ -10,6 +10,7 @@ from conftest import tiny_plans, write_preprocessed
 
 from NNSegLib.training import trainer as trainer_module
 from NNSegLib.training.budget import (
+    TimeBudget,
     cpu_budget_batch,
     final_validation_seconds,
     fitted_iterations,
@@ -147,3 +148,16 @@ def test_a_cpu_budget_run_trains_batch_2_and_keeps_it(tmp_path, monkeypatch):
     seen.clear()   # --batch-size wins over the budget's choice
     _budget_run(tmp_path / "b", monkeypatch, FakeClock(), plan_batch=4, batch_size=3)
     assert seen == [3]
+
+
+def test_budget_epochs_leave_room_for_a_point_every_interval():
+    budget = TimeBudget(1500.0, 1500.0, 8, lambda per_it, window: 180.0, lambda: 0.0)
+    assert budget.epoch_seconds(180.0) == pytest.approx(1500.0 / 9)   # before the first fit
+    budget.final_s = 180.0   # the fit's estimate of the final validation
+    # 25 minutes hold 9 intervals of 3 minutes: 9 epochs in the 1320 s before the final one
+    assert budget.epoch_seconds(180.0) == pytest.approx(1320.0 / 9)
+    long = TimeBudget(3600.0, 3600.0, 8, lambda per_it, window: 0.0, lambda: 0.0)
+    assert long.epoch_seconds(180.0) == 180.0   # nothing reserved: 20 intervals of 3 minutes
+    tiny = TimeBudget(180.0, 180.0, 8, lambda per_it, window: 0.0, lambda: 0.0)
+    tiny.final_s = 170.0
+    assert tiny.epoch_seconds(180.0) == 30.0   # never shorter than MIN_EPOCH_SECONDS
