@@ -135,7 +135,7 @@ def describe_device(info: DeviceInfo) -> str:
         text = tr("CPU: {cores} cores", cores=info.cores)
         if info.ram_gb:
             text += tr(", {ram:.0f} GB RAM", ram=info.ram_gb)
-        text += tr(", bf16 supported") if info.bf16 else tr(", no bf16 units")
+        text += tr(", bf16 supported") if info.bf16 else tr(", fp32 (no fast bf16 here)")
     if info.problem:
         text += " — " + info.problem
     return text

@@ -52,6 +52,9 @@ def test_auto_falls_back_to_cpu_and_says_so():
         asked)
     assert detect_device("cpu", fake_torch(cuda=True)).kind == "cpu"
     assert detect_device("auto", fake_torch(mps=True)).kind == "mps"
+    # without fast bf16 (none, or held back by ONEDNN_MAX_CPU_ISA) the line says fp32
+    plain = DeviceInfo("cpu", cores=2, ram_gb=16.0, bf16=False)
+    assert describe_device(plain) == "CPU: 2 cores, 16 GB RAM, fp32 (no fast bf16 here)"
 
 
 def test_budget_on_cpu_and_mps():
