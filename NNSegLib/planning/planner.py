@@ -35,6 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
+from NNSegLib.planning.cpu_budget import budget_note
 from NNSegLib.planning.fingerprint import Fingerprint
 from NNSegLib.planning.plans import (
     CONFIGURATIONS,
@@ -250,6 +251,9 @@ def format_plans_table(plans: Plans) -> str:
         lines.append(k.ljust(head_w) + "  " + cells)
     for o in plans.overrides:
         lines.append(f"override {o['field']}: {o['old']} -> {o['new']}")
+    note = budget_note(plans.configurations)
+    if note:
+        lines.append(note)
     return "\n".join(lines)
 
 

@@ -251,7 +251,7 @@ def training_time_warning(info: Any, work: Path | str, configuration: str, folds
                             minutes=format_duration(60.0 * budget_minutes),
                             total=format_duration(60.0 * budget_minutes * n_folds),
                             folds=n_folds)
-        from NNSegLib.training.budget import cpu_budget_batch
+        from NNSegLib.planning.cpu_budget import cpu_budget_batch
 
         batch = plan and cpu_budget_batch(plan.batch_size, plan.spatial_dims, "cpu")
         if batch:

@@ -130,28 +130,18 @@ def budget_problem(minutes: float, epoch_minutes: float,
             f"(run config epoch_minutes={epoch_minutes:g}; --set epoch_minutes=M lowers it)")
 
 
-#: The batch of a 3D run on a CPU with a time budget: nnU-Net's floor (below).
-CPU_BUDGET_BATCH = 2
-
-
 def cpu_budget_batch(plan_batch: int, spatial_dims: int, device_type: str,
                      progress: Progress | None = None) -> int | None:
-    """The batch a new time-budgeted run uses instead of the plan's, or ``None`` (keep the
-    plan's); ``progress`` is told which and why. ``--batch-size`` chooses another.
+    """:func:`NNSegLib.planning.cpu_budget.cpu_budget_batch` for a new time-budgeted run;
+    ``progress`` is told which batch and why."""
+    from NNSegLib.planning.cpu_budget import cpu_budget_batch as rule
 
-    On a CPU a budget of minutes buys a few hundred steps of the plan's batch (Hippocampus on
-    two AVX2 cores: about 4 s per step of 7 patches, so 340 steps in 25 minutes). The plan's
-    batch fills an 8 GB GPU; here what is scarce is updates, not memory, so a 3D run takes
-    nnU-Net's smallest batch, 2, and makes about 3x as many steps from the same minutes.
-    2D batches are cheap per sample and stay as planned; so do GPU runs.
-    """
-    if device_type != "cpu" or spatial_dims != 3 or plan_batch <= CPU_BUDGET_BATCH:
-        return None
-    if progress is not None:
-        progress.message(f"time budget on a CPU: batch {CPU_BUDGET_BATCH} instead of the "
-                         f"plan's {plan_batch}, for more steps in the minutes given "
+    batch = rule(plan_batch, spatial_dims, device_type)
+    if batch is not None and progress is not None:
+        progress.message(f"time budget on a CPU: batch {batch} instead of the plan's "
+                         f"{plan_batch}, for more steps in the minutes given "
                          "(--batch-size N chooses)")
-    return CPU_BUDGET_BATCH
+    return batch
 
 
 def _median_gap(times: Sequence[float]) -> float:
@@ -413,7 +403,7 @@ class EpochClock:
         return projected > self.SAFETY * self.limit_s
 
 
-__all__ = ["CPU_BUDGET_BATCH", "EpochClock", "TimeBudget", "budget_problem",
+__all__ = ["EpochClock", "TimeBudget", "budget_problem",
            "cpu_budget_batch", "final_validation_seconds", "fitted_iterations",
            "minimum_budget_minutes", "refitted_iterations", "validation_windows",
            "windows_per_case"]

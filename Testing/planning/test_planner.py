@@ -205,6 +205,13 @@ def test_plans_round_trip_and_table():
     for name in plans.configurations:
         assert name in table
     assert "×".join(str(v) for v in plans.configuration("3d_fullres").patch_size) in table
+    # the CPU budget rule, under the configurations it changes (issue 25)
+    changed = [n for n, c in plans.configurations.items()
+               if c.spatial_dims == 3 and c.batch_size > 2]
+    assert changed, "the CT fingerprint plans a 3D batch above 2"
+    assert table.splitlines()[-1] == (
+        f"on a CPU with --time-budget: {', '.join(changed)} train batch 2 (more steps in the "
+        "minutes given; --batch-size chooses)")
 
 
 def test_cli_plan_with_override(tmp_path, capsys):

@@ -124,10 +124,14 @@ def _log(ws):
 
 
 def test_cpu_budget_batch_only_for_3d_runs_on_a_cpu():
+    from NNSegLib.planning.cpu_budget import budget_note
+
     assert cpu_budget_batch(7, 3, "cpu") == 2
     assert cpu_budget_batch(2, 3, "cpu") is None   # already the floor
     assert cpu_budget_batch(7, 3, "cuda") is None and cpu_budget_batch(7, 3, "mps") is None
     assert cpu_budget_batch(40, 2, "cpu") is None   # 2D batches stay as planned
+    plans = tiny_plans(batch_size=2).configurations
+    assert budget_note(plans) is None   # nothing to change: no line in the plan table
 
 
 def test_a_cpu_budget_run_trains_batch_2_and_keeps_it(tmp_path, monkeypatch):
