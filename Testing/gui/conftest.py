@@ -40,7 +40,7 @@ def slicer_version(request):
 def harness(slicer_version, tmp_path, monkeypatch):
     """Slicer of ``slicer_version`` with an empty scene, fresh settings and no problems."""
     from harness import env
-    from harness.ctk import DIALOGS
+    from harness.dialogs import DIALOGS
     from harness.pythonqt import LOG
     from PyQt5 import QtCore
 

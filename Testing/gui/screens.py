@@ -38,7 +38,7 @@ def _wait(widget, key: str, timeout: float = 600.0) -> None:
 
 def _fill(widget, env, root: Path) -> None:
     import qt
-    from harness.ctk import DIALOGS
+    from harness.dialogs import DIALOGS
     from moduleutil import add_case
 
     ui, scene = widget.ui, env.scene()

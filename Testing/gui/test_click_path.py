@@ -31,7 +31,7 @@ def wait(widget, key: str, timeout: float = 300.0) -> None:
 
 def test_click_path(harness, tmp_path):
     import slicer
-    from harness.ctk import DIALOGS
+    from harness.dialogs import DIALOGS
     from harness.pythonqt import LOG
 
     widget = open_module(harness)
@@ -177,7 +177,7 @@ def _click_cell(table, row: int, column: int) -> None:
 def test_add_from_folder_loads_an_nnunet_dataset(harness, tmp_path):
     """*Add from folder…*: the folder dialog, then each case's images and label map loaded
     through Slicer's readers and added as a case."""
-    from harness.ctk import DIALOGS
+    from harness.dialogs import DIALOGS
     from harness.pythonqt import LOG
     from moduleutil import write_scene_like_dataset
 

@@ -17,7 +17,7 @@ def test_device_detection_failure_does_not_stop_the_startup(harness, tmp_path, t
                                                              monkeypatch):
     import qt
     import slicer
-    from harness.ctk import DIALOGS
+    from harness.dialogs import DIALOGS
     from harness.pythonqt import LOG
 
     from NNSegLib.slicer import module_logic
@@ -42,7 +42,7 @@ def test_device_detection_failure_does_not_stop_the_startup(harness, tmp_path, t
 
 def test_a_result_that_cannot_be_loaded_says_so(harness, tmp_path, trained_work, monkeypatch):
     import qt
-    from harness.ctk import DIALOGS
+    from harness.dialogs import DIALOGS
     from harness.pythonqt import LOG
     from test_click_path import wait
 

@@ -14,6 +14,7 @@ import re
 from PyQt5 import QtCore, QtGui, QtWidgets
 from PyQt5.QtCore import pyqtProperty, pyqtSignal, pyqtSlot
 
+from .dialogs import DIALOGS
 from .facts import class_facts
 from .pythonqt import LOG
 from .qtmodule import qt_class
@@ -429,38 +430,6 @@ class ctkMessageBox(CtkWidget("QMessageBox")):
                                         lambda s, v: setattr(s, "_dontShowVisible", v))
 
 
-class Dialogs:
-    """Message boxes shown to the user, answered from a queue the test fills."""
-
-    def __init__(self) -> None:
-        self.shown: list[str] = []
-        self.answers: list[int] = []
-        self.files: list[str] = []
-
-    def file_answer(self, caption: str) -> str:
-        self.shown.append(caption)
-        if not self.files:
-            LOG.errors.append(f"unexpected file dialog: {caption}")
-            return ""
-        return self.files.pop(0)
-
-    def expect(self, *answers: int) -> None:
-        self.answers.extend(answers)
-
-    def answer(self, text: str, buttons: int) -> int:
-        self.shown.append(text)
-        if not self.answers:
-            LOG.errors.append(f"unexpected dialog: {text}")
-            return int(QtWidgets.QMessageBox.Cancel)
-        return self.answers.pop(0)
-
-    def clear(self) -> None:
-        self.shown.clear()
-        self.answers.clear()
-        self.files.clear()
-
-
-DIALOGS = Dialogs()
 
 CLASSES = {c.__name__: c for c in (ctkCollapsibleButton, ctkPathLineEdit, ctkSliderWidget,
                                     ctkMessageBox)}

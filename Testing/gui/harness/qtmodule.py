@@ -73,10 +73,10 @@ def qt_class(name: str):
 
 def _answer_file_dialogs(cls) -> None:
     """QFileDialog's static getters run a modal dialog (nothing would close it offscreen):
-    they return the answer the test queued in ``ctk.DIALOGS.files``; an unexpected one is a
+    they return the answer the test queued in ``dialogs.DIALOGS.files``; an unexpected one is a
     problem, as a dialog the user never asked for would be."""
     def ask(*args, **kwargs):
-        from .ctk import DIALOGS
+        from .dialogs import DIALOGS
 
         return DIALOGS.file_answer(str(args[1] if len(args) > 1 else kwargs.get("caption")))
 
