@@ -289,6 +289,8 @@ class TimeBudget:
         if refit is None:   # not fitted after the probe yet
             return
         fitted, all_in, final = refit
+        if fitted_before is not None and done >= fitted_before and fitted > done:
+            return   # the schedule has ended: a few more steps would only add tiny epochs
         total = self._fit(fitted)
         if total != fitted_before:
             self._report(

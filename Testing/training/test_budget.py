@@ -165,3 +165,21 @@ def test_budget_epochs_leave_room_for_a_point_every_interval():
     tiny = TimeBudget(180.0, 180.0, 8, lambda per_it, window: 0.0, lambda: 0.0)
     tiny.final_s = 170.0
     assert tiny.epoch_seconds(180.0) == 30.0   # never shorter than MIN_EPOCH_SECONDS
+
+
+def test_an_ended_schedule_is_not_extended_by_a_few_steps():
+    """A refit at the fitted end that finds time for a few more steps leaves the run ended
+    (it would otherwise add tiny epochs at the lowest lr: seen on the clinician profile)."""
+    now = [0.0]
+    fits = []
+    budget = TimeBudget(1000.0, 1000.0, 2, lambda per_it, window: 0.0, lambda: now[0],
+                        fit=lambda total: fits.append(total) or total)
+    for step in range(1, 5):   # the probe: 1 s per step, then the first fit
+        now[0] = float(step)
+        budget.after_step(now[0], step)
+    assert fits and fits[-1] > 4
+    now[0] = 990.0   # the schedule's fitted end is reached at 990 s, 10 s are left
+    budget.after_epoch(now[0], 990, fitted_before=990)
+    assert fits[-1] != 990 + 10 and len(fits) == 1   # not extended: the run ends here
+    budget.after_epoch(now[0], 500, fitted_before=990)   # mid-run: re-fitted as before
+    assert len(fits) == 2
