@@ -304,7 +304,8 @@ def _train(ws: Workspace, plans: Plans, run: RunFolder, dataset: Path | str | No
     rc = resolve_run_config(run, plans, mode, overrides, fine_tune=source is not None)
     config = resolve_configuration(plans, configuration, rc)
     device, ctx = _device_and_threads(rc)
-    if budget.minutes is not None and mode in ("new", "fresh") and rc.batch_size is None:
+    if (budget.minutes is not None and mode in ("new", "fresh") and rc.batch_size is None
+            and not ctx.enabled):   # one process: a torchrun job shares its batch out
         batch = cpu_budget_batch(config.batch_size, config.spatial_dims, device.type, progress)
         if batch is not None:   # saved in the run config: --continue keeps it
             rc = rc.replace(batch_size=batch)
