@@ -253,8 +253,9 @@ def training_time_warning(info: Any, work: Path | str, configuration: str, folds
                             folds=n_folds)
         from NNSegLib.planning.cpu_budget import cpu_budget_batch
 
-        batch = plan and cpu_budget_batch(plan.batch_size, plan.spatial_dims, "cpu")
-        if batch:
+        batch = (None if plan is None
+                 else cpu_budget_batch(plan.batch_size, plan.spatial_dims, "cpu"))
+        if plan is not None and batch is not None:
             warning += " " + tr("On a CPU it trains batch {batch} instead of the plan's "
                                 "{planned}: more steps in the minutes given.", batch=batch,
                                 planned=plan.batch_size)

@@ -17,6 +17,7 @@ from typing import List
 
 from NNSegLib.jobs import board, process
 from NNSegLib.jobs import detached as file_jobs
+from NNSegLib.jobs.base import CommandStep
 from NNSegLib.slicer import (
     case_list,
     cv_report,
@@ -131,13 +132,13 @@ class ModuleLogic:
         """The :class:`~NNSegLib.slicer.requests.TrainRequest` of the Train panel's values."""
         return requests.TrainRequest.from_parameters(params, folds, resume, extra)
 
-    def trainCommands(self, request) -> List[List[str]]:
+    def trainCommands(self, request) -> List[CommandStep]:
         """``nnseg`` commands of a training request (each ``train`` step with its context)."""
         return panel_commands.train_request_commands(request)
 
     def trainSteps(self, dataset, work, configuration: str, folds: str, maxEpochs: int,
                    device: str, resume: bool, extra=(), timeBudget: bool = False,
-                   timeBudgetMinutes: int = 60) -> List[List[str]]:
+                   timeBudgetMinutes: int = 60) -> List[CommandStep]:
         """``nnseg train`` commands; "Train for N minutes" adds ``--time-budget N``."""
         return panel_commands.train_commands(
             dataset, work, configuration, folds, maxEpochs, device, resume, extra,
