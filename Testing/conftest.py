@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -11,6 +14,24 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 HIPPOCAMPUS = SHARED / "data" / "Dataset004_Hippocampus"
+
+
+@contextlib.contextmanager
+def kept_signal_handlers() -> Iterator[None]:
+    """The CLI installs SIGINT/SIGTERM handlers; put pytest's back afterwards."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+@pytest.fixture
+def keep_signal_handlers() -> Iterator[None]:
+    """:func:`kept_signal_handlers` around a test that runs the CLI in-process."""
+    with kept_signal_handlers():
+        yield
 
 
 #: A stand-in for ``python -m NNSegLib`` in background-job tests: writes epoch events to the

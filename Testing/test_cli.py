@@ -4,7 +4,6 @@ and one line for a bug (its traceback with --debug), 130 for a cancel."""
 from __future__ import annotations
 
 import errno
-import signal
 import types
 
 import pytest
@@ -13,13 +12,7 @@ from NNSegLib import cli
 from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.progress import Cancelled
 
-
-@pytest.fixture(autouse=True)
-def _keep_signal_handlers():
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
+pytestmark = pytest.mark.usefixtures("keep_signal_handlers")
 
 
 def _run_raising(monkeypatch, error: BaseException, *argv: str) -> int:

@@ -3,8 +3,6 @@ in ``bench/RESULTS.md``, section "demo")."""
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 from conftest import tiny_plans
 
@@ -13,13 +11,7 @@ from NNSegLib.planning.planner import plan_argv
 from NNSegLib.planning.plans import apply_overrides
 from NNSegLib.util.workspace import Workspace
 
-
-@pytest.fixture(autouse=True)
-def _keep_signal_handlers():
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
+pytestmark = pytest.mark.usefixtures("keep_signal_handlers")
 
 
 def test_demo_refuses_a_budget_below_one_validation_interval(tmp_path, capsys):

@@ -56,11 +56,11 @@ class DatasetPanel(Panel):
             for col, text in enumerate(cells):
                 table.setItem(row, col, qt.QTableWidgetItem(text))
         self.ui.labelsStatusLabel.text = self.lib.describeLabels(slicer.mrmlScene,
-                                                                   self.w.caseNode())
+                                                                 self.w.caseNode())
 
     def onExportDataset(self) -> None:
         p = self.p
         with self.w.busy(), showingErrors(_("Export failed."), waitCursor=True):
             report = self.lib.exportDataset(slicer.mrmlScene, self.w.caseNode(), p.datasetFolder,
-                                              self.lib.parseChannelNames(p.channelNames))
+                                            self.lib.parseChannelNames(p.channelNames))
             self.ui.checkResultsTextEdit.setPlainText(report)

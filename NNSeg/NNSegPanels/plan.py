@@ -12,7 +12,7 @@ class PlanPanel(Panel):
             return
         p = self.p
         steps = self.lib.planSteps(p.datasetFolder, p.workFolder, p.recipe, p.memoryBudgetGB,
-                                     p.configurations)
+                                   p.configurations)
         self.w.jobs.start("plan", self.lib.startJobs(steps), {"work": p.workFolder},
                           self.onPlanDone)
 

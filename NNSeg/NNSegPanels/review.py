@@ -35,7 +35,7 @@ class ReviewPanel(Panel):
         p = self.p
         with showingErrors(_("Could not prepare the batch."), waitCursor=True):
             job = self.lib.startBatch(self.w.review, p, self.batchVolumes(),
-                                        self.w.modelInfo.get("channels"))
+                                      self.w.modelInfo.get("channels"))
             self.w.jobs.start("batch", self.lib.startJobs(job["steps"]),
                               {"batch": job["batch"]}, self.onBatchDone)
 
@@ -60,8 +60,8 @@ class ReviewPanel(Panel):
         p = self.p
         with self.w.busy(), showingErrors(_("Could not load the case."), waitCursor=True):
             name = self.lib.openReviewCase(self.w.review, slicer.mrmlScene, p.batchFolder,
-                                             self.reviewTable.cases[row], p.overlayOpacity,
-                                             p.datasetFolder)
+                                           self.reviewTable.cases[row], p.overlayOpacity,
+                                           p.datasetFolder)
             self.ui.datasetCaseNameLineEdit.text = name
             self.ui.reviewCaseLabel.text = self.lib.describeReviewCase(self.w.review)
             self.ui.reviewStatusLabel.text = ""

@@ -61,7 +61,7 @@ class SegmentPanel(Panel):
             return
         with showingErrors(_("Could not prepare the inputs."), waitCursor=True):
             run = self.lib.captureSegment(scene, [self.segmentVolumes()],
-                                            [p.outputSegmentation], self.lib.segmentRequest(p))
+                                          [p.outputSegmentation], self.lib.segmentRequest(p))
             try:
                 job = self.lib.startSegmentJob(run)
             except Exception:
@@ -86,7 +86,7 @@ class SegmentPanel(Panel):
             return
         with self.w.busy(), showingErrors(_("Loading the preview failed."), waitCursor=True):
             self.w.statusLabel("segment").text = self.lib.deliverPreview(slicer.mrmlScene,
-                                                                           entry.job)
+                                                                         entry.job)
 
     def onSegmentDone(self, entry) -> None:
         status = self.w.statusLabel("segment")

@@ -26,7 +26,7 @@ class TrainPanel(Panel):
             return
         request = self.lib.trainRequest(p, folds, resume, self.w.trainOptions)
         job = self.lib.startTraining(self.lib.trainCommands(request), p.workFolder,
-                                       p.detachTraining)
+                                     p.detachTraining)
         self.followTraining("train", job, {"work": p.workFolder,
                                            "configuration": p.trainConfiguration,
                                            "folds": folds, "maxEpochs": p.maxEpochs}, [])

@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence
 
+from NNSegLib.slicer.folders import is_unset
+
 #: Folders never looked into: many files, none of which any panel answer depends on.
 SKIPPED = frozenset({"preprocessed", "validation", "jobs", "__pycache__"})
 
@@ -23,7 +25,7 @@ def folder_signature(folder: Path | str | None, depth: int = 3) -> tuple:
     """``(relative path, size, mtime in ns)`` of every entry of ``folder`` down to ``depth``
     levels (folders in :data:`SKIPPED` are listed but not entered); ``()`` for a missing or
     unset folder, ``(("", size, mtime),)`` for a file."""
-    if folder is None or str(folder).strip() in ("", "."):
+    if is_unset(folder):
         return ()
     root = Path(str(folder))
     try:

@@ -13,7 +13,7 @@ from NNSegLib.jobs.base import JobStatus, estimate_eta, format_eta
 from NNSegLib.planning.plans import Plans
 from NNSegLib.util.i18n import tr
 from NNSegLib.util.json_files import read_json
-from NNSegLib.util.model_folder import ModelFolder
+from NNSegLib.util.model_folder import ModelFolder, epoch_position
 from NNSegLib.util.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -67,10 +67,7 @@ def describe_epoch(event: dict, max_epochs: int) -> str:
     the event says how far the run is in steps, the line counts steps instead."""
     dice = event.get("ema_pseudo_dice")
     dice_text = "–" if dice is None else f"{dice:.3f}"
-    where = f"{event.get('epoch', 0) + 1}/{max_epochs}"
-    if event.get("step") is not None and event.get("planned_steps"):
-        where = tr("{epoch}, step {step}/{planned}", epoch=event.get("epoch", 0) + 1,
-                   step=int(event["step"]), planned=int(event["planned_steps"]))
+    where = epoch_position(event.get("epoch", 0) + 1, event, max_epochs)
     return (f"epoch {where}, train loss "
             f"{event.get('train_loss', float('nan')):.4f}, pseudo Dice (EMA) {dice_text}, "
             f"ETA {format_eta(event.get('eta_seconds'))}")

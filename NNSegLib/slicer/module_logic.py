@@ -218,7 +218,7 @@ class ModuleLogic:
             return None
         budget = timeBudgetMinutes if timeBudget else None
         key = ("time warning", repr(info), str(work), configuration, folds, epochs, budget)
-        return self.memo.get(key, [(None if folders.is_unset(work) else work, 1)],
+        return self.memo.get(key, [(work, 1)],
                              lambda: gui_summaries.training_time_warning(
                                  info, work, configuration, folds, epochs, budget))
 
@@ -350,8 +350,7 @@ class ModuleLogic:
         key = ("segment times", str(bookText), str(modelPath), repr(deviceInfo),
                segment_times.volume_megavoxels(volumes), str(folds), bool(tta),
                bool(allowUnfinished))
-        model = None if folders.is_unset(modelPath) else modelPath
-        return self.memo.get(key, [(model, 3)], lambda: segment_times.describe_expected_times(
+        return self.memo.get(key, [(modelPath, 3)], lambda: segment_times.describe_expected_times(
             bookText, modelPath, deviceInfo, volumes, folds, tta, allowUnfinished))
 
     # -- batch and review ------------------------------------------------------------------

@@ -433,8 +433,8 @@ def state_from_parameters(scene: Any, params: Any, segment_volumes: Sequence[Any
 
 def _work_folders(work: Any) -> list[tuple[Any, int]]:
     """The parts of a work folder the panels' answers come from (not its data)."""
-    if is_unset(work):
-        return [(None, 1)]
+    if is_unset(work):   # "./results" would be the current folder's
+        return [(work, 1)]
     root = Path(str(work))
     return [(root, 1), (root / "results", 3), (root / "model_versions", 1)]
 

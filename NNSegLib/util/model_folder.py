@@ -43,6 +43,15 @@ VALIDATION_SUMMARY = "validation_summary.json"
 INIT_FROM = "init_from.json"
 
 
+def epoch_position(epochs: int, record: dict, max_epochs: int | str) -> str:
+    """How far a run is after ``epochs`` epochs, its last log ``record`` saying how many steps
+    were done and planned: ``"13, step 240/250"`` (epochs end early on a slow machine, so
+    there may be more than ``max_epochs`` of them), else ``"12/1000"``."""
+    if record.get("step") is not None and record.get("planned_steps"):
+        return f"{epochs}, step {int(record['step'])}/{int(record['planned_steps'])}"
+    return f"{epochs}/{max_epochs}"
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """One training run: ``<model folder>/<configuration>/fold_<k>/``."""
@@ -115,13 +124,13 @@ class RunFolder:
             last = json.loads(lines[-1]) if lines else {}
         except (OSError, ValueError):
             last = {}
-        if isinstance(last, dict) and last.get("step") is not None and last.get("planned_steps"):
-            return f"epoch {len(lines)}, step {last['step']}/{last['planned_steps']}"
+        if not isinstance(last, dict):
+            last = {}
         try:
             planned = read_json(self.run_config, expect=dict).get("max_epochs", "?")
         except NNSegError:
             planned = "?"
-        return f"epoch {len(lines)}/{planned}"
+        return "epoch " + epoch_position(len(lines), last, planned)
 
     def status(self) -> str:
         """``"finished"``, ``"is still training (process 123, epoch 12/1000)"`` or
@@ -284,5 +293,5 @@ __all__ = [
     "CHECKPOINT_PREFERENCE", "DATASET_JSON", "INIT_FROM", "MODEL_VERSION", "ModelFolder",
     "PLANS", "POSTPROCESSING",
     "PREDICTED_NEXT_STAGE", "RUN_CONFIG", "RunFolder", "TRAINING_LOG", "VALIDATION",
-    "VALIDATION_SUMMARY",
+    "VALIDATION_SUMMARY", "epoch_position",
 ]

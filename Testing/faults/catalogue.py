@@ -323,7 +323,7 @@ FAULTS: tuple[Fault, ...] = (
           "(epoch 1, step 2/2; resume it with `nnseg train … --continue`); choose finished "
           "folds or pass --allow-unfinished", KEEPS_ALL,
           then(unfinished_fold, lambda w: ["export-model", str(w.results),
-                                             str(w.root / "x.zip"), "--folds", "1", "--quiet"])),
+                                           str(w.root / "x.zip"), "--folds", "1", "--quiet"])),
     Fault("model zip expanding 500-fold (declared honestly in its manifest)", "import-model",
           WEAK, "{ROOT}/bomb.zip: expands …-fold (… MB to … MB), more than the limit of 20",
           KEEPS_ALL, zip_bomb),

@@ -20,11 +20,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from catalogue import DOC, FAULTS, GROUPS, Fault, render  # noqa: E402
+from conftest import kept_signal_handlers  # noqa: E402
 from world import (  # noqa: E402
     World,
     build_world,
     copy_world,
-    kept_signal_handlers,
     lost_or_changed,
     snapshot,
     temp_leftovers,

@@ -15,7 +15,6 @@ import fnmatch
 import hashlib
 import os
 import shutil
-import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,17 +192,6 @@ def chmod_during(path: Path, mode: int) -> Iterator[None]:
         yield
     finally:
         os.chmod(path, old)
-
-
-@contextlib.contextmanager
-def kept_signal_handlers() -> Iterator[None]:
-    """The CLI installs SIGINT/SIGTERM handlers; put pytest's back afterwards."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler)
 
 
 def dead_pid() -> int:
