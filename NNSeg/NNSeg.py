@@ -84,7 +84,7 @@ class NNSeg(ScriptedLoadableModule):
 @parameterNodeWrapper
 class NNSegParameterNode:
     """Every setting of the five panels (saved with the scene; the training case list is
-    kept as node references of the same node, NNSegLib.slicer.case_list)."""
+    kept as node references of the same node, NNSegLib.slicer.scene.case_list)."""
 
     # Dataset
     trainingVolume: vtkMRMLScalarVolumeNode
@@ -306,7 +306,7 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
 
     def loadCasesFromFolder(self, scene, folder) -> list:
         """Load ``<case>.nrrd`` + ``<case>.seg.nrrd`` pairs or an nnU-Net raw dataset."""
-        from NNSegLib.slicer.scene_dataset import load_cases_from_folder
+        from NNSegLib.slicer.scene.dataset import load_cases_from_folder
 
         return load_cases_from_folder(scene, folder, slicer.util.loadVolume)
 
@@ -314,7 +314,7 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
                          folds: str = "", node=None, uncertainty: bool = False) -> tuple:
         """Segment in this process (blocking; scripts and tests)."""
         start = time.time()
-        from NNSegLib.slicer.scene_predict import segment_in_process
+        from NNSegLib.slicer.scene.prediction import segment_in_process
 
         result = segment_in_process(scene, volumes, modelPath, device, tta, folds, node,
                                     uncertainty)

@@ -169,7 +169,7 @@ def hippocampus() -> Path:
 def ctx():
     """A real MRML scene and logics from slicer-core, one per test module."""
     pytest.importorskip("slicer", reason="needs slicer-core for real MRML nodes")
-    from NNSegLib.slicer import mrml
+    from NNSegLib.slicer.scene import mrml
 
     return mrml.new_scene()
 

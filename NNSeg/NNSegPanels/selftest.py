@@ -16,8 +16,8 @@ def exportAndSegmentTinyCase(test, logic) -> None:
     import numpy as np
 
     from NNSegLib.data.io import Geometry
-    from NNSegLib.slicer import mrml
-    from NNSegLib.slicer.scene_predict import predict_volumes
+    from NNSegLib.slicer.scene import mrml
+    from NNSegLib.slicer.scene.prediction import predict_volumes
 
     test.delayDisplay("Building a tiny case")
     scene = slicer.mrmlScene
@@ -126,7 +126,8 @@ def clinicianLoop(test) -> None:
     """Issue 12's loop on the application's scene (NNSegLib.slicer.loop_walk: train, batch,
     rank, correct, add, fine-tune, segment again), then the Batch and review panel on the
     fine-tuned model: segment a folder, click the least certain case, accept it."""
-    from NNSegLib.slicer import loop_walk, mrml
+    from NNSegLib.slicer import loop_walk
+    from NNSegLib.slicer.scene import mrml
 
     root = pathlib.Path(tempfile.mkdtemp(prefix="nnseg_loop_"))
     test.delayDisplay("The clinician's loop (about a minute on a CPU)")

@@ -33,7 +33,7 @@ FORMATS = ("auto", "seg.nrrd", "image")
 
 def slicer_available() -> bool:
     """True when MRML can be imported (Slicer, or the ``slicer-core`` package)."""
-    from NNSegLib.slicer import mrml
+    from NNSegLib.slicer.scene import mrml
 
     return mrml.available()
 
@@ -44,7 +44,7 @@ def seg_nrrd_writer(ctx: Any = None) -> Any:
     Each case's nodes are removed from the scene once written, so one scene serves the
     whole batch.
     """
-    from NNSegLib.slicer import mrml
+    from NNSegLib.slicer.scene import mrml
 
     ctx = ctx or mrml.new_scene()
 
@@ -116,7 +116,7 @@ def prepare_scene_batch(volumes: Sequence[Sequence[Any]], batch_dir: Path | str,
         :class:`~NNSegLib.jobs.process.JobChain`).
     """
     from NNSegLib.data.io import SimpleITKIO
-    from NNSegLib.slicer import mrml
+    from NNSegLib.slicer.scene import mrml
 
     if not volumes:
         raise NNSegError("no volumes to segment")

@@ -17,7 +17,7 @@ from NNSegLib.util.model_folder import ModelFolder, epoch_position
 from NNSegLib.util.workspace import Workspace
 
 if TYPE_CHECKING:
-    from NNSegLib.slicer.scene_dataset import TrainingSet
+    from NNSegLib.slicer.scene.dataset import TrainingSet
 
 #: Rows of :func:`plans_table`: title → ``ConfigurationPlan`` attribute.
 PLAN_FIELDS = (("spacing (mm)", "spacing"), ("median shape", "median_shape"),

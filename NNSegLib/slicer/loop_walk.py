@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from NNSegLib.data.io import Geometry
-from NNSegLib.slicer import mrml
+from NNSegLib.slicer.scene import mrml
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def _correct_and_add(ctx: mrml.SceneContext, batch: Path, case: str, truth: np.n
                      labels: dict[str, int], dataset: Path) -> Any:
     """What the reviewer does: mark, load, edit (here: paint the truth), add to the dataset."""
     from NNSegLib.inference.review_queue import NEEDS_CORRECTION, mark_case
-    from NNSegLib.slicer.scene_review import add_corrected_case, load_review_case
+    from NNSegLib.slicer.scene.review import add_corrected_case, load_review_case
 
     mark_case(batch, case, NEEDS_CORRECTION)
     review = load_review_case(ctx.scene, batch, case)

@@ -19,7 +19,6 @@ from NNSegLib.jobs import board, process
 from NNSegLib.jobs import detached as file_jobs
 from NNSegLib.jobs.base import CommandStep
 from NNSegLib.slicer import (
-    case_list,
     cv_report,
     devices,
     fine_tune,
@@ -30,13 +29,13 @@ from NNSegLib.slicer import (
     panel_rules,
     requests,
     review_panel,
-    scene_dataset,
     segment_run,
     segment_sequence,
     segment_times,
-    training_chart,
     training_runs,
 )
+from NNSegLib.slicer.scene import case_list, training_chart
+from NNSegLib.slicer.scene import dataset as scene_dataset
 from NNSegLib.util.i18n import tr
 
 

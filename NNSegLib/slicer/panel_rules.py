@@ -381,9 +381,9 @@ def state_from_parameters(scene: Any, params: Any, segment_volumes: Sequence[Any
             (default: read them again).
     """
     from NNSegLib.slicer import review_panel
-    from NNSegLib.slicer.case_list import list_cases
     from NNSegLib.slicer.fine_tune import fine_tune_plan
     from NNSegLib.slicer.model_folds import check_folds
+    from NNSegLib.slicer.scene.case_list import list_cases
 
     memo = memo or NoMemo()
     model, work, batch = params.modelPath, params.workFolder, params.batchFolder

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from NNSegLib.slicer import mrml
 from NNSegLib.slicer.folders import is_unset
+from NNSegLib.slicer.scene import mrml
 from NNSegLib.util.i18n import tr
 
 #: The panel's input choices (``batchSource`` of the parameter node).
@@ -252,8 +252,8 @@ class ReviewSession:
 
     def open(self, scene: Any, batch: Path | str, case: str, opacity: float = 0.5) -> Any:
         """Show a queue case: segmentation, uncertainty overlay, views on its most uncertain
-        region. Returns its :class:`~NNSegLib.slicer.scene_review.ReviewCase`."""
-        from NNSegLib.slicer.scene_review import jump_to_region, load_review_case
+        region. Returns its :class:`~NNSegLib.slicer.scene.review.ReviewCase`."""
+        from NNSegLib.slicer.scene.review import jump_to_region, load_review_case
         from NNSegLib.slicer.segment_run import content_fingerprint
 
         batch = Path(str(batch))
@@ -276,7 +276,7 @@ class ReviewSession:
 
     def set_opacity(self, scene: Any, opacity: float) -> None:
         """The uncertainty overlay's opacity (the panel's slider)."""
-        from NNSegLib.slicer.scene_review import show_uncertainty_overlay
+        from NNSegLib.slicer.scene.review import show_uncertainty_overlay
 
         if self.current is not None and _alive(scene, self.current.case.volumes[0]):
             rc = self.current.case
@@ -300,7 +300,7 @@ class ReviewSession:
                 existing case without ``replace`` …); nothing is written then.
         """
         from NNSegLib.inference.review_queue import get_entry
-        from NNSegLib.slicer.scene_review import add_corrected_case
+        from NNSegLib.slicer.scene.review import add_corrected_case
         from NNSegLib.slicer.segment_run import content_fingerprint
 
         assert self.current is not None and self.batch is not None

@@ -22,7 +22,7 @@ label maps into the output node right away, named "… (preview)" and tagged
 replaces (:mod:`NNSegLib.slicer.segment_sequence` runs the two phases).
 
 A run holds a list of cases, so segmenting several inputs in one job (a batch) uses the
-same path. No ``qt``; MRML nodes through :mod:`NNSegLib.slicer.mrml`.
+same path. No ``qt``; MRML nodes through :mod:`NNSegLib.slicer.scene.mrml`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from NNSegLib.slicer import mrml
+from NNSegLib.slicer.scene import mrml
 from NNSegLib.util.i18n import tr
 
 #: Node attribute holding the content fingerprint of the segments NNSeg wrote.
@@ -204,7 +204,7 @@ def deliver_results(scene: Any, run: SegmentRun, preview: bool = False) -> list[
     """
     from NNSegLib.data.io import SimpleITKIO
     from NNSegLib.slicer.gui_summaries import model_info
-    from NNSegLib.slicer.scene_predict import model_tags
+    from NNSegLib.slicer.scene.prediction import model_tags
 
     info = model_info(run.model)
     if "labels" not in info:

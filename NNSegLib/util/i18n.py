@@ -1,7 +1,7 @@
 """Translation of the texts NNSegLib.slicer shows in the Slicer module.
 
 Slicer translates a module's strings with ``slicer.i18n.tr`` (and the ``.ui`` file through
-Qt). The library cannot import ``slicer`` outside :mod:`NNSegLib.slicer.mrml`, so the module
+Qt). The library cannot import ``slicer`` outside :mod:`NNSegLib.slicer.scene.mrml`, so the module
 hands its translation function over once with :func:`set_translator`; until then (headless,
 tests, Slicer versions without ``slicer.i18n``) :func:`tr` returns the text unchanged.
 

@@ -45,7 +45,7 @@ def load_case(demo: Path, case: str):
 
 def segmentation_surfaces(image, prediction, geometry, labels):
     """A slicer-core scene with the image and NNSeg's result; closed surfaces per segment."""
-    from NNSegLib.slicer import mrml
+    from NNSegLib.slicer.scene import mrml
 
     scene = mrml.new_scene().scene
     volume = mrml.volume_node_from_array(scene, image, geometry, "sample")
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     parser.add_argument("--case", default="sample_001")
     parser.add_argument("--out", type=Path, default=HERE, help="folder for the pictures")
     args = parser.parse_args(argv)
-    from NNSegLib.slicer.terminology import distinct_colours
+    from NNSegLib.slicer.scene.terminology import distinct_colours
 
     image, reference, prediction, geometry, labels = load_case(args.demo, args.case)
     volume, surfaces = segmentation_surfaces(image, prediction, geometry, labels)

@@ -330,7 +330,7 @@ def install(monkeypatch, scene) -> tuple[Recorder, types.ModuleType]:
 
 def _load_volume(scene, path):
     from NNSegLib.data.io import SimpleITKIO
-    from NNSegLib.slicer import mrml
+    from NNSegLib.slicer.scene import mrml
 
     array, geometry = SimpleITKIO().read(path)
     name = Path(path).name.split(".")[0]

@@ -18,7 +18,7 @@ import slicer_stubs
 from conftest import make_model_folder
 
 from NNSegLib.data.io import Geometry
-from NNSegLib.slicer import mrml  # imports slicer only when used
+from NNSegLib.slicer.scene import mrml  # imports slicer only when used
 
 # No `import slicer` at module level: slicer-core's meta-package adds every "slicer" folder
 # on sys.path to itself and imports its modules, Testing/slicer/test_*.py included; done

@@ -291,7 +291,7 @@ def module(monkeypatch):
     pytest.importorskip("slicer", reason="needs slicer-core for real MRML nodes")
     import slicer_stubs
 
-    from NNSegLib.slicer import mrml
+    from NNSegLib.slicer.scene import mrml
 
     scene = mrml.new_scene().scene
     slicer_stubs.install(monkeypatch, scene)
@@ -304,7 +304,7 @@ def test_logic_export_and_load_prediction(module, tmp_path):
     import numpy as np
 
     from NNSegLib.data.io import Geometry, SimpleITKIO
-    from NNSegLib.slicer import mrml
+    from NNSegLib.slicer.scene import mrml
 
     mod, scene = module
     logic = mod.NNSegLogic()

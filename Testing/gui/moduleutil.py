@@ -43,7 +43,7 @@ def case_arrays(seed: int, shape=(24, 32, 32)):
 
 def add_case(scene, name: str, seed: int, shape=(24, 32, 32)):
     from NNSegLib.data.io import Geometry
-    from NNSegLib.slicer import mrml
+    from NNSegLib.slicer.scene import mrml
 
     geo = Geometry(shape, (2.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
     image, labels = case_arrays(seed, shape)

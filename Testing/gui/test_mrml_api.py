@@ -49,13 +49,13 @@ NOT_MRML = {
 
 #: The MRML tests run under the tracer in the default run: together they call every
 #: (class, method) pair that the full set of MRML tests calls (``test_traced_calls_full``).
-TRACED_TESTS = ["Testing/slicer/test_mrml.py", "Testing/slicer/test_case_list.py",
-                "Testing/slicer/test_scene_dataset.py", "Testing/slicer/test_segment_run.py",
+TRACED_TESTS = ["Testing/slicer/scene/test_mrml.py", "Testing/slicer/scene/test_case_list.py",
+                "Testing/slicer/scene/test_dataset.py", "Testing/slicer/test_segment_run.py",
                 "Testing/slicer/test_segment_sequence.py", "Testing/slicer/test_review_panel.py"]
 #: Every test file that drives NNSegLib / NNSeg.py with real MRML.
 ALL_MRML_TESTS = TRACED_TESTS + [
-    "Testing/slicer/test_loop_walk.py", "Testing/slicer/test_scene_review.py",
-    "Testing/slicer/test_batch_job.py", "Testing/slicer/test_scene_predict.py",
+    "Testing/slicer/test_loop_walk.py", "Testing/slicer/scene/test_review.py",
+    "Testing/slicer/test_batch_job.py", "Testing/slicer/scene/test_prediction.py",
     "Testing/slicer/test_panel_rules.py", "Testing/extension/test_module_widget.py"]
 
 
@@ -254,10 +254,10 @@ def test_slicer_5_8_lacks_two_calls_so_the_minimum_is_5_10():
              if u.kind != "util" and (u.path, u.name) not in NOT_MRML
              for p in scan.problems(u, older)}
     assert found == {
-        ("NNSegLib/slicer/mrml.py", "SetColorDefined",
+        ("NNSegLib/slicer/scene/mrml.py", "SetColorDefined",
          "Slicer 5.8.1: none of the slicer-core classes defining SetColorDefined "
          "(vtkMRMLColorNode) has it with 2 argument(s)"),
-        ("NNSegLib/slicer/mrml.py", "SetTerminology",
+        ("NNSegLib/slicer/scene/mrml.py", "SetTerminology",
          "Slicer 5.8.1: none of the slicer-core classes defining SetTerminology "
          "(vtkMRMLColorNode, vtkSegment) has it with 1 argument(s)")}, found
 

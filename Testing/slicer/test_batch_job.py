@@ -12,13 +12,14 @@ slicer = pytest.importorskip(
     "slicer", reason="needs slicer-core (pip install slicer-core) for real MRML nodes")
 
 from conftest import make_model_folder  # noqa: E402
-from test_ras_geometry import GEO, assert_geometry_close  # noqa: E402
+from scene.test_ras_geometry import GEO, assert_geometry_close  # noqa: E402
 
 from NNSegLib.data.io import SimpleITKIO  # noqa: E402
 from NNSegLib.data.seg_nrrd import read_seg_nrrd  # noqa: E402
 from NNSegLib.jobs.base import JobStatus  # noqa: E402
 from NNSegLib.jobs.process import JobChain  # noqa: E402
-from NNSegLib.slicer import batch_job, mrml  # noqa: E402
+from NNSegLib.slicer import batch_job  # noqa: E402
+from NNSegLib.slicer.scene import mrml  # noqa: E402
 
 pytestmark = pytest.mark.slicer
 

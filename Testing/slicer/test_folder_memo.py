@@ -62,8 +62,8 @@ def test_the_panels_read_a_model_again_only_when_it_changed(tmp_path, monkeypatc
     """``updateGui`` on every parameter change: the model's folds are checked once, then again
     when a fold's checkpoint appears (a training finished)."""
     pytest.importorskip("slicer", reason="needs slicer-core for real MRML nodes")
-    from NNSegLib.slicer import mrml
     from NNSegLib.slicer.module_logic import ModuleLogic
+    from NNSegLib.slicer.scene import mrml
 
     model = make_model_folder(tmp_path / "m", folds=("0",), checkpoint="checkpoint_best.pt")
     calls = []

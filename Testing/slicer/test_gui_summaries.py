@@ -13,7 +13,7 @@ from NNSegLib.slicer.gui_summaries import (
     model_info,
     plans_table,
 )
-from NNSegLib.slicer.scene_dataset import TrainingPair, TrainingSet
+from NNSegLib.slicer.scene.dataset import TrainingPair, TrainingSet
 
 
 def test_describe_training_set_lists_labels_warnings_and_problems():

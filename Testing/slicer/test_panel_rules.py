@@ -154,7 +154,7 @@ def test_state_from_parameters_on_real_mrml():
     import numpy as np
 
     from NNSegLib.data.io import Geometry
-    from NNSegLib.slicer import case_list, mrml
+    from NNSegLib.slicer.scene import case_list, mrml
 
     scene = mrml.new_scene().scene
     node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "NNSeg")

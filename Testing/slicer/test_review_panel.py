@@ -11,13 +11,14 @@ slicer = pytest.importorskip(
     "slicer", reason="needs slicer-core (pip install slicer-core) for real MRML nodes")
 
 from conftest import make_model_folder, write_dataset  # noqa: E402
-from test_ras_geometry import GEO  # noqa: E402
+from scene.test_ras_geometry import GEO  # noqa: E402
 
 from NNSegLib.data.io import SimpleITKIO  # noqa: E402
 from NNSegLib.inference import review_queue as rq  # noqa: E402
 from NNSegLib.inference.batch import batch_inputs, segment_batch  # noqa: E402
 from NNSegLib.inference.model_loader import load_model  # noqa: E402
-from NNSegLib.slicer import batch_job, mrml, review_panel  # noqa: E402
+from NNSegLib.slicer import batch_job, review_panel  # noqa: E402
+from NNSegLib.slicer.scene import mrml  # noqa: E402
 from NNSegLib.util.errors import NNSegError  # noqa: E402
 
 pytestmark = pytest.mark.slicer

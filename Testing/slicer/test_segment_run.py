@@ -11,10 +11,11 @@ import pytest
 slicer = pytest.importorskip(
     "slicer", reason="needs slicer-core (pip install slicer-core) for real MRML nodes")
 
-from test_ras_geometry import GEO  # noqa: E402
+from scene.test_ras_geometry import GEO  # noqa: E402
 
 from NNSegLib.data.io import SimpleITKIO  # noqa: E402
-from NNSegLib.slicer import mrml, segment_run  # noqa: E402
+from NNSegLib.slicer import segment_run  # noqa: E402
+from NNSegLib.slicer.scene import mrml  # noqa: E402
 
 pytestmark = pytest.mark.slicer
 LABELS = {0: "bg", 1: "organ", 2: "lesion"}

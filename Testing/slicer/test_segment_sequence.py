@@ -10,14 +10,15 @@ import pytest
 slicer = pytest.importorskip(
     "slicer", reason="needs slicer-core (pip install slicer-core) for real MRML nodes")
 
-from test_ras_geometry import GEO  # noqa: E402
+from scene.test_ras_geometry import GEO  # noqa: E402
 from test_segment_run import _labels, _model, _paint, _volume  # noqa: E402
 
 from NNSegLib.data.io import SimpleITKIO  # noqa: E402
 from NNSegLib.inference.predict_timing import Measurement, TimingBook  # noqa: E402
 from NNSegLib.jobs.base import JobStatus  # noqa: E402
-from NNSegLib.slicer import mrml, segment_run, segment_times  # noqa: E402
+from NNSegLib.slicer import segment_run, segment_times  # noqa: E402
 from NNSegLib.slicer.gui_summaries import describe_event  # noqa: E402
+from NNSegLib.slicer.scene import mrml  # noqa: E402
 from NNSegLib.slicer.segment_sequence import (  # noqa: E402
     FULL,
     PREVIEW,

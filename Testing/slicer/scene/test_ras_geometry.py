@@ -1,11 +1,11 @@
-"""NNSegLib.slicer.ras_geometry: IJK→RAS matrices ⇄ NNSegLib (LPS) geometry (no Slicer needed)."""
+"""NNSegLib.slicer.scene.ras_geometry: IJK→RAS matrices ⇄ (LPS) geometry, no Slicer needed."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from NNSegLib.data.io import Geometry
-from NNSegLib.slicer.ras_geometry import geometry_from_ijk_to_ras, ijk_to_ras
+from NNSegLib.slicer.scene.ras_geometry import geometry_from_ijk_to_ras, ijk_to_ras
 
 
 def rotation(ax: float, az: float) -> np.ndarray:

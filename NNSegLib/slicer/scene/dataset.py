@@ -3,7 +3,7 @@
 Pairs of (channel volumes, segmentation) become cases with unified label values, unique
 file-safe names and every problem found at once (:func:`collect_training_pairs`), then a
 raw dataset (:func:`export_dataset`); :func:`load_cases_from_folder` goes the other way.
-Never imports ``slicer``: nodes are converted by :mod:`NNSegLib.slicer.mrml`.
+Never imports ``slicer``: nodes are converted by :mod:`NNSegLib.slicer.scene.mrml`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from NNSegLib.slicer import mrml
+from NNSegLib.slicer.scene import mrml
 from NNSegLib.util.errors import NNSegError
 
 

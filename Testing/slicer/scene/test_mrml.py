@@ -1,4 +1,4 @@
-"""NNSegLib.slicer.mrml against real MRML (slicer-core, headless)."""
+"""NNSegLib.slicer.scene.mrml against real MRML (slicer-core, headless)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ slicer = pytest.importorskip(
 from test_ras_geometry import GEO, assert_geometry_close  # noqa: E402
 
 from NNSegLib.data.io import SimpleITKIO  # noqa: E402
-from NNSegLib.slicer import mrml, training_chart  # noqa: E402
-from NNSegLib.slicer.terminology import TABLE  # noqa: E402
+from NNSegLib.slicer.scene import mrml, training_chart  # noqa: E402
+from NNSegLib.slicer.scene.terminology import TABLE  # noqa: E402
 from NNSegLib.util.errors import NNSegError  # noqa: E402
 
 pytestmark = pytest.mark.slicer

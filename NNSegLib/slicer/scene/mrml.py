@@ -4,13 +4,13 @@ The only NNSegLib module that imports ``slicer`` — always lazily, inside funct
 library imports without Slicer. Nothing here reaches for ``slicer.mrmlScene``: the scene
 is an argument, so the same code runs in the Slicer application and headless with the
 ``slicer-core`` package (see :func:`new_scene`). Work built on these conversions lives in
-:mod:`NNSegLib.slicer.scene_dataset` (training cases → raw dataset) and
-:mod:`NNSegLib.slicer.scene_predict` (segmenting volumes of the scene); the training curves
-chart is :mod:`NNSegLib.slicer.training_chart`.
+:mod:`NNSegLib.slicer.scene.dataset` (training cases → raw dataset) and
+:mod:`NNSegLib.slicer.scene.prediction` (segmenting volumes of the scene); the training curves
+chart is :mod:`NNSegLib.slicer.scene.training_chart`.
 
 Conventions: arrays are numpy ``(z, y, x)`` = Slicer's ``(k, j, i)``; :class:`~NNSegLib.data.io.
 Geometry` is ITK/LPS. Slicer is RAS: the x and y rows of the origin and of the direction
-matrix change sign; the array is the same (:mod:`NNSegLib.slicer.ras_geometry`).
+matrix change sign; the array is the same (:mod:`NNSegLib.slicer.scene.ras_geometry`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from NNSegLib.data.io import Geometry
-from NNSegLib.slicer.ras_geometry import geometry_from_ijk_to_ras, ijk_to_ras
+from NNSegLib.slicer.scene.ras_geometry import geometry_from_ijk_to_ras, ijk_to_ras
 from NNSegLib.util.errors import NNSegError
 
 #: Segment tags written on predicted segments (and the segmentation node attributes).
@@ -177,7 +177,7 @@ def _color_table(
     colours: dict[int, tuple[float, float, float]] | None,
     name: str = "NNSegLabels",
 ) -> Any:
-    from NNSegLib.slicer.terminology import label_colour
+    from NNSegLib.slicer.scene.terminology import label_colour
 
     table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", scene.GenerateUniqueName(name))
     table.SetTypeToUser()
@@ -219,7 +219,7 @@ def segmentation_from_labels(
 
     Segments keep the label value (``segment.GetLabelValue()`` and the
     ``NNSeg.LabelValue`` tag), take their name from ``label_names`` and a distinct colour
-    (``colours``, else :func:`NNSegLib.slicer.terminology.distinct_colours`), carry a
+    (``colours``, else :func:`NNSegLib.slicer.scene.terminology.distinct_colours`), carry a
     terminology when the name is in NNSeg's table and the model name/version tags.
 
     Args:
@@ -242,7 +242,7 @@ def segmentation_from_labels(
     """
     import slicer
 
-    from NNSegLib.slicer.terminology import distinct_colours
+    from NNSegLib.slicer.scene.terminology import distinct_colours
 
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
@@ -284,7 +284,7 @@ def _order_and_describe(segmentation: Any, foreground: dict[int, str],
                         include_empty: bool) -> None:
     """Name, colour and tag the imported segments (adding empty ones for absent labels when
     ``include_empty``) and put them in label order, whatever the import order was."""
-    from NNSegLib.slicer.terminology import lookup
+    from NNSegLib.slicer.scene.terminology import lookup
 
     by_value: dict[int, str] = {}
     for i in range(segmentation.GetNumberOfSegments()):

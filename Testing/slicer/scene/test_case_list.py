@@ -1,4 +1,4 @@
-"""NNSegLib.slicer.case_list: the Dataset panel's cases in the parameter node (real MRML)."""
+"""NNSegLib.slicer.scene.case_list: the Dataset panel's cases in the parameter node (real MRML)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ slicer = pytest.importorskip(
 from test_ras_geometry import GEO  # noqa: E402
 
 from NNSegLib.data.io import Geometry  # noqa: E402
-from NNSegLib.slicer import case_list, mrml  # noqa: E402
+from NNSegLib.slicer.scene import case_list, mrml  # noqa: E402
 
 pytestmark = pytest.mark.slicer
 

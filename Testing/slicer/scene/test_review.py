@@ -1,4 +1,4 @@
-"""NNSegLib.slicer.scene_review against real MRML: load a queue case, overlay, jump, add."""
+"""NNSegLib.slicer.scene.review against real MRML: load a queue case, overlay, jump, add."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from NNSegLib.data.io import SimpleITKIO  # noqa: E402
 from NNSegLib.inference import review_queue as rq  # noqa: E402
 from NNSegLib.inference.batch import batch_inputs, segment_batch  # noqa: E402
 from NNSegLib.inference.model_loader import load_model  # noqa: E402
-from NNSegLib.slicer import batch_job, mrml, scene_review  # noqa: E402
+from NNSegLib.slicer import batch_job  # noqa: E402
+from NNSegLib.slicer.scene import mrml  # noqa: E402
+from NNSegLib.slicer.scene import review as scene_review  # noqa: E402
 from NNSegLib.util.errors import NNSegError  # noqa: E402
 
 pytestmark = pytest.mark.slicer

@@ -1,4 +1,4 @@
-"""NNSegLib.slicer.scene_dataset against real MRML (slicer-core, headless)."""
+"""NNSegLib.slicer.scene.dataset against real MRML (slicer-core, headless)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ slicer = pytest.importorskip(
 from test_ras_geometry import GEO, assert_geometry_close  # noqa: E402
 
 from NNSegLib.data.io import Geometry, SimpleITKIO  # noqa: E402
-from NNSegLib.slicer import mrml, scene_dataset  # noqa: E402
+from NNSegLib.slicer.scene import dataset as scene_dataset  # noqa: E402
+from NNSegLib.slicer.scene import mrml  # noqa: E402
 from NNSegLib.util.errors import NNSegError  # noqa: E402
 
 pytestmark = pytest.mark.slicer

@@ -1,4 +1,4 @@
-"""NNSegLib.slicer.scene_predict against real MRML (slicer-core, headless)."""
+"""NNSegLib.slicer.scene.prediction against real MRML (slicer-core, headless)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import pytest
 slicer = pytest.importorskip(
     "slicer", reason="needs slicer-core (pip install slicer-core) for real MRML nodes")
 
+from test_dataset import _case  # noqa: E402
 from test_ras_geometry import GEO, assert_geometry_close  # noqa: E402
-from test_scene_dataset import _case  # noqa: E402
 
 from NNSegLib.inference.uncertainty import normalized_entropy  # noqa: E402
-from NNSegLib.slicer import mrml, scene_predict  # noqa: E402
+from NNSegLib.slicer.scene import mrml  # noqa: E402
+from NNSegLib.slicer.scene import prediction as scene_predict  # noqa: E402
 
 pytestmark = pytest.mark.slicer
 

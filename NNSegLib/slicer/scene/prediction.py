@@ -3,7 +3,7 @@
 :func:`segment_in_process` loads a model and calls :func:`predict_volumes`, which takes any
 predictor. The Slicer module segments through an ``nnseg predict`` job instead, so it stays
 responsive: see :mod:`NNSegLib.slicer.segment_run`. Never imports ``slicer``: nodes are
-converted by :mod:`NNSegLib.slicer.mrml`.
+converted by :mod:`NNSegLib.slicer.scene.mrml`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from NNSegLib.data.io import Geometry
 from NNSegLib.inference.uncertainty import normalized_entropy
-from NNSegLib.slicer import mrml
+from NNSegLib.slicer.scene import mrml
 from NNSegLib.util.errors import NNSegError
 
 

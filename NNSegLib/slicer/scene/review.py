@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from NNSegLib.inference.case_uncertainty import Region
 from NNSegLib.inference.review_queue import QueueEntry
-from NNSegLib.slicer import mrml
+from NNSegLib.slicer.scene import mrml
 from NNSegLib.util.errors import NNSegError
 
 #: Colour map of the uncertainty volume (exists headless and in the application).

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from NNSegLib.slicer import mrml
+from NNSegLib.slicer.scene import mrml
 from NNSegLib.util.i18n import tr
 
 CASES_PARAMETER = "NNSeg.TrainingCases"

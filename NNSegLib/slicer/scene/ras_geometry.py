@@ -2,7 +2,8 @@
 
 Arrays are numpy ``(z, y, x)`` = Slicer's ``(k, j, i)``; :class:`~NNSegLib.data.io.Geometry` is
 ITK/LPS while Slicer is RAS: the x and y rows of the origin and of the direction matrix
-change sign, the array stays the same. :mod:`NNSegLib.slicer.mrml` applies these to volume nodes.
+change sign, the array stays the same. :mod:`NNSegLib.slicer.scene.mrml` applies these to
+volume nodes.
 """
 
 from __future__ import annotations
