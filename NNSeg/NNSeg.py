@@ -1,10 +1,10 @@
 """NNSeg: self-configuring U-Net segmentation (the nnU-Net method) in 3D Slicer.
 
 A thin module: the Widget wires the panel controllers of ``NNSegPanels`` (Dataset, Plan,
-Train, Segment, Batch and review) to ``NNSegLogic``, which delegates to ``NNSegLib.slicer``:
-every decision is made there without ``qt`` and tested headless. Long stages run as a
-subprocess ``PythonSlicer -m NNSegLib <command>`` (``NNSegLib.jobs``), so Slicer stays
-responsive and Cancel really stops the work.
+Train, Segment, Batch and review); each calls its own module of ``NNSegLib.slicer.panels``
+through ``NNSegLogic.lib``, where every decision is made without ``qt`` and tested headless.
+Long stages run as a subprocess ``PythonSlicer -m NNSegLib <command>`` (``NNSegLib.jobs``),
+so Slicer stays responsive and Cancel really stops the work.
 """
 
 import contextlib
@@ -154,8 +154,8 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = NNSegLogic()
-        self.board = self.logic.lib.jobBoard()
-        self.review = self.logic.lib.reviewSession()
+        self.board = self.logic.lib.board.JobBoard()
+        self.review = self.logic.lib.review.ReviewSession()
         self.timer = qt.QTimer()
         self.timer.setInterval(300)
         self.timer.connect("timeout()", self.onTimer)
@@ -178,8 +178,8 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onStartup(self) -> None:
         """After the panel shows: detect the device, list runs, re-attach to running ones."""
         with showingErrors(_("Could not inspect the device.")):
-            self.deviceInfo = self.logic.lib.detectDevice()
-            self.ui.deviceInfoLabel.text = self.logic.lib.describeDevice(self.deviceInfo)
+            self.deviceInfo = self.logic.lib.devices.detect_device()
+            self.ui.deviceInfoLabel.text = self.logic.lib.devices.describe_device(self.deviceInfo)
             self.rules.applyDeviceBudget()
         self.trainPanel.refreshRuns(reattach=True)
         self.reviewPanel.refreshReview()
@@ -228,7 +228,6 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onParameterChanged(self, caller=None, event=None) -> None:
         self.folders.changed()
 
-    # -- enabling, locking, texts ------------------------------------------------------
     @contextlib.contextmanager
     def busy(self):
         """Adding/removing many nodes: update the panels once at the end, not per node."""
@@ -271,8 +270,8 @@ class NNSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 class NNSegLogic(ScriptedLoadableModuleLogic):
     """Everything the module does, usable without the GUI (scene and nodes as arguments).
 
-    Defines what needs the Slicer application; what the panels decide and do is
-    :attr:`lib`, NNSegLib's :class:`~NNSegLib.slicer.module_logic.ModuleLogic` (imported on
+    Defines what needs the Slicer application; each panel's decisions are its module in
+    :attr:`lib` (NNSegLib's :class:`~NNSegLib.slicer.module_logic.ModuleLogic`, imported on
     first use: the module loads before NNSegLib's dependencies are installed)."""
 
     def __init__(self) -> None:
@@ -288,7 +287,7 @@ class NNSegLogic(ScriptedLoadableModuleLogic):
 
     @property
     def lib(self):
-        """The panels' logic in NNSegLib; background jobs run :attr:`python`."""
+        """The panels' modules (``lib.train``, …); background jobs run :attr:`python`."""
         if self._lib is None:
             from NNSegLib.slicer.module_logic import ModuleLogic
 

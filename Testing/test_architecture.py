@@ -106,6 +106,44 @@ def test_jobs_import_only_util():
     assert {_owner(m) for _, m in found} <= {"util", "jobs"}, sorted(found)
 
 
+def _slicer_imports(path: Path) -> set[str]:
+    """The ``NNSegLib.slicer…`` modules ``path`` imports, ``from NNSegLib.slicer import x``
+    read as ``NNSegLib.slicer.x``."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module in ("NNSegLib.slicer", "NNSegLib.slicer.scene",
+                               "NNSegLib.slicer.panels"):
+                found |= {f"{node.module}.{a.name}" for a in node.names}
+            elif node.module.startswith("NNSegLib.slicer."):
+                found.add(node.module)
+    return found
+
+
+def test_the_slicer_side_has_rooms_scene_below_panels_and_panels_apart():
+    """``slicer/scene`` (MRML) imports only itself of the slicer side; nothing below the panels
+    imports them; a panel imports ``panels.common``, never another panel; only
+    ``module_logic`` puts the panels together."""
+    slicer = LIB / "slicer"
+    found = {path: _slicer_imports(path) for path in sorted(slicer.rglob("*.py"))}
+    assert found[slicer / "panels" / "train.py"], "is the check reading the panels?"
+    problems = []
+    for path, modules in found.items():
+        rel = path.relative_to(slicer).as_posix()
+        for m in sorted(modules):
+            if rel.startswith("scene/") and not m.startswith("NNSegLib.slicer.scene"):
+                problems.append(f"{rel} (scene) imports {m}")
+            if rel.startswith("panels/"):
+                own = "NNSegLib.slicer.panels." + path.stem
+                if m.startswith("NNSegLib.slicer.panels.") and m not in (
+                        own, "NNSegLib.slicer.panels.common"):
+                    problems.append(f"{rel} imports another panel, {m}")
+            elif rel != "module_logic.py" and m.startswith(("NNSegLib.slicer.panels",
+                                                             "NNSegLib.slicer.module_logic")):
+                problems.append(f"{rel} (below the panels) imports {m}")
+    assert not problems, problems
+
+
 def test_errors_module_imports_nothing_of_the_project():
     assert _imports(LIB / "util" / "errors.py") == []
 

@@ -136,7 +136,7 @@ class Jobs(Panel):
         entry = self.w.board.get(key)
         if entry is None:
             return False
-        question = self.lib.cancelQuestion(key, entry.context)
+        question = self.lib.board.cancel_question(key, entry.context)
         if question and not self.w.confirm(question):
             return True
         self.w.statusLabel(key).text = _("Cancelling...")
@@ -146,9 +146,9 @@ class Jobs(Panel):
     def onTimer(self) -> None:
         ended = self.w.board.poll()
         if ended:
-            self.lib.forgetFolders()   # what the job wrote is read again
+            self.lib.forget_folders()   # what the job wrote is read again
             self.w.updateGui()
-            if any(e.key in self.lib.trainingKeys() for e in ended):
+            if any(e.key in self.lib.board.TRAINING_KEYS for e in ended):
                 self.w.trainPanel.refreshRuns()
         if not self.w.board.running:
             self.w.timer.stop()
@@ -157,23 +157,23 @@ class Jobs(Panel):
         if event.get("event") == "phase_done":
             self.w.segmentPanel.onSegmentPhaseDone(entry, event)
             return
-        text = self.lib.describeEvent(entry, event)
+        text = self.lib.texts.describe_board_event(entry, event)
         if text is not None:
             self.w.statusLabel(entry.key).text = text
-        value = self.lib.progressValue(entry.key, event)
+        value = self.lib.texts.progress_value(entry.key, event)
         if value is not None:
             bar = getattr(self.ui, JOB_WIDGETS[entry.key][0])
             bar.maximum, bar.value = value[1], value[0]
             if entry.key == "batch":
                 self.w.reviewPanel.refreshReview()  # the finished case joins the table
-        elif event.get("event") == "step" and entry.key in self.lib.trainingKeys():
+        elif event.get("event") == "step" and entry.key in self.lib.board.TRAINING_KEYS:
             self.w.epochRecords = []
         elif event.get("event") == "epoch":
             self.w.epochRecords.append(event)
             self.w.trainPanel.showChart(self.w.epochRecords)
 
     def finishMessage(self, entry, what: str) -> bool:
-        ok, text = self.lib.finishText(entry.job, what)
+        ok, text = self.lib.texts.finish_text(entry.job, what)
         self.w.statusLabel(entry.key).text = text
         if not ok and not entry.job.cancel_requested:
             slicer.util.errorDisplay(text, detailedText="\n".join(entry.job.log_tail(50)))
@@ -187,47 +187,45 @@ class Rules(Panel):
     def __init__(self, widget) -> None:
         super().__init__(widget)
         self.defaultTips = {name: getattr(self.ui, name).toolTip
-                            for name in self.lib.buttonRules(self.lib.emptyState())}
+                            for name in self.lib.view(self.lib.State()).rules}
         self.deviceInfos: dict = {}
 
     def show(self) -> None:
-        w, p = self.w, self.p
+        w, p, lib = self.w, self.p, self.lib
         running, volumes = w.board.running, w.segmentPanel.segmentVolumes()
         w.datasetPanel.refreshCases()
-        state = self.lib.panelState(
+        view = lib.view(lib.state(
             slicer.mrmlScene, p, volumes, w.modelInfo.get("channels"), w.runs, running,
-            w.reviewPanel.batchVolumes(), w.review, self.ui.datasetCaseNameLineEdit.text)
-        locked, inputs = self.lib.lockedWidgets(running), self.lib.enabledInputs(state)
-        for name, rule in self.lib.buttonRules(state).items():
+            w.reviewPanel.batchVolumes(), w.review, self.ui.datasetCaseNameLineEdit.text))
+        locked = lib.locked(running)
+        for name, rule in view.rules.items():
             button = getattr(self.ui, name)
             button.enabled = rule.enabled and name not in locked
             button.toolTip = rule.reason or self.defaultTips.get(name, "")
-        for name in self.lib.lockableWidgets():
+        for name in lib.lockable:
             if not name.endswith("Button"):
-                getattr(self.ui, name).enabled = name not in locked and inputs.get(name, True)
+                getattr(self.ui, name).enabled = name not in locked and view.inputs.get(name, True)
         for key, (name, text) in APPLY_BUTTONS.items():
             getattr(self.ui, name).text = _("Cancel") if key in running else text
-        self.ui.trainWarningLabel.text = self.lib.cpuTrainingWarning(
-            self.deviceFor(p.device), p.workFolder, p.trainConfiguration, p.folds,
-            p.maxEpochs, p.timeBudget, p.timeBudgetMinutes) or ""
-        for name, text in self.lib.infoTexts(state).items():
+        self.ui.trainWarningLabel.text = lib.train.cpu_time_warning(
+            lib.memo, self.deviceFor(p.device), p) or ""
+        for name, text in view.texts.items():
             getattr(self.ui, name).text = text
-        self.ui.segmentTimeLabel.text = self.lib.describeSegmentTimes(
-            w.segmentPanel.segmentTimes(), p.modelPath, self.deviceFor(p.predictDevice),
-            volumes, p.predictFolds, p.tta, p.allowUnfinished)
+        self.ui.segmentTimeLabel.text = lib.segment.expected_times(
+            lib.memo, w.segmentPanel.segmentTimes(), self.deviceFor(p.predictDevice), volumes, p)
 
     def deviceFor(self, requested: str):
         """The device a panel's choice resolves to (detected once per choice)."""
         if self.w.deviceInfo is None:
             return None
         if requested not in self.deviceInfos:
-            self.deviceInfos[requested] = self.lib.detectDevice(requested)
+            self.deviceInfos[requested] = self.lib.devices.detect_device(requested)
         return self.deviceInfos[requested]
 
     def applyDeviceBudget(self) -> None:
         p, info = self.p, self.w.deviceInfo
         if p is not None and info is not None and p.memoryBudgetAuto:
-            budget = self.lib.memoryBudget(info)
+            budget = self.lib.plan.memory_budget_gb(info)
             if abs(p.memoryBudgetGB - budget) > 1e-6:
                 p.memoryBudgetGB = budget
 
@@ -245,13 +243,15 @@ class Folders(Panel):
         import qt
 
         p, settings = self.p, qt.QSettings()
-        remembered = {k: settings.value(v) for k, v in self.lib.settingsKeys().items()}
-        folders = self.lib.initialFolders(p.datasetFolder, p.workFolder, remembered)
-        p.datasetFolder, p.workFolder = folders["dataset"], folders["work"]
-        model = self.lib.initialModel(p.modelPath, remembered)
+        folders = self.lib.folders
+        remembered = {k: settings.value(v) for k, v in folders.SETTINGS_KEYS.items()}
+        base = remembered.get("base") or folders.nnseg_home()
+        chosen = folders.initial_folders(p.datasetFolder, p.workFolder, remembered, base)
+        p.datasetFolder, p.workFolder = chosen["dataset"], chosen["work"]
+        model = folders.initial_model(p.modelPath, remembered)
         if model is not None and model != p.modelPath:
             p.modelPath = model
-        batch = self.lib.initialBatchFolder(p.batchFolder, remembered)
+        batch = folders.initial_batch_folder(p.batchFolder, remembered, base)
         if batch != p.batchFolder:
             p.batchFolder = batch
 
@@ -261,15 +261,16 @@ class Folders(Panel):
         p, seen = self.p, self.seen
         dataset, work = str(p.datasetFolder), str(p.workFolder)
         if dataset != seen["dataset"]:
-            new_work = self.lib.followDataset(seen["dataset"], dataset, work)
+            new_work = self.lib.folders.follow_dataset(seen["dataset"], dataset, work,
+                                                       self.lib.folders.nnseg_home())
             seen["dataset"] = dataset
             if new_work is not None:
                 p.workFolder = new_work  # triggers this handler again
                 return
         settings, batch = qt.QSettings(), str(p.batchFolder)
         for key, value in (("dataset", dataset), ("work", work), ("batch", batch)):
-            if not self.lib.isUnset(value):
-                settings.setValue(self.lib.settingsKeys()[key], value)
+            if not self.lib.folders.is_unset(value):
+                settings.setValue(self.lib.folders.SETTINGS_KEYS[key], value)
         if work != seen["work"]:
             seen["work"] = work
             self.w.trainPanel.refreshRuns()

@@ -20,11 +20,11 @@ class DatasetPanel(Panel):
         p = self.p
         volumes = [p.trainingVolume] + list(self.ui.pairExtraChannelsSelector.checkedNodes())
         with showingErrors(_("Could not add the case."), waitCursor=False):
-            self.lib.addCase(self.w.caseNode(), volumes, p.trainingSegmentation)
+            self.lib.dataset.add_case(self.w.caseNode(), volumes, p.trainingSegmentation)
 
     def onAddAll(self) -> None:
         with self.w.busy():
-            added, skipped = self.lib.addAllCases(slicer.mrmlScene, self.w.caseNode())
+            added, skipped = self.lib.dataset.add_all_cases(slicer.mrmlScene, self.w.caseNode())
         if skipped:
             slicer.util.infoDisplay(_("Added {n} case(s). Not added:").format(n=len(added))
                                     + "\n" + "\n".join(skipped))
@@ -37,30 +37,31 @@ class DatasetPanel(Panel):
             return
         with self.w.busy(), showingErrors(_("Loading cases failed."), waitCursor=True):
             for volumes, segmentation in self.logic.loadCasesFromFolder(slicer.mrmlScene, folder):
-                self.lib.addCase(self.w.caseNode(), volumes, segmentation)
+                self.lib.dataset.add_case(self.w.caseNode(), volumes, segmentation)
 
     def onRemovePair(self) -> None:
         rows = {i.row() for i in self.ui.pairsTableWidget.selectedIndexes()}
-        self.lib.removeCases(self.w.caseNode(), sorted(rows))
+        self.lib.dataset.remove_cases(self.w.caseNode(), sorted(rows))
 
     def onClearPairs(self) -> None:
-        self.lib.clearCases(self.w.caseNode())
+        self.lib.dataset.clear_cases(self.w.caseNode())
 
     def refreshCases(self) -> None:
         import qt
 
-        rows = self.lib.caseRows(self.w.caseNode())
+        rows = self.lib.dataset.case_rows(self.w.caseNode())
         table = self.ui.pairsTableWidget
         table.setRowCount(len(rows))
         for row, cells in enumerate(rows):
             for col, text in enumerate(cells):
                 table.setItem(row, col, qt.QTableWidgetItem(text))
-        self.ui.labelsStatusLabel.text = self.lib.describeLabels(slicer.mrmlScene,
+        self.ui.labelsStatusLabel.text = self.lib.dataset.describe_labels(slicer.mrmlScene,
                                                                  self.w.caseNode())
 
     def onExportDataset(self) -> None:
         p = self.p
         with self.w.busy(), showingErrors(_("Export failed."), waitCursor=True):
-            report = self.lib.exportDataset(slicer.mrmlScene, self.w.caseNode(), p.datasetFolder,
-                                            self.lib.parseChannelNames(p.channelNames))
+            lib = self.lib.dataset
+            report = lib.export_dataset(slicer.mrmlScene, self.w.caseNode(), p.datasetFolder,
+                                        lib.parse_channel_names(p.channelNames))
             self.ui.checkResultsTextEdit.setPlainText(report)

@@ -34,9 +34,9 @@ class ReviewPanel(Panel):
             return
         p = self.p
         with showingErrors(_("Could not prepare the batch."), waitCursor=True):
-            job = self.lib.startBatch(self.w.review, p, self.batchVolumes(),
+            job = self.lib.review.start_batch(self.w.review, p, self.batchVolumes(),
                                       self.w.modelInfo.get("channels"))
-            self.w.jobs.start("batch", self.lib.startJobs(job["steps"]),
+            self.w.jobs.start("batch", self.lib.start_jobs(job["steps"]),
                               {"batch": job["batch"]}, self.onBatchDone)
 
     def onBatchDone(self, entry) -> None:
@@ -49,9 +49,9 @@ class ReviewPanel(Panel):
         if p is None:
             return
         with showingErrors(_("Could not read the review queue."), waitCursor=False):
-            self.reviewTable = self.lib.reviewTable(p.batchFolder)
+            self.reviewTable = self.lib.review.review_table(p.batchFolder)
             fillTable(self.ui.reviewTableWidget, self.reviewTable.header, self.reviewTable.rows)
-            self.ui.batchInfoLabel.text = self.lib.describeBatch(p.batchFolder)
+            self.ui.batchInfoLabel.text = self.lib.review.describe_batch(p.batchFolder)
         self.w.updateGui()
 
     def onReviewRowClicked(self, row: int, column: int = 0) -> None:
@@ -59,11 +59,11 @@ class ReviewPanel(Panel):
             return
         p = self.p
         with self.w.busy(), showingErrors(_("Could not load the case."), waitCursor=True):
-            name = self.lib.openReviewCase(self.w.review, slicer.mrmlScene, p.batchFolder,
+            name = self.lib.review.open_case(self.w.review, slicer.mrmlScene, p.batchFolder,
                                            self.reviewTable.cases[row], p.overlayOpacity,
                                            p.datasetFolder)
             self.ui.datasetCaseNameLineEdit.text = name
-            self.ui.reviewCaseLabel.text = self.lib.describeReviewCase(self.w.review)
+            self.ui.reviewCaseLabel.text = self.lib.review.describe_session_case(self.w.review)
             self.ui.reviewStatusLabel.text = ""
 
     def onOpacityChanged(self, value: float) -> None:
@@ -72,21 +72,21 @@ class ReviewPanel(Panel):
     def onMark(self, state: str) -> None:
         with showingErrors(_("Could not save the review state."), waitCursor=False):
             self.w.review.mark(state)
-        self.ui.reviewCaseLabel.text = self.lib.describeReviewCase(self.w.review)
+        self.ui.reviewCaseLabel.text = self.lib.review.describe_session_case(self.w.review)
         self.refreshReview()
 
     def onAddToDataset(self) -> None:
         p, name = self.p, self.ui.datasetCaseNameLineEdit.text
-        decision = self.lib.addDecision(p.datasetFolder, name)
+        decision = self.lib.review.add_decision(p.datasetFolder, name)
         if decision.action == "refuse":
             slicer.util.errorDisplay(decision.reason)
             return
         if decision.action == "ask" and not slicer.util.confirmYesNoDisplay(decision.reason):
             return
         with self.w.busy(), showingErrors(_("Could not add the case."), waitCursor=True):
-            self.ui.reviewStatusLabel.text = self.lib.addReviewedCase(
+            self.ui.reviewStatusLabel.text = self.lib.review.add_reviewed_case(
                 self.w.review, slicer.mrmlScene, p.datasetFolder, name, decision.action == "ask")
-            self.ui.reviewCaseLabel.text = self.lib.describeReviewCase(self.w.review)
+            self.ui.reviewCaseLabel.text = self.lib.review.describe_session_case(self.w.review)
         self.refreshReview()
 
     def onFineTune(self) -> None:
@@ -94,8 +94,9 @@ class ReviewPanel(Panel):
             return
         p = self.p
         with showingErrors(_("Could not start fine-tuning."), waitCursor=True):
-            tune = self.lib.fineTuneJob(self.lib.fineTuneRequest(p, self.w.trainOptions))
-            job = self.lib.startTraining(tune.steps, p.workFolder, p.detachTraining, "finetune")
+            lib = self.lib.review
+            tune = lib.fine_tune_job(lib.fine_tune_request(p, self.w.trainOptions))
+            job = self.lib.start_training(tune.steps, p.workFolder, p.detachTraining, "finetune")
             self.w.trainPanel.followTraining("finetune", job, {
                 "work": p.workFolder, "configuration": p.trainConfiguration, "folds": p.folds,
                 "maxEpochs": tune.epochs}, [])
@@ -110,7 +111,7 @@ class ReviewPanel(Panel):
         if p is None:  # the panel is not shown (exit() or a closing scene)
             return
         with showingErrors(_("Could not compare the models."), waitCursor=False):
-            text, header, rows = self.lib.didItHelp(p.workFolder, p.trainConfiguration)
+            text, header, rows = self.lib.review.did_it_help(p.workFolder, p.trainConfiguration)
             self.ui.fineTuneSummaryLabel.text = text
             fillTable(self.ui.fineTuneTableWidget, header, rows)
             self.ui.fineTuneTableWidget.visible = bool(rows)  # no empty box before a fine-tune

@@ -20,16 +20,16 @@ class SegmentPanel(Panel):
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.w.updateGui)
 
     def onUseTrainedModel(self) -> None:
-        self.p.modelPath = self.lib.modelFolder(self.p.workFolder)
+        self.p.modelPath = self.lib.segment.model_folder(self.p.workFolder)
 
     def onModelChanged(self, path: str) -> None:
         import qt
 
-        if not self.lib.isUnset(path):
-            qt.QSettings().setValue(self.lib.settingsKeys()["model"], path)
-        self.w.modelInfo = self.lib.modelInfo(path)
+        if not self.lib.folders.is_unset(path):
+            qt.QSettings().setValue(self.lib.folders.SETTINGS_KEYS["model"], path)
+        self.w.modelInfo = self.lib.segment.model_info(path)
         self.ui.modelInfoLabel.text = self.w.modelInfo.get("description", "")
-        self.ui.postprocessingInfoLabel.text = self.lib.describePostprocessing(path)
+        self.ui.postprocessingInfoLabel.text = self.lib.segment.describe_postprocessing(path)
         self.rebuildChannelSelectors(self.w.modelInfo.get("channels", ["image"]))
         self.w.updateGui()
 
@@ -56,14 +56,15 @@ class SegmentPanel(Panel):
         if self.w.jobs.cancel("segment") or not self.logic.ensureDependencies():
             return
         p, scene = self.p, slicer.mrmlScene
-        decision = self.lib.overwriteDecision(scene, p.outputSegmentation)
+        decision = self.lib.segment.overwrite_decision(scene, p.outputSegmentation)
         if decision.action == "ask" and not slicer.util.confirmYesNoDisplay(decision.reason):
             return
         with showingErrors(_("Could not prepare the inputs."), waitCursor=True):
-            run = self.lib.captureSegment(scene, [self.segmentVolumes()],
-                                          [p.outputSegmentation], self.lib.segmentRequest(p))
+            lib = self.lib.segment
+            run = lib.capture_segment(scene, [self.segmentVolumes()], [p.outputSegmentation],
+                                      lib.segment_request(p))
             try:
-                job = self.lib.startSegmentJob(run)
+                job = self.lib.start_segment_job(run)
             except Exception:
                 run.cleanup()
                 raise
@@ -74,24 +75,24 @@ class SegmentPanel(Panel):
         """The Segment time measurements kept in Slicer's settings (JSON text)."""
         import qt
 
-        return qt.QSettings().value(self.lib.segmentTimesKey())
+        return qt.QSettings().value(self.lib.segment.TIMES_KEY)
 
     def onSegmentPhaseDone(self, entry, event: dict) -> None:
         """A Segment phase ended: keep its time; show the preview at once."""
         import qt
 
-        key = self.lib.segmentTimesKey()
-        qt.QSettings().setValue(key, self.lib.recordSegmentTime(self.segmentTimes(), event))
+        key = self.lib.segment.TIMES_KEY
+        qt.QSettings().setValue(key, self.lib.segment.record_time(self.segmentTimes(), event))
         if event.get("phase") != "preview":
             return
         with self.w.busy(), showingErrors(_("Loading the preview failed."), waitCursor=True):
-            self.w.statusLabel("segment").text = self.lib.deliverPreview(slicer.mrmlScene,
-                                                                         entry.job)
+            self.w.statusLabel("segment").text = self.lib.segment.deliver_preview(
+                slicer.mrmlScene, entry.job)
 
     def onSegmentDone(self, entry) -> None:
         status = self.w.statusLabel("segment")
         ok = self.w.jobs.finishMessage(entry, _("Segmentation"))
-        kept = self.lib.segmentOutcome(entry.job, status.text)
+        kept = self.lib.segment.outcome_text(entry.job, status.text)
         if kept:
             status.text = kept
         if not ok:
@@ -99,7 +100,7 @@ class SegmentPanel(Panel):
         done, failed = status.text, _("Loading the result failed.")
         status.text = failed  # until the result is in the scene
         with self.w.busy(), showingErrors(failed):
-            results = self.lib.deliverResults(slicer.mrmlScene, entry.context["run"])
+            results = self.lib.segment.deliver_results(slicer.mrmlScene, entry.context["run"])
             notes = [n for r in results for n in r.notes]
             unc = next((r.uncertainty for r in results if r.uncertainty is not None), None)
             if unc is not None:

@@ -30,10 +30,10 @@ def exportAndSegmentTinyCase(test, logic) -> None:
     seg = mrml.segmentation_from_labels(scene, labels, geometry, {0: "background", 1: "liver"},
                                         reference_volume=volume)
     node = logic.getParameterNode().parameterNode
-    logic.lib.clearCases(node)
-    logic.lib.addCase(node, [volume], seg)
+    logic.lib.dataset.clear_cases(node)
+    logic.lib.dataset.add_case(node, [volume], seg)
     out = pathlib.Path(tempfile.mkdtemp()) / "Dataset999_Tiny"
-    report = logic.lib.exportDataset(scene, node, out, ["CT"])
+    report = logic.lib.dataset.export_dataset(scene, node, out, ["CT"])
     test.assertIn("OK", report)
     meta = json.loads((out / "dataset.json").read_text())
     test.assertEqual(meta["labels"], {"background": 0, "liver": 1})
@@ -45,7 +45,9 @@ def exportAndSegmentTinyCase(test, logic) -> None:
     result, _unc = predict_volumes(scene, [volume], threshold, {0: "background", 1: "liver"})
     back, _geo = mrml.labels_from_segmentation(scene, result, {"liver": 1}, volume)
     test.assertTrue(np.array_equal(back, labels))
-    test.assertEqual(logic.lib.parseFolds("0-2,4"), ["0", "1", "2", "4"])
+    from NNSegLib.data.splits import parse_folds
+
+    test.assertEqual([str(f) for f in parse_folds("0-2,4")], ["0", "1", "2", "4"])
     shutil.rmtree(out.parent, ignore_errors=True)
     test.delayDisplay("Test passed")
 
@@ -73,12 +75,12 @@ def clickPath(test) -> None:
     widget = slicer.modules.nnseg.widgetRepresentation().self()
     widget.confirm = lambda text: True  # the CPU-time warning would wait for a click
     logic, p = widget.logic, widget._parameterNode
-    logic.lib.clearCases(p.parameterNode)
+    logic.lib.dataset.clear_cases(p.parameterNode)
     for volumes, seg in logic.loadCasesFromFolder(slicer.mrmlScene, samples):
         p.trainingVolume, p.trainingSegmentation = volumes[0], seg
         test.assertTrue(widget.ui.addPairButton.enabled, widget.ui.addPairButton.toolTip)
         widget.ui.addPairButton.click()
-    test.assertEqual(len(logic.lib.caseRows(p.parameterNode)), 5)
+    test.assertEqual(len(logic.lib.dataset.case_rows(p.parameterNode)), 5)
     p.channelNames = "MR"
     p.datasetFolder = root / "Dataset990_SelfTest"
     p.workFolder = root / "work"
@@ -123,11 +125,17 @@ def clickPath(test) -> None:
 
 
 def clinicianLoop(test) -> None:
-    """Issue 12's loop on the application's scene (NNSegLib.slicer.loop_walk: train, batch,
-    rank, correct, add, fine-tune, segment again), then the Batch and review panel on the
-    fine-tuned model: segment a folder, click the least certain case, accept it."""
-    from NNSegLib.slicer import loop_walk
+    """Issue 12's loop on the application's scene (the module's Testing/Python/loop_walk.py:
+    train, batch, rank, correct, add, fine-tune, segment again), then the Batch and review panel
+    on the fine-tuned model: segment a folder, click the least certain case, accept it."""
+    import sys
+
     from NNSegLib.slicer.scene import mrml
+
+    walks = pathlib.Path(__file__).resolve().parent.parent / "Testing" / "Python"
+    if str(walks) not in sys.path:
+        sys.path.insert(0, str(walks))
+    import loop_walk
 
     root = pathlib.Path(tempfile.mkdtemp(prefix="nnseg_loop_"))
     test.delayDisplay("The clinician's loop (about a minute on a CPU)")

@@ -17,8 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from NNSegLib.slicer.folders import is_unset
+from NNSegLib.data.splits import parse_folds
+from NNSegLib.jobs.base import CommandStep
+from NNSegLib.slicer.folders import is_unset, work_arg
+from NNSegLib.slicer.requests import TrainContext
+from NNSegLib.slicer.training_runs import previous_stage
+from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.i18n import tr
+from NNSegLib.util.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,6 @@ def fine_tune_steps(dataset: Path | str, work: Path | str, configuration: str, f
     Raises:
         NNSegError: when the plan has a problem (its text).
     """
-    from NNSegLib.slicer.panel_commands import fine_tune_commands
     from NNSegLib.training.run_config import FINE_TUNE_EPOCHS
     from NNSegLib.util.errors import NNSegError
 
@@ -185,7 +190,6 @@ def did_it_help(work: Path | str, configuration: str | None = None
     nothing to compare yet.
     """
     from NNSegLib.evaluation.model_comparison import compare_models
-    from NNSegLib.slicer.gui_summaries import fine_tune_summary
     from NNSegLib.util.errors import NNSegError
     from NNSegLib.util.workspace import Workspace
 
@@ -202,4 +206,80 @@ def did_it_help(work: Path | str, configuration: str | None = None
     return fine_tune_summary(work, configuration), header, rows
 
 
-__all__ = ["FineTuneJob", "FineTunePlan", "did_it_help", "fine_tune_plan", "fine_tune_steps"]
+def fine_tune_summary(work: Path | str, configuration: str | None = None) -> str:
+    """"Did it help?": the current model's CV Dice beside the model it was fine-tuned from.
+
+    Reads ``WORK/results/model_version.json`` for the parent and compares the folds' final
+    validations (:func:`~NNSegLib.evaluation.model_comparison.compare_models`), e.g.
+    ``"CV Dice v1 0.812 → v2 0.845 (+0.033; fold(s) 0)"``.
+    """
+    from NNSegLib.evaluation.model_comparison import compare_models
+    from NNSegLib.util.errors import NNSegError
+
+    folder = Workspace(Path(work)).model
+    parent = folder.parent
+    if parent is None:
+        return f"The model in {folder.root} is not a fine-tune."
+    try:
+        return compare_models(parent, folder.root, configuration).summary_line()
+    except NNSegError as e:
+        return f"No comparison yet: {e}"
+
+
+def fine_tune_commands(dataset: Path | str, work: Path | str | None, configuration: str,
+                       folds: str = "0", max_epochs: int | None = None, device: str = "auto",
+                       resume: bool = False, adapt_head: bool = False,
+                       extra_args: Sequence[str] = ()) -> list[CommandStep]:
+    """Fine-tune the current model on the dataset as it is now (METHOD §8).
+
+    A new fine-tune archives ``WORK/results`` (``nnseg archive-model``: it becomes
+    ``WORK/model_versions/v<N>``), preprocesses the cases added since (the others are
+    reused), then trains each fold from the same fold of the archived model
+    (``--init-from``, fine-tuning defaults unless ``max_epochs`` is given). With ``resume``
+    the fine-tune in ``WORK/results`` is continued: unfinished folds resume, folds not
+    started yet start from the recorded parent model, finished folds are left alone.
+    ``extra_args`` go to every ``train`` command; each carries its
+    :class:`~NNSegLib.slicer.requests.TrainContext`.
+
+    Raises:
+        NNSegError: for a cascade stage (its inputs exist only for cross-validation cases),
+            or ``resume`` without a fine-tune in progress.
+    """
+    from NNSegLib.preprocessing.preprocess import preprocess_argv
+    from NNSegLib.training.model_versions import archive_model_argv, next_archive
+    from NNSegLib.training.run_config import FINE_TUNE_EPOCHS
+    from NNSegLib.training.train_cli import train_argv
+    from NNSegLib.util.json_files import read_json
+    from NNSegLib.util.workspace import Workspace
+
+    if previous_stage(dataset, work, configuration) is not None:
+        raise NNSegError(f"{configuration} is a cascade stage; fine-tuning a cascade is not "
+                         "supported (fine-tune 3d_fullres or 3d_lowres instead)")
+    ws = Workspace.for_dataset(dataset, work if work not in ("", None) else None)
+    w = work_arg(work)
+    commands = []
+    if resume:
+        version = ws.model.version_file
+        parent = read_json(version, expect=dict).get("parent", {}).get("path") \
+            if version.is_file() else None
+        if not parent:
+            raise NNSegError(f"{version}: no fine-tune in progress to resume")
+    else:
+        parent = str(next_archive(ws.root))
+        commands.append(CommandStep(archive_model_argv(dataset, w)))
+    commands.append(CommandStep(preprocess_argv(dataset, w, [configuration])))
+    for fold in [str(f) for f in parse_folds(folds)] or ["0"]:
+        run = ws.run(configuration, fold)
+        if resume and run.is_finished:
+            continue
+        cont = bool(resume and run.latest.is_file())
+        argv = train_argv(dataset, configuration, fold, w, device, max_epochs or None,
+                          resume=cont, init_from=None if cont else parent,
+                          adapt_head=adapt_head and not cont, extra=tuple(extra_args))
+        context = TrainContext("finetune", configuration, fold, max_epochs or FINE_TUNE_EPOCHS)
+        commands.append(CommandStep(argv, context.to_json()))
+    return commands
+
+
+__all__ = ["FineTuneJob", "FineTunePlan", "did_it_help", "fine_tune_commands", "fine_tune_plan",
+           "fine_tune_steps", "fine_tune_summary"]

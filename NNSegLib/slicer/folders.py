@@ -116,5 +116,11 @@ def follow_dataset(old_dataset: Path | str | None, new_dataset: Path | str, work
     return None
 
 
+def work_arg(work: Path | str | None) -> Path | None:
+    """The work folder as a command's ``--work`` (``None`` when unset: the default)."""
+    return Path(str(work)) if work is not None and str(work) not in ("", ".") else None
+
+
 __all__ = ["SETTINGS_KEYS", "default_work_folder", "follow_dataset", "initial_batch_folder",
-           "initial_folders", "initial_model", "is_unset", "next_dataset_folder", "nnseg_home"]
+           "initial_folders", "initial_model", "is_unset", "next_dataset_folder", "nnseg_home",
+           "work_arg"]

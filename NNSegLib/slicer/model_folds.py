@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from NNSegLib.util.i18n import tr
+from NNSegLib.util.json_files import read_json
+from NNSegLib.util.model_folder import ModelFolder
 
 
 @dataclass(frozen=True)
@@ -100,4 +102,26 @@ def check_folds(model_path: Path | str, folds: str = "",
     return FoldCheck(" ".join(problems) or None, " ".join(notes), only)
 
 
-__all__ = ["FoldCheck", "check_folds"]
+def model_info(path: Path | str) -> dict:
+    """Channels, labels and a one-line description of a model folder (or zip).
+
+    Returns:
+        For a folder with ``dataset.json``: ``channels`` (names in channel order),
+        ``labels`` (``{value: name}``), ``name`` and ``description``; otherwise only a
+        ``description`` (a zip is read when segmenting, anything else is no model).
+    """
+    path = Path(str(path))
+    meta = ModelFolder(path).dataset_json
+    if not meta.is_file():
+        return {"description": tr("Zip package: imported when segmenting.")
+                if path.suffix == ".zip" else tr("No model here (dataset.json missing).")}
+    raw = read_json(meta, expect=dict)
+    channels = [v for _, v in sorted(raw.get("channel_names", {"0": "image"}).items(),
+                                     key=lambda kv: int(kv[0]))]
+    labels = {int(v): k for k, v in raw.get("labels", {}).items()}
+    names = ", ".join(n for v, n in sorted(labels.items()) if v)
+    return {"channels": channels, "labels": labels, "name": raw.get("name", path.name),
+            "description": f"{raw.get('name', path.name)}: channels {channels}; labels {names}"}
+
+
+__all__ = ["FoldCheck", "check_folds", "model_info"]

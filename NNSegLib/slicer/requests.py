@@ -1,8 +1,8 @@
 """What a panel asks for, as typed values built once from the parameter node.
 
 A click on *Train*, *Segment*, *Segment batch* or *Fine-tune* reads the parameter node once
-into one of these frozen dataclasses; the command builders (:mod:`.panel_commands`) turn it
-into ``nnseg`` argument lists with the command modules' ``*_argv`` builders, and a training
+into one of these frozen dataclasses; the panels' command builders (:mod:`NNSegLib.slicer.panels`)
+turn it into ``nnseg`` argument lists with the command modules' ``*_argv`` builders, and a training
 job stores a :class:`TrainContext` per step, so a later session re-attaching to it reads what
 was asked instead of parsing argument lists back. No ``qt``.
 """

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from NNSegLib.data.splits import parse_folds
 from NNSegLib.slicer.scene import mrml
 from NNSegLib.util.i18n import tr
 
@@ -156,7 +157,6 @@ def capture_segment_run(scene: Any, cases: Sequence[Sequence[Any]], outputs: Seq
     the steps and calls :meth:`SegmentRun.cleanup` when done.
     """
     from NNSegLib.data.io import SimpleITKIO
-    from NNSegLib.slicer.panel_commands import predict_commands
 
     tmp = Path(tempfile.mkdtemp(prefix="nnseg_segment_"))
     captured = []
@@ -203,7 +203,7 @@ def deliver_results(scene: Any, run: SegmentRun, preview: bool = False) -> list[
         RuntimeError: when the job wrote no label map for a case.
     """
     from NNSegLib.data.io import SimpleITKIO
-    from NNSegLib.slicer.gui_summaries import model_info
+    from NNSegLib.slicer.model_folds import model_info
     from NNSegLib.slicer.scene.prediction import model_tags
 
     info = model_info(run.model)
@@ -343,8 +343,39 @@ def describe_postprocessing(model_path: Path | str) -> str:
               "component of label(s) {groups}.", best=best, groups=groups)
 
 
+def predict_commands(input_dir: Path | str, output_dir: Path | str, model: Path | str,
+                     folds: str = "", device: str = "auto", tta: bool = True,
+                     uncertainty: bool = False, import_dir: Path | str | None = None,
+                     postprocessing: bool = True, allow_unfinished: bool = False,
+                     fast: bool = False) -> list[list[str]]:
+    """Predict a folder of ``<case>_XXXX`` files; a ``.zip`` model is imported first.
+
+    ``postprocessing=False`` skips the model's connected-component rules
+    (``--no-postprocessing``); ``allow_unfinished`` also uses folds whose training has not
+    finished (``--allow-unfinished``: their best checkpoint). ``fast`` is the preview
+    (``--fast``: one fold, no TTA, step 1.0, no uncertainty map): of the panel's folds only
+    the first is passed on (explicit ``--folds`` would win over ``--fast``'s one fold).
+    """
+    from NNSegLib.inference.model_package import import_model_argv
+    from NNSegLib.inference.predict_options import predict_argv
+
+    commands = []
+    model = Path(model)
+    if model.suffix.lower() == ".zip":
+        if import_dir is None:
+            raise ValueError(f"{model}: a model package needs a folder to import it to")
+        commands.append(import_model_argv(model, import_dir))
+        model = Path(import_dir)
+    fold_list = [str(f) for f in parse_folds(folds)][:1 if fast else None]
+    commands.append(predict_argv(
+        [input_dir], output_dir, model, fold_list, device=device, fast=fast,
+        tta=tta or fast, uncertainty=uncertainty and not fast, postprocessing=postprocessing,
+        allow_unfinished=allow_unfinished))
+    return commands
+
+
 __all__ = ["OUTPUT", "OverwriteDecision", "PREVIEW_OUTPUT", "SegmentCase", "SegmentResult",
            "SegmentRun", "TAG_FINGERPRINT", "TAG_PREVIEW", "capture_segment_run",
            "content_fingerprint", "deliver_results", "describe_postprocessing",
-           "mark_preview", "overwrite_decision", "place_in_study", "preview_name",
-           "show_in_3d"]
+           "mark_preview", "overwrite_decision", "place_in_study", "predict_commands",
+           "preview_name", "show_in_3d"]

@@ -18,7 +18,7 @@ behaves as before.
 :class:`SegmentSequence` is one job for the :class:`~NNSegLib.jobs.board.JobBoard`
 (``poll``, ``finished``, ``status``, ``cancel`` …). With two phases its events carry
 ``"phase"`` (the status line says which phase runs,
-:func:`~NNSegLib.slicer.gui_summaries.phase_title`); after each phase that succeeded it adds
+:func:`~NNSegLib.jobs.texts.phase_title`); after each phase that succeeded it adds
 a ``phase_done`` event with the phase's
 :class:`~NNSegLib.inference.predict_timing.Measurement` (from the prediction's ``done``
 event and the phase's wall time), which the module keeps for the expected times

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from NNSegLib.util.errors import NNSegError
 from NNSegLib.util.json_files import read_json
 from NNSegLib.util.model_folder import CHECKPOINT_BEST, RunFolder
 from NNSegLib.util.workspace import Workspace
@@ -210,5 +211,29 @@ def describe_runs(runs: Sequence[TrainingRun]) -> str:
     return "\n".join(r.describe() for r in runs)
 
 
+def previous_stage(dataset: Path | str, work: Path | str | None, configuration: str
+                   ) -> tuple[str, list[RunFolder]] | None:
+    """``(previous stage, its run folders)`` when the plan makes ``configuration`` a
+    cascade stage, else ``None`` (also when there is no plan yet)."""
+    from NNSegLib.data.splits import DEFAULT_FOLDS, load_splits
+    from NNSegLib.planning.plans import Plans
+    from NNSegLib.util.workspace import Workspace
+
+    ws = Workspace.for_dataset(dataset, work if work not in ("", None) else None)
+    if not ws.plans.is_file():
+        return None
+    try:
+        prev = Plans.load(ws.plans).configuration(configuration).previous_stage
+    except (KeyError, NNSegError):
+        return None
+    if not prev:
+        return None
+    try:
+        n_folds = len(load_splits(ws.splits)) if ws.splits.is_file() else DEFAULT_FOLDS
+    except NNSegError:   # a broken splits file is reported by the training command itself
+        n_folds = DEFAULT_FOLDS
+    return prev, [ws.run(prev, k) for k in range(n_folds)]
+
+
 __all__ = ["FRESH_LOG_SECONDS", "RunState", "TrainingRun", "chart_records", "describe_run",
-           "describe_runs", "find_runs", "resume_choice", "started_folds"]
+           "describe_runs", "find_runs", "previous_stage", "resume_choice", "started_folds"]

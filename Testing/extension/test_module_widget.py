@@ -91,7 +91,7 @@ def test_dataset_and_plan_panels(app, tmp_path):
     assert not ui.addPairButton.enabled and "already" in ui.addPairButton.toolTip
     # a deleted volume leaves its case marked, export waits for it to be removed
     extra = _case(scene, "extra", 9)
-    widget.logic.lib.addCase(widget.caseNode(), [extra[0]], extra[1])
+    widget.logic.lib.dataset.add_case(widget.caseNode(), [extra[0]], extra[1])
     scene.RemoveNode(extra[0])
     assert ui.pairsTableWidget.cells[(4, 0)] == "(deleted)"
     assert not ui.exportDatasetButton.enabled and "deleted" in ui.exportDatasetButton.toolTip
@@ -222,7 +222,7 @@ def test_find_best_then_report_then_open(app, tmp_path, monkeypatch):
         def error_message(self):
             return None
 
-    monkeypatch.setattr(widget.logic.lib, "startJobs", Done)
+    monkeypatch.setattr(widget.logic.lib, "start_jobs", Done)
     ui.findBestButton.click()
     _wait(widget, "findbest")
     assert [s[0][0] for s in started] == ["find-best", "evaluate"]
@@ -392,7 +392,7 @@ def test_train_for_n_minutes(app, tmp_path, monkeypatch):
     if widget.deviceInfo.is_cpu:
         assert "stops each fold after 2 min" in ui.trainWarningLabel.text
     started = []
-    monkeypatch.setattr(widget.logic.lib, "startTraining",
+    monkeypatch.setattr(widget.logic.lib, "start_training",
                         lambda steps, work, detached, kind="train": started.append(
                             (steps, kind)) or _DoneJob(steps))
     assert ui.trainButton.enabled, ui.trainButton.toolTip
@@ -617,7 +617,7 @@ def test_fine_tune_from_the_panel_then_did_it_help(app, tmp_path, monkeypatch):
                                       "version": 1}}))
 
     effects = [finish]
-    monkeypatch.setattr(widget.logic.lib, "startTraining",
+    monkeypatch.setattr(widget.logic.lib, "start_training",
                         lambda steps, work_, detached, kind="train": started.append(
                             (steps, kind)) or _DoneJob(steps, effects.pop(0)))
     p.fineTuneEpochs = 3

@@ -262,9 +262,9 @@ def test_every_widget_name_in_the_module_exists_in_the_ui(everything, ui):
     connected = {c.value for f in setup for c in ast.walk(f) if isinstance(c, ast.Constant)
                  and isinstance(c.value, str) and c.value.endswith(("Button", "TableWidget"))}
     assert connected and connected <= names, connected - names
-    from NNSegLib.slicer.panel_rules import LOCKS, PanelState, button_rules
+    from NNSegLib.slicer.module_logic import LOCKS, ModuleState, module_view
 
-    assert set(button_rules(PanelState())) <= names
+    assert set(module_view(ModuleState()).rules) <= names
     assert {n for v in LOCKS.values() for n in v} <= names
 
 
@@ -315,12 +315,12 @@ def test_logic_export_and_load_prediction(module, tmp_path):
     seg = mrml.segmentation_from_labels(scene, labels, geo, {0: "bg", 1: "Liver", 2: "tumor"},
                                         reference_volume=volume)
     node = logic.getParameterNode().parameterNode
-    assert logic.lib.describeLabels(scene, node) == "No cases yet."
-    logic.lib.addCase(node, [volume], seg)
-    assert logic.lib.caseRows(node) == [["vol", seg.GetName(), "Liver, tumor"]]
-    assert logic.lib.describeLabels(scene, node).startswith(
+    assert logic.lib.dataset.describe_labels(scene, node) == "No cases yet."
+    logic.lib.dataset.add_case(node, [volume], seg)
+    assert logic.lib.dataset.case_rows(node) == [["vol", seg.GetName(), "Liver, tumor"]]
+    assert logic.lib.dataset.describe_labels(scene, node).startswith(
         "1 case(s); labels 0: background, 1: Liver, 2: tumor")
-    report = logic.lib.exportDataset(scene, node, tmp_path / "Dataset005_X", ["CT"])
+    report = logic.lib.dataset.export_dataset(scene, node, tmp_path / "Dataset005_X", ["CT"])
     assert report.splitlines()[-1].startswith("OK:")
     # a model folder with dataset.json; the "job" output is written by hand here
     model = tmp_path / "model"
@@ -328,11 +328,13 @@ def test_logic_export_and_load_prediction(module, tmp_path):
     (model / "dataset.json").write_text(json.dumps({
         "name": "Dataset005_X", "channel_names": {"0": "CT"},
         "labels": {"background": 0, "Liver": 1, "tumor": 2}}))
-    info = logic.lib.modelInfo(model)
+    info = logic.lib.segment.model_info(model)
     assert info["channels"] == ["CT"] and info["labels"] == {0: "background", 1: "Liver",
                                                              2: "tumor"}
-    assert logic.lib.overwriteDecision(scene, None).action == "new"
-    run = logic.lib.captureSegmentRun(scene, [[volume]], [None], model, "0-1", "cpu", False, True)
+    assert logic.lib.segment.overwrite_decision(scene, None).action == "new"
+    from NNSegLib.slicer.segment_run import capture_segment_run
+
+    run = capture_segment_run(scene, [[volume]], [None], model, "0-1", "cpu", False, True)
     written, wgeo = SimpleITKIO().read(run.tmp / "input" / "case000_0000.nii.gz")
     np.testing.assert_array_equal(written, image)
     assert run.steps[-1][:3] == ["predict", "-i", str(run.tmp / "input")]
@@ -340,7 +342,7 @@ def test_logic_export_and_load_prediction(module, tmp_path):
     SimpleITKIO().write(labels, wgeo, run.tmp / "output" / "case000.nii.gz")
     SimpleITKIO().write(np.full(geo.shape, 0.25, np.float32), wgeo,
                         run.tmp / "output" / "case000_uncertainty.nii.gz")
-    [result] = logic.lib.deliverResults(scene, run)
+    [result] = logic.lib.segment.deliver_results(scene, run)
     run.cleanup()
     out, unc = result.segmentation, result.uncertainty
     assert mrml.segment_names(out) == ["Liver", "tumor"]
@@ -356,16 +358,16 @@ def test_logic_plan_table_and_cv_summary(module, tmp_path):
 
     mod, _scene = module
     logic = mod.NNSegLogic()
-    summary = logic.lib.crossValidationSummary(tmp_path, "3d_fullres")
+    summary = logic.lib.train.cross_validation_summary(tmp_path, "3d_fullres")
     assert summary == "No cross-validation results yet."
     for fold, dice in ((0, 0.8), (1, 0.9)):
         d = tmp_path / "results" / "3d_fullres" / f"fold_{fold}"
         d.mkdir(parents=True)
         (d / "validation_summary.json").write_text(
             json.dumps({"foreground_mean": {"dice": dice}}))
-    assert logic.lib.crossValidationSummary(tmp_path, "3d_fullres") == (
+    assert logic.lib.train.cross_validation_summary(tmp_path, "3d_fullres") == (
         "CV Dice 0.850 (fold_0: 0.800, fold_1: 0.900)")
-    assert logic.lib.trainSteps("D", tmp_path, "2d", "1", 5, "cpu", False)[1][:4] == [
+    assert logic.lib.train.train_commands("D", tmp_path, "2d", "1", 5, "cpu", False)[1][:4] == [
         "train", "D", "2d", "1"]
 
 
@@ -381,7 +383,7 @@ def test_logic_plans_table(module, tmp_path):
     Plans("D", "paper", 8.0, {"0": "MRI"}, {"background": 0, "a": 1},
           {"0": IntensityProperties(1.0, 2.0, 0.0, 3.0)},
           {"3d_fullres": config}).save(tmp_path / "plans.json")
-    header, rows = mod.NNSegLogic().lib.plansTable(tmp_path)
+    header, rows = mod.NNSegLogic().lib.plan.plans_table(tmp_path)
     assert header == ["", "3d_fullres"]
     table = {r[0]: r[1] for r in rows}
     assert table["patch size"] == "40×56×40" and table["batch size"] == "9"
@@ -390,7 +392,7 @@ def test_logic_plans_table(module, tmp_path):
 
 def test_every_logic_method_the_widget_calls_exists(tree, everything):
     """``self.logic.X`` in the Widget and the panels, ``logic.X`` in the self-test: defined by
-    NNSegLogic or forwarded to ModuleLogic."""
+    NNSegLogic; ``….lib.X`` and ``….lib.X.Y`` (a panel's own module): ModuleLogic has them."""
     from NNSegLib.slicer.module_logic import ModuleLogic
 
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
@@ -401,9 +403,18 @@ def test_every_logic_method_the_widget_calls_exists(tree, everything):
              if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
              and node.value.id == "logic"}
     own = {f.name for f in classes["NNSegLogic"].body if isinstance(f, ast.FunctionDef)}
-    missing = sorted(n for n in used if n not in own and not hasattr(ModuleLogic, n)
-                     and n != "python")
+    missing = sorted(n for n in used if n not in own and n != "lib")
     assert used and not missing, missing
+    lib = ModuleLogic()
+    chains = [node for node in ast.walk(everything) if isinstance(node, ast.Attribute)
+              and isinstance(node.value, ast.Attribute) and node.value.attr == "lib"]
+    missing = sorted(c.attr for c in chains if not hasattr(lib, c.attr))
+    assert chains and not missing, missing
+    inner = [(node.value.attr, node.attr) for node in ast.walk(everything)
+             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+             and isinstance(node.value.value, ast.Attribute) and node.value.value.attr == "lib"]
+    missing = sorted(f"{a}.{b}" for a, b in inner if not hasattr(getattr(lib, a), b))
+    assert inner and not missing, missing
 
 
 def test_new_controls_say_what_the_messages_call_them(ui):

@@ -20,12 +20,12 @@ def test_device_detection_failure_does_not_stop_the_startup(harness, tmp_path, t
     from harness.dialogs import DIALOGS
     from harness.pythonqt import LOG
 
-    from NNSegLib.slicer import module_logic
+    from NNSegLib.slicer import devices
 
-    def broken(self, requested="auto"):
+    def broken(requested="auto"):
         raise RuntimeError("no driver")
 
-    monkeypatch.setattr(module_logic.ModuleLogic, "detectDevice", broken)
+    monkeypatch.setattr(devices, "detect_device", broken)
     dataset = shutil.copytree(trained_work[0], tmp_path / trained_work[0].name)
     work = shutil.copytree(trained_work[1], tmp_path / "work" / dataset.name)
     settings = qt.QSettings()  # the folders of the last session
@@ -46,9 +46,9 @@ def test_a_result_that_cannot_be_loaded_says_so(harness, tmp_path, trained_work,
     from harness.pythonqt import LOG
     from test_click_path import wait
 
-    from NNSegLib.slicer import module_logic
+    from NNSegLib.slicer.panels import segment
 
-    def broken(self, scene, run):
+    def broken(scene, run):
         raise OSError("disk full")
 
     _dataset, work = (shutil.copytree(p, tmp_path / p.name) for p in trained_work)
@@ -60,7 +60,7 @@ def test_a_result_that_cannot_be_loaded_says_so(harness, tmp_path, trained_work,
     volume, _seg = add_case(harness.scene(), "case0", 0)
     ui.inputVolumeSelector.setCurrentNode(volume)
     ui.predictDeviceComboBox.currentIndex = ui.predictDeviceComboBox.findText("cpu")
-    monkeypatch.setattr(module_logic.ModuleLogic, "deliverResults", broken)
+    monkeypatch.setattr(segment, "deliver_results", broken)
     DIALOGS.expect(int(qt.QMessageBox.Ok))
     ui.segmentButton.click()
     wait(widget, "segment")

@@ -54,9 +54,9 @@ TRACED_TESTS = ["Testing/slicer/scene/test_mrml.py", "Testing/slicer/scene/test_
                 "Testing/slicer/test_segment_sequence.py", "Testing/slicer/test_review_panel.py"]
 #: Every test file that drives NNSegLib / NNSeg.py with real MRML.
 ALL_MRML_TESTS = TRACED_TESTS + [
-    "Testing/slicer/test_loop_walk.py", "Testing/slicer/scene/test_review.py",
+    "Testing/extension/test_loop_walk.py", "Testing/slicer/scene/test_review.py",
     "Testing/slicer/test_batch_job.py", "Testing/slicer/scene/test_prediction.py",
-    "Testing/slicer/test_panel_rules.py", "Testing/extension/test_module_widget.py"]
+    "Testing/slicer/test_module_logic.py", "Testing/extension/test_module_widget.py"]
 
 
 # ----------------------------------------------------------------------------------------

@@ -83,16 +83,16 @@ def test_the_panels_read_a_model_again_only_when_it_changed(tmp_path, monkeypatc
         allowUnfinished=False, batchSource="scene volumes", batchInputFolder=Path("."),
         batchFolder=Path("."))
     logic = ModuleLogic()
-    states = [logic.panelState(scene, params, [None], ["CT"], [], set()) for _ in range(3)]
+    states = [logic.state(scene, params, [None], ["CT"], [], set()) for _ in range(3)]
     assert len(calls) == 1   # three updates, one read
-    assert all(s.model_folds == states[0].model_folds for s in states)
-    assert states[0].model_folds.unfinished_only   # only a best checkpoint so far
+    assert all(s.shared.model_folds == states[0].shared.model_folds for s in states)
+    assert states[0].shared.model_folds.unfinished_only   # only a best checkpoint so far
     fold = model / "3d_fullres" / "fold_0"
     _touch_later(fold / "checkpoint_final.pt", "")   # the training finished
-    done = logic.panelState(scene, params, [None], ["CT"], [], set())
-    assert len(calls) == 2 and not done.model_folds.unfinished_only
-    logic.panelState(scene, params, [None], ["CT"], [], set())
+    done = logic.state(scene, params, [None], ["CT"], [], set())
+    assert len(calls) == 2 and not done.shared.model_folds.unfinished_only
+    logic.state(scene, params, [None], ["CT"], [], set())
     assert len(calls) == 2
-    logic.forgetFolders()   # a job ended
-    logic.panelState(scene, params, [None], ["CT"], [], set())
+    logic.forget_folders()   # a job ended
+    logic.state(scene, params, [None], ["CT"], [], set())
     assert len(calls) == 3

@@ -16,8 +16,8 @@ from test_segment_run import _labels, _model, _paint, _volume  # noqa: E402
 from NNSegLib.data.io import SimpleITKIO  # noqa: E402
 from NNSegLib.inference.predict_timing import Measurement, TimingBook  # noqa: E402
 from NNSegLib.jobs.base import JobStatus  # noqa: E402
+from NNSegLib.jobs.texts import describe_event  # noqa: E402
 from NNSegLib.slicer import segment_run, segment_times  # noqa: E402
-from NNSegLib.slicer.gui_summaries import describe_event  # noqa: E402
 from NNSegLib.slicer.scene import mrml  # noqa: E402
 from NNSegLib.slicer.segment_sequence import (  # noqa: E402
     FULL,

@@ -1,4 +1,5 @@
-"""The clinician's loop walked end to end on real MRML (slicer-core, headless).
+"""The clinician's loop walked end to end on real MRML (slicer-core, headless): the walk of
+NNSeg/Testing/Python/loop_walk.py, which NNSegTest runs inside Slicer.
 
 Segment 3 generated cases with a tiny trained model, rank them, correct the first one's
 labelmap in the scene, add it to the dataset, preprocess (only the new case), fine-tune one
@@ -8,13 +9,20 @@ epoch from the archived model, segment again — and check the numbers.
 from __future__ import annotations
 
 import dataclasses
+import sys
+from pathlib import Path
 
 import pytest
 
 slicer = pytest.importorskip(
     "slicer", reason="needs slicer-core (pip install slicer-core) for real MRML nodes")
 
-from NNSegLib.slicer.loop_walk import run_walk, walk_problems  # noqa: E402
+#: The module's test walks (shipped with the module for NNSegTest, not part of NNSegLib).
+WALKS = Path(__file__).resolve().parents[2] / "NNSeg" / "Testing" / "Python"
+if str(WALKS) not in sys.path:
+    sys.path.insert(0, str(WALKS))
+
+from loop_walk import run_walk, walk_problems  # noqa: E402
 
 pytestmark = pytest.mark.slicer
 

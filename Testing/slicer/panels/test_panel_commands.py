@@ -1,10 +1,13 @@
-"""NNSegLib.slicer.panel_commands: the panels' command lines parse with the real CLI."""
+"""The panels' command lines (NNSegLib.slicer.panels, segment_run, fine_tune, batch_job) parse
+with the real CLI."""
 
 from __future__ import annotations
 
 from conftest import cascade_plans
 
-from NNSegLib.slicer.panel_commands import plan_commands, predict_commands, train_commands
+from NNSegLib.slicer.panels.plan import plan_commands
+from NNSegLib.slicer.panels.train import train_commands
+from NNSegLib.slicer.segment_run import predict_commands
 
 
 def _parse(cmd: list[str]):
@@ -68,7 +71,8 @@ def test_batch_and_fine_tune_commands(tmp_path):
 
     import pytest
 
-    from NNSegLib.slicer.panel_commands import fine_tune_commands, segment_batch_commands
+    from NNSegLib.slicer.batch_job import segment_batch_commands
+    from NNSegLib.slicer.fine_tune import fine_tune_commands
     from NNSegLib.util.errors import NNSegError
 
     (seg,) = segment_batch_commands(tmp_path / "in", tmp_path / "b", tmp_path / "m", "0-1",
@@ -112,7 +116,7 @@ def test_batch_and_fine_tune_commands(tmp_path):
 def test_train_for_n_minutes_and_unfinished_folds(tmp_path):
     """The Train panel's time budget reaches every `train` command (the cascade's low-res
     folds too); "Use unfinished folds" reaches predict and segment-batch."""
-    from NNSegLib.slicer.panel_commands import segment_batch_commands
+    from NNSegLib.slicer.batch_job import segment_batch_commands
     from NNSegLib.util.workspace import Workspace
 
     ds, work = tmp_path / "Dataset001_X", tmp_path / "work"

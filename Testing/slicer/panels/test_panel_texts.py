@@ -1,18 +1,17 @@
-"""NNSegLib.slicer.gui_summaries: the texts and tables of the Slicer module's panels (no Slicer)."""
+"""The texts and tables of the Slicer module's panels (NNSegLib.slicer.panels, the job texts of
+NNSegLib.jobs.texts), without Slicer."""
 
 from __future__ import annotations
 
 import json
 import math
 
+from NNSegLib.jobs.texts import describe_epoch
 from NNSegLib.planning.plans import ConfigurationPlan, IntensityProperties, Plans
-from NNSegLib.slicer.gui_summaries import (
-    cross_validation_summary,
-    describe_epoch,
-    describe_training_set,
-    model_info,
-    plans_table,
-)
+from NNSegLib.slicer.model_folds import model_info
+from NNSegLib.slicer.panels.dataset import describe_training_set
+from NNSegLib.slicer.panels.plan import plans_table
+from NNSegLib.slicer.panels.train import cross_validation_summary
 from NNSegLib.slicer.scene.dataset import TrainingPair, TrainingSet
 
 
@@ -105,7 +104,7 @@ def test_model_info_of_folder_zip_and_nothing(tmp_path):
 
 
 def test_fine_tune_summary(tmp_path):
-    from NNSegLib.slicer.gui_summaries import fine_tune_summary
+    from NNSegLib.slicer.fine_tune import fine_tune_summary
 
     work = tmp_path / "work"
     old, new = work / "model_versions" / "v1", work / "results"
@@ -124,7 +123,7 @@ def test_event_and_finish_texts():
     from types import SimpleNamespace
 
     from NNSegLib.jobs.base import JobStatus
-    from NNSegLib.slicer.gui_summaries import describe_event, finish_text
+    from NNSegLib.jobs.texts import describe_event, finish_text
 
     assert describe_event("plan", {"event": "progress", "stage": "fingerprint", "current": 2,
                                    "total": 4}, 10.0) == "fingerprint: 2/4, ETA 0:10"
@@ -146,7 +145,7 @@ def test_event_and_finish_texts():
 
 def test_training_time_warning_uses_the_plan(tmp_path):
     from NNSegLib.slicer.devices import DeviceInfo
-    from NNSegLib.slicer.gui_summaries import training_time_warning
+    from NNSegLib.slicer.panels.train import training_time_warning
 
     cpu = DeviceInfo("cpu", cores=4, bf16=False)
     assert training_time_warning(cpu, tmp_path, "3d_fullres", "0", 5).endswith("very slow.")
@@ -184,7 +183,8 @@ def test_progress_bar_values_and_review_case_line():
     from types import SimpleNamespace
 
     from NNSegLib.inference.case_uncertainty import CaseUncertainty, Region
-    from NNSegLib.slicer.gui_summaries import describe_review_case, progress_value
+    from NNSegLib.jobs.texts import progress_value
+    from NNSegLib.slicer.panels.review import describe_review_case
 
     case = {"event": "progress", "stage": "segment-batch", "current": 2, "total": 5}
     patch = {"event": "progress", "stage": "sliding window", "current": 7, "total": 40}

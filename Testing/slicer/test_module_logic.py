@@ -1,7 +1,9 @@
-"""NNSegLib.slicer.panel_rules: when each button may be clicked and why not."""
+"""NNSegLib.slicer.module_logic with the panels' rules (NNSegLib.slicer.panels): when each button
+may be clicked and why not, built from the parameter node."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -11,15 +13,54 @@ import pytest
 
 from NNSegLib.slicer.fine_tune import FineTunePlan
 from NNSegLib.slicer.model_folds import FoldCheck
-from NNSegLib.slicer.panel_rules import (
+from NNSegLib.slicer.module_logic import (
     LOCKS,
-    PanelState,
-    button_rules,
-    enabled_inputs,
-    info_texts,
+    ModuleLogic,
+    ModuleState,
     locked_widgets,
-    state_from_parameters,
+    module_view,
 )
+
+#: Where each field of the panels' states lives in a ModuleState.
+_PART = {f: part for part, cls in
+         (("shared", ModuleState().shared), ("dataset", ModuleState().dataset),
+          ("plan", ModuleState().plan), ("train", ModuleState().train),
+          ("segment", ModuleState().segment), ("review", ModuleState().review))
+         for f in dataclasses.asdict(cls)}
+
+
+def PanelState(**fields) -> ModuleState:  # noqa: N802 - reads like the state it builds
+    """A ModuleState with these fields set in the panel state that holds each."""
+    state = ModuleState()
+    for name, value in fields.items():
+        setattr(getattr(state, _PART[name]), name, value)
+    return state
+
+
+def button_rules(state: ModuleState) -> dict:
+    return module_view(state).rules
+
+
+def enabled_inputs(state: ModuleState) -> dict:
+    return module_view(state).inputs
+
+
+def info_texts(state: ModuleState) -> dict:
+    return module_view(state).texts
+
+
+def state_from_parameters(scene, params, segment_volumes, model_channels, resumable_folds,
+                          running, report, started_folds=(), batch_volumes=(),
+                          review_case=None, dataset_case_name=""):
+    """ModuleLogic.state (no runs), with what the runs would answer set directly."""
+    session = SimpleNamespace(current_case=lambda scene: review_case)
+    channels = ["c"] * model_channels if model_channels else None
+    state = ModuleLogic().state(scene, params, segment_volumes, channels, [], running,
+                                batch_volumes, session, dataset_case_name)
+    state.train.resumable_folds, state.train.started_folds = list(resumable_folds), started_folds
+    state.train.report = report
+    return state
+
 
 UI = Path(__file__).resolve().parents[2] / "NNSeg" / "Resources" / "UI" / "NNSeg.ui"
 
@@ -88,20 +129,20 @@ def test_plan_and_train_follow_the_files(tmp_path):
     dataset, work = _dataset(tmp_path), tmp_path / "work"
     state = PanelState(dataset_folder=str(tmp_path / "none"), work_folder=str(work))
     assert "export the dataset first" in button_rules(state)["planButton"].reason
-    state.dataset_folder = str(dataset)
+    state.shared.dataset_folder = str(dataset)
     assert button_rules(state)["planButton"].enabled
     assert "click Plan first" in button_rules(state)["trainButton"].reason
     _plan(work, ["2d", "3d_fullres"])
     assert button_rules(state)["trainButton"].enabled
-    state.train_configuration = "3d_lowres"
+    state.train.train_configuration = "3d_lowres"
     assert "has no 3d_lowres (planned: 2d, 3d_fullres)" in button_rules(state)["trainButton"].reason
-    state.train_configuration, state.folds = "2d", "0, x"
+    state.train.train_configuration, state.train.folds = "2d", "0, x"
     assert not button_rules(state)["trainButton"].enabled
-    state.folds = "0-4"
+    state.train.folds = "0-4"
     assert button_rules(state)["trainButton"].enabled
     # resume only with something to resume
     assert not button_rules(state)["resumeButton"].enabled
-    state.resumable_folds = ["1", "3"]
+    state.train.resumable_folds = ["1", "3"]
     assert "fold(s) 1, 3" in button_rules(state)["resumeButton"].reason
     # find best needs a trained configuration
     assert "Train at least one" in button_rules(state)["findBestButton"].reason
@@ -122,7 +163,7 @@ def test_running_jobs_turn_apply_into_cancel_and_exclude_each_other(tmp_path):
     assert rules["trainButton"].enabled and "Cancel" in rules["trainButton"].reason
     assert not rules["planButton"].enabled and not rules["resumeButton"].enabled
     assert not rules["findBestButton"].enabled
-    state.running = {"plan"}
+    state.shared.running = {"plan"}
     rules = button_rules(state)
     assert rules["planButton"].enabled and not rules["trainButton"].enabled
     assert locked_widgets({"plan"}) >= {"datasetFolderPathLineEdit", "recipeComboBox"}
@@ -139,13 +180,13 @@ def test_segment_rules(tmp_path):
     assert "dataset.json missing" in button_rules(state)["segmentButton"].reason
     (model / "dataset.json").write_text("{}")
     assert "each of the model's 2 channel(s)" in button_rules(state)["segmentButton"].reason
-    state.segment_volumes = [Node("a"), None]
+    state.segment.segment_volumes = [Node("a"), None]
     assert not button_rules(state)["segmentButton"].enabled
-    state.segment_volumes = [Node("a"), Node("b")]
+    state.segment.segment_volumes = [Node("a"), Node("b")]
     assert button_rules(state)["segmentButton"].enabled
-    state.model_path = str(tmp_path / "missing.zip")
+    state.shared.model_path = str(tmp_path / "missing.zip")
     assert "does not exist" in button_rules(state)["segmentButton"].reason
-    state.running = {"segment"}
+    state.shared.running = {"segment"}
     assert button_rules(state)["segmentButton"].enabled  # it is the Cancel button now
 
 
@@ -172,12 +213,14 @@ def test_state_from_parameters_on_real_mrml():
     state = state_from_parameters(scene, params, [vol], 1, ["2"], set(), None,
                                   batch_volumes=[vol], review_case="c1",
                                   dataset_case_name="c1")
-    assert state.complete_cases == 1 and state.incomplete_cases == 0
-    assert state.listed_segmentation_ids == [seg.GetID()] and state.case_channels == [1]
-    assert state.channel_names == ["CT"] and state.scene_segmentations == 1
-    assert state.dataset_folder == "." and state.resumable_folds == ["2"]
-    assert state.batch_input_problem is None and "batch folder" in state.batch_folder_problem
-    assert state.review_case == "c1" and "No plan" in state.fine_tune.problem
+    assert state.dataset.complete_cases == 1 and state.dataset.incomplete_cases == 0
+    assert state.dataset.listed_segmentation_ids == [seg.GetID()]
+    assert state.dataset.case_channels == [1]
+    assert state.dataset.channel_names == ["CT"] and state.dataset.scene_segmentations == 1
+    assert state.shared.dataset_folder == "." and state.train.resumable_folds == ["2"]
+    assert state.review.batch_input_problem is None
+    assert "batch folder" in state.review.batch_folder_problem
+    assert state.review.review_case == "c1" and "No plan" in state.review.fine_tune.problem
     rules = button_rules(state)
     assert not rules["addPairButton"].enabled  # this segmentation is listed already
     assert "dataset folder" in rules["exportDatasetButton"].reason
@@ -196,7 +239,7 @@ def test_train_refuses_folds_that_already_have_a_run(tmp_path):
     rule = button_rules(state)["trainButton"]
     assert not rule.enabled and "Fold(s) 1 of 3d_fullres already have a run" in rule.reason
     assert button_rules(state)["resumeButton"].enabled
-    state.folds = "2, 3"
+    state.train.folds = "2, 3"
     assert button_rules(state)["trainButton"].enabled
 
 
@@ -210,7 +253,7 @@ def test_training_jobs_include_the_fine_tune(tmp_path):
                        complete_cases=1, case_channels=[1], channel_names=["CT"])
     rules = button_rules(state)
     assert rules["fineTuneButton"].enabled and rules["fineTuneButton"].reason == ready.text
-    state.running = {"finetune"}
+    state.shared.running = {"finetune"}
     rules = button_rules(state)
     assert rules["fineTuneButton"].enabled and "Cancel" in rules["fineTuneButton"].reason
     for name in ("planButton", "trainButton", "resumeButton", "findBestButton",
@@ -218,10 +261,10 @@ def test_training_jobs_include_the_fine_tune(tmp_path):
         assert not rules[name].enabled, name
     assert "Fine-tuning runs" in info_texts(state)["fineTuneInfoLabel"]
     for other in ({"train"}, {"segment"}, {"batch"}, {"plan"}):
-        state.running = other
+        state.shared.running = other
         assert not button_rules(state)["fineTuneButton"].enabled, other
-    state.running = set()
-    state.fine_tune = FineTunePlan(problem="No plan in the work folder: click Plan first.")
+    state.shared.running = set()
+    state.review.fine_tune = FineTunePlan(problem="No plan in the work folder: click Plan first.")
     assert button_rules(state)["fineTuneButton"].reason.startswith("No plan")
     assert info_texts(state)["fineTuneInfoLabel"].startswith("No plan")
     assert {"fineTuneEpochsSpinBox", "foldsLineEdit"} <= locked_widgets({"finetune"})
@@ -235,30 +278,30 @@ def test_batch_and_review_rules(tmp_path):
     state = PanelState(model_path=str(model), batch_input_problem="Choose the input folder.",
                        batch_folder_problem=None)
     assert button_rules(state)["batchButton"].reason == "Choose the input folder."
-    state.batch_input_problem = None
+    state.review.batch_input_problem = None
     assert button_rules(state)["batchButton"].enabled
-    state.model_folds = FoldCheck(problem="3d_fullres has no finished fold: …")
+    state.shared.model_folds = FoldCheck(problem="3d_fullres has no finished fold: …")
     assert "no finished fold" in button_rules(state)["batchButton"].reason
     assert "no finished fold" in button_rules(state)["segmentButton"].reason
-    state.model_folds = FoldCheck()
-    state.batch_folder_problem = "This batch folder was segmented by T v1"
+    state.shared.model_folds = FoldCheck()
+    state.review.batch_folder_problem = "This batch folder was segmented by T v1"
     assert not button_rules(state)["batchButton"].enabled
-    state.running = {"batch"}
+    state.shared.running = {"batch"}
     assert button_rules(state)["batchButton"].enabled  # Cancel
     assert {"batchFolderPathLineEdit", "modelPathLineEdit", "allowUnfinishedCheckBox"} <= \
         locked_widgets({"batch"})
     # reviewing: a case must be shown; adding also needs the dataset and a name
-    state.running = set()
+    state.shared.running = set()
     rules = button_rules(state)
     for name in ("acceptButton", "needsCorrectionButton", "addToDatasetButton"):
         assert not rules[name].enabled and "Click a case" in rules[name].reason, name
-    state.review_case, state.dataset_folder = "pat", str(_dataset(tmp_path))
+    state.review.review_case, state.shared.dataset_folder = "pat", str(_dataset(tmp_path))
     rules = button_rules(state)
     assert rules["acceptButton"].enabled and rules["needsCorrectionButton"].enabled
     assert "Enter the case's name" in rules["addToDatasetButton"].reason
-    state.dataset_case_name = "pat_2"
+    state.review.dataset_case_name = "pat_2"
     assert "as 'pat_2'" in button_rules(state)["addToDatasetButton"].reason
-    state.running = {"train"}
+    state.shared.running = {"train"}
     assert "reading this dataset" in button_rules(state)["addToDatasetButton"].reason
     assert enabled_inputs(state)["batchInputFolderPathLineEdit"]
     assert not enabled_inputs(state)["batchVolumesSelector"]

@@ -6,9 +6,9 @@ noise standard deviations brighter than the background instead of 6 (the case th
 be least sure about). It ranks them and corrects the first case's segmentation in the scene
 (replaced by the truth, as an editor would). It adds that case to the dataset, preprocesses
 (only the new case), archives the model and fine-tunes one epoch from it. Then it segments the
-batch again and compares. It returns the numbers; ``Testing/slicer/test_loop_walk.py`` checks
-them headless with ``slicer-core``, and ``NNSegTest`` can run the same walk inside Slicer on the
-application's scene.
+batch again and compares. It returns the numbers; ``Testing/extension/test_loop_walk.py`` checks
+them headless with ``slicer-core``, and ``NNSegTest`` runs the same walk inside Slicer on the
+application's scene. Test code: it ships with the module (for NNSegTest), not in NNSegLib.
 """
 
 from __future__ import annotations
