@@ -144,14 +144,16 @@ def results_md(runs: list[dict], summary: dict, labels: list[str]) -> str:
     dates = sorted(r["date_start"][:10] for r in runs)
     r0 = runs[0]
     plan = r0["config"]["plan"]
-    m = r0["machine"]
+    machines = sorted({f"{r['machine']['nproc']} CPUs, {r['machine']['cpu_model']}"
+                       for r in runs})
     cols = [*labels, "mean_foreground"]
     lines = [
         f"## Equal-budget accuracy vs nnU-Net v2 ({Path(r0['dataset']).name}, {CONFIG}, "
         f"fold {FOLD}; {'/'.join(map(str, nseeds))} seed(s) per tool)\n",
         f"- Written by `bench/bench_accuracy.py --summarize` from the {len(runs)} run files in "
-        f"`bench/results/accuracy/` (runs dated {dates[0]} to {dates[-1]}; machine "
-        f"{m['nproc']} CPUs, {m['cpu_model']}).",
+        f"`bench/results/accuracy/` (runs dated {dates[0]} to {dates[-1]}; "
+        f"machine{'s' if len(machines) > 1 else ''} {'; '.join(machines)}; each run file "
+        "names its own).",
         f"- Every run: nnU-Net's plan (patch {'×'.join(map(str, plan['patch_size']))}, batch "
         f"{plan['batch_size']}, features {plan['features_per_stage'][0]}–"
         f"{plan['features_per_stage'][-1]}) and splits, fold {FOLD}, v2 recipe (SGD Nesterov "

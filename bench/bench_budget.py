@@ -124,6 +124,14 @@ def run_one(a: argparse.Namespace, ctx: dict, minutes: float, seed: int, path: P
           f"{train['wall_s'] / 60:.1f} min, predict {predict['wall_s'] / 60:.1f} min", flush=True)
 
 
+def _shown(folder: Path) -> str:
+    """A folder as the summary names it: relative to the repository when inside it."""
+    try:
+        return folder.resolve().relative_to(bl.BENCH.parent.resolve()).as_posix()
+    except ValueError:
+        return str(folder)
+
+
 def _mean_sd(values: list[float]) -> str:
     if len(values) < 2:
         return f"{values[0]:.4f}" if values else "n/a"
@@ -149,7 +157,7 @@ def summarize(update_md: bool = True) -> str:
         "## Accuracy in a time budget, default settings (Dataset004_Hippocampus, 3d_fullres, "
         "fold 0)", "",
         f"- Written by `bench/bench_budget.py --summarize` from the {len(runs)} run files in "
-        "`bench/results/budget/runs/`. Each run: default fingerprint/plan/preprocess, `nnseg "
+        f"`{_shown(RESULTS)}/`. Each run: default fingerprint/plan/preprocess, `nnseg "
         "train D 3d_fullres 0 --time-budget M --seed S` (final validation included), then "
         "`nnseg predict` (defaults) of fold 0's validation cases of NNSeg's own split, held "
         "out from training; mean foreground Dice over those cases. Mean ± sample sd over seeds.",
