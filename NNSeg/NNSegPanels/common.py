@@ -108,7 +108,7 @@ class Panel:
 
     @property
     def lib(self):
-        """The panels' logic (``NNSegLogic.lib``)."""
+        """NNSegLib's side (``NNSegLogic.lib``): ``lib.<panel>`` is a panel's own module."""
         return self.logic.lib
 
     def connect(self) -> None:
