@@ -108,7 +108,7 @@ class Panel:
 
     @property
     def lib(self):
-        """NNSegLib's side (``NNSegLogic.lib``): ``lib.<panel>`` is a panel's own module."""
+        """``NNSegLogic.lib``: ``lib.<panel>`` is this panel's own module of the library."""
         return self.logic.lib
 
     def connect(self) -> None:
