@@ -43,15 +43,11 @@ class FineTunePlan:
 
 
 def _folds(folds: str) -> list[str]:
-    from NNSegLib.data.splits import parse_folds
-
     return [str(f) for f in parse_folds(folds)] or ["0"]
 
 
 def _cascade_problem(work: Path, configuration: str) -> str | None:
     from NNSegLib.planning.plans import Plans
-    from NNSegLib.util.errors import NNSegError
-    from NNSegLib.util.workspace import Workspace
 
     plans = Workspace(work).plans
     if not plans.is_file():
@@ -75,9 +71,7 @@ def fine_tune_plan(work: Path | str, configuration: str, folds: str) -> FineTune
         folds: The Train panel's folds (``"0"``, ``"0-4"``).
     """
     from NNSegLib.training.model_versions import next_archive
-    from NNSegLib.util.errors import NNSegError
     from NNSegLib.util.model_folder import ModelFolder
-    from NNSegLib.util.workspace import Workspace
 
     if is_unset(work):
         return FineTunePlan(problem=tr("Choose the work folder first."))
@@ -172,7 +166,6 @@ def fine_tune_steps(dataset: Path | str, work: Path | str, configuration: str, f
         NNSegError: when the plan has a problem (its text).
     """
     from NNSegLib.training.run_config import FINE_TUNE_EPOCHS
-    from NNSegLib.util.errors import NNSegError
 
     plan = fine_tune_plan(work, configuration, folds)
     if plan.problem:
@@ -190,8 +183,6 @@ def did_it_help(work: Path | str, configuration: str | None = None
     nothing to compare yet.
     """
     from NNSegLib.evaluation.model_comparison import compare_models
-    from NNSegLib.util.errors import NNSegError
-    from NNSegLib.util.workspace import Workspace
 
     if is_unset(work):
         return "", [], []
@@ -214,7 +205,6 @@ def fine_tune_summary(work: Path | str, configuration: str | None = None) -> str
     ``"CV Dice v1 0.812 → v2 0.845 (+0.033; fold(s) 0)"``.
     """
     from NNSegLib.evaluation.model_comparison import compare_models
-    from NNSegLib.util.errors import NNSegError
 
     folder = Workspace(Path(work)).model
     parent = folder.parent
@@ -250,7 +240,6 @@ def fine_tune_commands(dataset: Path | str, work: Path | str | None, configurati
     from NNSegLib.training.run_config import FINE_TUNE_EPOCHS
     from NNSegLib.training.train_cli import train_argv
     from NNSegLib.util.json_files import read_json
-    from NNSegLib.util.workspace import Workspace
 
     if previous_stage(dataset, work, configuration) is not None:
         raise NNSegError(f"{configuration} is a cascade stage; fine-tuning a cascade is not "
@@ -268,7 +257,7 @@ def fine_tune_commands(dataset: Path | str, work: Path | str | None, configurati
         parent = str(next_archive(ws.root))
         commands.append(CommandStep(archive_model_argv(dataset, w)))
     commands.append(CommandStep(preprocess_argv(dataset, w, [configuration])))
-    for fold in [str(f) for f in parse_folds(folds)] or ["0"]:
+    for fold in _folds(folds):
         run = ws.run(configuration, fold)
         if resume and run.is_finished:
             continue

@@ -22,11 +22,8 @@ from NNSegLib.slicer.module_logic import (
 )
 
 #: Where each field of the panels' states lives in a ModuleState.
-_PART = {f: part for part, cls in
-         (("shared", ModuleState().shared), ("dataset", ModuleState().dataset),
-          ("plan", ModuleState().plan), ("train", ModuleState().train),
-          ("segment", ModuleState().segment), ("review", ModuleState().review))
-         for f in dataclasses.asdict(cls)}
+_PART = {f.name: part.name for part in dataclasses.fields(ModuleState)
+         for f in dataclasses.fields(getattr(ModuleState(), part.name))}
 
 
 def PanelState(**fields) -> ModuleState:  # noqa: N802 - reads like the state it builds

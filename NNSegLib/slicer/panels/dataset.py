@@ -33,9 +33,14 @@ class DatasetState:
     scene_segmentations: int = 0
 
 
+def channel_names(text: str) -> list[str]:
+    """The channel names typed as ``"CT, PET"`` (``[]`` when none)."""
+    return [c.strip() for c in str(text).split(",") if c.strip()]
+
+
 def parse_channel_names(text: str) -> list[str]:
-    """The channel names typed as ``"CT, PET"`` (``["image"]`` when none)."""
-    return [c.strip() for c in str(text).split(",") if c.strip()] or ["image"]
+    """:func:`channel_names` for an export (``["image"]`` when none)."""
+    return channel_names(text) or ["image"]
 
 
 def state(scene: Any, params: Any) -> DatasetState:
@@ -49,7 +54,7 @@ def state(scene: Any, params: Any) -> DatasetState:
         complete_cases=sum(c.complete for c in cases),
         incomplete_cases=sum(not c.complete for c in cases),
         case_channels=[len(c.volumes) for c in cases],
-        channel_names=[c.strip() for c in str(params.channelNames).split(",") if c.strip()],
+        channel_names=channel_names(params.channelNames),
         scene_segmentations=scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))
 
 
@@ -132,6 +137,6 @@ add_all_cases = case_list.add_all_cases
 remove_cases = case_list.remove_cases
 clear_cases = case_list.clear_cases
 
-__all__ = ["DatasetState", "add_all_cases", "add_case", "case_rows", "clear_cases",
+__all__ = ["DatasetState", "add_all_cases", "add_case", "case_rows", "channel_names", "clear_cases",
            "describe_labels", "describe_training_set", "export_dataset", "parse_channel_names",
            "remove_cases", "rule_add_case", "rule_export", "state", "view"]

@@ -66,7 +66,7 @@ def view(s: SegmentState, shared: Shared) -> View:
 
 def model_folder(work: Any) -> Path:
     """The model a work folder trains (*Use the model trained here*)."""
-    return Path(str(work)) / "results"
+    return Workspace(Path(str(work))).results
 
 
 def segment_request(params: Any) -> SegmentRequest:

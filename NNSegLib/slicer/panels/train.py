@@ -274,7 +274,7 @@ def reattach(job: Any, work: Any) -> tuple[Any, dict, list]:
     else:
         context = TrainContext.from_json(stored)
     records = training_runs.chart_records(
-        Path(str(work)) / "results" / context.configuration / f"fold_{context.fold}")
+        Workspace(Path(str(work))).run(context.configuration, str(context.fold)))
     job.poll()  # skip the events already in the chart's log
     return job, {"work": work, "configuration": context.configuration,
                  "folds": context.fold, "maxEpochs": context.max_epochs}, records
