@@ -15,9 +15,10 @@ test (``--nnseg-train-args`` is recorded when given, and makes another variant).
 NNSeg runs from ``--nnseg-python``'s venv (``bash bench/setup_nnseg_pinned.sh COMMIT``), so the
 code under test is pinned. Run this on a quiet machine, under the CPU profile of the claim
 (``--cpu-profile clinician``): a budget run trains less when other jobs take the cores. Every
-finished run is one JSON file in ``bench/results/budget/runs/`` (its epochs' log included);
-runs whose file exists are skipped. The summary (also ``--summarize`` alone) reads them all and
-writes the "budget_runs" section of ``bench/RESULTS.md``.
+finished run is one JSON file in ``bench/results/budget/runs/`` (its epochs' log included;
+``-noprofile`` in the name when run without a CPU profile); runs whose file exists are
+skipped. The summary (also ``--summarize`` alone) reads them all and writes the "budget_runs"
+section of ``bench/RESULTS.md``.
 
     .venv/bin/python bench/bench_budget.py --nnseg-python PY --cpu-profile clinician \\
         --budgets 25 --seeds 0 1 2 [--tag T] [--nnseg-train-args "..."]
@@ -219,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
            "train_args": train_args, "work": prepared_work(a, nn, code["commit"][:7])}
     for minutes in a.budgets:
         for seed in a.seeds:
-            path = RESULTS / f"{a.tag}-m{minutes:g}-s{seed}-{code['commit'][:7]}.json"
+            cpu = "" if a.cpu_profile else "-noprofile"   # the claim's runs use the profile
+            path = RESULTS / f"{a.tag}-m{minutes:g}-s{seed}{cpu}-{code['commit'][:7]}.json"
             if path.exists():
                 print(f"[{path.stem}] exists, skipped")
                 continue
