@@ -164,8 +164,9 @@ def summarize(update_md: bool = True) -> str:
         "out from training; mean foreground Dice over those cases. Mean ± sample sd over seeds.",
         "", "| budget (min) | variant | CPU profile | machine | seeds | batch | epochs | steps "
         "| train wall (min) | mean foreground Dice |", "|---|---|---|---|---|---|---|---|---|---|"]
-    per_seed = ["", "| budget | variant | seed | commit | Anterior | Posterior | mean | steps "
-                "| train min | load start/end |", "|---|---|---|---|---|---|---|---|---|---|"]
+    per_seed = ["", "| budget | variant | CPU profile | seed | commit | Anterior | Posterior "
+                "| mean | steps | train min | load start/end |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key in sorted(groups):
         rs = sorted(groups[key], key=lambda r: r["seed"])
         dice = [r["dice"]["mean"]["mean_foreground"] for r in rs]
@@ -180,7 +181,8 @@ def summarize(update_md: bool = True) -> str:
         for r, n in zip(rs, steps):
             m = r["dice"]["mean"]
             per_seed.append(
-                f"| {key[0]:g} | {key[1]} | {r['seed']} | {r['nnseg_code']['commit'][:7]} "
+                f"| {key[0]:g} | {key[1]} | {key[2]} | {r['seed']} "
+                f"| {r['nnseg_code']['commit'][:7]} "
                 f"| {m.get('Anterior')} | {m.get('Posterior')} | {m['mean_foreground']} | {n} "
                 f"| {r['wall_s']['train'] / 60:.1f} | {r['machine']['loadavg_start'][0]}/"
                 f"{r['machine']['loadavg_end'][0]} |")
