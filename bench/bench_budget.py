@@ -220,9 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     nn = a.nnseg_python.parent / "nnseg"
     ctx = {"nnseg_python": a.nnseg_python, "nnseg_bin": nn, "code": code, "tag": a.tag,
            "train_args": train_args, "work": prepared_work(a, nn, code["commit"][:7])}
+    cpu = "" if a.cpu_profile else "-noprofile"   # the claim's runs use the profile
     for minutes in a.budgets:
         for seed in a.seeds:
-            cpu = "" if a.cpu_profile else "-noprofile"   # the claim's runs use the profile
             path = RESULTS / f"{a.tag}-m{minutes:g}-s{seed}{cpu}-{code['commit'][:7]}.json"
             if path.exists():
                 print(f"[{path.stem}] exists, skipped")
