@@ -20,9 +20,16 @@ Several NNSeg settings can be measured against the same nnU-Net runs, e.g. bf16 
 ``--nnseg-variant default= --nnseg-variant fp32="--amp off"`` (each ``NAME=ARGS``; ratios
 are reported per variant).
 
+Several NNSeg builds can be measured in the same run, so that a speed-up is compared with an
+earlier commit's on the same machine: ``--nnseg-build old=PY --nnseg-build new=PY2``, each the
+python of a venv made by ``bash bench/setup_nnseg_pinned.sh COMMIT``. Every build runs every
+variant (tools ``nnseg@LABEL:VARIANT``); each build gets its own matched work folder
+(``$CACHE/nnseg-matched/nnseg-<commit>/<dataset>``, as bench_accuracy) and its commit is
+recorded. The command line is today's ``train_argv``: an older build must accept it.
+
     .venv/bin/python bench/bench_train.py [--iterations 8] [--warmup 2] [--repeats 2]
         [--tools nnseg nnunet] [--nnseg-args "--loader-threads 1"] [--rebuild-nnseg]
-        [--nnseg-variant NAME=ARGS ...]
+        [--nnseg-variant NAME=ARGS ...] [--nnseg-build LABEL=PY ...]
 """
 
 from __future__ import annotations
@@ -117,6 +124,7 @@ def run_nnseg(
     final_val: bool = False,
     label: str = "nnseg",
     env_extra: dict | None = None,
+    nnseg_bin: Path | None = None,
 ) -> dict:
     work = matched["work"]
     prog = rdir / f"{label}_progress.jsonl"
@@ -125,7 +133,7 @@ def run_nnseg(
     from NNSegLib.util.command_line import common_argv
 
     cmd = [
-        str(bl.NNSEG_BIN),
+        str(nnseg_bin or bl.NNSEG_BIN),
         *train_argv(ds, CONFIG, 0, work, "cpu", 1, iterations_per_epoch=iters, val_iterations=1,
                     seed=seed, fresh=True, final_validation=final_val),
         *common_argv(progress_json=prog, quiet=True),
@@ -154,6 +162,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--nnseg-variant", action="append", default=[], metavar="NAME=ARGS",
                     help="an NNSeg setting to measure (repeatable); ARGS are added to "
                          "--nnseg-args")
+    ap.add_argument("--nnseg-build", action="append", default=[], metavar="LABEL=PY",
+                    help="an NNSeg build to measure (repeatable): the python of a venv from "
+                         "setup_nnseg_pinned.sh; default: the repository's .venv")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment variable for both tools' processes (repeatable), e.g. "
                          "ONEDNN_MAX_CPU_ISA=AVX2 to run both as on a CPU without AVX-512 "
@@ -171,26 +182,56 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def tool_variants(args: argparse.Namespace) -> tuple[list[str], dict[str, list[str]]]:
-    """The tools to run (NNSeg once per variant) and each NNSeg variant's extra arguments."""
+def nnseg_builds(args: argparse.Namespace) -> dict[str | None, dict]:
+    """Each ``--nnseg-build LABEL=PY`` (or the repository's venv, label None): its nnseg and
+    commit."""
+    if not args.nnseg_build:
+        return {None: {"bin": bl.NNSEG_BIN, "work": None, "code": None}}
+    builds: dict[str | None, dict] = {}
+    for spec in args.nnseg_build:
+        label, sep, py = spec.partition("=")
+        if not sep or not label or not py:
+            raise SystemExit(f"--nnseg-build: {spec!r} is not LABEL=PY")
+        if label in builds:
+            raise SystemExit(f"--nnseg-build: label {label!r} given twice")
+        code = bl.nnseg_code_info(Path(py))
+        if not code["commit"]:
+            raise SystemExit(f"--nnseg-build: cannot tell which commit {code['source']} is")
+        short = code["commit"][:7] + ("-dirty" if code["dirty"] else "")
+        work = bl.CACHE / "nnseg-matched" / f"nnseg-{short}" / args.dataset.resolve().name
+        builds[label] = {"bin": Path(py).parent / "nnseg", "work": work, "code": code}
+    return builds
+
+
+def tool_variants(args: argparse.Namespace, builds: dict[str | None, dict]
+                  ) -> tuple[list[str], dict[str, list[str]], dict[str, str | None]]:
+    """The tools to run (NNSeg once per build and variant), each NNSeg tool's extra arguments,
+    and each NNSeg tool's build label."""
     tools = list(args.tools)
-    if "nnseg" in tools and bl.nnseg_help("train") is None:
+    if "nnseg" in tools and bl.nnseg_help("train") is None and None in builds:
         print("nnseg train is not available yet: running nnU-Net only", file=sys.stderr)
         tools.remove("nnseg")
     extra = shlex.split(args.nnseg_args)
-    variants = {"nnseg": extra}
+    settings = {"": extra}
     if args.nnseg_variant:
-        variants = {}
+        settings = {}
         for spec in args.nnseg_variant:
             name, _, more = spec.partition("=")
-            variants[f"nnseg:{name}"] = extra + shlex.split(more)
+            settings[f":{name}"] = extra + shlex.split(more)
+    variants: dict[str, list[str]] = {}
+    build_of: dict[str, str | None] = {}
+    for label in builds:
+        for suffix, more_args in settings.items():
+            name = "nnseg" + (f"@{label}" if label is not None else "") + suffix
+            variants[name], build_of[name] = more_args, label
     if "nnseg" in tools:
         tools = [*variants, *(t for t in tools if t != "nnseg")]
-    return tools, variants
+    return tools, variants, build_of
 
 
 def run_all(args: argparse.Namespace, tools: list[str], variants: dict[str, list[str]],
-            ref: dict, matched: dict | None, env_extra: dict) -> dict[str, list[dict]]:
+            ref: dict, builds: dict[str | None, dict], build_of: dict[str, str | None],
+            env_extra: dict) -> dict[str, list[dict]]:
     """Every repeat of every tool, alternating the order."""
     base = bl.CACHE / "runs" / f"train-{time.strftime('%Y%m%d-%H%M%S')}"
     runs: dict[str, list[dict]] = {t: [] for t in tools}
@@ -208,10 +249,10 @@ def run_all(args: argparse.Namespace, tools: list[str], variants: dict[str, list
                 res = run_nnunet(args.dataset, ref, rdir, args.iterations, args.seed,
                                  env_extra=env_extra)
             else:
-                assert matched is not None
-                res = run_nnseg(args.dataset, matched, rdir, args.iterations, args.seed,
-                                variants[tool], label=tool.replace(":", "_"),
-                                env_extra=env_extra)
+                build = builds[build_of[tool]]
+                res = run_nnseg(args.dataset, build["matched"], rdir, args.iterations, args.seed,
+                                variants[tool], label=tool.replace(":", "_").replace("@", "_"),
+                                env_extra=env_extra, nnseg_bin=build["bin"])
             res["repeat"], res["loadavg1_before"] = rep, round(load, 2)
             res["steady"] = steady(res["iter_seconds"], args.warmup)
             runs[tool].append(res)
@@ -301,6 +342,11 @@ def results_md(data: dict, path: Path) -> str:
         + "; ".join(f"{k} `{' '.join(v) or '(defaults)'}`"
                     for k, v in data["nnseg_variants"].items())
         + ".\n",
+        *([("- NNSeg builds (pinned venvs, same run, order alternating): "
+             + "; ".join(f"{k} = commit `{(c['commit'] or '?')[:7]}`"
+                         + (" (dirty)" if c["dirty"] else "")
+                         for k, c in data["nnseg_builds"].items()) + ".\n")]
+          if data.get("nnseg_builds") else []),
         bl.load_note(info),
         "| tool | s/iter median | s/iter min | iterations/s (median) | n iterations | peak "
         "PSS median (MB) |",
@@ -327,17 +373,22 @@ def results_md(data: dict, path: Path) -> str:
 def main() -> int:
     args = parse_args()
     globals()["TIMEOUT"] = args.timeout
-    tools, variants = tool_variants(args)
+    builds = nnseg_builds(args)
+    tools, variants, build_of = tool_variants(args, builds)
     info = bl.machine_info()
     ref = bl.ensure_nnunet_ref(args.dataset)
-    matched = (bl.ensure_nnseg_matched(args.dataset, ref, rebuild=args.rebuild_nnseg)
-               if any(t != "nnunet" for t in tools) else None)
-    if matched and matched["differences"]:
-        print(
-            "WARNING: NNSeg plan differs from nnU-Net's:", matched["differences"], file=sys.stderr
-        )
+    matched = None
+    if any(t != "nnunet" for t in tools):
+        for label, build in builds.items():
+            build["matched"] = bl.ensure_nnseg_matched(
+                args.dataset, ref, rebuild=args.rebuild_nnseg, nnseg_bin=build["bin"],
+                work=build["work"])
+            if build["matched"]["differences"]:
+                print(f"WARNING: NNSeg ({label or 'repository'}) plan differs from nnU-Net's:",
+                      build["matched"]["differences"], file=sys.stderr)
+        matched = next(iter(builds.values()))["matched"]
     env_extra = dict(spec.split("=", 1) for spec in args.env)
-    runs = run_all(args, tools, variants, ref, matched, env_extra)
+    runs = run_all(args, tools, variants, ref, builds, build_of, env_extra)
     info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     summary, ratios = summarise(runs, variants, args.warmup)
     data = {
@@ -345,6 +396,7 @@ def main() -> int:
         "iterations": args.iterations, "warmup": args.warmup, "repeats": args.repeats,
         "seed": args.seed, "nnseg_extra_args": shlex.split(args.nnseg_args),
         "nnseg_variants": variants, "environment": env_extra, "machine": info,
+        "nnseg_builds": {str(k): b["code"] for k, b in builds.items() if k is not None},
         "nnunet_config": bl.nnunet_3d_params(ref["plans"]),
         "nnseg_config": matched["config"] if matched else None,
         "config_differences": matched["differences"] if matched else None,
