@@ -20,6 +20,7 @@ import vtk
 from NNSegPanels import common, selftest
 from NNSegPanels.common import JOB_WIDGETS, Folders, Jobs, Rules, _, showingErrors, translate
 from NNSegPanels.dataset import DatasetPanel
+from NNSegPanels.path_field import OptionalPath  # registers its GUI connector
 from NNSegPanels.plan import PlanPanel
 from NNSegPanels.review import ReviewPanel
 from NNSegPanels.segment import SegmentPanel
@@ -107,7 +108,7 @@ class NNSegParameterNode:
     #: at least one validation interval (RunConfig.epoch_minutes), as `nnseg train` requires
     timeBudgetMinutes: Annotated[int, WithinRange(3, 100000)] = 60
     # Segment
-    modelPath: pathlib.Path
+    modelPath: OptionalPath = None  # None: not chosen yet (an empty field, not ".")
     inputVolume: vtkMRMLScalarVolumeNode
     outputSegmentation: vtkMRMLSegmentationNode
     predictDevice: Annotated[str, Choice(DEVICES)] = "auto"
@@ -120,7 +121,7 @@ class NNSegParameterNode:
     previewFirst: bool = False
     # Batch and review
     batchSource: Annotated[str, Choice(["folder", "scene volumes"])] = "folder"
-    batchInputFolder: pathlib.Path
+    batchInputFolder: OptionalPath = None
     batchFolder: pathlib.Path
     overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     fineTuneEpochs: Annotated[int, WithinRange(0, 10000)] = 0

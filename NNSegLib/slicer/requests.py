@@ -22,6 +22,12 @@ def _work(work: Any) -> Path | None:
     return Path(str(work)) if work is not None and str(work) not in ("", ".") else None
 
 
+def _path(path: Any) -> Path:
+    """A path parameter as a Path; an unset one (``None``, as the model field before a model
+    is chosen) is ``Path()``, as Slicer's own Path parameters start."""
+    return Path(str(path)) if path is not None else Path()
+
+
 @dataclass(frozen=True)
 class TrainRequest:
     """*Train* (or *Resume*): which folds of which configuration, for how long, where."""
@@ -85,7 +91,7 @@ class SegmentRequest:
 
     @classmethod
     def from_parameters(cls, params: Any) -> SegmentRequest:
-        return cls(Path(str(params.modelPath)), params.predictFolds, params.predictDevice,
+        return cls(_path(params.modelPath), params.predictFolds, params.predictDevice,
                    bool(params.tta), bool(params.uncertainty), bool(params.postprocessing),
                    bool(params.show3D), bool(params.allowUnfinished), bool(params.previewFirst))
 
@@ -108,7 +114,7 @@ class BatchRequest:
     def from_parameters(cls, params: Any, model_channels: Any = None) -> BatchRequest:
         folder = params.batchInputFolder
         return cls(params.batchSource, Path(str(folder)) if folder is not None else None,
-                   Path(str(params.batchFolder)), Path(str(params.modelPath)),
+                   Path(str(params.batchFolder)), _path(params.modelPath),
                    params.predictFolds, params.predictDevice, bool(params.tta),
                    bool(params.allowUnfinished), len(model_channels) if model_channels else 1)
 

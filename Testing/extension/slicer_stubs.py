@@ -188,6 +188,8 @@ def fake_parameter_node_wrapper(cls):
     def base_type(hint):
         return typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
 
+    optional_path = typing.Optional[pathlib.Path]
+
     def make(name: str, typ, default):
         def read(self):
             node = self.parameterNode
@@ -198,7 +200,7 @@ def fake_parameter_node_wrapper(cls):
             text = node.GetParameter(name)
             if typ is bool:
                 return text == "true"
-            if typ is pathlib.Path:
+            if typ is pathlib.Path or typ == optional_path:
                 return pathlib.Path(text)
             return typ(text)
 
@@ -206,6 +208,10 @@ def fake_parameter_node_wrapper(cls):
             node = self.parameterNode
             if hasattr(typ, "GetClassName") or getattr(typ, "__name__", "").startswith("vtkMRML"):
                 node.SetNodeReferenceID(name, value.GetID() if value is not None else None)
+            elif typ == optional_path and value is None:
+                node.UnsetParameter(name)
+            elif typ == optional_path and not isinstance(value, pathlib.Path):
+                raise TypeError(f"{name}: {value!r} is not a pathlib.Path or None")
             elif typ is bool:
                 node.SetParameter(name, "true" if value else "false")
             else:
@@ -231,6 +237,25 @@ def fake_parameter_node_wrapper(cls):
     return type(cls.__name__, (), attrs)
 
 
+class GuiConnector:
+    """slicer.parameterNodeWrapper.GuiConnector's constructor (the fake wrapper binds no
+    widget: its connectGui connects nothing, so no connector is ever created)."""
+
+    def __init__(self) -> None:
+        self._callback = None
+
+
+#: The GUI connectors the module registered (``parameterNodeGuiConnector``).
+CONNECTORS: list[type] = []
+
+
+def register_connector(cls: type) -> type:
+    if not issubclass(cls, GuiConnector):
+        raise TypeError("Must be a GuiConnector subclass")  # as Slicer's decorator
+    CONNECTORS.append(cls)
+    return cls
+
+
 class Recorder:
     """What the fake application showed the user."""
 
@@ -254,6 +279,8 @@ def install(monkeypatch, scene) -> tuple[Recorder, types.ModuleType]:
     pnw = types.ModuleType("slicer.parameterNodeWrapper")
     pnw.parameterNodeWrapper = fake_parameter_node_wrapper
     pnw.Choice = pnw.WithinRange = lambda *a, **k: None
+    pnw.GuiConnector = GuiConnector
+    pnw.parameterNodeGuiConnector = register_connector
     monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", pnw)
     slm = types.ModuleType("slicer.ScriptedLoadableModule")
 
@@ -342,6 +369,10 @@ def load_module():
     puts it (for its ``NNSegPanels``)."""
     if str(MODULE.parent) not in sys.path:
         sys.path.insert(0, str(MODULE.parent))
+    for name, module in list(sys.modules.items()):  # NNSegPanels, imported again (new stubs)
+        file = getattr(module, "__file__", None)
+        if file and MODULE.parent.resolve() in Path(file).resolve().parents:
+            del sys.modules[name]
     spec = importlib.util.spec_from_file_location("NNSeg", MODULE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

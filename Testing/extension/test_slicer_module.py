@@ -117,7 +117,8 @@ def test_parameter_fields_map_to_widgets(tree, ui):
     assert all(len(v) == 1 for v in bound.values()), bound
     expected_class = {"vtkMRMLScalarVolumeNode": "qMRMLNodeComboBox",
                       "vtkMRMLSegmentationNode": "qMRMLNodeComboBox",
-                      "pathlib.Path": "ctkPathLineEdit", "bool": "QCheckBox", "str": "QLineEdit",
+                      "pathlib.Path": "ctkPathLineEdit",
+                      "OptionalPath": "ctkPathLineEdit", "bool": "QCheckBox", "str": "QLineEdit",
                       "Annotated[int, WithinRange": "QSpinBox",
                       "Annotated[float, WithinRange": ("QDoubleSpinBox", "ctkSliderWidget")}
     for name, stmt in fields.items():

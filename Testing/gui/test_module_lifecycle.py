@@ -129,6 +129,27 @@ def test_every_binding_round_trips(harness, tmp_path):
     assert LOG.problems() == []
 
 
+def test_unchosen_model_and_input_folder_show_empty_fields(harness, tmp_path):
+    """The model and the batch's input folder start unset (None) and show an empty field, not
+    the "." that Slicer's Path connector shows for pathlib.Path(); no path field shows "."."""
+    import ctk
+    from harness.pythonqt import LOG
+
+    widget = open_module(harness)
+    p, widgets = widget._parameterNode, bound_widgets(widget)
+    shown = {name: w.currentPath for name, w in widgets.items()
+             if isinstance(w, ctk.ctkPathLineEdit)}
+    assert len(shown) == 5 and "." not in shown.values(), shown
+    for name in ("modelPath", "batchInputFolder"):
+        assert getattr(p, name) is None and shown[name] == "", name
+        _set_gui(widgets[name], tmp_path)
+        assert getattr(p, name) == tmp_path, name
+        setattr(p, name, None)  # as a script or a scene without the field
+        assert widgets[name].currentPath == "" and getattr(p, name) is None, name
+    assert "Choose" in widget.ui.segmentButton.toolTip, widget.ui.segmentButton.toolTip
+    assert LOG.problems() == []
+
+
 def test_settings_survive_saving_and_loading_the_scene(harness, tmp_path):
     """The panels' settings are saved with the scene: after File → Save and loading the
     scene again (a new session), the GUI shows them."""

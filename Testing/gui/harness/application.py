@@ -222,11 +222,24 @@ class MainWindow(qt_class("QMainWindow")):
         return self._panel
 
 
+def forget_modules_of(folder: Path) -> None:
+    """Drop the Python modules imported from ``folder`` (a scripted module's own package, e.g.
+    NNSegPanels): a starting Slicer process has none of them, so they are imported again
+    against this version's Python layer (a GUI connector registers with its
+    parameterNodeWrapper)."""
+    folder = folder.resolve()
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and folder in Path(file).resolve().parents:
+            del sys.modules[name]
+
+
 def load_scripted_module(app, folder: Path, name: str) -> qSlicerScriptedLoadableModule:
-    """What Slicer does with a module found in *Additional module paths*."""
+    """What Slicer does at start-up with a module found in *Additional module paths*."""
     import slicer
 
     path = folder / f"{name}.py"
+    forget_modules_of(folder)
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     spec = importlib.util.spec_from_file_location(name, path)
