@@ -4,13 +4,15 @@
 Each run does what a user does: ``nnseg fingerprint``, ``plan`` and ``preprocess`` (defaults;
 made once per NNSeg commit and shared by the runs through hard links), then
 
-    nnseg train DATASET 3d_fullres 0 --work W --time-budget M --seed S
-    nnseg predict -i <fold 0's validation images> -o P -m W/results
+    nnseg train DATASET 3d_fullres F --work W --time-budget M --seed S
+    nnseg predict -i <fold F's validation images> -o P -m W/results
 
 and scores the predictions against ``labelsTr`` (Dice per class and case). The validation
-cases of fold 0 come from NNSeg's own split (``splits_final.json``: seed 12345, five folds) and
-are never trained on. Nothing is tuned to them: every run uses the defaults of the commit under
-test (``--nnseg-train-args`` is recorded when given, and makes another variant).
+cases of fold F (``--fold``, default 0: the fold the claims are scored on) come from NNSeg's
+own split (``splits_final.json``: seed 12345, five folds) and are never trained on. Nothing is
+tuned to them: every run uses the defaults of the commit under test (``--nnseg-train-args`` is
+recorded when given, and makes another variant); a variant is chosen on another fold
+(``--fold 1``, ``-f1`` in the file name) before it is scored on fold 0.
 
 NNSeg runs from ``--nnseg-python``'s venv (``bash bench/setup_nnseg_pinned.sh COMMIT``), so the
 code under test is pinned. Run this on a quiet machine, under the CPU profile of the claim
@@ -21,7 +23,7 @@ skipped. The summary (also ``--summarize`` alone) reads them all and writes the 
 section of ``bench/RESULTS.md``.
 
     .venv/bin/python bench/bench_budget.py --nnseg-python PY --cpu-profile clinician \\
-        --budgets 25 --seeds 0 1 2 [--tag T] [--nnseg-train-args "..."]
+        --budgets 25 --seeds 0 1 2 [--tag T] [--nnseg-train-args "..."] [--fold F]
     .venv/bin/python bench/bench_budget.py --summarize
 """
 
@@ -45,12 +47,13 @@ from NNSegLib.inference.predict_options import predict_argv  # noqa: E402
 from NNSegLib.training.train_cli import train_argv  # noqa: E402
 from NNSegLib.util.command_line import common_argv  # noqa: E402
 
-CONFIG, FOLD = "3d_fullres", 0
+CONFIG = "3d_fullres"
 RESULTS = bl.BENCH / "results" / "budget" / "runs"
 RUNS = bl.CACHE / "budget-runs"
 #: What a run's file keeps of each epoch's ``log.jsonl`` record.
 LOG_KEYS = ("epoch", "iterations", "step", "train_loss", "val_loss", "pseudo_dice",
-            "ema_pseudo_dice", "lr", "epoch_time", "seconds_per_iteration", "fitted_iterations")
+            "ema_pseudo_dice", "lr", "epoch_time", "train_time", "seconds_per_iteration",
+            "fitted_iterations")
 
 
 def now() -> str:
@@ -91,11 +94,11 @@ def run_one(a: argparse.Namespace, ctx: dict, minutes: float, seed: int, path: P
     print(f"[{path.stem}] {minutes:g}-minute training + prediction in {rdir}", flush=True)
     info, started = bl.machine_info(ctx["nnseg_python"]), now()
     train = bl.run_monitored(
-        [str(nn), *train_argv(ds, CONFIG, FOLD, work, seed=seed, time_budget=minutes,
+        [str(nn), *train_argv(ds, CONFIG, a.fold, work, seed=seed, time_budget=minutes,
                               extra=ctx["train_args"]), *common_argv(quiet=True)],
         env=env, log=rdir / "train.log", cwd=rdir, timeout=60 * minutes + 1800)
     bl.check_ok(train, "nnseg train")
-    cases = sorted(json.loads((work / "splits_final.json").read_text())[FOLD]["val"])
+    cases = sorted(json.loads((work / "splits_final.json").read_text())[a.fold]["val"])
     pred = rdir / "pred"
     predict = bl.run_monitored(
         [str(nn), *predict_argv([bl.link_cases(ds, cases, rdir / "input")], pred,
@@ -108,12 +111,12 @@ def run_one(a: argparse.Namespace, ctx: dict, minutes: float, seed: int, path: P
                           dsj.get("file_ending", ".nii.gz"))
     if dice["missing_predictions"]:
         raise RuntimeError(f"no prediction for {dice['missing_predictions']}")
-    fold_dir = work / "results" / CONFIG / f"fold_{FOLD}"
+    fold_dir = work / "results" / CONFIG / f"fold_{a.fold}"
     log = [{k: r[k] for k in LOG_KEYS if k in r} for r in read_jsonl(fold_dir / "log.jsonl")]
     summary = json.loads((fold_dir / "training_summary.json").read_text())
     bl.write_json_atomic(path, {
         "benchmark": "budget", "name": path.stem, "tag": ctx["tag"], "budget_minutes": minutes,
-        "seed": seed, "nnseg_code": ctx["code"], "train_args": ctx["train_args"],
+        "fold": a.fold, "seed": seed, "nnseg_code": ctx["code"], "train_args": ctx["train_args"],
         "dataset": str(ds), "cases": cases, "machine": info, "date_start": started,
         "date_end": now(), "run_config": json.loads((fold_dir / "run_config.json").read_text()),
         "plan": json.loads((work / "plans.json").read_text())["configurations"][CONFIG],
@@ -139,9 +142,19 @@ def _mean_sd(values: list[float]) -> str:
     return f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def _steps(r: dict) -> int:
+    """Training steps of a run: its last epoch's ``step``; code before the step counter
+    (e.g. abb3704) logs none, so each epoch's training time ÷ its time per step."""
+    if "step" in r["log"][-1]:
+        return int(r["log"][-1]["step"])
+    return sum(round(e["train_time"] / e["seconds_per_iteration"]) for e in r["log"])
+
+
 def _group_key(r: dict) -> tuple:
+    """Runs that are seeds of one arm: budget, fold, variant, CPU profile, commit, machine."""
     profile = (r["machine"].get("cpu_profile") or {}).get("name") or "none"
-    return (r["budget_minutes"], r["tag"], profile, r["machine"]["cpu_model"])
+    return (r["budget_minutes"], r.get("fold", 0), r["tag"], profile,
+            r["nnseg_code"]["commit"][:7], r["machine"]["cpu_model"])
 
 
 def summarize(update_md: bool = True) -> str:
@@ -155,24 +168,25 @@ def summarize(update_md: bool = True) -> str:
     for r in runs:
         groups.setdefault(_group_key(r), []).append(r)
     lines = [
-        "## Accuracy in a time budget, default settings (Dataset004_Hippocampus, 3d_fullres, "
-        "fold 0)", "",
+        "## Accuracy in a time budget, default settings (Dataset004_Hippocampus, 3d_fullres)",
+        "",
         f"- Written by `bench/bench_budget.py --summarize` from the {len(runs)} run files in "
         f"`{_shown(RESULTS)}/`. Each run: default fingerprint/plan/preprocess, `nnseg "
-        "train D 3d_fullres 0 --time-budget M --seed S` (final validation included), then "
-        "`nnseg predict` (defaults) of fold 0's validation cases of NNSeg's own split, held "
+        "train D 3d_fullres F --time-budget M --seed S` (final validation included), then "
+        "`nnseg predict` (defaults) of fold F's validation cases of NNSeg's own split, held "
         "out from training; mean foreground Dice over those cases. Mean ± sample sd over seeds.",
-        "", "| budget (min) | variant | CPU profile | machine | seeds | batch | epochs | steps "
-        "| train wall (min) | mean foreground Dice |", "|---|---|---|---|---|---|---|---|---|---|"]
-    per_seed = ["", "| budget | variant | CPU profile | seed | commit | Anterior | Posterior "
-                "| mean | steps | train min | load start/end |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        "", "| budget (min) | fold | variant | CPU profile | commit | machine | seeds | batch "
+        "| epochs | steps | train wall (min) | mean foreground Dice |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    per_seed = ["", "| budget | fold | variant | CPU profile | seed | commit | Anterior "
+                "| Posterior | mean | steps | train min | load start/end |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key in sorted(groups):
         rs = sorted(groups[key], key=lambda r: r["seed"])
         dice = [r["dice"]["mean"]["mean_foreground"] for r in rs]
-        steps = [r["log"][-1]["step"] for r in rs]
+        steps = [_steps(r) for r in rs]
         lines.append(
-            f"| {key[0]:g} | {key[1]} | {key[2]} | {key[3]} "
+            f"| {key[0]:g} | {key[1]} | {key[2]} | {key[3]} | {key[4]} | {key[5]} "
             f"| {', '.join(str(r['seed']) for r in rs)} "
             f"| {sorted({r['run_config'].get('batch_size') for r in rs}, key=str)} "
             f"| {statistics.median(len(r['log']) for r in rs):g} | {statistics.median(steps):g} "
@@ -181,7 +195,7 @@ def summarize(update_md: bool = True) -> str:
         for r, n in zip(rs, steps):
             m = r["dice"]["mean"]
             per_seed.append(
-                f"| {key[0]:g} | {key[1]} | {key[2]} | {r['seed']} "
+                f"| {key[0]:g} | {key[1]} | {key[2]} | {key[3]} | {r['seed']} "
                 f"| {r['nnseg_code']['commit'][:7]} "
                 f"| {m.get('Anterior')} | {m.get('Posterior')} | {m['mean_foreground']} | {n} "
                 f"| {r['wall_s']['train'] / 60:.1f} | {r['machine']['loadavg_start'][0]}/"
@@ -199,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nnseg-python", type=Path, help="python of a pinned NNSeg venv")
     ap.add_argument("--budgets", nargs="+", type=float, default=[25.0], help="minutes")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--fold", type=int, choices=range(5), default=0,
+                    help="the fold trained and scored (0: the claims' fold; choose variants on "
+                         "another)")
     ap.add_argument("--tag", default="default", help="variant name (default settings: default)")
     ap.add_argument("--nnseg-train-args", default="", help="extra options for nnseg train")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the run files")
@@ -221,9 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     ctx = {"nnseg_python": a.nnseg_python, "nnseg_bin": nn, "code": code, "tag": a.tag,
            "train_args": train_args, "work": prepared_work(a, nn, code["commit"][:7])}
     cpu = "" if a.cpu_profile else "-noprofile"   # the claim's runs use the profile
+    fold = f"-f{a.fold}" if a.fold else ""   # fold 0's runs keep their names
     for minutes in a.budgets:
         for seed in a.seeds:
-            path = RESULTS / f"{a.tag}-m{minutes:g}-s{seed}{cpu}-{code['commit'][:7]}.json"
+            path = RESULTS / f"{a.tag}-m{minutes:g}{fold}-s{seed}{cpu}-{code['commit'][:7]}.json"
             if path.exists():
                 print(f"[{path.stem}] exists, skipped")
                 continue
