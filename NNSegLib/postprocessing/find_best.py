@@ -93,6 +93,19 @@ def cv_predictions(ws: Workspace, configuration: str, splits: list[dict], folds:
     return found, missing
 
 
+def complete_folds(ws: Workspace, dataset: Path | str) -> dict[str, list[int]]:
+    """Each configuration with runs → the folds whose validation predictions are all there."""
+    from NNSegLib.data.dataset import load_dataset_json
+    from NNSegLib.data.splits import load_splits
+
+    if not ws.splits.is_file():
+        return {}
+    ending, splits = load_dataset_json(dataset).file_ending, load_splits(ws.splits)
+    return {name: [f for f in range(len(splits))
+                   if not cv_predictions(ws, name, splits, [f], ending)[1]]
+            for name in candidate_configurations(ws)}
+
+
 def _complete_configurations(ws: Workspace, requested: Sequence[str] | None, splits: list[dict],
                              folds: Sequence[int], ending: str,
                              progress: Progress) -> dict[str, dict[str, Path]]:
@@ -339,6 +352,8 @@ def summary_table(result: dict) -> str:
                      f"  {'kept' if d['kept'] else 'rejected'}")
     lines.append(f"CV Dice of the choice with postprocessing: "
                  f"{_num(result['cv_dice_postprocessed']):.4f}")
+    if result.get("folds") is not None:
+        lines.append("validation cases of fold(s) " + ", ".join(map(str, result["folds"])))
     return "\n".join(lines)
 
 
@@ -390,6 +405,7 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
 
 __all__ = ["find_best_argv",
     "candidate_configurations",
+    "complete_folds",
     "cv_predictions",
     "decide_postprocessing",
     "ensemble_case",

@@ -47,9 +47,10 @@ def gather_predictions(work: Path | str) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     found = 0
+    folds = None if best.get("folds") is None else {str(f) for f in best["folds"]}
     for run in ws.model.runs(configuration):
-        if not run.validation.is_dir():
-            continue
+        if not run.validation.is_dir() or (folds is not None and run.fold not in folds):
+            continue   # only the folds find-best scored (all, or those complete then)
         for f in run.validation.iterdir():
             if f.is_file() and not f.name.endswith(".npz"):
                 _link(f, out / f.name)

@@ -192,3 +192,45 @@ def test_add_from_folder_loads_an_nnunet_dataset(harness, tmp_path):
     assert ui.labelsStatusLabel.text.startswith("3 case(s); labels 0: background, 1: a, 2: b")
     assert harness.scene().GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 3
     assert LOG.problems() == [], LOG.problems()
+
+
+def test_find_best_on_the_trained_fold_then_open_the_report(harness, tmp_path, trained_work):
+    """Train panel after fold 0 alone (the panel's default folds): *Find best configuration*
+    cross-validates fold 0 and says so, the evaluation report follows, *Open report* opens
+    it (caught by a file-URL handler instead of a browser)."""
+    import shutil
+
+    from harness.pythonqt import LOG
+    from PyQt5 import QtCore, QtGui
+
+    dataset, work = (shutil.copytree(p, tmp_path / p.name) for p in trained_work)
+    widget = open_module(harness)
+    widget.logic.python = sys.executable
+    ui = widget.ui
+    ui.datasetFolderPathLineEdit.currentPath = str(dataset)
+    ui.workFolderPathLineEdit.currentPath = str(work)
+    assert not ui.openReportButton.enabled and "Find best" in ui.openReportButton.toolTip
+    assert ui.findBestButton.enabled, ui.findBestButton.toolTip
+    ui.findBestButton.click()
+    wait(widget, "findbest")
+    text = ui.findBestResultTextEdit.toPlainText()
+    assert "3d_fullres" in text and "<- best" in text, text
+    assert text.endswith("validation cases of fold(s) 0"), text
+
+    class Browser(QtCore.QObject):
+        opened: list[str] = []
+
+        @QtCore.pyqtSlot(QtCore.QUrl)
+        def open(self, url) -> None:
+            self.opened.append(url.toLocalFile())
+
+    browser = Browser()
+    QtGui.QDesktopServices.setUrlHandler("file", browser, "open")
+    try:
+        assert ui.openReportButton.enabled, ui.openReportButton.toolTip
+        ui.openReportButton.click()
+    finally:
+        QtGui.QDesktopServices.unsetUrlHandler("file")
+    report = work / "evaluation" / "cross_validation" / "report.html"
+    assert browser.opened == [str(report)] and report.is_file()
+    assert LOG.problems() == [], LOG.problems()

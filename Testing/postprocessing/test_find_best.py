@@ -150,3 +150,32 @@ def test_cli(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "3d_fullres" in out and "<- best" in out and "rejected" in out
+
+
+def test_complete_folds_and_the_panels_fold_choice(tmp_path):
+    """The Train panel's Find best runs on every fold once a configuration has them all; with
+    fold 0 alone validated (its default), on fold 0, and the result names its folds."""
+    from NNSegLib.postprocessing.find_best import complete_folds
+    from NNSegLib.slicer.cv_report import gather_predictions
+    from NNSegLib.slicer.panels.train import find_best_commands, find_best_folds
+
+    refs = {c: _cube(np.zeros(SHAPE, np.uint8), 4, 4, 4, 6) for c in CASES}
+    ds, ws = _setup(tmp_path, {"background": 0, "organ": 1}, refs)
+    assert complete_folds(ws, ds) == {} and find_best_folds(ds, ws.root) == []
+    _write_cv(ws, "2d", refs)
+    (ws.run_dir("2d", 1) / "validation" / "case_3.nii.gz").unlink()
+    assert complete_folds(ws, ds) == {"2d": [0]}
+    assert find_best_folds(ds, ws.root) == [0]
+    argv = find_best_commands(ds, ws.root)[0]
+    assert argv[argv.index("--folds"):] == ["--folds", "0"]
+    assert main([*argv, "--quiet", "--workers", "1"]) == 0
+    best = json.loads(ws.model.best_configuration_file.read_text())
+    assert best["folds"] == [0] and best["cv_dice"] == {"2d": 1.0}
+    assert summary_table(best).endswith("validation cases of fold(s) 0")
+    # the report evaluates the scored fold's cases only, not fold 1's leftover case_2
+    assert sorted(f.name for f in gather_predictions(ws.root).iterdir()) == [
+        "case_0.nii.gz", "case_1.nii.gz"]
+    _write_cv(ws, "3d_fullres", refs)
+    assert complete_folds(ws, ds) == {"2d": [0], "3d_fullres": [0, 1]}
+    assert find_best_folds(ds, ws.root) == []
+    assert "--folds" not in find_best_commands(ds, ws.root)[0]

@@ -186,11 +186,26 @@ def _train_step(r: TrainRequest, configuration: str, fold: str, resume: bool) ->
     return CommandStep(argv, context.to_json())
 
 
+def find_best_folds(dataset: Path | str, work: Path | str | None) -> list[int]:
+    """The folds *Find best* cross-validates: ``[]`` (every fold of the split, the method's
+    default) once a configuration has every fold's validation predictions; before that, the
+    most folds one configuration has complete, so that a fold 0 trained alone (the Train
+    panel's default) gets a result, which names its folds. ``[]`` when no configuration has
+    a complete fold: the command then says what is missing."""
+    from NNSegLib.postprocessing.find_best import complete_folds
+
+    ws = Workspace.for_dataset(dataset, work_arg(work))
+    done = complete_folds(ws, dataset)
+    splits = len(read_json(ws.splits, expect=list)) if ws.splits.is_file() else 0
+    most = max(done.values(), key=len, default=[])
+    return [] if len(most) == splits else most
+
+
 def find_best_commands(dataset: Path | str, work: Path | str | None) -> list[list[str]]:
     """Choose the configuration (or ensemble) and postprocessing on cross-validation."""
     from NNSegLib.postprocessing.find_best import find_best_argv
 
-    return [find_best_argv(dataset, work_arg(work))]
+    return [find_best_argv(dataset, work_arg(work), folds=find_best_folds(dataset, work))]
 
 
 def cross_validation_summary(work: Path | str, configuration: str) -> str:
@@ -294,8 +309,8 @@ report_commands = cv_report.report_commands
 #: The loss and Dice curves in the scene's chart node.
 show_chart = training_chart.training_chart
 
-__all__ = ["LOCKS", "TrainState", "chart_records", "cpu_time_warning",
-           "cross_validation_summary", "describe_best", "find_best_commands", "find_runs",
-           "reattach", "report_commands", "report_path", "resumable_folds", "rule_find_best",
-           "rule_resume", "rule_train", "run_lines", "show_chart", "state", "train_commands",
-           "train_request", "train_request_commands", "training_time_warning", "view"]
+__all__ = ["LOCKS", "TrainState", "chart_records", "cpu_time_warning", "cross_validation_summary",
+           "describe_best", "find_best_commands", "find_best_folds", "find_runs", "reattach",
+           "report_commands", "report_path", "resumable_folds", "rule_find_best", "rule_resume",
+           "rule_train", "run_lines", "show_chart", "state", "train_commands", "train_request",
+           "train_request_commands", "training_time_warning", "view"]
