@@ -150,6 +150,11 @@ def _steps(r: dict) -> int:
     return sum(round(e["train_time"] / e["seconds_per_iteration"]) for e in r["log"])
 
 
+def _batch(r: dict) -> int:
+    """The batch a run trained: its run config's, else (no override saved) its plan's."""
+    return int(r["run_config"].get("batch_size") or r["plan"]["batch_size"])
+
+
 def _group_key(r: dict) -> tuple:
     """Runs that are seeds of one arm: budget, fold, variant, CPU profile, commit, machine."""
     profile = (r["machine"].get("cpu_profile") or {}).get("name") or "none"
@@ -188,7 +193,7 @@ def summarize(update_md: bool = True) -> str:
         lines.append(
             f"| {key[0]:g} | {key[1]} | {key[2]} | {key[3]} | {key[4]} | {key[5]} "
             f"| {', '.join(str(r['seed']) for r in rs)} "
-            f"| {sorted({r['run_config'].get('batch_size') for r in rs}, key=str)} "
+            f"| {sorted({_batch(r) for r in rs}, key=str)} "
             f"| {statistics.median(len(r['log']) for r in rs):g} | {statistics.median(steps):g} "
             f"| {statistics.median(r['wall_s']['train'] for r in rs) / 60:.1f} "
             f"| {_mean_sd(dice)} |")
