@@ -285,13 +285,9 @@ def run_one(a: argparse.Namespace, ctx: dict, tool: str, seed: int, path: Path) 
 
 def nnseg_context(a: argparse.Namespace, ref: dict) -> dict:
     py = Path(a.nnseg_python)
-    code = bl.nnseg_code_info(py)
-    if not code["commit"]:
-        raise SystemExit(f"cannot tell which commit {code['source']} is")
-    short = code["commit"][:7] + ("-dirty" if code["dirty"] else "")
-    nn = py.parent / "nnseg"
-    work = bl.CACHE / "nnseg-matched" / f"nnseg-{short}" / a.dataset.resolve().name
-    matched = bl.ensure_nnseg_matched(a.dataset, ref, nnseg_bin=nn, work=work)
+    build = bl.pinned_nnseg(py, a.dataset)
+    code, short, nn = build["code"], build["short"], build["bin"]
+    matched = bl.ensure_nnseg_matched(a.dataset, ref, nnseg_bin=nn, work=build["work"])
     if matched["differences"]:
         print(f"!! NNSeg plan differs from nnU-Net's: {matched['differences']}", file=sys.stderr)
     train_args = shlex.split(a.nnseg_train_args)

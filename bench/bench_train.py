@@ -194,12 +194,7 @@ def nnseg_builds(args: argparse.Namespace) -> dict[str | None, dict]:
             raise SystemExit(f"--nnseg-build: {spec!r} is not LABEL=PY")
         if label in builds:
             raise SystemExit(f"--nnseg-build: label {label!r} given twice")
-        code = bl.nnseg_code_info(Path(py))
-        if not code["commit"]:
-            raise SystemExit(f"--nnseg-build: cannot tell which commit {code['source']} is")
-        short = code["commit"][:7] + ("-dirty" if code["dirty"] else "")
-        work = bl.CACHE / "nnseg-matched" / f"nnseg-{short}" / args.dataset.resolve().name
-        builds[label] = {"bin": Path(py).parent / "nnseg", "work": work, "code": code}
+        builds[label] = bl.pinned_nnseg(Path(py), args.dataset)
     return builds
 
 

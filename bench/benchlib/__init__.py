@@ -67,6 +67,7 @@ from .setups import (  # noqa: E402
     ensure_nnunet_ref,
     nnunet_3d_params,
     nnunet_ref_root,
+    pinned_nnseg,
 )
 from .versions import machine_info, nnseg_code_info, repo_code_version  # noqa: E402
 
@@ -106,6 +107,7 @@ __all__ = [
     "nnunet_env",
     "nnunet_predict_cmd",
     "nnunet_ref_root",
+    "pinned_nnseg",
     "nnunet_train_cmd",
     "ratio",
     "repo_code_version",

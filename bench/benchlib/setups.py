@@ -19,6 +19,7 @@ from .env import (
     nnunet_env,
 )
 from .monitor import check_ok, run_monitored
+from .versions import nnseg_code_info
 
 
 def nnunet_ref_root(dataset: Path) -> Path:
@@ -103,6 +104,19 @@ def nnunet_3d_params(plans: dict, config: str = "3d_fullres") -> dict:
         "n_conv_per_stage": list(a["n_conv_per_stage"]),
         "n_conv_per_stage_decoder": list(a["n_conv_per_stage_decoder"]),
     }
+
+
+def pinned_nnseg(python: Path, dataset: Path) -> dict:
+    """A pinned NNSeg build (``setup_nnseg_pinned.sh``) by its venv's python: its ``nnseg``
+    (``bin``), commit (``code``, :func:`nnseg_code_info`), short name (``-dirty`` when its
+    NNSegLib differs from the commit) and its own matched work folder for ``dataset``
+    (``$CACHE/nnseg-matched/nnseg-<short>/<dataset>``, for :func:`ensure_nnseg_matched`)."""
+    code = nnseg_code_info(python)
+    if not code["commit"]:
+        raise SystemExit(f"cannot tell which commit {code['source']} is")
+    short = code["commit"][:7] + ("-dirty" if code["dirty"] else "")
+    return {"bin": Path(python).parent / "nnseg", "code": code, "short": short,
+            "work": CACHE / "nnseg-matched" / f"nnseg-{short}" / dataset.resolve().name}
 
 
 def ensure_nnseg_matched(
