@@ -203,7 +203,7 @@ def tool_variants(args: argparse.Namespace, builds: dict[str | None, dict]
     """The tools to run (NNSeg once per build and variant), each NNSeg tool's extra arguments,
     and each NNSeg tool's build label."""
     tools = list(args.tools)
-    if "nnseg" in tools and bl.nnseg_help("train") is None and None in builds:
+    if "nnseg" in tools and None in builds and bl.nnseg_help("train") is None:
         print("nnseg train is not available yet: running nnU-Net only", file=sys.stderr)
         tools.remove("nnseg")
     extra = shlex.split(args.nnseg_args)
